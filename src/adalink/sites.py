@@ -1,0 +1,95 @@
+"""Where AdaLink attaches: the module-output boundaries named by ``AdaLinkConfig.modalities``.
+
+A *site* is one module whose output is adapted. ``"input_embeddings"`` resolves through the model's own
+``get_input_embeddings()`` (per side for encoder-decoder models); any other value is a dotted module path.
+"""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass
+
+from torch import nn
+
+from .config import INPUT_EMBEDDINGS, AdaLinkConfig, ConfigError
+
+__all__ = ["Site", "resolve_sites"]
+
+
+@dataclass(frozen=True)
+class Site:
+    modality: str
+    path: str  # dotted path of the adapted module inside the base model
+    module: nn.Module
+    dim: int  # width of the module's output, the AdaLink's d
+    # Module that receives ``inputs_embeds=`` in place of calling ``module``; its pre-hook adapts them instead.
+    embeds_entry: nn.Module | None
+
+
+def resolve_sites(model: nn.Module, config: AdaLinkConfig) -> list[Site]:
+    """Resolve every modality of ``config`` to the module(s) it adapts in ``model``."""
+    sites: list[Site] = []
+    for modality, path in config.modalities.items():
+        if path == INPUT_EMBEDDINGS:
+            sites.extend(_embedding_sites(model, modality, config.sides))
+        else:
+            module = _get_module(model, path)
+            sites.append(Site(modality, path, module, _output_dim(module, path), embeds_entry=None))
+    if config.unified and len({s.dim for s in sites}) > 1:
+        widths = {s.modality: s.dim for s in sites}
+        raise ConfigError(
+            f"AdaLinkConfig.unified=True is invalid here: expected all adapted modules to share one width, "
+            f"found {widths}."
+        )
+    return sites
+
+
+def _embedding_sites(model: nn.Module, modality: str, sides: str) -> list[Site]:
+    config = getattr(model, "config", None)
+    if not getattr(config, "is_encoder_decoder", False):
+        module = model.get_input_embeddings()
+        return [Site(modality, _name_of(model, module), module, _output_dim(module, ""), embeds_entry=model)]
+    stacks = {"encoder": model.get_encoder(), "decoder": model.get_decoder()}
+    chosen = ["encoder", "decoder"] if sides == "both" else [sides]
+    if sides != "both" and stacks["encoder"].get_input_embeddings() is stacks["decoder"].get_input_embeddings():
+        raise ConfigError(
+            f"AdaLinkConfig.sides={sides!r} cannot be honoured: this model's encoder and decoder call one shared "
+            "embedding module, so its output cannot be adapted for one side only; expected sides='both' "
+            "(or transformers>=5, where each side has its own embedding module)."
+        )
+    sites = []
+    for side in chosen:
+        module = stacks[side].get_input_embeddings()
+        sites.append(Site(modality, _name_of(model, module), module, _output_dim(module, ""), stacks[side]))
+    return sites
+
+
+def _get_module(model: nn.Module, path: str) -> nn.Module:
+    try:
+        return model.get_submodule(path)
+    except AttributeError:
+        names = [name for name, _ in model.named_modules() if name]
+        close = difflib.get_close_matches(path, names, n=5, cutoff=0.5)
+        hint = f"close matches: {close}" if close else f"top-level modules: {[n for n in names if '.' not in n]}"
+        raise ConfigError(
+            f"AdaLinkConfig.modalities path {path!r} is invalid: expected a dotted path of a module in "
+            f"{type(model).__name__} or {INPUT_EMBEDDINGS!r}; {hint}."
+        ) from None
+
+
+def _name_of(model: nn.Module, module: nn.Module) -> str:
+    return next(name for name, m in model.named_modules() if m is module)
+
+
+def _output_dim(module: nn.Module, path: str) -> int:
+    if isinstance(module, nn.Embedding):
+        return module.embedding_dim
+    if isinstance(module, nn.Linear):
+        return module.out_features
+    linears = [m for m in module.modules() if isinstance(m, nn.Linear)]
+    if linears:  # e.g. a vision projector: Linear -> act -> Linear; its output width is the last Linear's
+        return linears[-1].out_features
+    raise ConfigError(
+        f"AdaLinkConfig.modalities path {path!r} is invalid: expected a module whose output width can be read "
+        f"(an Embedding, a Linear, or a module ending in a Linear), found {type(module).__name__}."
+    )

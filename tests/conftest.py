@@ -1,0 +1,8 @@
+import pytest
+
+from tiny_models import TEXT_MODELS
+
+
+@pytest.fixture(params=sorted(TEXT_MODELS))
+def text_model_name(request) -> str:
+    return request.param
