@@ -1,0 +1,156 @@
+"""Adapters save atomically, load only onto their own base model, and corrupt files give clear errors."""
+
+import json
+
+import pytest
+import safetensors.torch
+import torch
+
+import adalink.io
+from adalink import (
+    AdaLinkConfig,
+    AdapterFileError,
+    FingerprintMismatchError,
+    PeftModel,
+    UnknownTaskError,
+    get_peft_model,
+)
+from adalink.io import CONFIG_NAME, WEIGHTS_NAME
+from tiny_models import build, model_inputs, perturb_adalink, text_batch
+
+
+def _saved(tmp_path, name="llama", **config):
+    model = get_peft_model(build(name), AdaLinkConfig(rank=4, tasks=["a", "b"], **config)).eval()
+    perturb_adalink(model)
+    model.save_pretrained(tmp_path)
+    return model
+
+
+def test_round_trip_gives_the_same_outputs(text_model_name, tmp_path):
+    model = _saved(tmp_path, text_model_name)
+    loaded = PeftModel.from_pretrained(build(text_model_name), tmp_path)
+    batch = model_inputs(text_model_name, text_batch(batch=2))
+    for task in (["a", "b"], "b"):
+        assert torch.equal(loaded(**batch, task=task).logits, model(**batch, task=task).logits)
+    assert not any(p.requires_grad for p in loaded.parameters()) and not loaded.training
+
+
+def test_files_hold_only_adalink_weights_and_a_fingerprint(tmp_path):
+    _saved(tmp_path, "bert", modules_to_save=["classifier"])
+    assert sorted(p.name for p in tmp_path.iterdir()) == [CONFIG_NAME, WEIGHTS_NAME]
+    tensors = safetensors.torch.load_file(tmp_path / WEIGHTS_NAME)
+    assert sorted(tensors) == [
+        "adalink.text.down",
+        "adalink.text.up",
+        "modules_to_save.classifier.bias",
+        "modules_to_save.classifier.weight",
+    ]
+    document = json.loads((tmp_path / CONFIG_NAME).read_text())
+    fingerprint = document["base_model"]
+    assert fingerprint["architecture"] == "BertForSequenceClassification"
+    assert fingerprint["embedding_shape"] == [96, 32] and len(fingerprint["embedding_sha256"]) == 64
+    assert document["config"]["tasks"] == ["a", "b"]
+
+
+def test_modules_to_save_round_trip(tmp_path):
+    model = get_peft_model(build("bert"), AdaLinkConfig(rank=4, modules_to_save=["classifier"])).eval()
+    with torch.no_grad():
+        model.base_model.classifier.weight.add_(1.0)
+    model.save_pretrained(tmp_path)
+    loaded = PeftModel.from_pretrained(build("bert"), tmp_path)
+    assert torch.equal(loaded.base_model.classifier.weight, model.base_model.classifier.weight)
+
+
+def test_a_different_base_model_is_refused(tmp_path):
+    _saved(tmp_path)
+    with pytest.raises(FingerprintMismatchError) as info:
+        PeftModel.from_pretrained(build("llama", seed=1), tmp_path)
+    assert "embedding_sha256" in str(info.value) and "ignore_fingerprint=True" in str(info.value)
+    loaded = PeftModel.from_pretrained(build("llama", seed=1), tmp_path, ignore_fingerprint=True)
+    assert loaded.task_names == ["a", "b"]
+
+
+def test_a_different_architecture_is_refused(tmp_path):
+    _saved(tmp_path, "llama")
+    with pytest.raises(FingerprintMismatchError, match="architecture: adapter has 'LlamaForCausalLM'"):
+        PeftModel.from_pretrained(build("gpt2"), tmp_path, ignore_fingerprint=False)
+
+
+def test_loading_a_subset_of_tasks_and_refusing_a_missing_one(tmp_path):
+    model = _saved(tmp_path)
+    batch = text_batch(batch=2)
+    only_b = PeftModel.from_pretrained(build("llama"), tmp_path, tasks=["b"])
+    assert only_b.task_names == ["b"]
+    assert torch.equal(only_b(**batch).logits, model(**batch, task="b").logits)
+    with pytest.raises(UnknownTaskError, match=r"Unknown task 'c'; this adapter has tasks \['a', 'b'\]"):
+        PeftModel.from_pretrained(build("llama"), tmp_path, tasks=["c"])
+
+
+def test_truncated_weights_give_a_clear_error(tmp_path):
+    _saved(tmp_path)
+    weights = tmp_path / WEIGHTS_NAME
+    weights.write_bytes(weights.read_bytes()[:100])
+    with pytest.raises(AdapterFileError, match="truncated or corrupt"):
+        PeftModel.from_pretrained(build("llama"), tmp_path)
+
+
+def test_corrupt_config_gives_a_clear_error(tmp_path):
+    _saved(tmp_path)
+    (tmp_path / CONFIG_NAME).write_text('{"format": "adalink", "conf')
+    with pytest.raises(AdapterFileError, match="not valid JSON"):
+        PeftModel.from_pretrained(build("llama"), tmp_path)
+
+
+def test_missing_files_and_foreign_configs(tmp_path):
+    with pytest.raises(AdapterFileError, match="is missing"):
+        PeftModel.from_pretrained(build("llama"), tmp_path)
+    _saved(tmp_path)
+    (tmp_path / CONFIG_NAME).write_text(json.dumps({"peft_type": "LORA"}))
+    with pytest.raises(AdapterFileError, match="not an adalink adapter config"):
+        PeftModel.from_pretrained(build("llama"), tmp_path)
+
+
+def test_corrupt_weights_with_matching_checksum_give_a_clear_error(tmp_path):
+    _saved(tmp_path)
+    (tmp_path / WEIGHTS_NAME).write_bytes(b"\x08\x00\x00\x00\x00\x00\x00\x00{garbage")
+    document = json.loads((tmp_path / CONFIG_NAME).read_text())
+    document["weights_sha256"] = adalink.io._file_sha256(tmp_path / WEIGHTS_NAME)
+    (tmp_path / CONFIG_NAME).write_text(json.dumps(document))
+    with pytest.raises(AdapterFileError, match="is corrupt"):
+        PeftModel.from_pretrained(build("llama"), tmp_path)
+
+
+def test_a_crash_while_saving_keeps_the_previous_adapter(tmp_path, monkeypatch):
+    old = _saved(tmp_path)
+    newer = get_peft_model(build("llama"), AdaLinkConfig(rank=4, tasks=["a", "b"])).eval()
+
+    def crash(tensors, path, metadata=None):
+        with open(path, "wb") as handle:
+            handle.write(b"half a file")
+        raise KeyboardInterrupt("killed mid-save")
+
+    monkeypatch.setattr(adalink.io, "save_file", crash)
+    with pytest.raises(KeyboardInterrupt):
+        newer.save_pretrained(tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [CONFIG_NAME, WEIGHTS_NAME], "temporary file left behind"
+    loaded = PeftModel.from_pretrained(build("llama"), tmp_path)
+    batch = text_batch(batch=2)
+    assert torch.equal(loaded(**batch, task="a").logits, old(**batch, task="a").logits)
+
+
+def test_weights_from_another_save_are_refused(tmp_path):
+    _saved(tmp_path / "one")
+    other = get_peft_model(build("llama"), AdaLinkConfig(rank=4, tasks=["a", "b"]))
+    other.save_pretrained(tmp_path / "two")
+    (tmp_path / "one" / WEIGHTS_NAME).write_bytes((tmp_path / "two" / WEIGHTS_NAME).read_bytes())
+    with pytest.raises(AdapterFileError, match="different saves"):
+        PeftModel.from_pretrained(build("llama"), tmp_path / "one")
+
+
+def test_shape_mismatch_is_refused(tmp_path):
+    _saved(tmp_path)
+    document = json.loads((tmp_path / CONFIG_NAME).read_text())
+    document["config"]["rank"] = 8
+    (tmp_path / CONFIG_NAME).write_text(json.dumps(document))
+    with pytest.raises(AdapterFileError, match=r"'adalink\.text\.down' has shape"):
+        PeftModel.from_pretrained(build("llama"), tmp_path)
