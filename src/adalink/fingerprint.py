@@ -61,5 +61,6 @@ def check_fingerprint(saved: dict[str, Any], actual: dict[str, Any], adapter_dir
         raise FingerprintMismatchError(
             f"The adapter in {adapter_dir} was saved for a different base model:\n  - "
             + "\n  - ".join(differences)
-            + "\nLoad it onto the base model it was trained on, or pass ignore_fingerprint=True to load it deliberately."
+            + "\nLoad it onto the base model it was trained on, "
+            "or pass ignore_fingerprint=True to load it deliberately."
         )

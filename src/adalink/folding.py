@@ -9,6 +9,8 @@ encoder-decoder) keeps the original weights.
 
 from __future__ import annotations
 
+import contextlib
+
 import torch
 from torch import nn
 
@@ -57,10 +59,9 @@ def _untie_output_head(model: nn.Module, old_weight: nn.Parameter) -> None:
     config = getattr(model, "config", None)
     for cfg in (config, getattr(config, "text_config", None) if config is not None else None):
         if cfg is not None and hasattr(cfg, "tie_word_embeddings"):
-            try:
+            # some configs force tying; their reload then unties by value (both tensors are saved)
+            with contextlib.suppress(AttributeError, TypeError, ValueError):
                 cfg.tie_word_embeddings = False
-            except (AttributeError, TypeError, ValueError):  # some configs force tying; reload then unties by value
-                pass
     tied = getattr(model, "all_tied_weights_keys", None)
     if isinstance(tied, dict):
         head_names = {name for name, p in model.named_parameters(remove_duplicate=False) if p is old_weight}
