@@ -14,6 +14,7 @@ import random
 import time
 
 import torch
+import transformers
 from tqdm.auto import tqdm
 from transformers import AutoModelForSequenceClassification, AutoTokenizer, get_linear_schedule_with_warmup
 
@@ -50,14 +51,16 @@ def accuracy(model, tokenizer, examples, batch_size: int = 128, max_length: int 
     return correct / len(examples)
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--steps", type=int, default=300, help="optimiser steps (default 300)")
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--rank", type=int, default=8, help="AdaLink rank r (default 8)")
     parser.add_argument("--lr", type=float, default=2e-3)
     parser.add_argument("--out", default="outputs/quickstart", help="where the adapter is saved")
-    args = parser.parse_args()
+    parser.add_argument("--max-eval", type=int, default=None, help="evaluate on the first N test examples only")
+    args = parser.parse_args(argv)
+    transformers.logging.set_verbosity_error()  # the new head's "newly initialised" report is expected here
 
     random.seed(0)
     data = load_text_task("tweets")
@@ -93,7 +96,7 @@ def main() -> None:
             tqdm.write(f"step {step + 1:4d}  mean loss of last 50 steps {sum(running[-50:]) / len(running[-50:]):.4f}")
     train_seconds = time.perf_counter() - started
 
-    test_accuracy = accuracy(model, tokenizer, data.test)
+    test_accuracy = accuracy(model, tokenizer, data.test[: args.max_eval])
     print(
         f"test accuracy {test_accuracy:.4f} (majority baseline {data.majority_baseline():.4f}) "
         f"after {args.steps} steps in {train_seconds:.0f} s"

