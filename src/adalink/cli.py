@@ -1,0 +1,94 @@
+"""The ``adalink`` command line: ``train``, ``eval``, ``predict`` and ``merge``.
+
+Options of ``train`` are generated from :class:`adalink.training.run.TrainArgs` (one typed field, one flag).
+``adalink train`` with no options runs the demo: AdaLink on the packaged MiniLM and packaged tweets.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+import types
+import typing
+from collections.abc import Sequence
+
+__all__ = ["main"]
+
+
+def _add_dataclass_options(parser: argparse.ArgumentParser, cls: type) -> None:
+    hints = typing.get_type_hints(cls)
+    for spec in dataclasses.fields(cls):
+        flag = "--" + spec.name.replace("_", "-")
+        kind = hints[spec.name]
+        if isinstance(kind, types.UnionType):  # X | None
+            kind = next(k for k in typing.get_args(kind) if k is not type(None))
+        help_text = spec.metadata.get("help", "")
+        if kind is bool:
+            parser.add_argument(flag, action="store_true", help=help_text)
+        else:
+            default = "" if spec.default is None else f" (default: {spec.default})"
+            parser.add_argument(flag, type=kind, default=spec.default, help=help_text + default)
+
+
+def _parser() -> argparse.ArgumentParser:
+    from .training.run import TrainArgs
+
+    parser = argparse.ArgumentParser(prog="adalink", description="Non-intrusive parameter-efficient fine-tuning.")
+    commands = parser.add_subparsers(dest="command", required=True)
+    train = commands.add_parser("train", help="train a method on a model and task(s); no options = MiniLM demo")
+    _add_dataclass_options(train, TrainArgs)
+
+    evaluate = commands.add_parser("eval", help="evaluate a trained run directory")
+    evaluate.add_argument("--adapter", required=True, help="output directory of `adalink train`")
+    evaluate.add_argument("--split", default="test", choices=["validation", "test"])
+    evaluate.add_argument("--max-eval", type=int, default=None, help="first N examples per task")
+    evaluate.add_argument("--model", default=None, help="load onto this base instead of the one the run used")
+    evaluate.add_argument("--ignore-fingerprint", action="store_true", help="load onto a different base on purpose")
+
+    predict = commands.add_parser("predict", help="predict labels for lines of text or JSONL")
+    predict.add_argument("--adapter", required=True, help="output directory of `adalink train`")
+    predict.add_argument("--input", default="-", help="file of text lines or JSONL {text, task}; - = stdin")
+    predict.add_argument("--output", default="-", help="JSONL predictions; - = stdout")
+    predict.add_argument("--task", default=None, help="task of lines that name none (default: the run's only task)")
+    predict.add_argument("--batch-size", type=int, default=32)
+
+    merge = commands.add_parser("merge", help="fold the adapter into a plain transformers checkpoint")
+    merge.add_argument("--adapter", required=True, help="output directory of `adalink train`")
+    merge.add_argument("--out", required=True, help="directory of the plain checkpoint")
+    merge.add_argument("--task", default=None, help="the task to fold (needed when the run has several)")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    from .training import artifacts
+    from .training.checkpoints import CheckpointError
+    from .training.run import TrainArgs, TrainingDivergedError, train
+
+    try:
+        if args.command == "train":
+            options = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainArgs)}
+            train(TrainArgs(**options))
+        elif args.command == "eval":
+            artifacts.evaluate_run(
+                args.adapter,
+                split=args.split,
+                max_eval=args.max_eval,
+                model=args.model,
+                ignore_fingerprint=args.ignore_fingerprint,
+            )
+        elif args.command == "predict":
+            artifacts.predict_run(
+                args.adapter, args.input, args.output, default_task=args.task, batch_size=args.batch_size
+            )
+        else:
+            artifacts.merge_run(args.adapter, args.out, task=args.task)
+    except (ValueError, KeyError, ImportError, FileNotFoundError, TrainingDivergedError, CheckpointError) as err:
+        print(f"adalink {args.command}: error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,189 @@
+"""Use a trained run directory: evaluate it, predict with it, fold it into a plain checkpoint.
+
+A run directory holds ``run.json`` (model, format, tasks and labels), ``metrics.json`` and either an adapter
+(``adapter_config.json`` + ``adapter_model.safetensors``) or, for full tuning, a whole model under ``model/``.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..data import Example
+from ..model import PeftModel
+from .formats import ClassificationFormat, TaskInfo, TextToTextFormat, make_format
+from .run import RUN_FILE, TrainArgs, _tokenizer, _write_json, evaluate, load_tasks, predict_batch
+from .stream import TaskExample
+
+__all__ = ["LoadedRun", "evaluate_run", "load_run", "merge_run", "predict_run"]
+
+
+@dataclass
+class LoadedRun:
+    directory: Path
+    run: dict[str, Any]
+    model: nn.Module
+    task_aware: bool
+    fmt: ClassificationFormat | TextToTextFormat
+    tokenizer: Any
+
+    @property
+    def task_names(self) -> list[str]:
+        return [t.name for t in self.fmt.tasks]
+
+
+def load_run(directory: str | Path, *, model: str | None = None, ignore_fingerprint: bool = False) -> LoadedRun:
+    """Rebuild the base model of a run and attach its adapter (refused on a different base model)."""
+    from ..models import resolve_model
+
+    directory = Path(directory)
+    run_file = directory / RUN_FILE
+    if not run_file.is_file():
+        raise FileNotFoundError(f"{directory} is not an `adalink train` output directory: {RUN_FILE} is missing.")
+    run = json.loads(run_file.read_text())
+    tasks = [TaskInfo(t["name"], tuple(t["label_names"])) for t in run["tasks"]]
+    resolved = resolve_model(model or run["model"])
+    fmt = make_format(run["format"], tasks, resolved.kind)
+    if run["saves_adapter"]:
+        base = fmt.build_base(resolved.path, seed=run["seed"]).eval()
+        loaded: nn.Module = PeftModel.from_pretrained(base, directory, ignore_fingerprint=ignore_fingerprint)
+        tokenizer = _tokenizer(resolved.path)
+    else:
+        loaded = fmt.build_base(str(directory / "model"), seed=run["seed"]).eval()
+        tokenizer = _tokenizer(str(directory / "model"))
+    return LoadedRun(directory, run, loaded.eval(), run["saves_adapter"], fmt, tokenizer)
+
+
+def evaluate_run(
+    directory: str | Path,
+    *,
+    split: str = "test",
+    max_eval: int | None = None,
+    model: str | None = None,
+    ignore_fingerprint: bool = False,
+) -> dict[str, float]:
+    loaded = load_run(directory, model=model, ignore_fingerprint=ignore_fingerprint)
+    datasets = load_tasks(TrainArgs(**loaded.run["args"]))
+    scores = evaluate(
+        loaded.model,
+        loaded.task_aware,
+        loaded.fmt,
+        loaded.tokenizer,
+        datasets,
+        split=split,
+        max_examples=max_eval,
+        max_length=loaded.run["max_length"],
+    )
+    result = {"split": split, "score": sum(scores.values()) / len(scores), "per_task": scores}
+    _write_json(loaded.directory / f"eval-{split}.json", result)
+    print(json.dumps(result, indent=2))
+    return scores
+
+
+def _read_requests(source: str) -> Iterator[tuple[int, str, str | None]]:
+    """(line number, text, task or None) from plain text lines or JSONL objects {"text": ..., "task": ...}."""
+    handle = sys.stdin if source == "-" else open(source, encoding="utf-8")  # noqa: SIM115 - closed below
+    try:
+        for number, line in enumerate(handle, start=1):
+            line = line.rstrip("\n")
+            if not line.strip():
+                continue
+            if line.lstrip().startswith("{"):
+                try:
+                    item = json.loads(line)
+                except json.JSONDecodeError as err:
+                    raise ValueError(f"{source}, line {number}: invalid JSON ({err}).") from None
+                if not isinstance(item.get("text"), str):
+                    raise ValueError(f'{source}, line {number}: expected a string field "text", found {item!r}.')
+                yield number, item["text"], item.get("task")
+            else:
+                yield number, line, None
+    finally:
+        if handle is not sys.stdin:
+            handle.close()
+
+
+def predict_run(
+    directory: str | Path, source: str, target: str, *, default_task: str | None = None, batch_size: int = 32
+) -> int:
+    """Write one JSONL prediction per input line; returns the number of predictions."""
+    loaded = load_run(directory)
+    names = loaded.task_names
+    if default_task is None and len(names) == 1:
+        default_task = names[0]
+    items: list[TaskExample] = []
+    for number, text, task in _read_requests(source):
+        task = task or default_task
+        if task not in names:
+            raise ValueError(
+                f"{source}, line {number}: task {task!r} is not one of this run's tasks {names}"
+                + ("; pass --task" if task is None else "")
+                + "."
+            )
+        items.append(TaskExample(names.index(task), Example(text, 0)))
+    out = sys.stdout if target == "-" else open(target, "w", encoding="utf-8")  # noqa: SIM115 - closed below
+    try:
+        for start in range(0, len(items), batch_size):
+            chunk = items[start : start + batch_size]
+            details: list = []
+            labels = predict_batch(
+                loaded.model, loaded.task_aware, loaded.fmt, loaded.tokenizer, chunk, loaded.run["max_length"], details
+            )
+            for item, label, detail in zip(chunk, labels, details, strict=True):
+                info = loaded.fmt.tasks[item.task]
+                record = {
+                    "task": info.name,
+                    "text": item.example.text,
+                    "label": info.label_names[label] if label >= 0 else None,
+                }
+                record["probabilities" if isinstance(detail, list) else "generated"] = detail
+                out.write(json.dumps(record) + "\n")
+    finally:
+        if out is not sys.stdout:
+            out.close()
+    return len(items)
+
+
+def merge_run(directory: str | Path, out: str | Path, *, task: str | None = None) -> Path:
+    """Fold the adapter (one task) into a plain checkpoint that ``transformers`` loads without adalink."""
+    loaded = load_run(directory)
+    names = loaded.task_names
+    if task is None:
+        if len(names) > 1:
+            raise ValueError(f"This run has tasks {names}: pass --task to choose the one to fold.")
+        task = names[0]
+    if task not in names:
+        raise ValueError(f"--task {task!r} is not one of this run's tasks {names}.")
+    model = loaded.model.merge_and_unload(task=task) if loaded.task_aware else loaded.model
+    if isinstance(loaded.fmt, ClassificationFormat):
+        _keep_task_head(model, loaded.fmt, names.index(task))
+    out = Path(out)
+    model.save_pretrained(out)
+    loaded.tokenizer.save_pretrained(out)
+    print(f"Folded task {task!r} of {directory} into a plain {type(model).__name__} checkpoint at {out}.")
+    return out
+
+
+def _keep_task_head(model: nn.Module, fmt: ClassificationFormat, task: int) -> None:
+    """Slice the multi-task head down to one task's labels, so the checkpoint is an ordinary classifier."""
+    (name,) = fmt.head_modules(model)
+    head = model.get_submodule(name)
+    labels = fmt.tasks[task].label_names
+    rows = slice(fmt.offsets[task], fmt.offsets[task] + len(labels))
+    sliced = nn.Linear(head.in_features, len(labels), bias=head.bias is not None)
+    with torch.no_grad():
+        sliced.weight.copy_(head.weight[rows])
+        if head.bias is not None:
+            sliced.bias.copy_(head.bias[rows])
+    setattr(model, name, sliced)
+    model.config.num_labels = len(labels)
+    model.config.id2label = dict(enumerate(labels))
+    model.config.label2id = {label: i for i, label in enumerate(labels)}
+    model.num_labels = len(labels)

@@ -1,0 +1,189 @@
+"""The two task formats of the papers: classification with a head, and text-to-text.
+
+- ``classification`` (encoders): one sequence-classification head over the labels of all tasks together; each
+  example's logits are restricted to its own task's slice. The head is new and trainable for every method, and
+  counted apart from the method's parameters.
+- ``text2text`` (decoders and encoder-decoders, the survey's protocol): a task-prefixed prompt, the label word as
+  the target, loss on the target tokens only, scored by exact match of the greedy generation.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from transformers import AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoModelForSequenceClassification
+
+from .stream import TaskExample
+
+__all__ = ["FORMATS", "ClassificationFormat", "TaskInfo", "TextToTextFormat", "make_format"]
+
+# Calls the (possibly wrapped) model; ``routed`` adds ``task=`` for task-aware methods.
+ModelCall = Callable[..., object]
+
+
+@dataclass(frozen=True)
+class TaskInfo:
+    name: str
+    label_names: tuple[str, ...]
+
+
+class ClassificationFormat:
+    name = "classification"
+
+    def __init__(self, tasks: Sequence[TaskInfo]) -> None:
+        self.tasks = list(tasks)
+        sizes = [len(t.label_names) for t in self.tasks]
+        self.offsets = [sum(sizes[:i]) for i in range(len(sizes))]
+        self.num_labels = sum(sizes)
+        self.mask = torch.zeros(len(sizes), self.num_labels, dtype=torch.bool)  # (T, L): each task's label slice
+        for i, (offset, size) in enumerate(zip(self.offsets, sizes, strict=True)):
+            self.mask[i, offset : offset + size] = True
+
+    def build_base(self, path: str, *, seed: int) -> nn.Module:
+        id2label = {
+            self.offsets[i] + j: f"{t.name}:{label}"
+            for i, t in enumerate(self.tasks)
+            for j, label in enumerate(t.label_names)
+        }
+        torch.manual_seed(seed)  # the new head's init
+        return AutoModelForSequenceClassification.from_pretrained(
+            path, num_labels=self.num_labels, id2label=id2label, label2id={v: k for k, v in id2label.items()}
+        )
+
+    @staticmethod
+    def head_modules(model: nn.Module) -> list[str]:
+        return [name for name in ("classifier", "score") if isinstance(getattr(model, name, None), nn.Module)][:1]
+
+    def collate(self, items: Sequence[TaskExample], tokenizer, max_length: int) -> dict[str, torch.Tensor]:
+        batch = tokenizer(
+            [item.example.text for item in items],
+            padding=True,
+            truncation=True,
+            max_length=max_length,
+            return_tensors="pt",
+        )
+        batch["task_ids"] = torch.tensor([item.task for item in items])
+        batch["labels"] = torch.tensor([self.offsets[item.task] + item.example.label for item in items])
+        return dict(batch)
+
+    def _masked_logits(self, call: ModelCall, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        inputs = {k: v for k, v in batch.items() if k not in ("labels", "task_ids")}
+        logits = call(inputs, batch["task_ids"]).logits  # (B, L)
+        allowed = self.mask.to(logits.device)[batch["task_ids"]]
+        return logits.float().masked_fill(~allowed, float("-inf"))
+
+    def loss(self, call: ModelCall, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        return nn.functional.cross_entropy(self._masked_logits(call, batch), batch["labels"])
+
+    @torch.no_grad()
+    def predict(self, call: ModelCall, batch: dict[str, torch.Tensor]) -> tuple[list[int], list[list[float]]]:
+        """Per example: the label index within its task, and the probabilities over its task's labels."""
+        probs = self._masked_logits(call, batch).softmax(-1)
+        labels, distributions = [], []
+        for row, task in zip(probs, batch["task_ids"].tolist(), strict=True):
+            own = row[self.offsets[task] : self.offsets[task] + len(self.tasks[task].label_names)]
+            labels.append(int(own.argmax()))
+            distributions.append([round(float(p), 6) for p in own])
+        return labels, distributions
+
+
+class TextToTextFormat:
+    name = "text2text"
+
+    def __init__(self, tasks: Sequence[TaskInfo], *, encoder_decoder: bool) -> None:
+        self.tasks, self.encoder_decoder = list(tasks), encoder_decoder
+
+    def build_base(self, path: str, *, seed: int) -> nn.Module:
+        torch.manual_seed(seed)
+        return (AutoModelForSeq2SeqLM if self.encoder_decoder else AutoModelForCausalLM).from_pretrained(path)
+
+    @staticmethod
+    def head_modules(model: nn.Module) -> list[str]:
+        return []  # the label words come out of the model's own vocabulary
+
+    def prompt(self, task: int, text: str) -> str:
+        info = self.tasks[task]
+        return f"{info.name} ({' / '.join(info.label_names)}): {text}\nAnswer:"
+
+    @staticmethod
+    def _eos(tokenizer) -> str:
+        return tokenizer.eos_token or tokenizer.sep_token or ""
+
+    def collate(self, items: Sequence[TaskExample], tokenizer, max_length: int) -> dict[str, torch.Tensor]:
+        targets = [f" {self.tasks[i.task].label_names[i.example.label]}{self._eos(tokenizer)}" for i in items]
+        target_ids = [tokenizer(t, add_special_tokens=False)["input_ids"] for t in targets]
+        prompt_ids = [
+            tokenizer(self.prompt(i.task, i.example.text), truncation=True, max_length=max(1, max_length - len(t)))[
+                "input_ids"
+            ]
+            for i, t in zip(items, target_ids, strict=True)
+        ]
+        pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+        if self.encoder_decoder:
+            batch = _pad(prompt_ids, pad)
+            batch["labels"] = _pad(target_ids, -100)["input_ids"]
+        else:
+            batch = _pad([p + t for p, t in zip(prompt_ids, target_ids, strict=True)], pad)
+            labels = _pad([[-100] * len(p) + t for p, t in zip(prompt_ids, target_ids, strict=True)], -100)["input_ids"]
+            batch["labels"] = labels
+        batch["task_ids"] = torch.tensor([item.task for item in items])
+        return batch
+
+    def loss(self, call: ModelCall, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        inputs = {k: v for k, v in batch.items() if k != "task_ids"}
+        return call(inputs, batch["task_ids"]).loss
+
+    def generation_batch(self, items: Sequence[TaskExample], tokenizer, max_length: int) -> dict[str, torch.Tensor]:
+        prompts = [self.prompt(i.task, i.example.text) for i in items]
+        side, tokenizer.padding_side = tokenizer.padding_side, "left"  # decoders continue from the right edge
+        try:
+            batch = tokenizer(prompts, padding=True, truncation=True, max_length=max_length, return_tensors="pt")
+        finally:
+            tokenizer.padding_side = side
+        batch = {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"]}
+        batch["task_ids"] = torch.tensor([item.task for item in items])
+        return batch
+
+    def max_new_tokens(self, tokenizer) -> int:
+        lengths = [
+            len(tokenizer(f" {label}", add_special_tokens=False)["input_ids"])
+            for t in self.tasks
+            for label in t.label_names
+        ]
+        return max(lengths) + 1
+
+    def parse(self, task: int, generated: str) -> int:
+        """Exact match (case- and space-insensitive) of the generated answer against the task's labels; -1 if none."""
+        answer = generated.strip().split("\n")[0].strip().lower()
+        names = [label.lower() for label in self.tasks[task].label_names]
+        return names.index(answer) if answer in names else -1
+
+
+def _pad(sequences: Sequence[Sequence[int]], value: int) -> dict[str, torch.Tensor]:
+    """Right-pad token lists into input_ids / attention_mask."""
+    width = max(len(s) for s in sequences)
+    ids = torch.full((len(sequences), width), value, dtype=torch.long)
+    mask = torch.zeros((len(sequences), width), dtype=torch.long)
+    for row, seq in enumerate(sequences):  # collation of a handful of rows, not a per-token hot path
+        ids[row, : len(seq)] = torch.tensor(seq, dtype=torch.long)
+        mask[row, : len(seq)] = 1
+    return {"input_ids": ids, "attention_mask": mask}
+
+
+FORMATS = ("auto", "classification", "text2text")
+
+
+def make_format(name: str, tasks: Sequence[TaskInfo], model_kind: str) -> ClassificationFormat | TextToTextFormat:
+    """``auto``: classification for encoders, text-to-text for decoders and encoder-decoders."""
+    if name not in FORMATS:
+        raise ValueError(f"--format {name!r} is invalid: expected one of {list(FORMATS)}.")
+    if name == "auto":
+        name = "classification" if model_kind == "encoder" else "text2text"
+    if name == "classification":
+        return ClassificationFormat(tasks)
+    if model_kind == "encoder":
+        raise ValueError("--format text2text needs a decoder or encoder-decoder model; this model is an encoder.")
+    return TextToTextFormat(tasks, encoder_decoder=model_kind == "encoder-decoder")

@@ -1,0 +1,45 @@
+"""The methods the training harness can apply to a base model, by name.
+
+Each entry freezes/attaches on the base model and says whether the result routes tasks (takes ``task=``).
+The method zoo (survey §5-10) registers its methods here as they land.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from torch import nn
+
+from ..config import AdaLinkConfig
+from ..model import get_peft_model
+
+__all__ = ["METHODS", "AttachedMethod", "attach_method"]
+
+
+@dataclass(frozen=True)
+class AttachedMethod:
+    model: nn.Module  # what is trained and called
+    task_aware: bool  # forward/generate take task=
+    saves_adapter: bool  # save_pretrained writes an adapter (else the whole model is saved)
+
+
+def _adalink(base: nn.Module, *, rank: int, tasks: Sequence[str], heads: Sequence[str]) -> AttachedMethod:
+    config = AdaLinkConfig(rank=rank, tasks=list(tasks), modules_to_save=list(heads))
+    return AttachedMethod(get_peft_model(base, config), task_aware=True, saves_adapter=True)
+
+
+def _full(base: nn.Module, *, rank: int, tasks: Sequence[str], heads: Sequence[str]) -> AttachedMethod:
+    base.requires_grad_(True)
+    return AttachedMethod(base, task_aware=False, saves_adapter=False)
+
+
+METHODS: dict[str, Callable[..., AttachedMethod]] = {"adalink": _adalink, "full": _full}
+
+
+def attach_method(
+    name: str, base: nn.Module, *, rank: int, tasks: Sequence[str], heads: Sequence[str]
+) -> AttachedMethod:
+    if name not in METHODS:
+        raise ValueError(f"--method {name!r} is unknown: expected one of {sorted(METHODS)}.")
+    return METHODS[name](base, rank=rank, tasks=tasks, heads=heads)

@@ -1,0 +1,424 @@
+"""Recipes: train, evaluate, predict and merge, composed from library pieces.
+
+The loop runs under ``accelerate`` (one process, or several with ``accelerate launch``); the data order is a pure
+function of (seed, step) (:mod:`.stream`), so checkpoints need no data-loader state and a resumed run matches an
+uninterrupted one bit for bit on CPU.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from contextlib import nullcontext
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from tqdm.auto import tqdm
+
+from ..data import TASK_NAMES, TextClassificationData, load_file_task, load_text_task
+from .checkpoints import latest_checkpoint, read_checkpoint, restore_rng, rng_state, write_checkpoint
+from .formats import ClassificationFormat, TaskInfo, TextToTextFormat, make_format
+from .methods import METHODS, attach_method
+from .stream import MixedTaskStream, TaskExample
+
+__all__ = ["RUN_FILE", "TrainArgs", "TrainingDivergedError", "evaluate", "load_tasks", "train"]
+
+RUN_FILE = "run.json"
+METRICS_FILE = "metrics.json"
+DEFAULT_LR = {"adalink": 2e-3, "full": 5e-5}
+
+
+class TrainingDivergedError(RuntimeError):
+    """The loss became NaN or infinite; the last good checkpoint is kept."""
+
+
+@dataclass
+class TrainArgs:
+    model: str = field(
+        default="minilm", metadata={"help": "minilm, smollm2-135m, a local directory or a cached hub name"}
+    )
+    task: str = field(default="tweets", metadata={"help": f"comma-separated tasks from {', '.join(TASK_NAMES)}"})
+    method: str = field(default="adalink", metadata={"help": "one of: " + ", ".join(sorted(METHODS))})
+    rank: int = field(default=8, metadata={"help": "AdaLink rank r"})
+    lr: float | None = field(default=None, metadata={"help": "peak learning rate (default: 2e-3 adalink, 5e-5 full)"})
+    max_steps: int = field(default=300, metadata={"help": "optimiser steps"})
+    batch_size: int = field(default=16, metadata={"help": "global batch per optimiser step (all processes)"})
+    grad_accum: int = field(default=1, metadata={"help": "micro-batches per step on each process"})
+    max_length: int = field(default=64, metadata={"help": "max input tokens"})
+    seed: int = field(default=0, metadata={"help": "seed of the head init, data order and dropout"})
+    optimizer: str = field(default="adamw", metadata={"help": "adamw or adafactor"})
+    schedule: str = field(default="linear", metadata={"help": "linear (warmup + linear decay) or rsqrt"})
+    warmup_ratio: float = field(default=0.1, metadata={"help": "fraction of steps spent warming up"})
+    max_grad_norm: float = field(default=1.0, metadata={"help": "gradient clipping (0 = off)"})
+    format: str = field(default="auto", metadata={"help": "auto, classification or text2text"})
+    output_dir: str | None = field(default=None, metadata={"help": "default runs/<model>-<task>-<method>"})
+    save_every: int = field(default=100, metadata={"help": "checkpoint every N steps"})
+    keep_checkpoints: int = field(default=2, metadata={"help": "checkpoints kept"})
+    resume: bool = field(default=False, metadata={"help": "continue from the last checkpoint in --output-dir"})
+    max_eval: int | None = field(default=None, metadata={"help": "evaluate on the first N test examples per task"})
+    train_file: str | None = field(default=None, metadata={"help": "your own CSV/JSONL training data"})
+    eval_file: str | None = field(default=None, metadata={"help": "your own CSV/JSONL evaluation data"})
+    text_column: str = field(default="text", metadata={"help": "text column of --train-file/--eval-file"})
+    label_column: str = field(default="label", metadata={"help": "label column of --train-file/--eval-file"})
+    mixed_precision: str = field(default="no", metadata={"help": "no, fp16 or bf16 (accelerate)"})
+
+    def resolved_output_dir(self) -> Path:
+        if self.output_dir:
+            return Path(self.output_dir)
+        model = Path(self.model).name if os.sep in self.model else self.model
+        return Path("runs") / f"{model}-{self.task.replace(',', '+')}-{self.method}"
+
+    def validate(self) -> None:
+        checks = [
+            ("max_steps", self.max_steps > 0, "a positive integer"),
+            ("batch_size", self.batch_size > 0, "a positive integer"),
+            ("grad_accum", self.grad_accum > 0, "a positive integer"),
+            ("rank", self.rank > 0, "a positive integer"),
+            ("optimizer", self.optimizer in ("adamw", "adafactor"), "adamw or adafactor"),
+            ("schedule", self.schedule in ("linear", "rsqrt"), "linear or rsqrt"),
+            ("warmup_ratio", 0 <= self.warmup_ratio < 1, "a number in [0, 1)"),
+            ("lr", self.lr is None or self.lr > 0, "a positive number"),
+        ]
+        for name, ok, expected in checks:
+            if not ok:
+                raise ValueError(f"--{name.replace('_', '-')} {getattr(self, name)!r} is invalid: expected {expected}.")
+
+    def resume_key(self) -> dict[str, Any]:
+        """What must not change between a run and its resumption."""
+        skip = {"resume", "output_dir", "save_every", "keep_checkpoints", "max_eval"}
+        return {k: v for k, v in asdict(self).items() if k not in skip}
+
+
+def load_tasks(args: TrainArgs) -> list[TextClassificationData]:
+    if args.train_file:
+        data = load_file_task(
+            args.train_file, args.eval_file, text_column=args.text_column, label_column=args.label_column
+        )
+        return [data]
+    names = [n.strip() for n in args.task.split(",") if n.strip()]
+    unknown = [n for n in names if n not in TASK_NAMES]
+    if unknown or not names:
+        raise ValueError(
+            f"--task {args.task!r}: unknown task(s) {unknown}; expected a comma-separated list of {list(TASK_NAMES)}, "
+            "or your own data with --train-file."
+        )
+    return [load_text_task(name) for name in names]
+
+
+def _optimizer(args: TrainArgs, params: list[torch.nn.Parameter]) -> torch.optim.Optimizer:
+    lr = args.lr or DEFAULT_LR.get(args.method, 1e-3)
+    if args.optimizer == "adafactor":  # the AdaLink paper's optimiser (§4.1.2), with an explicit learning rate
+        from transformers.optimization import Adafactor
+
+        return Adafactor(params, lr=lr, relative_step=False, scale_parameter=False, warmup_init=False)
+    return torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
+
+
+def _schedule(args: TrainArgs, optimizer: torch.optim.Optimizer) -> torch.optim.lr_scheduler.LambdaLR:
+    from transformers import get_inverse_sqrt_schedule, get_linear_schedule_with_warmup
+
+    warmup = int(args.warmup_ratio * args.max_steps)
+    if args.schedule == "rsqrt":  # linear warmup then reciprocal square root decay (paper §4.1.2)
+        return get_inverse_sqrt_schedule(optimizer, num_warmup_steps=max(1, warmup))
+    return get_linear_schedule_with_warmup(optimizer, warmup, args.max_steps)
+
+
+def _tokenizer(path: str):
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token or tokenizer.sep_token
+    return tokenizer
+
+
+def _caller(model: torch.nn.Module, task_aware: bool):
+    def call(inputs: dict[str, torch.Tensor], task_ids: torch.Tensor, **kwargs: Any):
+        return model(**inputs, task=task_ids, **kwargs) if task_aware else model(**inputs, **kwargs)
+
+    return call
+
+
+def _generator(model: torch.nn.Module, task_aware: bool):
+    def generate(inputs: dict[str, torch.Tensor], task_ids: torch.Tensor, **kwargs: Any):
+        return model.generate(**inputs, task=task_ids, **kwargs) if task_aware else model.generate(**inputs, **kwargs)
+
+    return generate
+
+
+def _to(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
+    return {k: v.to(device) for k, v in batch.items()}
+
+
+def train(args: TrainArgs) -> dict[str, Any]:
+    """Train, evaluate on the test split(s), save the adapter, ``run.json`` and ``metrics.json``."""
+    from accelerate import Accelerator
+
+    from ..models import resolve_model
+
+    args.validate()
+    accelerator = Accelerator(mixed_precision=args.mixed_precision)
+    rank, world = accelerator.process_index, accelerator.num_processes
+    if args.batch_size % (world * args.grad_accum):
+        raise ValueError(
+            f"--batch-size {args.batch_size} must split evenly over {world} process(es) "
+            f"x --grad-accum {args.grad_accum}."
+        )
+    out = args.resolved_output_dir()
+    datasets = load_tasks(args)
+    resolved = resolve_model(args.model)
+    fmt = make_format(args.format, [TaskInfo(d.name, d.label_names) for d in datasets], resolved.kind)
+    tokenizer = _tokenizer(resolved.path)
+    base = fmt.build_base(resolved.path, seed=args.seed)
+    attached = attach_method(
+        args.method, base, rank=args.rank, tasks=[d.name for d in datasets], heads=fmt.head_modules(base)
+    )
+    model = attached.model
+    named_trainable = {n: p for n, p in model.named_parameters() if p.requires_grad}
+    optimizer, scheduler = _optimizer(args, list(named_trainable.values())), None
+    scheduler = _schedule(args, optimizer)
+    stream = MixedTaskStream([d.train for d in datasets], seed=args.seed, global_batch_size=args.batch_size)
+
+    start, tokens, seconds, history = 0, 0, 0.0, []
+    checkpoint_root = out / "checkpoints"
+    checkpoint = latest_checkpoint(checkpoint_root) if args.resume else None
+    if args.resume and checkpoint is None:
+        accelerator.print(f"--resume: no checkpoint in {checkpoint_root}; starting from step 0.")
+    if checkpoint is not None:
+        tensors, optim_state, sched_state, state = read_checkpoint(checkpoint)
+        if state["args"] != args.resume_key():
+            changed = sorted(k for k in args.resume_key() if state["args"].get(k) != args.resume_key()[k])
+            raise ValueError(
+                f"--resume: {checkpoint} was made with different settings for {changed}; pass the same ones."
+            )
+        with torch.no_grad():
+            for name, param in named_trainable.items():
+                param.copy_(tensors[name])
+        optimizer.load_state_dict(optim_state)
+        scheduler.load_state_dict(sched_state)
+        start, tokens, seconds, history = state["step"], state["tokens"], state["train_seconds"], state["history"]
+        restore_rng(checkpoint, rank)
+        accelerator.print(f"Resuming from {checkpoint} (step {start}).")
+    else:
+        torch.manual_seed(args.seed * 7919 + rank)  # dropout masks: per process, reproducible
+    model, optimizer = accelerator.prepare(model, optimizer)
+    call = _caller(model, attached.task_aware)
+
+    model.train()
+    micro = args.batch_size // world // args.grad_accum
+    progress = tqdm(
+        range(start, args.max_steps),
+        initial=start,
+        total=args.max_steps,
+        desc="train",
+        disable=not accelerator.is_main_process,
+        unit="step",
+    )
+    for step in progress:
+        began = time.perf_counter()
+        items = stream.batch(step, rank=rank, world_size=world)
+        step_loss, step_tokens = torch.zeros((), device=accelerator.device), 0
+        for i in range(args.grad_accum):
+            chunk = items[i * micro : (i + 1) * micro]
+            batch = _to(fmt.collate(chunk, tokenizer, args.max_length), accelerator.device)
+            sync = nullcontext() if i == args.grad_accum - 1 else accelerator.no_sync(model)
+            with sync, accelerator.autocast():
+                loss = fmt.loss(call, batch) / args.grad_accum
+                accelerator.backward(loss)
+            step_loss += loss.detach()
+            step_tokens += int(batch["attention_mask"].sum())
+        mean_loss = float(accelerator.reduce(step_loss, reduction="mean"))
+        if not math.isfinite(mean_loss):
+            last = latest_checkpoint(checkpoint_root)
+            raise TrainingDivergedError(
+                f"The loss became {mean_loss} at step {step + 1}; stopped without applying it. Last good checkpoint: "
+                f"{last if last else 'none yet'}. Try a lower --lr."
+            )
+        if args.max_grad_norm > 0:
+            accelerator.clip_grad_norm_(model.parameters(), args.max_grad_norm)
+        optimizer.step()
+        scheduler.step()
+        optimizer.zero_grad(set_to_none=True)
+        seconds += time.perf_counter() - began
+        tokens += int(accelerator.reduce(torch.tensor(step_tokens, device=accelerator.device), reduction="sum"))
+        history.append(round(mean_loss, 6))
+        progress.set_postfix(
+            loss=f"{sum(history[-20:]) / len(history[-20:]):.4f}",
+            lr=f"{scheduler.get_last_lr()[0]:.2e}",
+            tok_s=f"{tokens / max(seconds, 1e-9):.0f}",
+        )
+        if (step + 1) % args.save_every == 0 or step + 1 == args.max_steps:
+            _checkpoint(
+                accelerator,
+                model,
+                checkpoint_root,
+                step + 1,
+                optimizer,
+                scheduler,
+                args,
+                {"tokens": tokens, "train_seconds": seconds, "history": history},
+            )
+    progress.close()
+
+    unwrapped = accelerator.unwrap_model(model)
+    metrics: dict[str, Any] = {}
+    if accelerator.is_main_process:
+        scores = evaluate(
+            unwrapped,
+            attached.task_aware,
+            fmt,
+            tokenizer,
+            datasets,
+            split="test",
+            max_examples=args.max_eval,
+            max_length=args.max_length,
+        )
+        metrics = _metrics(args, datasets, scores, unwrapped, fmt, tokens, seconds, history)
+        _save_outputs(out, args, resolved, fmt, attached.saves_adapter, unwrapped, tokenizer, metrics)
+        print(
+            f"{fmt.name} {metrics['metric']} on test: {metrics['score']:.4f} "
+            f"({', '.join(f'{k} {v:.4f}' for k, v in metrics['per_task'].items())}); saved to {out}"
+        )
+    accelerator.wait_for_everyone()
+    return metrics
+
+
+def _checkpoint(accelerator, model, root: Path, step: int, optimizer, scheduler, args: TrainArgs, extra: dict) -> None:
+    from accelerate.utils import gather_object
+
+    rng_states = gather_object([rng_state()]) if accelerator.num_processes > 1 else [rng_state()]
+    if accelerator.is_main_process:
+        unwrapped = accelerator.unwrap_model(model)
+        trainable = {n: p for n, p in unwrapped.named_parameters() if p.requires_grad}
+        write_checkpoint(
+            root,
+            step,
+            trainable=trainable,
+            optimizer=optimizer.state_dict(),
+            scheduler=scheduler.state_dict(),
+            rng_states=rng_states,
+            state={"args": args.resume_key(), **extra},
+            keep=args.keep_checkpoints,
+        )
+    accelerator.wait_for_everyone()
+
+
+@torch.no_grad()
+def evaluate(
+    model: torch.nn.Module,
+    task_aware: bool,
+    fmt: ClassificationFormat | TextToTextFormat,
+    tokenizer,
+    datasets: list[TextClassificationData],
+    *,
+    split: str,
+    max_examples: int | None,
+    max_length: int,
+    batch_size: int = 64,
+) -> dict[str, float]:
+    """Accuracy (exact match for text-to-text) per task on ``split``."""
+    was_training = model.training
+    model.eval()
+    scores = {}
+    for task, data in enumerate(datasets):
+        examples = list(getattr(data, split))[:max_examples]
+        correct = 0
+        for start in tqdm(range(0, len(examples), batch_size), desc=f"eval {data.name}", leave=False):
+            chunk = [TaskExample(task, e) for e in examples[start : start + batch_size]]
+            predicted = predict_batch(model, task_aware, fmt, tokenizer, chunk, max_length)
+            correct += sum(int(p == item.example.label) for p, item in zip(predicted, chunk, strict=True))
+        scores[data.name] = correct / max(1, len(examples))
+    model.train(was_training)
+    return scores
+
+
+def predict_batch(
+    model, task_aware: bool, fmt, tokenizer, items: list[TaskExample], max_length: int, details: list | None = None
+) -> list[int]:
+    """Label index (within each example's task) per item; -1 when a generated answer matches no label."""
+    device = next(model.parameters()).device
+    if isinstance(fmt, ClassificationFormat):
+        batch = _to(fmt.collate(items, tokenizer, max_length), device)
+        labels, probabilities = fmt.predict(_caller(model, task_aware), batch)
+        if details is not None:
+            details.extend(probabilities)
+        return labels
+    batch = _to(fmt.generation_batch(items, tokenizer, max_length), device)
+    inputs = {k: v for k, v in batch.items() if k != "task_ids"}
+    sequences = _generator(model, task_aware)(
+        inputs,
+        batch["task_ids"],
+        max_new_tokens=fmt.max_new_tokens(tokenizer),
+        do_sample=False,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    new_tokens = sequences if fmt.encoder_decoder else sequences[:, inputs["input_ids"].shape[1] :]
+    texts = tokenizer.batch_decode(new_tokens, skip_special_tokens=True)
+    if details is not None:
+        details.extend(texts)
+    return [fmt.parse(item.task, text) for item, text in zip(items, texts, strict=True)]
+
+
+def _metrics(args, datasets, scores, model, fmt, tokens: int, seconds: float, history: list[float]) -> dict[str, Any]:
+    params = {id(p): p for p in model.parameters()}.values()
+    heads = set()
+    for name in fmt.head_modules(getattr(model, "base_model", model)):
+        module = getattr(model, "base_model", model).get_submodule(name)
+        heads |= {id(p) for p in module.parameters()}
+    trainable = [p for p in params if p.requires_grad]
+    return {
+        "score": sum(scores.values()) / len(scores),
+        "metric": "accuracy" if fmt.name == "classification" else "exact_match",
+        "per_task": scores,
+        "majority_baseline": {d.name: d.majority_baseline() for d in datasets},
+        "trainable_params": sum(p.numel() for p in trainable if id(p) not in heads),
+        "head_params": sum(p.numel() for p in trainable if id(p) in heads),
+        "total_params": sum(p.numel() for p in params),
+        "train_seconds": round(seconds, 3),
+        "train_tokens": tokens,
+        "train_tokens_per_second": round(tokens / max(seconds, 1e-9), 1),
+        "steps": args.max_steps,
+        "initial_loss": _mean(history[:10]),  # mean of the first 10 steps
+        "final_loss": _mean(history[-10:]),  # mean of the last 10 steps
+        "model": args.model,
+        "method": args.method,
+        "tasks": [d.name for d in datasets],
+        "format": fmt.name,
+    }
+
+
+def _mean(values: list[float]) -> float | None:
+    return round(sum(values) / len(values), 6) if values else None
+
+
+def _write_json(path: Path, document: dict[str, Any]) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(document, indent=2))
+    os.replace(tmp, path)
+
+
+def _save_outputs(out: Path, args, resolved, fmt, saves_adapter: bool, model, tokenizer, metrics) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    if saves_adapter:
+        model.save_pretrained(out)
+    else:
+        model.save_pretrained(out / "model")
+        tokenizer.save_pretrained(out / "model")
+    run = {
+        "model": args.model,
+        "model_path": resolved.path,
+        "model_kind": resolved.kind,
+        "format": fmt.name,
+        "tasks": [{"name": t.name, "label_names": list(t.label_names)} for t in fmt.tasks],
+        "method": args.method,
+        "saves_adapter": saves_adapter,
+        "seed": args.seed,
+        "max_length": args.max_length,
+        "args": asdict(args),
+    }
+    _write_json(out / RUN_FILE, run)
+    _write_json(out / METRICS_FILE, metrics)

@@ -1,0 +1,167 @@
+"""`adalink train / eval / predict / merge` end to end on a tiny local model and a user CSV file."""
+
+import json
+
+import pytest
+import torch
+from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+from adalink.cli import main
+from tiny_models import save_tiny_checkpoint, write_sentiment_csv
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory):
+    root = tmp_path_factory.mktemp("cli")
+    model = save_tiny_checkpoint(root / "tiny-bert", "bert")
+    data = write_sentiment_csv(root / "sentiment.csv", rows=300)
+    out = root / "run"
+    args = [
+        "train",
+        "--model",
+        model,
+        "--train-file",
+        data,
+        "--method",
+        "adalink",
+        "--rank",
+        "4",
+        "--lr",
+        "2e-2",
+        "--max-steps",
+        "40",
+        "--batch-size",
+        "16",
+        "--save-every",
+        "20",
+        "--output-dir",
+        str(out),
+        "--seed",
+        "1",
+    ]
+    assert main(args) == 0
+    return {"root": root, "model": model, "data": data, "out": out}
+
+
+def test_train_writes_adapter_metrics_and_learns(workspace):
+    out = workspace["out"]
+    assert {"adapter_config.json", "adapter_model.safetensors", "run.json", "metrics.json"} <= {
+        p.name for p in out.iterdir()
+    }
+    metrics = json.loads((out / "metrics.json").read_text())
+    for key in ("score", "metric", "trainable_params", "train_seconds", "train_tokens_per_second", "head_params"):
+        assert key in metrics
+    assert metrics["metric"] == "accuracy" and metrics["trainable_params"] == 2 * 32 * 4
+    assert metrics["head_params"] == 32 * 2 + 2
+    assert metrics["final_loss"] < metrics["initial_loss"], metrics
+
+
+def test_eval_matches_train_metrics(workspace, capsys):
+    assert main(["eval", "--adapter", str(workspace["out"])]) == 0
+    result = json.loads((workspace["out"] / "eval-test.json").read_text())
+    metrics = json.loads((workspace["out"] / "metrics.json").read_text())
+    assert result["score"] == pytest.approx(metrics["score"])
+
+
+def test_predict_and_merge_agree_with_plain_transformers(workspace, tmp_path):
+    lines = ["great lovely day", '{"text": "awful terrible food"}', "", "happy good movie"]
+    source = tmp_path / "in.txt"
+    source.write_text("\n".join(lines) + "\n")
+    target = tmp_path / "out.jsonl"
+    assert main(["predict", "--adapter", str(workspace["out"]), "--input", str(source), "--output", str(target)]) == 0
+    records = [json.loads(line) for line in target.read_text().splitlines()]
+    assert [r["text"] for r in records] == ["great lovely day", "awful terrible food", "happy good movie"]
+    assert all(r["label"] in ("negative", "positive") and abs(sum(r["probabilities"]) - 1) < 1e-4 for r in records)
+
+    merged_dir = tmp_path / "merged"
+    assert main(["merge", "--adapter", str(workspace["out"]), "--out", str(merged_dir)]) == 0
+    plain = AutoModelForSequenceClassification.from_pretrained(merged_dir).eval()  # no adalink involved
+    tokenizer = AutoTokenizer.from_pretrained(merged_dir)
+    texts = ["great lovely day", "awful terrible food", "happy good movie"]
+    with torch.no_grad():
+        probs = plain(**tokenizer(texts, padding=True, return_tensors="pt")).logits.softmax(-1)
+    assert [plain.config.id2label[i] for i in probs.argmax(-1).tolist()] == [r["label"] for r in records]
+    torch.testing.assert_close(probs, torch.tensor([r["probabilities"] for r in records]), atol=1e-4, rtol=0)
+
+
+def test_eval_on_another_base_is_refused(workspace, tmp_path, capsys):
+    other = save_tiny_checkpoint(tmp_path / "other", "bert")
+    with torch.no_grad():
+        model = AutoModelForSequenceClassification.from_pretrained(other)
+        model.bert.embeddings.word_embeddings.weight.mul_(2)
+        model.bert.save_pretrained(other)
+    assert main(["eval", "--adapter", str(workspace["out"]), "--model", other]) == 2
+    assert "different base model" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--model", "no-such-model"], "minilm"),
+        (["--task", "sst5"], "tweets"),
+        (["--method", "bitfit2"], "adalink"),
+        (["--label-column", "sentiment"], "sentiment"),
+        (["--max-steps", "0"], "--max-steps 0 is invalid"),
+    ],
+)
+def test_bad_arguments_give_clear_errors(workspace, tmp_path, capsys, args, message):
+    base = ["train", "--model", workspace["model"], "--train-file", workspace["data"], "--output-dir", str(tmp_path)]
+    if "--task" in args:
+        base = ["train", "--model", workspace["model"], "--output-dir", str(tmp_path)]
+    assert main(base + args) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(workspace, tmp_path, capsys):
+    args = [
+        "train",
+        "--model",
+        workspace["model"],
+        "--train-file",
+        workspace["data"],
+        "--output-dir",
+        str(tmp_path),
+        "--lr",
+        "1e30",
+        "--max-grad-norm",
+        "0",
+        "--max-steps",
+        "30",
+        "--save-every",
+        "1",
+        "--optimizer",
+        "adafactor",
+    ]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert "The loss became nan" in err and "Last good checkpoint" in err
+    assert not (tmp_path / "adapter_model.safetensors").exists()
+
+
+def test_text_to_text_on_a_tiny_decoder(tmp_path):
+    model = save_tiny_checkpoint(tmp_path / "tiny-llama", "llama")
+    data = write_sentiment_csv(tmp_path / "s.csv", rows=120)
+    out = tmp_path / "run"
+    args = [
+        "train",
+        "--model",
+        model,
+        "--train-file",
+        data,
+        "--max-steps",
+        "30",
+        "--lr",
+        "3e-2",
+        "--batch-size",
+        "8",
+        "--output-dir",
+        str(out),
+        "--schedule",
+        "rsqrt",
+        "--optimizer",
+        "adafactor",
+    ]
+    assert main(args) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["format"] == "text2text" and metrics["metric"] == "exact_match"
+    assert 0.0 <= metrics["score"] <= 1.0

@@ -1,0 +1,63 @@
+import pytest
+import torch
+
+from adalink.training.checkpoints import (
+    CheckpointError,
+    latest_checkpoint,
+    read_checkpoint,
+    restore_rng,
+    rng_state,
+    write_checkpoint,
+)
+
+
+def _write(root, step, keep=2):
+    return write_checkpoint(
+        root,
+        step,
+        trainable={"w": torch.full((2,), float(step))},
+        optimizer={"state": {}, "param_groups": []},
+        scheduler={"last_epoch": step},
+        rng_states=[rng_state()],
+        state={"tokens": step},
+        keep=keep,
+    )
+
+
+def test_latest_points_at_the_newest_and_old_ones_are_pruned(tmp_path):
+    for step in (10, 20, 30):
+        _write(tmp_path, step)
+    assert latest_checkpoint(tmp_path).name == "step-00000030"
+    assert sorted(p.name for p in tmp_path.glob("step-*")) == ["step-00000020", "step-00000030"]
+    tensors, _, scheduler, state = read_checkpoint(latest_checkpoint(tmp_path))
+    assert tensors["w"].tolist() == [30.0, 30.0] and scheduler == {"last_epoch": 30} and state["step"] == 30
+
+
+def test_a_crash_mid_write_leaves_the_previous_checkpoint(tmp_path, monkeypatch):
+    _write(tmp_path, 10)
+
+    def crash(*args, **kwargs):
+        raise KeyboardInterrupt("killed")
+
+    monkeypatch.setattr(torch, "save", crash)
+    with pytest.raises(KeyboardInterrupt):
+        _write(tmp_path, 20)
+    assert latest_checkpoint(tmp_path).name == "step-00000010"
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".step")] == []
+
+
+def test_rng_round_trip(tmp_path):
+    torch.manual_seed(3)
+    path = _write(tmp_path, 1)
+    expected = torch.rand(3)
+    torch.manual_seed(99)
+    restore_rng(path, 0)
+    assert torch.equal(torch.rand(3), expected)
+    with pytest.raises(CheckpointError, match="different number of processes"):
+        restore_rng(path, 1)
+
+
+def test_dangling_pointer_is_an_error(tmp_path):
+    (tmp_path / "latest").write_text("step-00000099")
+    with pytest.raises(CheckpointError, match="missing or incomplete"):
+        latest_checkpoint(tmp_path)
