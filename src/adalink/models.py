@@ -28,7 +28,6 @@ import os
 import shutil
 import socket
 import sys
-import tempfile
 import time
 import uuid
 from collections.abc import Callable, Mapping
@@ -469,9 +468,14 @@ def _fsync(path: Path, directory: bool = False) -> None:
 
 def _finish(directory: Path, source: Path) -> None:
     """Flush every file in ``directory`` to disk, then write the marker (last) and flush it and the directory."""
+    probe = directory / ".adalink-mode-probe"
+    probe.touch()
+    mode = probe.stat().st_mode & 0o777  # what the umask gives a new file (safetensors writes model weights 0600)
+    probe.unlink()
     files: dict[str, int] = {}
     for path in sorted(directory.rglob("*")):
         if path.is_file():
+            path.chmod(mode)
             _fsync(path)
             files[path.relative_to(directory).as_posix()] = path.stat().st_size
     marker = {"format": _MARKER_FORMAT, "source": _source_record(source), "files": files}
@@ -540,7 +544,8 @@ def _materialise(target: Path, source: Path, convert: Callable[[Path, Path], Non
     target.parent.mkdir(parents=True, exist_ok=True)
     _remove_leftovers(target)
     _log(f"converting {source.name} once into {target} (about 25 s; reused afterwards)")
-    temp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-{_host_tag()}-{os.getpid()}-", dir=target.parent))
+    temp = target.parent / f".{target.name}.tmp-{_host_tag()}-{os.getpid()}-{uuid.uuid4().hex[:12]}"
+    temp.mkdir()  # not tempfile.mkdtemp: its 0700 mode would make a shared cache unreadable to others
     try:
         convert(source, temp)
         _finish(temp, source)

@@ -24,12 +24,14 @@ class AttachedMethod:
     saves_adapter: bool  # save_pretrained writes an adapter (else the whole model is saved)
 
 
-def _adalink(base: nn.Module, *, rank: int, tasks: Sequence[str], heads: Sequence[str]) -> AttachedMethod:
-    config = AdaLinkConfig(rank=rank, tasks=list(tasks), modules_to_save=list(heads))
+def _adalink(
+    base: nn.Module, *, rank: int, dropout: float, tasks: Sequence[str], heads: Sequence[str]
+) -> AttachedMethod:
+    config = AdaLinkConfig(rank=rank, dropout=dropout, tasks=list(tasks), modules_to_save=list(heads))
     return AttachedMethod(get_peft_model(base, config), task_aware=True, saves_adapter=True)
 
 
-def _full(base: nn.Module, *, rank: int, tasks: Sequence[str], heads: Sequence[str]) -> AttachedMethod:
+def _full(base: nn.Module, **_: object) -> AttachedMethod:
     base.requires_grad_(True)
     return AttachedMethod(base, task_aware=False, saves_adapter=False)
 
@@ -38,8 +40,9 @@ METHODS: dict[str, Callable[..., AttachedMethod]] = {"adalink": _adalink, "full"
 
 
 def attach_method(
-    name: str, base: nn.Module, *, rank: int, tasks: Sequence[str], heads: Sequence[str]
+    name: str, base: nn.Module, *, rank: int, dropout: float, tasks: Sequence[str], heads: Sequence[str]
 ) -> AttachedMethod:
+    """Apply method ``name`` to ``base``; ``heads`` are new modules that train with every method."""
     if name not in METHODS:
         raise ValueError(f"--method {name!r} is unknown: expected one of {sorted(METHODS)}.")
-    return METHODS[name](base, rank=rank, tasks=tasks, heads=heads)
+    return METHODS[name](base, rank=rank, dropout=dropout, tasks=tasks, heads=heads)

@@ -44,6 +44,7 @@ class TrainArgs:
     task: str = field(default="tweets", metadata={"help": f"comma-separated tasks from {', '.join(TASK_NAMES)}"})
     method: str = field(default="adalink", metadata={"help": "one of: " + ", ".join(sorted(METHODS))})
     rank: int = field(default=8, metadata={"help": "AdaLink rank r"})
+    dropout: float = field(default=0.1, metadata={"help": "dropout on the method's own input (AdaLink: paper's 0.1)"})
     lr: float | None = field(default=None, metadata={"help": "peak learning rate (default: 2e-3 adalink, 5e-5 full)"})
     max_steps: int = field(default=300, metadata={"help": "optimiser steps"})
     batch_size: int = field(default=16, metadata={"help": "global batch per optimiser step (all processes)"})
@@ -78,6 +79,7 @@ class TrainArgs:
             ("batch_size", self.batch_size > 0, "a positive integer"),
             ("grad_accum", self.grad_accum > 0, "a positive integer"),
             ("rank", self.rank > 0, "a positive integer"),
+            ("dropout", 0 <= self.dropout < 1, "a number in [0, 1)"),
             ("optimizer", self.optimizer in ("adamw", "adafactor"), "adamw or adafactor"),
             ("schedule", self.schedule in ("linear", "rsqrt"), "linear or rsqrt"),
             ("warmup_ratio", 0 <= self.warmup_ratio < 1, "a number in [0, 1)"),
@@ -175,7 +177,12 @@ def train(args: TrainArgs) -> dict[str, Any]:
     tokenizer = _tokenizer(resolved.path)
     base = fmt.build_base(resolved.path, seed=args.seed)
     attached = attach_method(
-        args.method, base, rank=args.rank, tasks=[d.name for d in datasets], heads=fmt.head_modules(base)
+        args.method,
+        base,
+        rank=args.rank,
+        dropout=args.dropout,
+        tasks=[d.name for d in datasets],
+        heads=fmt.head_modules(base),
     )
     model = attached.model
     named_trainable = {n: p for n, p in model.named_parameters() if p.requires_grad}
