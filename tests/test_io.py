@@ -114,7 +114,7 @@ def test_corrupt_weights_with_matching_checksum_give_a_clear_error(tmp_path):
     _saved(tmp_path)
     (tmp_path / WEIGHTS_NAME).write_bytes(b"\x08\x00\x00\x00\x00\x00\x00\x00{garbage")
     document = json.loads((tmp_path / CONFIG_NAME).read_text())
-    document["weights_sha256"] = adalink.io._file_sha256(tmp_path / WEIGHTS_NAME)
+    document["weights_sha256"] = adalink.io.file_sha256(tmp_path / WEIGHTS_NAME)
     (tmp_path / CONFIG_NAME).write_text(json.dumps(document))
     with pytest.raises(AdapterFileError, match="is corrupt"):
         PeftModel.from_pretrained(build("llama"), tmp_path)

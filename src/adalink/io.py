@@ -18,7 +18,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-__all__ = ["CONFIG_NAME", "FORMAT", "WEIGHTS_NAME", "AdapterFileError", "read_adapter", "write_adapter"]
+__all__ = ["CONFIG_NAME", "FORMAT", "WEIGHTS_NAME", "AdapterFileError", "file_sha256", "read_adapter", "write_adapter"]
 
 CONFIG_NAME = "adapter_config.json"
 WEIGHTS_NAME = "adapter_model.safetensors"
@@ -41,7 +41,7 @@ def write_adapter(directory: str | os.PathLike, tensors: dict[str, torch.Tensor]
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
         **metadata,
-        "weights_sha256": _file_sha256(weights_path),
+        "weights_sha256": file_sha256(weights_path),
     }
     text = json.dumps(document, indent=2, sort_keys=True)
     _atomic_write(directory / CONFIG_NAME, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
@@ -67,7 +67,7 @@ def read_adapter(directory: str | os.PathLike) -> tuple[dict[str, Any], dict[str
             f"{config_path} has format_version {document['format_version']}; this adalink reads up to "
             f"{FORMAT_VERSION}: upgrade adalink."
         )
-    if _file_sha256(weights_path) != document.get("weights_sha256"):
+    if file_sha256(weights_path) != document.get("weights_sha256"):
         raise AdapterFileError(
             f"{weights_path} does not match {CONFIG_NAME} (SHA-256 differs): the file is truncated or corrupt, "
             "or the two files come from different saves."
@@ -103,7 +103,8 @@ def _fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
-def _file_sha256(path: Path) -> str:
+def file_sha256(path: Path) -> str:
+    """SHA-256 of a file's bytes, read in 1 MiB blocks."""
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
         for block in iter(lambda: handle.read(1 << 20), b""):

@@ -21,7 +21,6 @@ discards its own.
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 import json
 import os
@@ -34,6 +33,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from .io import file_sha256 as _file_sha256
 
 __all__ = [
     "MODEL_ALIASES",
@@ -411,14 +412,6 @@ def _convert_smollm2(source: Path, out_dir: Path) -> None:
 
 # --------------------------------------------------------------------------------------------------------------------
 # Atomic, marker-checked materialisation of converted checkpoints
-
-
-def _file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _source_record(source: Path) -> dict[str, Any]:
