@@ -92,7 +92,11 @@ class TrainArgs:
     def resume_key(self) -> dict[str, Any]:
         """What must not change between a run and its resumption."""
         skip = {"resume", "output_dir", "save_every", "keep_checkpoints", "max_eval"}
-        return {k: v for k, v in asdict(self).items() if k not in skip}
+        key = {k: v for k, v in asdict(self).items() if k not in skip}
+        for name in ("model", "train_file", "eval_file"):  # one file, however it is spelled
+            if key[name] and os.path.exists(key[name]):
+                key[name] = os.path.abspath(key[name])
+        return key
 
 
 def load_tasks(args: TrainArgs) -> list[TextClassificationData]:
@@ -163,8 +167,15 @@ def train(args: TrainArgs) -> dict[str, Any]:
     from ..models import resolve_model
 
     args.validate()
-    accelerator = Accelerator(mixed_precision=args.mixed_precision)
+    # On a machine without CUDA, gloo on CPU; without cpu=True accelerate would start lone single-process runs.
+    accelerator = Accelerator(mixed_precision=args.mixed_precision, cpu=not torch.cuda.is_available())
     rank, world = accelerator.process_index, accelerator.num_processes
+    launched = int(os.environ.get("WORLD_SIZE", "1"))
+    if launched != world:
+        raise ValueError(
+            f"The launcher started {launched} processes but accelerate joined {world}: each would train alone "
+            "into the same directory. Launch with `accelerate launch --multi_gpu --num_processes N -m adalink train`."
+        )
     if args.batch_size % (world * args.grad_accum):
         raise ValueError(
             f"--batch-size {args.batch_size} must split evenly over {world} process(es) "
