@@ -7,6 +7,7 @@ import torch
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 from adalink.cli import main
+from adalink.training.formats import TaskInfo, TextToTextFormat
 from tiny_models import save_tiny_checkpoint, write_sentiment_csv
 
 
@@ -164,4 +165,20 @@ def test_text_to_text_on_a_tiny_decoder(tmp_path):
     assert main(args) == 0
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["format"] == "text2text" and metrics["metric"] == "exact_match"
-    assert 0.0 <= metrics["score"] <= 1.0
+    assert 0.0 <= metrics["score"] <= 1.0 and metrics["final_loss"] < metrics["initial_loss"]
+
+    source, target = tmp_path / "in.txt", tmp_path / "out.jsonl"
+    source.write_text("great lovely day\nawful poor food\n")
+    assert main(["predict", "--adapter", str(out), "--input", str(source), "--output", str(target)]) == 0
+    generated = [json.loads(line)["generated"] for line in target.read_text().splitlines()]
+    assert main(["merge", "--adapter", str(out), "--out", str(tmp_path / "merged")]) == 0
+    from transformers import AutoModelForCausalLM
+
+    plain = AutoModelForCausalLM.from_pretrained(tmp_path / "merged").eval()
+    tokenizer = AutoTokenizer.from_pretrained(tmp_path / "merged")
+    fmt = TextToTextFormat([TaskInfo("s", ("negative", "positive"))], encoder_decoder=False)
+    for text, expected in zip(["great lovely day", "awful poor food"], generated, strict=True):
+        prompt = tokenizer(fmt.prompt(0, text), return_tensors="pt")
+        prompt = {k: v for k, v in prompt.items() if k != "token_type_ids"}
+        tokens = plain.generate(**prompt, max_new_tokens=fmt.max_new_tokens(tokenizer), do_sample=False)
+        assert tokenizer.decode(tokens[0, prompt["input_ids"].shape[1] :], skip_special_tokens=True) == expected
