@@ -76,7 +76,12 @@ class ClassificationFormat:
         return logits.float().masked_fill(~allowed, float("-inf"))
 
     def loss(self, call: ModelCall, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        return nn.functional.cross_entropy(self._masked_logits(call, batch), batch["labels"])
+        """Summed over the batch's examples; the loop divides by the global count (:meth:`count`)."""
+        return nn.functional.cross_entropy(self._masked_logits(call, batch), batch["labels"], reduction="sum")
+
+    @staticmethod
+    def count(batch: dict[str, torch.Tensor]) -> int:
+        return batch["labels"].numel()
 
     @torch.no_grad()
     def predict(self, call: ModelCall, batch: dict[str, torch.Tensor]) -> tuple[list[int], list[list[float]]]:
@@ -133,8 +138,16 @@ class TextToTextFormat:
         return batch
 
     def loss(self, call: ModelCall, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Summed over target tokens, so micro-batches and processes weigh every token equally (see :meth:`count`)."""
         inputs = {k: v for k, v in batch.items() if k != "task_ids"}
-        return call(inputs, batch["task_ids"]).loss
+        logits, labels = call(inputs, batch["task_ids"]).logits.float(), batch["labels"]
+        if not self.encoder_decoder:  # a decoder predicts token t+1 at position t
+            logits, labels = logits[:, :-1], labels[:, 1:]
+        return nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.reshape(-1), reduction="sum")
+
+    def count(self, batch: dict[str, torch.Tensor]) -> int:
+        labels = batch["labels"] if self.encoder_decoder else batch["labels"][:, 1:]
+        return int((labels != -100).sum())
 
     def generation_batch(self, items: Sequence[TaskExample], tokenizer, max_length: int) -> dict[str, torch.Tensor]:
         prompts = [self.prompt(i.task, i.example.text) for i in items]

@@ -240,12 +240,19 @@ def train(args: TrainArgs) -> dict[str, Any]:
         began = time.perf_counter()
         items = stream.batch(step, rank=rank, world_size=world)
         step_loss, step_tokens = torch.zeros((), device=accelerator.device), 0
-        for i in range(args.grad_accum):
-            chunk = items[i * micro : (i + 1) * micro]
-            batch = _to(fmt.collate(chunk, tokenizer, args.max_length), accelerator.device)
+        batches = [
+            _to(fmt.collate(items[i * micro : (i + 1) * micro], tokenizer, args.max_length), accelerator.device)
+            for i in range(args.grad_accum)
+        ]
+        # Mean over the GLOBAL batch's examples (classification) or target tokens (text-to-text), whatever the split
+        # into processes and micro-batches: each sums its losses and divides by the global count; DDP's gradient
+        # average over processes is undone by the factor `world`.
+        count = sum(fmt.count(b) for b in batches)
+        global_count = int(accelerator.reduce(torch.tensor(count, device=accelerator.device), reduction="sum"))
+        for i, batch in enumerate(batches):
             sync = nullcontext() if i == args.grad_accum - 1 else accelerator.no_sync(model)
             with sync, accelerator.autocast():
-                loss = fmt.loss(call, batch) / args.grad_accum
+                loss = fmt.loss(call, batch) * world / max(global_count, 1)
                 accelerator.backward(loss)
             step_loss += loss.detach()
             step_tokens += int(batch["attention_mask"].sum())
