@@ -152,6 +152,14 @@ class VQAExample:
     answer: int
     question_type: str
 
+    @property
+    def text(self) -> str:  # the generic name the training harness reads
+        return self.question
+
+    @property
+    def label(self) -> int:
+        return self.answer
+
 
 @dataclass(frozen=True)
 class VQAData:
@@ -168,6 +176,11 @@ class VQAData:
     train: tuple[VQAExample, ...]
     validation: tuple[VQAExample, ...]
     test: tuple[VQAExample, ...]
+    name: str = "easyvqa"
+
+    @property
+    def label_names(self) -> tuple[str, ...]:  # the generic name the training harness reads
+        return self.answer_names
 
     def majority_baseline(self, question_type: str | None = None, split: str = "test") -> float:
         """Accuracy of always giving the most frequent training answer.

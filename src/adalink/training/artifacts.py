@@ -18,8 +18,8 @@ from torch import nn
 
 from ..data import Example
 from ..model import PeftModel
-from .formats import ClassificationFormat, TaskInfo, TextToTextFormat, make_format
-from .run import RUN_FILE, TrainArgs, _tokenizer, _write_json, evaluate, load_tasks, predict_batch
+from .formats import ClassificationFormat, TaskInfo, TextToTextFormat
+from .run import RUN_FILE, TrainArgs, _tokenizer, _write_json, evaluate, load_tasks, predict_batch, setup_model
 from .stream import TaskExample
 
 __all__ = ["LoadedRun", "evaluate_run", "load_run", "merge_run", "predict_run"]
@@ -41,23 +41,21 @@ class LoadedRun:
 
 def load_run(directory: str | Path, *, model: str | None = None, ignore_fingerprint: bool = False) -> LoadedRun:
     """Rebuild the base model of a run and attach its adapter (refused on a different base model)."""
-    from ..models import resolve_model
-
     directory = Path(directory)
     run_file = directory / RUN_FILE
     if not run_file.is_file():
         raise FileNotFoundError(f"{directory} is not an `adalink train` output directory: {RUN_FILE} is missing.")
     run = json.loads(run_file.read_text())
     tasks = [TaskInfo(t["name"], tuple(t["label_names"])) for t in run["tasks"]]
-    resolved = resolve_model(model or run["model"])
-    fmt = make_format(run["format"], tasks, resolved.kind)
     if run["saves_adapter"]:
-        base = fmt.build_base(resolved.path, seed=run["seed"]).eval()
+        path, fmt, tokenizer = setup_model(model or run["model"], run["format"], tasks)
+        base = fmt.build_base(path, seed=run["seed"]).eval()
         loaded: nn.Module = PeftModel.from_pretrained(base, directory, ignore_fingerprint=ignore_fingerprint)
-        tokenizer = _tokenizer(resolved.path)
     else:
+        _, fmt, tokenizer = setup_model(model or run["model"], run["format"], tasks)
         loaded = fmt.build_base(str(directory / "model"), seed=run["seed"]).eval()
-        tokenizer = _tokenizer(str(directory / "model"))
+        if not isinstance(loaded, PeftModel) and (directory / "model" / "tokenizer_config.json").is_file():
+            tokenizer = _tokenizer(str(directory / "model"))
     return LoadedRun(directory, run, loaded.eval(), run["saves_adapter"], fmt, tokenizer)
 
 

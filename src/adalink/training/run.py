@@ -19,7 +19,7 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
-from ..data import TASK_NAMES, TextClassificationData, load_file_task, load_text_task
+from ..data import TASK_NAMES, TextClassificationData, VQAData, load_easyvqa, load_file_task, load_text_task
 from .checkpoints import latest_checkpoint, read_checkpoint, restore_rng, rng_state, write_checkpoint
 from .formats import ClassificationFormat, TaskInfo, TextToTextFormat, make_format
 from .methods import METHODS, attach_method
@@ -28,6 +28,9 @@ from .stream import MixedTaskStream, TaskExample
 __all__ = ["RUN_FILE", "TrainArgs", "TrainingDivergedError", "evaluate", "load_tasks", "train"]
 
 RUN_FILE = "run.json"
+VQA_TASK = "easyvqa"
+VLM_ALIAS = "easyvqa-vlm"  # the stage-1 TinyVLM (vision side trained on easy-VQA, MiniLM frozen), built once
+Format = ClassificationFormat | TextToTextFormat
 METRICS_FILE = "metrics.json"
 DEFAULT_LR = {"adalink": 2e-3, "full": 5e-5}
 
@@ -39,9 +42,12 @@ class TrainingDivergedError(RuntimeError):
 @dataclass
 class TrainArgs:
     model: str = field(
-        default="minilm", metadata={"help": "minilm, smollm2-135m, a local directory or a cached hub name"}
+        default="minilm",
+        metadata={"help": "minilm, smollm2-135m, a local directory or a cached hub name; easyvqa: easyvqa-vlm"},
     )
-    task: str = field(default="tweets", metadata={"help": f"comma-separated tasks from {', '.join(TASK_NAMES)}"})
+    task: str = field(
+        default="tweets", metadata={"help": f"comma-separated tasks from {', '.join(TASK_NAMES)}, or easyvqa (images)"}
+    )
     method: str = field(default="adalink", metadata={"help": "one of: " + ", ".join(sorted(METHODS))})
     rank: int = field(default=8, metadata={"help": "AdaLink rank r"})
     dropout: float = field(default=0.1, metadata={"help": "dropout on the method's own input (AdaLink: paper's 0.1)"})
@@ -99,20 +105,44 @@ class TrainArgs:
         return key
 
 
-def load_tasks(args: TrainArgs) -> list[TextClassificationData]:
+def load_tasks(args: TrainArgs) -> list[TextClassificationData | VQAData]:
     if args.train_file:
         data = load_file_task(
             args.train_file, args.eval_file, text_column=args.text_column, label_column=args.label_column
         )
         return [data]
     names = [n.strip() for n in args.task.split(",") if n.strip()]
-    unknown = [n for n in names if n not in TASK_NAMES]
+    known = (*TASK_NAMES, VQA_TASK)
+    unknown = [n for n in names if n not in known]
     if unknown or not names:
         raise ValueError(
-            f"--task {args.task!r}: unknown task(s) {unknown}; expected a comma-separated list of {list(TASK_NAMES)}, "
+            f"--task {args.task!r}: unknown task(s) {unknown}; expected a comma-separated list of {list(known)}, "
             "or your own data with --train-file."
         )
+    if VQA_TASK in names:
+        if len(names) > 1:
+            raise ValueError(f"--task {VQA_TASK} (images + questions) cannot be mixed with text tasks {names}.")
+        return [load_easyvqa()]
     return [load_text_task(name) for name in names]
+
+
+def setup_model(model: str, format_name: str, tasks: list[TaskInfo]) -> tuple[str, Format, Any]:
+    """(checkpoint path, format, tokenizer) of a run. easyvqa runs on the stage-1 TinyVLM built from MiniLM."""
+    from ..models import resolve_model
+
+    if format_name == "vqa" or any(t.name == VQA_TASK for t in tasks):
+        from ..vision.vlm import TinyVLMConfig, _read_config, resolve_text_model_path
+        from .vqa import VQAFormat, cached_pretrained_vlm
+
+        path = str(cached_pretrained_vlm()) if model in ("minilm", VLM_ALIAS) else model
+        config = TinyVLMConfig.from_dict(_read_config(Path(path))["config"])
+        return (
+            path,
+            VQAFormat(tasks, image_size=config.image_size),
+            _tokenizer(resolve_text_model_path(config.text_model)),
+        )
+    resolved = resolve_model(model)
+    return resolved.path, make_format(format_name, tasks, resolved.kind), _tokenizer(resolved.path)
 
 
 def _optimizer(args: TrainArgs, params: list[torch.nn.Parameter]) -> torch.optim.Optimizer:
@@ -164,8 +194,6 @@ def train(args: TrainArgs) -> dict[str, Any]:
     """Train, evaluate on the test split(s), save the adapter, ``run.json`` and ``metrics.json``."""
     from accelerate import Accelerator
 
-    from ..models import resolve_model
-
     args.validate()
     # On a machine without CUDA, gloo on CPU; without cpu=True accelerate would start lone single-process runs.
     accelerator = Accelerator(mixed_precision=args.mixed_precision, cpu=not torch.cuda.is_available())
@@ -183,10 +211,10 @@ def train(args: TrainArgs) -> dict[str, Any]:
         )
     out = args.resolved_output_dir()
     datasets = load_tasks(args)
-    resolved = resolve_model(args.model)
-    fmt = make_format(args.format, [TaskInfo(d.name, d.label_names) for d in datasets], resolved.kind)
-    tokenizer = _tokenizer(resolved.path)
-    base = fmt.build_base(resolved.path, seed=args.seed)
+    model_path, fmt, tokenizer = setup_model(
+        args.model, args.format, [TaskInfo(d.name, d.label_names) for d in datasets]
+    )
+    base = fmt.build_base(model_path, seed=args.seed)
     attached = attach_method(
         args.method,
         base,
@@ -303,7 +331,7 @@ def train(args: TrainArgs) -> dict[str, Any]:
             max_length=args.max_length,
         )
         metrics = _metrics(args, datasets, scores, unwrapped, fmt, tokens, seconds, history)
-        _save_outputs(out, args, resolved, fmt, attached.saves_adapter, unwrapped, tokenizer, metrics)
+        _save_outputs(out, args, model_path, fmt, attached.saves_adapter, unwrapped, tokenizer, metrics)
         print(
             f"{fmt.name} {metrics['metric']} on test: {metrics['score']:.4f} "
             f"({', '.join(f'{k} {v:.4f}' for k, v in metrics['per_task'].items())}); saved to {out}"
@@ -397,7 +425,7 @@ def _metrics(args, datasets, scores, model, fmt, tokens: int, seconds: float, hi
     trainable = [p for p in params if p.requires_grad]
     return {
         "score": sum(scores.values()) / len(scores),
-        "metric": "accuracy" if fmt.name == "classification" else "exact_match",
+        "metric": "exact_match" if fmt.name == "text2text" else "accuracy",
         "per_task": scores,
         "majority_baseline": {d.name: d.majority_baseline() for d in datasets},
         "trainable_params": sum(p.numel() for p in trainable if id(p) not in heads),
@@ -426,7 +454,7 @@ def _write_json(path: Path, document: dict[str, Any]) -> None:
     os.replace(tmp, path)
 
 
-def _save_outputs(out: Path, args, resolved, fmt, saves_adapter: bool, model, tokenizer, metrics) -> None:
+def _save_outputs(out: Path, args, model_path: str, fmt, saves_adapter: bool, model, tokenizer, metrics) -> None:
     out.mkdir(parents=True, exist_ok=True)
     if saves_adapter:
         model.save_pretrained(out)
@@ -435,8 +463,7 @@ def _save_outputs(out: Path, args, resolved, fmt, saves_adapter: bool, model, to
         tokenizer.save_pretrained(out / "model")
     run = {
         "model": args.model,
-        "model_path": resolved.path,
-        "model_kind": resolved.kind,
+        "model_path": model_path,
         "format": fmt.name,
         "tasks": [{"name": t.name, "label_names": list(t.label_names)} for t in fmt.tasks],
         "method": args.method,
