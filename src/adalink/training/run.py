@@ -222,6 +222,7 @@ def train(args: TrainArgs) -> dict[str, Any]:
         dropout=args.dropout,
         tasks=[d.name for d in datasets],
         heads=fmt.head_modules(base),
+        modalities=fmt.modalities,
     )
     model = attached.model
     named_trainable = {n: p for n, p in model.named_parameters() if p.requires_grad}

@@ -3,9 +3,10 @@
 - :class:`VQAFormat` is the harness format for :class:`~adalink.vision.TinyVLM`: questions are tokenized, images
   loaded (:func:`adalink.data.load_images`, decoded once per process), and the model's 13-way answer head gives the
   logits. Every task shares that head (labels are answer indices, ``VQAExample.answer``).
-- :func:`pretrain_vlm` is stage 1: the vision encoder, projector and head are trained from scratch with MiniLM frozen,
-  on easy-VQA train *without* the held-out question types (default ``yesno-shape``), so that a second stage can adapt
-  the frozen VLM to the held-out type with each PEFT method. The head still covers all 13 answers.
+- :func:`pretrain_vlm` is stage 1: the vision encoder is pre-trained as an image classifier, then vision encoder,
+  projector and head are trained with MiniLM frozen on easy-VQA train *without* the held-out question types (default
+  ``yesno-shape``), so that a second stage can adapt the frozen VLM to the held-out type with each PEFT method. The
+  head still covers all 13 answers.
 - :func:`cached_pretrained_vlm` builds that model once per setting under
   ``default_cache_dir() / "models" / "easyvqa-vlm-<settings hash>"``: trained into a temporary sibling, completed by
   a marker written last (which also records the MiniLM weight file it was trained against), renamed into place;
@@ -25,7 +26,7 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
@@ -43,6 +44,7 @@ __all__ = [
     "VQAFormat",
     "cached_pretrained_vlm",
     "evaluate_vlm",
+    "pretrain_vision",
     "pretrain_vlm",
 ]
 
@@ -52,11 +54,14 @@ TASK_NAME = "easyvqa"
 
 # Stage-1 settings used by cached_pretrained_vlm unless overridden (about 4–5 minutes on 2 CPU cores).
 DEFAULT_PRETRAIN: dict[str, Any] = {
-    "steps": 300,
+    "steps": 400,
     "batch_size": 32,
-    "lr": 2e-3,
+    "lr": 1e-3,
     "seed": 0,
     "held_out_types": ("yesno-shape",),
+    "vision_steps": 300,
+    "vision_batch_size": 64,
+    "vision_lr": 2e-3,
 }
 _RECIPE_VERSION = 1  # bump when the training code changes what a setting produces
 _MAX_LENGTH = 32  # easy-VQA questions are at most 13 MiniLM tokens
@@ -74,6 +79,8 @@ class VQAFormat(ClassificationFormat):
     """
 
     name = "vqa"
+    # Paper §3.2 multimodal AdaLink: one for the text tokens, one for the image tokens (the projector's output).
+    modalities: ClassVar[dict[str, str]] = {"text": "input_embeddings", "image": "projector"}
 
     def __init__(self, tasks: Sequence[TaskInfo] | None = None, *, image_size: int = 64) -> None:
         tasks = list(tasks) if tasks is not None else [TaskInfo(TASK_NAME, ANSWER_NAMES)]
@@ -197,6 +204,124 @@ def _schedule(step: int, steps: int, warmup: int) -> float:
     return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
 
 
+class _Sampler:
+    """Seeded draws, from the pooled examples or type-balanced, optionally answer-balanced per yes/no question.
+
+    Type-balanced: the k-th example of the run comes from type ``types[k mod n]`` (types in a seeded order), so every
+    batch holds the types in (nearly) equal shares; each type is walked through its own permutation (reshuffled each
+    pass). Answer-balanced (yes/no types only): an example is drawn from a uniformly chosen (question text, answer)
+    group, so within the draws every question is answered "yes" as often as "no".
+    """
+
+    def __init__(
+        self, examples: Sequence[VQAExample], *, seed: int, balance_types: bool, balance_answers: bool = False
+    ) -> None:
+        if balance_types:
+            groups: dict[str, list[VQAExample]] = {}
+            for example in examples:
+                groups.setdefault(example.question_type, []).append(example)
+            self.pools = [groups[t] for t in QUESTION_TYPES if t in groups]
+        else:
+            self.pools = [list(examples)]
+        self.generator = torch.Generator().manual_seed(seed)
+        order = torch.randperm(len(self.pools), generator=self.generator).tolist()
+        self.pools = [self.pools[i] for i in order]
+        self.answer_groups: list[list[list[VQAExample]] | None] = []
+        for pool in self.pools:
+            yes_no = balance_answers and all(e.question_type.startswith("yesno") for e in pool)
+            by_pair: dict[tuple[str, int], list[VQAExample]] = {}
+            for example in pool if yes_no else ():
+                by_pair.setdefault((example.question, example.answer), []).append(example)
+            self.answer_groups.append([by_pair[key] for key in sorted(by_pair)] if yes_no else None)
+        self.queues: list[list[int]] = [[] for _ in self.pools]
+        self.drawn = 0
+
+    def _randint(self, high: int) -> int:
+        return int(torch.randint(high, (1,), generator=self.generator))
+
+    def __call__(self, count: int) -> list[VQAExample]:
+        picked = []
+        for _ in range(count):
+            pool = self.drawn % len(self.pools)
+            self.drawn += 1
+            groups = self.answer_groups[pool]
+            if groups is not None:
+                group = groups[self._randint(len(groups))]
+                picked.append(group[self._randint(len(group))])
+                continue
+            if not self.queues[pool]:
+                self.queues[pool] = torch.randperm(len(self.pools[pool]), generator=self.generator).tolist()
+            picked.append(self.pools[pool][self.queues[pool].pop()])
+        return picked
+
+
+def _image_labels(examples: Sequence[VQAExample]) -> dict[str, tuple[int, int]]:
+    """Per image path: (colour index, shape index), -1 where no training question of that type tells it."""
+    labels: dict[str, list[int]] = {}
+    for example in examples:
+        slot = {"color": 0, "shape": 1}.get(example.question_type)
+        if slot is None:
+            continue
+        names = COLOR_NAMES if slot == 0 else SHAPE_NAMES
+        labels.setdefault(example.image_path, [-1, -1])[slot] = names.index(ANSWER_NAMES[example.answer])
+    return {path: (color, shape) for path, (color, shape) in labels.items()}
+
+
+def pretrain_vision(
+    vision: nn.Module,
+    examples: Sequence[VQAExample],
+    *,
+    steps: int,
+    batch_size: int,
+    lr: float,
+    seed: int,
+    image_size: int = 64,
+    progress: bool = True,
+) -> list[float]:
+    """Stage 1a: train the vision encoder alone as an image classifier (colour and shape), as PaLI's ViT is.
+
+    The labels come only from the "what colour" / "what shape" questions among ``examples`` (so a held-out type
+    leaks nothing); two linear heads on the mean of the image tokens, discarded afterwards.
+
+    Returns:
+        The loss of every step.
+    """
+    labelled = sorted(_image_labels(examples).items())
+    if not labelled:
+        return []
+    width = vision.norm.normalized_shape[0]
+    heads = nn.ModuleList([nn.Linear(width, len(COLOR_NAMES)), nn.Linear(width, len(SHAPE_NAMES))])
+    params = [*vision.parameters(), *heads.parameters()]
+    optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=0.01)
+    warmup = max(1, steps // 20)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: _schedule(s, steps, warmup))
+    generator = torch.Generator().manual_seed(seed + 1)
+    queue: list[int] = []
+    losses = []
+    vision.train()
+    for _ in tqdm(range(steps), desc="stage-1a vision", unit="step", disable=not progress):
+        picked = []
+        for _ in range(batch_size):
+            if not queue:
+                queue = torch.randperm(len(labelled), generator=generator).tolist()
+            picked.append(labelled[queue.pop()])
+        pixels = load_images([path for path, _ in picked], size=image_size)
+        targets = torch.tensor([label for _, label in picked])  # (B, 2)
+        pooled = vision(pixels).mean(1)
+        loss = sum(
+            nn.functional.cross_entropy(head(pooled), targets[:, i], ignore_index=-1)
+            for i, head in enumerate(heads)
+            if (targets[:, i] >= 0).any()
+        )
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        optimizer.step()
+        scheduler.step()
+        optimizer.zero_grad(set_to_none=True)
+        losses.append(round(float(loss.detach()), 6))
+    return losses
+
+
 def pretrain_vlm(
     out_dir: str | os.PathLike | None,
     *,
@@ -205,40 +330,59 @@ def pretrain_vlm(
     lr: float = DEFAULT_PRETRAIN["lr"],
     seed: int = DEFAULT_PRETRAIN["seed"],
     held_out_types: Sequence[str] = DEFAULT_PRETRAIN["held_out_types"],
+    vision_steps: int = DEFAULT_PRETRAIN["vision_steps"],
+    vision_batch_size: int = DEFAULT_PRETRAIN["vision_batch_size"],
+    vision_lr: float = DEFAULT_PRETRAIN["vision_lr"],
     config: TinyVLMConfig | None = None,
     eval_per_type: int | None = None,
     weight_decay: float = 0.01,
     warmup_ratio: float = 0.05,
     max_grad_norm: float = 1.0,
+    balance_types: bool = True,
+    balance_answers: bool = False,
     progress: bool = True,
     limit_train: int | None = None,
 ) -> dict[str, Any]:
-    """Stage 1: train the vision encoder, projector and head of a new :class:`TinyVLM` with MiniLM frozen.
+    """Stage 1: build a "pre-trained VLM" from a new :class:`TinyVLM` with MiniLM frozen throughout.
 
-    Training data: easy-VQA train without ``held_out_types``, in a seeded random order (reshuffled every epoch).
+    Two phases, as PaLI pairs a separately pre-trained ViT with a language model:
+
+    a. ``vision_steps`` steps of :func:`pretrain_vision`: the vision encoder alone learns colour and shape as image
+       classification (labels from the training split's "what" questions of the kept types). From scratch, learning
+       shapes only through the frozen encoder is several times slower.
+    b. ``steps`` steps on VQA: vision encoder, projector and head trained through the frozen MiniLM on easy-VQA train
+       without ``held_out_types``. With ``balance_types`` (default) every batch holds the kept question types in
+       equal shares: at natural frequencies the yes/no colour questions are 2/3 of the data and the question text
+       alone answers 88 % of them (easy-VQA's templates are biased), so the "what" questions, which force the model
+       to read the image, would come too rarely for a short CPU run.
+
     AdamW, linear warm-up and cosine decay, gradient clipping; MiniLM runs in train mode (its dropout on), as the
     PEFT methods of stage 2 will.
 
     Args:
         out_dir: Where the model is saved (atomically, :meth:`TinyVLM.save_pretrained`, with the returned metrics in
             ``pretraining.json``); ``None`` saves nothing.
-        steps, batch_size, lr, seed: Optimiser steps, examples per step, peak learning rate, seed of the
-            initialisation, data order and dropout.
+        steps, batch_size, lr: Phase b's optimiser steps, examples per step and peak learning rate.
+        seed: Seed of the initialisation, data order and dropout.
         held_out_types: Question types left out of training (a proper subset of ``QUESTION_TYPES``).
+        vision_steps, vision_batch_size, vision_lr: Phase a (``vision_steps=0`` skips it).
         config: The architecture (default :class:`TinyVLMConfig`).
         eval_per_type: Score on the first N test examples of each question type (``None``: the whole test split).
         limit_train: Use only the first N training examples (tests).
 
     Returns:
         Metrics: ``accuracy`` (test accuracy per question type and ``all``, the held-out types included: zero-shot),
-        ``majority_baseline`` per type, ``train_seconds``, ``losses`` (per step), ``initial_loss`` / ``final_loss``
-        (means of the first and last 10 steps), ``trainable_params`` per part and the settings.
+        ``majority_baseline`` per type, ``train_seconds`` (both phases; ``vision_seconds`` of them phase a),
+        ``losses`` (phase b, per step), ``initial_loss`` / ``final_loss`` (means of phase b's first and last 10
+        steps), ``vision_losses``, ``trainable_params`` per part and the settings.
     """
-    for name, value in (("steps", steps), ("batch_size", batch_size)):
+    for name, value in (("steps", steps), ("batch_size", batch_size), ("vision_batch_size", vision_batch_size)):
         if not isinstance(value, int) or value < 1:
             raise ValueError(f"{name}={value!r} is invalid: expected a positive integer.")
-    if not lr > 0:
-        raise ValueError(f"lr={lr!r} is invalid: expected a positive number.")
+    if not isinstance(vision_steps, int) or vision_steps < 0:
+        raise ValueError(f"vision_steps={vision_steps!r} is invalid: expected a non-negative integer.")
+    if not (lr > 0 and vision_lr > 0):
+        raise ValueError(f"lr={lr!r} and vision_lr={vision_lr!r} must be positive numbers.")
     held = _check_held_out(held_out_types)
     config = config or TinyVLMConfig()
     data = load_easyvqa(limit_train=limit_train)
@@ -251,37 +395,43 @@ def pretrain_vlm(
     torch.manual_seed(seed)
     model = TinyVLM(config)
     model.text_model.requires_grad_(False)
+    counts = model.parameter_counts()
+    began = time.perf_counter()
+    vision_losses = pretrain_vision(
+        model.vision,
+        train,
+        steps=vision_steps,
+        batch_size=vision_batch_size,
+        lr=vision_lr,
+        seed=seed,
+        image_size=config.image_size,
+        progress=progress,
+    )
+    vision_seconds = time.perf_counter() - began
+
     model.train()
     trainable = [p for p in model.parameters() if p.requires_grad]
-    counts = model.parameter_counts()
     optimizer = torch.optim.AdamW(trainable, lr=lr, weight_decay=weight_decay)
     warmup = max(1, round(warmup_ratio * steps))
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: _schedule(s, steps, warmup))
     fmt = VQAFormat(image_size=config.image_size)
     tokenizer = _tokenizer(config)
-    order = torch.Generator().manual_seed(seed)
-    permutation: list[int] = []
+    draw = _Sampler(train, seed=seed, balance_types=balance_types, balance_answers=balance_answers)
     losses: list[float] = []
-
-    bar = tqdm(range(steps), desc="stage-1 VLM", unit="step", disable=not progress)
-    began = time.perf_counter()
+    bar = tqdm(range(steps), desc="stage-1b VLM", unit="step", disable=not progress)
     for _ in bar:
-        picked = []
-        while len(picked) < batch_size:
-            if not permutation:
-                permutation = torch.randperm(len(train), generator=order).tolist()
-            picked.append(train[permutation.pop()])
-        batch = fmt.collate([TaskExample(0, e) for e in picked], tokenizer, _MAX_LENGTH)
-        loss = fmt.loss(lambda inputs, task_ids: model(**inputs), batch)
-        if not math.isfinite(float(loss)):
-            raise RuntimeError(f"Stage-1 loss became {float(loss)} at step {len(losses) + 1}; try a lower lr.")
+        batch = fmt.collate([TaskExample(0, e) for e in draw(batch_size)], tokenizer, _MAX_LENGTH)
+        loss = fmt.loss(lambda inputs, task_ids: model(**inputs), batch) / fmt.count(batch)  # mean over the batch
+        value = float(loss.detach())
+        if not math.isfinite(value):
+            raise RuntimeError(f"Stage-1 loss became {value} at step {len(losses) + 1}; try a lower lr.")
         loss.backward()
         if max_grad_norm > 0:
             torch.nn.utils.clip_grad_norm_(trainable, max_grad_norm)
         optimizer.step()
         scheduler.step()
         optimizer.zero_grad(set_to_none=True)
-        losses.append(round(float(loss), 6))
+        losses.append(round(value, 6))
         bar.set_postfix(loss=f"{sum(losses[-20:]) / len(losses[-20:]):.4f}")
     bar.close()
     seconds = time.perf_counter() - began
@@ -295,9 +445,11 @@ def pretrain_vlm(
         "held_out_types": list(held),
         "train_examples": len(train),
         "train_seconds": round(seconds, 1),
+        "vision_seconds": round(vision_seconds, 1),
         "initial_loss": round(sum(losses[:10]) / len(losses[:10]), 4),
         "final_loss": round(sum(losses[-10:]) / len(losses[-10:]), 4),
         "losses": losses,
+        "vision_losses": vision_losses,
         "trainable_params": {
             "vision": counts["vision"],
             "projector": counts["projector"],
@@ -310,9 +462,14 @@ def pretrain_vlm(
             "batch_size": batch_size,
             "lr": lr,
             "seed": seed,
+            "vision_steps": vision_steps,
+            "vision_batch_size": vision_batch_size,
+            "vision_lr": vision_lr,
             "weight_decay": weight_decay,
             "warmup_ratio": warmup_ratio,
             "max_grad_norm": max_grad_norm,
+            "balance_types": balance_types,
+            "balance_answers": balance_answers,
             "limit_train": limit_train,
             "config": config.to_dict(),
         },
@@ -346,6 +503,9 @@ def cached_pretrained_vlm(
     lr: float = DEFAULT_PRETRAIN["lr"],
     seed: int = DEFAULT_PRETRAIN["seed"],
     held_out_types: Sequence[str] = DEFAULT_PRETRAIN["held_out_types"],
+    vision_steps: int = DEFAULT_PRETRAIN["vision_steps"],
+    vision_batch_size: int = DEFAULT_PRETRAIN["vision_batch_size"],
+    vision_lr: float = DEFAULT_PRETRAIN["vision_lr"],
     config: TinyVLMConfig | None = None,
     eval_per_type: int | None = 500,
     progress: bool = True,
@@ -368,6 +528,9 @@ def cached_pretrained_vlm(
         "lr": lr,
         "seed": seed,
         "held_out_types": list(held),
+        "vision_steps": vision_steps,
+        "vision_batch_size": vision_batch_size,
+        "vision_lr": vision_lr,
         "config": config.to_dict(),
         "eval_per_type": eval_per_type,
     }
@@ -394,6 +557,9 @@ def cached_pretrained_vlm(
             lr=lr,
             seed=seed,
             held_out_types=held,
+            vision_steps=vision_steps,
+            vision_batch_size=vision_batch_size,
+            vision_lr=vision_lr,
             config=replace(config),
             eval_per_type=eval_per_type,
             progress=progress,
