@@ -166,6 +166,7 @@ def test_text_to_text_on_a_tiny_decoder(tmp_path):
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["format"] == "text2text" and metrics["metric"] == "exact_match"
     assert 0.0 <= metrics["score"] <= 1.0 and metrics["final_loss"] < metrics["initial_loss"]
+    assert 0.0 <= metrics["rouge_l"]["s"] <= 1.0 and metrics["rouge_l"]["s"] >= metrics["per_task"]["s"]
 
     source, target = tmp_path / "in.txt", tmp_path / "out.jsonl"
     source.write_text("great lovely day\nawful poor food\n")

@@ -321,6 +321,7 @@ def train(args: TrainArgs) -> dict[str, Any]:
     unwrapped = accelerator.unwrap_model(model)
     metrics: dict[str, Any] = {}
     if accelerator.is_main_process:
+        rouge_l: dict[str, float] = {}
         scores = evaluate(
             unwrapped,
             attached.task_aware,
@@ -330,8 +331,11 @@ def train(args: TrainArgs) -> dict[str, Any]:
             split="test",
             max_examples=args.max_eval,
             max_length=args.max_length,
+            rouge_l=rouge_l,
         )
         metrics = _metrics(args, datasets, scores, unwrapped, fmt, tokens, seconds, history)
+        if rouge_l:
+            metrics["rouge_l"] = rouge_l
         _save_outputs(out, args, model_path, fmt, attached.saves_adapter, unwrapped, tokenizer, metrics)
         print(
             f"{fmt.name} {metrics['metric']} on test: {metrics['score']:.4f} "
@@ -373,19 +377,27 @@ def evaluate(
     max_examples: int | None,
     max_length: int,
     batch_size: int = 64,
+    rouge_l: dict[str, float] | None = None,
 ) -> dict[str, float]:
-    """Accuracy (exact match for text-to-text) per task on ``split``."""
+    """Accuracy (exact match for text-to-text) per task on ``split``.
+
+    For text-to-text, ``rouge_l`` (if given) receives each task's mean ROUGE-L F1 of the generated answers against
+    the label words (``rouge-score``, the survey's metric for generative tasks), which credits near misses.
+    """
     was_training = model.training
     model.eval()
     scores = {}
     for task, data in enumerate(datasets):
         examples = list(getattr(data, split))[:max_examples]
-        correct = 0
+        correct, generated = 0, []
         for start in tqdm(range(0, len(examples), batch_size), desc=f"eval {data.name}", leave=False):
             chunk = [TaskExample(task, e) for e in examples[start : start + batch_size]]
-            predicted = predict_batch(model, task_aware, fmt, tokenizer, chunk, max_length)
+            predicted = predict_batch(model, task_aware, fmt, tokenizer, chunk, max_length, generated)
             correct += sum(int(p == item.example.label) for p, item in zip(predicted, chunk, strict=True))
         scores[data.name] = correct / max(1, len(examples))
+        if rouge_l is not None and isinstance(fmt, TextToTextFormat):
+            references = [data.label_names[e.label] for e in examples]
+            rouge_l[data.name] = _rouge_l(generated, references)
     model.train(was_training)
     return scores
 
@@ -443,6 +455,15 @@ def _metrics(args, datasets, scores, model, fmt, tokens: int, seconds: float, hi
         "tasks": [d.name for d in datasets],
         "format": fmt.name,
     }
+
+
+def _rouge_l(generated: list[str], references: list[str]) -> float:
+    from rouge_score import rouge_scorer
+
+    scorer = rouge_scorer.RougeScorer(["rougeL"])
+    pairs = zip(generated, references, strict=True)
+    values = [scorer.score(ref, gen.strip().split("\n")[0]).get("rougeL").fmeasure for gen, ref in pairs]
+    return sum(values) / max(1, len(values))
 
 
 def _mean(values: list[float]) -> float | None:
