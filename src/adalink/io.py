@@ -18,7 +18,16 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-__all__ = ["CONFIG_NAME", "FORMAT", "WEIGHTS_NAME", "AdapterFileError", "file_sha256", "read_adapter", "write_adapter"]
+__all__ = [
+    "CONFIG_NAME",
+    "FORMAT",
+    "WEIGHTS_NAME",
+    "AdapterFileError",
+    "file_sha256",
+    "fsync_path",
+    "read_adapter",
+    "write_adapter",
+]
 
 CONFIG_NAME = "adapter_config.json"
 WEIGHTS_NAME = "adapter_model.safetensors"
@@ -45,7 +54,7 @@ def write_adapter(directory: str | os.PathLike, tensors: dict[str, torch.Tensor]
     }
     text = json.dumps(document, indent=2, sort_keys=True)
     _atomic_write(directory / CONFIG_NAME, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
-    _fsync_dir(directory)
+    fsync_path(directory)
     return directory
 
 
@@ -92,15 +101,19 @@ def _atomic_write(path: Path, write: Any) -> None:
         raise
 
 
-def _fsync_dir(directory: Path) -> None:
+def fsync_path(path: Path) -> None:
+    """Flush a file or a directory entry to disk; a no-op where the platform cannot open directories."""
+    flags = os.O_RDONLY | (getattr(os, "O_DIRECTORY", 0) if path.is_dir() else 0)
     try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:  # not supported on every platform; the renames are still atomic
+        descriptor = os.open(path, flags)
+    except OSError:
         return
     try:
-        os.fsync(fd)
+        os.fsync(descriptor)
+    except OSError:
+        pass
     finally:
-        os.close(fd)
+        os.close(descriptor)
 
 
 def file_sha256(path: Path) -> str:

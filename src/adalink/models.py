@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from .io import file_sha256 as _file_sha256
+from .io import fsync_path as _fsync
 
 __all__ = [
     "MODEL_ALIASES",
@@ -446,19 +447,6 @@ def _is_complete(target: Path, source: Path | None) -> bool:
         return False
 
 
-def _fsync(path: Path, directory: bool = False) -> None:
-    try:
-        descriptor = os.open(path, os.O_RDONLY | (getattr(os, "O_DIRECTORY", 0) if directory else 0))
-    except OSError:  # directories cannot be opened on Windows
-        return
-    try:
-        os.fsync(descriptor)
-    except OSError:
-        pass
-    finally:
-        os.close(descriptor)
-
-
 def _finish(directory: Path, source: Path) -> None:
     """Flush every file in ``directory`` to disk, then write the marker (last) and flush it and the directory."""
     probe = directory / ".adalink-mode-probe"
@@ -480,7 +468,7 @@ def _finish(directory: Path, source: Path) -> None:
         json.dump(marker, handle, indent=2, sort_keys=True)
         handle.flush()
         os.fsync(handle.fileno())
-    _fsync(directory, directory=True)
+    _fsync(directory)
 
 
 def _host_tag() -> str:
@@ -521,6 +509,28 @@ def _remove_leftovers(target: Path) -> None:
             shutil.rmtree(entry, ignore_errors=True)
 
 
+def _rename_into_place(temp: Path, target: Path, source: Path | None, *, what: str) -> Path:
+    """Rename the finished ``temp`` to ``target``; a complete ``target`` from a concurrent process wins."""
+    for _ in range(5):
+        try:
+            os.rename(temp, target)  # atomic; fails if target exists and is not empty
+            _fsync(target.parent)
+            return target
+        except OSError:
+            if _is_complete(target, source):  # a concurrent build won: keep its directory, drop ours
+                _log(f"another process finished {target} first; using it")
+                return target
+            if not target.exists():
+                continue
+            aside = target.parent / f".{target.name}.stale-{uuid.uuid4().hex}"
+            try:  # an unfinished or outdated target: move it out of the way, then retry the rename
+                os.rename(target, aside)
+            except FileNotFoundError:
+                continue
+            shutil.rmtree(aside, ignore_errors=True)
+    raise RuntimeError(f"Could not move {what} into {target}.")
+
+
 def _materialise(target: Path, source: Path, convert: Callable[[Path, Path], None]) -> Path:
     """Make ``target`` a finished conversion of ``source``, converting into a temporary sibling and renaming it in.
 
@@ -542,24 +552,7 @@ def _materialise(target: Path, source: Path, convert: Callable[[Path, Path], Non
     try:
         convert(source, temp)
         _finish(temp, source)
-        for _ in range(5):
-            try:
-                os.rename(temp, target)  # atomic; fails if target exists and is not empty
-                _fsync(target.parent, directory=True)
-                return target
-            except OSError:
-                if _is_complete(target, source):  # a concurrent conversion won: keep its directory, drop ours
-                    _log(f"another process finished {target} first; using it")
-                    return target
-                if not target.exists():
-                    continue
-                aside = target.parent / f".{target.name}.stale-{uuid.uuid4().hex}"
-                try:  # an unfinished or outdated target: move it out of the way, then retry the rename
-                    os.rename(target, aside)
-                except FileNotFoundError:
-                    continue
-                shutil.rmtree(aside, ignore_errors=True)
-        raise RuntimeError(f"Could not move the converted checkpoint into {target}.")
+        return _rename_into_place(temp, target, source, what="the converted checkpoint")
     finally:
         if temp.exists():
             shutil.rmtree(temp, ignore_errors=True)

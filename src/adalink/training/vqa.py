@@ -569,29 +569,7 @@ def cached_pretrained_vlm(
         model_dir.rmdir()
         (temp / "settings.json").write_text(json.dumps(settings, indent=2, sort_keys=True), encoding="utf-8")
         cache._finish(temp, source)
-        return _rename_into_place(temp, target, source)
+        return cache._rename_into_place(temp, target, source, what="the stage-1 VLM")
     finally:
         if temp.exists():
             shutil.rmtree(temp, ignore_errors=True)
-
-
-def _rename_into_place(temp: Path, target: Path, source: Path) -> Path:
-    from .. import models as cache
-
-    for _ in range(5):
-        try:
-            os.rename(temp, target)  # atomic; fails if target exists and is not empty
-            cache._fsync(target.parent, directory=True)
-            return target
-        except OSError:
-            if cache._is_complete(target, source):  # a concurrent build won: keep its directory, drop ours
-                return target
-            if not target.exists():
-                continue
-            aside = target.parent / f".{target.name}.stale-{uuid.uuid4().hex}"
-            try:  # an unfinished or outdated target: move it out of the way, then retry the rename
-                os.rename(target, aside)
-            except FileNotFoundError:
-                continue
-            shutil.rmtree(aside, ignore_errors=True)
-    raise RuntimeError(f"Could not move the stage-1 VLM into {target}.")

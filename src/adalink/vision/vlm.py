@@ -47,6 +47,8 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 from transformers.modeling_outputs import SequenceClassifierOutput
 
+from ..io import fsync_path as _fsync
+
 __all__ = [
     "POOLINGS",
     "Projector",
@@ -499,19 +501,6 @@ def _read_config(directory: Path) -> dict[str, Any]:
     if document.get("format_version", 0) > FORMAT_VERSION:
         raise TinyVLMFileError(f"{path} has format_version {document['format_version']}; upgrade adalink.")
     return document
-
-
-def _fsync(path: Path) -> None:
-    try:
-        descriptor = os.open(path, os.O_RDONLY | (getattr(os, "O_DIRECTORY", 0) if path.is_dir() else 0))
-    except OSError:
-        return
-    try:
-        os.fsync(descriptor)
-    except OSError:
-        pass
-    finally:
-        os.close(descriptor)
 
 
 def _publish(temp: Path, target: Path) -> None:
