@@ -77,7 +77,7 @@ def test_module_that_is_not_a_lookup_or_linear_cannot_fold_and_stays_attached():
     model = get_peft_model(tiny_llava(), AdaLinkConfig(modalities={"image": "model.multi_modal_projector"}))
     with pytest.raises(FoldError, match="LlavaMultiModalProjector"):
         model.merge_and_unload()
-    assert model._handles, "a refused fold must leave the adapter attached"
+    assert model._attachment.handles, "a refused fold must leave the adapter attached"
 
 
 def test_multi_task_fold_needs_a_task():

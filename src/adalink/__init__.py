@@ -5,21 +5,25 @@ multimodal modeling") adapts a frozen model at its input boundary: ``E' = E + f(
 """
 
 from ._version import __version__
-from .config import INPUT_EMBEDDINGS, AdaLinkConfig, ConfigError
+from .config import INPUT_EMBEDDINGS, AdaLinkConfig
+from .errors import ConfigError, FoldError
 from .fingerprint import FingerprintMismatchError
-from .folding import FoldError
 from .io import AdapterFileError
 from .layer import AdaLinkBank
-from .model import PeftModel, TaskSpec, UnknownTaskError, get_peft_model
+from .methods import METHOD_CONFIGS, MethodConfig
+from .model import PeftModel, get_peft_model
+from .routing import TaskSpec, UnknownTaskError
 
 __all__ = [
     "INPUT_EMBEDDINGS",
+    "METHOD_CONFIGS",
     "AdaLinkBank",
     "AdaLinkConfig",
     "AdapterFileError",
     "ConfigError",
     "FingerprintMismatchError",
     "FoldError",
+    "MethodConfig",
     "PeftModel",
     "TaskSpec",
     "UnknownTaskError",

@@ -1,19 +1,25 @@
-"""The ``adalink`` command line: ``train``, ``eval``, ``predict`` and ``merge``.
+"""The ``adalink`` command line: ``train``, ``eval``, ``predict``, ``merge`` and the subsystems' commands.
 
 Options of ``train`` are generated from :class:`adalink.training.run.TrainArgs` (one typed field, one flag).
 ``adalink train`` with no options runs the demo: AdaLink on the packaged MiniLM and packaged tweets.
+Each other subsystem (``methods``, ``serve``, ``bench``, ``experiment``) is a module with ``HELP``,
+``add_arguments(parser)`` and ``run(args) -> int``, listed in ``_SUBCOMMANDS``.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import importlib
 import sys
 import types
 import typing
 from collections.abc import Sequence
 
 __all__ = ["main"]
+
+# subcommand -> module providing HELP, add_arguments(parser) and run(args) -> int
+_SUBCOMMANDS: dict[str, str] = {}
 
 
 def _add_dataclass_options(parser: argparse.ArgumentParser, cls: type) -> None:
@@ -57,11 +63,17 @@ def _parser() -> argparse.ArgumentParser:
     merge.add_argument("--adapter", required=True, help="output directory of `adalink train`")
     merge.add_argument("--out", required=True, help="directory of the plain checkpoint")
     merge.add_argument("--task", default=None, help="the task to fold (needed when the run has several)")
+
+    for name, module_name in _SUBCOMMANDS.items():
+        module = importlib.import_module(module_name)
+        module.add_arguments(commands.add_parser(name, help=module.HELP, description=module.HELP))
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if args.command in _SUBCOMMANDS:
+        return importlib.import_module(_SUBCOMMANDS[args.command]).run(args)
     from .training import artifacts
     from .training.checkpoints import CheckpointError
     from .training.run import TrainArgs, TrainingDivergedError, train

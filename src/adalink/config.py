@@ -6,9 +6,17 @@ An AdaLink adapts the output ``E`` of a module at the input boundary of a frozen
 
 from __future__ import annotations
 
-import json
-from dataclasses import asdict, dataclass, field, fields
-from typing import Any, Literal
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, ClassVar, Literal
+
+from .errors import ConfigError
+from .methods.base import MethodConfig, register_method
+
+if TYPE_CHECKING:
+    from torch import nn
+
+    from .methods.base import Attachment
+    from .routing import Router
 
 __all__ = ["INPUT_EMBEDDINGS", "AdaLinkConfig", "ConfigError"]
 
@@ -20,17 +28,15 @@ _INITS = ("kaiming_uniform", "xavier_uniform", "normal", "orthogonal")
 _SIDES = ("encoder", "decoder", "both")
 
 
-class ConfigError(ValueError):
-    """A configuration value is invalid; the message names the field, the value and what was expected."""
-
-
-def _bad(field_name: str, value: Any, expected: str) -> ConfigError:
-    return ConfigError(f"AdaLinkConfig.{field_name}={value!r} is invalid: expected {expected}.")
-
-
+@register_method
 @dataclass
-class AdaLinkConfig:
+class AdaLinkConfig(MethodConfig):
     """What to adapt and how. JSON round-trips through :meth:`to_dict` / :meth:`from_dict`."""
+
+    method: ClassVar[str] = "adalink"
+    mergeable: ClassVar[bool] = True  # with the identity activation (the default)
+    default_lr: ClassVar[float] = 2e-3
+    source: ClassVar[str] = "Wang et al. 2023 (AdaLink), §3.2, §4.1.2"
 
     rank: int = 4  # r, the bottleneck width; parameters per AdaLink = 2·d·r (§3.2)
     dropout: float = 0.1  # on the AdaLink input during training (paper §4.2 default)
@@ -41,59 +47,33 @@ class AdaLinkConfig:
     modalities: dict[str, str] = field(default_factory=lambda: {"text": INPUT_EMBEDDINGS})
     unified: bool = False  # one AdaLink shared by all modalities (paper Table 3 ablation)
     sides: Literal["encoder", "decoder", "both"] = "encoder"  # encoder-decoder models: whose token inputs are adapted
-    # base-model modules trained and saved with the adapter, e.g. a new classification head (peft's name)
-    modules_to_save: list[str] = field(default_factory=list)
 
-    def __post_init__(self) -> None:
-        self.tasks = list(self.tasks)
-        self.modalities = dict(self.modalities)
-        self.modules_to_save = list(self.modules_to_save)
-        self._validate()
-
-    def _validate(self) -> None:
-        if isinstance(self.rank, bool) or not isinstance(self.rank, int) or self.rank <= 0:
-            raise _bad("rank", self.rank, "a positive integer")
-        if isinstance(self.dropout, bool) or not isinstance(self.dropout, (int, float)) or not 0 <= self.dropout < 1:
-            raise _bad("dropout", self.dropout, "a number in [0, 1)")
+    def validate(self) -> None:
+        self.check_positive_int("rank")
+        self.check_probability("dropout")
         if self.activation is not None and self.activation not in _ACTIVATIONS:
-            raise _bad("activation", self.activation, f"None (identity) or one of {list(_ACTIVATIONS)}")
+            raise self.bad("activation", self.activation, f"None (identity) or one of {list(_ACTIVATIONS)}")
         if self.init not in _INITS:
-            raise _bad("init", self.init, f"one of {list(_INITS)}")
-        if not self.tasks or not all(isinstance(t, str) and t.strip() for t in self.tasks):
-            raise _bad("tasks", self.tasks, "a non-empty list of non-empty task names")
-        duplicates = sorted({t for t in self.tasks if self.tasks.count(t) > 1})
-        if duplicates:
-            raise _bad("tasks", self.tasks, f"unique task names (duplicated: {duplicates})")
+            raise self.bad("init", self.init, f"one of {list(_INITS)}")
         if not self.modalities:
-            raise _bad("modalities", self.modalities, "at least one modality name -> module path")
+            raise self.bad("modalities", self.modalities, "at least one modality name -> module path")
         for name, path in self.modalities.items():
             if not (isinstance(name, str) and name and isinstance(path, str) and path):
-                raise _bad("modalities", self.modalities, "non-empty string names mapped to non-empty module paths")
+                raise self.bad("modalities", self.modalities, "non-empty string names mapped to non-empty module paths")
         paths = list(self.modalities.values())
         if len(set(paths)) != len(paths):
-            raise _bad("modalities", self.modalities, "each module path adapted by one modality only")
+            raise self.bad("modalities", self.modalities, "each module path adapted by one modality only")
         if not isinstance(self.unified, bool):
-            raise _bad("unified", self.unified, "True or False")
+            raise self.bad("unified", self.unified, "True or False")
         if self.sides not in _SIDES:
-            raise _bad("sides", self.sides, f"one of {list(_SIDES)}")
-        if not all(isinstance(m, str) and m for m in self.modules_to_save):
-            raise _bad("modules_to_save", self.modules_to_save, "a list of dotted module paths")
+            raise self.bad("sides", self.sides, f"one of {list(_SIDES)}")
 
     @property
     def is_foldable(self) -> bool:
         """Folding into a weight is exact only for the identity activation (paper §3.3, configurable serving)."""
         return self.activation is None
 
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+    def attach(self, model: nn.Module, router: Router) -> Attachment:
+        from .hooks import attach_adalink
 
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> AdaLinkConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ConfigError(f"AdaLinkConfig got unknown fields {unknown}; known fields are {sorted(known)}.")
-        return cls(**data)
-
-    def to_json(self) -> str:
-        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+        return attach_adalink(model, self, router)

@@ -1,7 +1,7 @@
 """A fingerprint of the frozen base model, saved with every adapter so it never loads onto the wrong base.
 
 It records the architecture, the input-embedding shape and a SHA-256 of the input-embedding weights and of every
-adapted module's parameters (in float32, so a bf16 copy of the same fp32 base is detected as different).
+module the adapter touches (in float32, so a bf16 copy of the same fp32 base is detected as different).
 """
 
 from __future__ import annotations
@@ -11,8 +11,6 @@ from typing import Any
 
 import torch
 from torch import nn
-
-from .sites import Site
 
 __all__ = ["FingerprintMismatchError", "base_fingerprint", "check_fingerprint"]
 
@@ -29,19 +27,27 @@ def _sha256(tensors: list[torch.Tensor]) -> str:
     return digest.hexdigest()
 
 
-def base_fingerprint(model: nn.Module, sites: list[Site]) -> dict[str, Any]:
+def base_fingerprint(
+    model: nn.Module, touched: dict[str, nn.Module], exclude: set[int] = frozenset()
+) -> dict[str, Any]:
+    """``touched``: dotted path -> every base module the adapter reads or changes; parameters whose ``id`` is in
+    ``exclude`` (the adapter's own, e.g. inside a parametrisation) are left out."""
     embedding = model.get_input_embeddings()
     config = getattr(model, "config", None)
     return {
         "architecture": type(model).__name__,
         "model_type": getattr(config, "model_type", None),
         "embedding_shape": list(embedding.weight.shape),
-        "embedding_sha256": _sha256([embedding.weight]),
-        "modules": {
-            site.path: {"modality": site.modality, "dim": site.dim, "sha256": _sha256(list(site.module.parameters()))}
-            for site in sites
-        },
+        # None where the method trains the table itself (full tuning): only its shape can identify the base
+        "embedding_sha256": None if id(embedding.weight) in exclude else _sha256([embedding.weight]),
+        "modules": {path: _module_fingerprint(module, exclude) for path, module in touched.items()},
     }
+
+
+def _module_fingerprint(module: nn.Module, exclude: set[int]) -> dict[str, Any]:
+    frozen = [p for p in module.parameters() if id(p) not in exclude]
+    name = type(module).__name__.removeprefix("Parametrized")  # torch.nn.utils.parametrize renames the class
+    return {"type": name, "shapes": [list(p.shape) for p in frozen], "sha256": _sha256(frozen)}
 
 
 def check_fingerprint(saved: dict[str, Any], actual: dict[str, Any], adapter_dir: str) -> None:

@@ -14,13 +14,10 @@ import contextlib
 import torch
 from torch import nn
 
+from .errors import FoldError
 from .sites import Site
 
 __all__ = ["FoldError", "check_foldable", "fold_site"]
-
-
-class FoldError(ValueError):
-    """The AdaLink cannot be folded exactly into the base model's weights."""
 
 
 def check_foldable(site: Site) -> None:

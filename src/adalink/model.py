@@ -1,7 +1,7 @@
-"""Attach AdaLink to a frozen transformers model without touching its code, and route tasks per example.
+"""One wrapper for every method: freeze the base, attach the method, route tasks, save, load, merge.
 
-AdaLink sits on module-output boundaries through removable forward hooks: the model's blocks, their code and their
-computation graph are unchanged (paper §3.2, "non-intrusive"). The vocabulary of Hugging Face peft is mirrored:
+A method is a :class:`~adalink.methods.base.MethodConfig` that attaches itself without editing model code and
+returns an :class:`~adalink.methods.base.Attachment`. The vocabulary of Hugging Face peft is mirrored:
 :func:`get_peft_model`, :class:`PeftModel`, ``save_pretrained`` / ``from_pretrained`` / ``merge_and_unload``.
 """
 
@@ -10,187 +10,76 @@ from __future__ import annotations
 import contextlib
 import os
 from collections.abc import Iterator, Sequence
-from contextvars import ContextVar
 from typing import Any
 
 import torch
 from torch import nn
 
 from ._version import __version__
-from .config import AdaLinkConfig, ConfigError
+from .errors import ConfigError, FoldError
 from .fingerprint import base_fingerprint, check_fingerprint
-from .folding import FoldError, check_foldable, fold_site
 from .io import AdapterFileError, read_adapter, write_adapter
-from .layer import AdaLinkBank, TaskIds
-from .sites import Site, resolve_sites
+from .methods.base import MethodConfig, config_from_dict
+from .routing import Router, TaskSpec, UnknownTaskError
 
 __all__ = ["PeftModel", "TaskSpec", "UnknownTaskError", "get_peft_model"]
 
-# A task for the whole batch (name), one name per example, or task indices (e.g. from a collator).
-TaskSpec = str | Sequence[str] | torch.Tensor | None
 
-_UNIFIED = "unified"
-
-
-class UnknownTaskError(KeyError):
-    """A task name that the adapter does not have."""
-
-    def __str__(self) -> str:  # KeyError would repr() the message
-        return str(self.args[0])
-
-
-def get_peft_model(model: nn.Module, config: AdaLinkConfig) -> PeftModel:
-    """Freeze ``model`` and attach the AdaLinks described by ``config``. Before training, outputs are unchanged."""
+def get_peft_model(model: nn.Module, config: MethodConfig) -> PeftModel:
+    """Freeze ``model`` and attach the method described by ``config``. Before training, outputs are unchanged
+    (for every method but full tuning, which trains the base itself)."""
     return PeftModel(model, config)
 
 
 class PeftModel(nn.Module):
-    """A frozen base model with AdaLink hooks at its input boundaries.
+    """A frozen base model with one PEFT method attached.
 
     ``forward`` and ``generate`` take ``task=``: one name for the batch, a sequence of names (one per example), or a
-    LongTensor of task indices. A mixed batch runs one forward of the backbone.
+    LongTensor of task indices; a mixed batch runs one forward of the backbone. Methods without tasks need none.
+    The method's parameters live in a submodule named after the method (``model.adalink``, ``model.lora``, ...).
     """
 
-    def __init__(self, model: nn.Module, config: AdaLinkConfig) -> None:
+    def __init__(self, model: nn.Module, config: MethodConfig) -> None:
         super().__init__()
         self.base_model = model
         self.peft_config = config
-        self._sites = resolve_sites(model, config)
-        self.adalink = nn.ModuleDict(self._build_banks())
+        self.router = Router(config.task_names)
         self._original_requires_grad = {name: p.requires_grad for name, p in model.named_parameters()}
+        model.requires_grad_(False)
+        self._attachment = config.attach(model, self.router)
+        self.add_module(config.method, self._attachment.modules)
         self._set_trainable()
-        self._routing: ContextVar[TaskIds | None] = ContextVar(f"adalink_routing_{id(self)}", default=None)
-        self._default_task: int | None = 0 if len(config.tasks) == 1 else None
-        self._disabled = False
-        self._handles = self._register_hooks()
         self._fingerprint: dict[str, Any] | None = None
 
-    # ----------------------------------------------------------------------------------------------- construction
-    def _build_banks(self) -> dict[str, AdaLinkBank]:
-        cfg = self.peft_config
-        kwargs = {"dropout": cfg.dropout, "activation": cfg.activation, "init": cfg.init}
-        dims = {site.modality: site.dim for site in self._sites}
-        if cfg.unified:
-            return {_UNIFIED: AdaLinkBank(len(cfg.tasks), next(iter(dims.values())), cfg.rank, **kwargs)}
-        return {modality: AdaLinkBank(len(cfg.tasks), dim, cfg.rank, **kwargs) for modality, dim in dims.items()}
-
-    def _bank(self, site: Site) -> AdaLinkBank:
-        return self.adalink[_UNIFIED if self.peft_config.unified else site.modality]
+    @property
+    def adapter_modules(self) -> nn.Module:
+        """The method's own parameters (what ``save_pretrained`` writes, besides ``modules_to_save``)."""
+        return self._attachment.modules
 
     def _set_trainable(self) -> None:
-        self.base_model.requires_grad_(False)
         for path in self.peft_config.modules_to_save:
             self._module_to_save(path).requires_grad_(True)
-        self.adalink.requires_grad_(True)
+        for p in self._attachment.base_parameters.values():
+            p.requires_grad_(True)
+        self.adapter_modules.requires_grad_(True)
 
     def _module_to_save(self, path: str) -> nn.Module:
         try:
             return self.base_model.get_submodule(path)
         except AttributeError:
             raise ConfigError(
-                f"AdaLinkConfig.modules_to_save entry {path!r} is invalid: expected a dotted module path in "
-                f"{type(self.base_model).__name__}."
+                f"{type(self.peft_config).__name__}.modules_to_save entry {path!r} is invalid: expected a dotted "
+                f"module path in {type(self.base_model).__name__}."
             ) from None
-
-    def _register_hooks(self) -> list[torch.utils.hooks.RemovableHandle]:
-        handles = []
-        for site in self._sites:
-            handles.append(site.module.register_forward_hook(self._output_hook(site)))
-            if site.embeds_entry is not None:  # callers may bypass the embedding with inputs_embeds=
-                hook = self._embeds_hook(site)
-                handles.append(site.embeds_entry.register_forward_pre_hook(hook, with_kwargs=True))
-        return handles
-
-    def _output_hook(self, site: Site):
-        bank = self._bank(site)
-
-        def hook(module: nn.Module, args: tuple, output: torch.Tensor) -> torch.Tensor | None:
-            if self._disabled:
-                return None
-            if not isinstance(output, torch.Tensor):
-                raise TypeError(f"AdaLink on {site.path!r} expects a tensor output, got {type(output).__name__}.")
-            return bank(output, self._task_ids_for(output.shape[0] if output.dim() > 1 else 1, site))
-
-        return hook
-
-    def _embeds_hook(self, site: Site):
-        bank = self._bank(site)
-
-        def hook(module: nn.Module, args: tuple, kwargs: dict) -> tuple[tuple, dict] | None:
-            embeds = kwargs.get("inputs_embeds")
-            if self._disabled or embeds is None:
-                return None
-            kwargs["inputs_embeds"] = bank(embeds, self._task_ids_for(embeds.shape[0], site))
-            return args, kwargs
-
-        return hook
 
     # ---------------------------------------------------------------------------------------------------- routing
     @property
     def task_names(self) -> list[str]:
-        return list(self.peft_config.tasks)
+        return list(self.router.tasks)
 
     def set_task(self, task: str | None) -> None:
         """Default task for calls that pass no ``task=`` (e.g. inside ``transformers.Trainer``)."""
-        self._default_task = None if task is None else self._task_index(task)
-
-    def _task_index(self, name: str) -> int:
-        try:
-            return self.peft_config.tasks.index(name)
-        except ValueError:
-            raise UnknownTaskError(f"Unknown task {name!r}; this adapter has tasks {self.peft_config.tasks}.") from None
-
-    def _resolve_task(self, task: TaskSpec, batch_size: int | None) -> TaskIds:
-        if task is None:
-            if self._default_task is None:
-                raise UnknownTaskError(
-                    f"No task given and no default task: pass task= one of {self.peft_config.tasks} "
-                    "(or one name per example), or call set_task(name)."
-                )
-            return self._default_task
-        if isinstance(task, str):
-            return self._task_index(task)
-        if isinstance(task, torch.Tensor):
-            ids = task.to(device=self.adalink_device, dtype=torch.long).reshape(-1)
-            if ids.numel() and (int(ids.min()) < 0 or int(ids.max()) >= len(self.peft_config.tasks)):
-                raise UnknownTaskError(
-                    f"Task indices must lie in [0, {len(self.peft_config.tasks)}) for tasks {self.peft_config.tasks}; "
-                    f"got min {int(ids.min())}, max {int(ids.max())}."
-                )
-        else:
-            names = list(task)
-            indices = [self._task_index(name) for name in names]
-            if len(set(indices)) == 1 and batch_size in (None, len(indices)):
-                return indices[0]  # a homogeneous batch takes the plain-matmul path
-            ids = torch.tensor(indices, dtype=torch.long, device=self.adalink_device)
-        if batch_size is not None and ids.numel() != batch_size:
-            raise ValueError(f"task= has {ids.numel()} entries but the batch has {batch_size} examples.")
-        return ids
-
-    def _task_ids_for(self, rows: int, site: Site) -> TaskIds:
-        ids = self._routing.get()
-        if ids is None:
-            ids = self._resolve_task(None, None)
-        if isinstance(ids, int) or rows == ids.shape[0]:
-            return ids
-        if rows % ids.shape[0] == 0:  # generate() expanded the batch (beams, num_return_sequences): repeat_interleave
-            return ids.repeat_interleave(rows // ids.shape[0])
-        raise ValueError(
-            f"Per-example tasks cover {ids.shape[0]} examples, but the adapted module {site.path!r} "
-            f"(modality {site.modality!r}) produced a batch of {rows}; per-example routing needs one row "
-            "(e.g. one image) per example. Use one task for the whole batch instead."
-        )
-
-    @contextlib.contextmanager
-    def _routed(self, task: TaskSpec, batch_size: int | None) -> Iterator[None]:
-        if self._disabled and task is None:  # the plain base model needs no task
-            yield
-            return
-        token = self._routing.set(self._resolve_task(task, batch_size))
-        try:
-            yield
-        finally:
-            self._routing.reset(token)
+        self.router.set_default(task)
 
     @staticmethod
     def _batch_size(args: tuple, kwargs: dict) -> int | None:
@@ -199,27 +88,30 @@ class PeftModel(nn.Module):
                 return value.shape[0] if value.dim() > 1 else 1
         return None
 
+    def _routed(self, task: TaskSpec, args: tuple, kwargs: dict) -> contextlib.AbstractContextManager:
+        return self.router.route(task, self._batch_size(args, kwargs), self.adapter_device)
+
     # --------------------------------------------------------------------------------------------------- running
     def forward(self, *args: Any, task: TaskSpec = None, **kwargs: Any) -> Any:
-        with self._routed(task, self._batch_size(args, kwargs)):
+        with self._routed(task, args, kwargs):
             return self.base_model(*args, **kwargs)
 
     def generate(self, *args: Any, task: TaskSpec = None, **kwargs: Any) -> Any:
-        with self._routed(task, self._batch_size(args, kwargs)):
+        with self._routed(task, args, kwargs):
             return self.base_model.generate(*args, **kwargs)
 
     @contextlib.contextmanager
     def disable_adapter(self) -> Iterator[None]:
         """Run the plain base model inside this context."""
-        previous, self._disabled = self._disabled, True
-        try:
+        with self.router.disable():
             yield
-        finally:
-            self._disabled = previous
 
     @property
-    def adalink_device(self) -> torch.device:
-        return next(self.adalink.parameters()).device
+    def adapter_device(self) -> torch.device:
+        first = next(self.adapter_modules.parameters(), None)
+        return first.device if first is not None else next(self.base_model.parameters()).device
+
+    adalink_device = adapter_device  # the name used before other methods existed
 
     def get_base_model(self) -> nn.Module:
         return self.base_model
@@ -238,35 +130,46 @@ class PeftModel(nn.Module):
         params = {id(p): p for p in self.parameters()}.values()
         return sum(p.numel() for p in params if p.requires_grad), sum(p.numel() for p in params)
 
+    def method_parameter_count(self) -> int:
+        """Trainable parameters of the method itself (not ``modules_to_save``)."""
+        own = {id(p): p for p in self.adapter_modules.parameters()}
+        own.update({id(p): p for p in self._attachment.base_parameters.values()})
+        return sum(p.numel() for p in own.values())
+
     def print_trainable_parameters(self) -> None:
         trainable, total = self.get_nb_trainable_parameters()
-        adalink = sum(p.numel() for p in self.adalink.parameters())
+        own = self.method_parameter_count()
         line = (
             f"trainable params: {trainable:,d} || all params: {total:,d} || trainable%: {100 * trainable / total:.4f}"
         )
-        if trainable != adalink:
-            line += f" (AdaLink {adalink:,d} + modules_to_save {trainable - adalink:,d})"
+        if trainable != own:
+            line += f" ({_DISPLAY_NAMES.get(self.peft_config.method, self.peft_config.method)} {own:,d} + "
+            line += f"modules_to_save {trainable - own:,d})"
         print(line)
 
     # ------------------------------------------------------------------------------------------------ save / load
     def base_fingerprint(self) -> dict[str, Any]:
         if self._fingerprint is None:  # the base is frozen, so hash it once
-            self._fingerprint = base_fingerprint(self.base_model, self._sites)
+            exclude = {id(p) for p in self.adapter_modules.parameters()}
+            exclude |= {id(p) for p in self._attachment.base_parameters.values()}
+            self._fingerprint = base_fingerprint(self.base_model, self._attachment.touched, exclude)
         return self._fingerprint
 
     def adapter_state_dict(self) -> dict[str, torch.Tensor]:
-        tensors = {
-            f"adalink.{name}.{pname}": p for name, bank in self.adalink.items() for pname, p in bank.named_parameters()
-        }
+        method = self.peft_config.method
+        tensors = {f"{method}.{name}": p for name, p in self.adapter_modules.state_dict(keep_vars=True).items()}
+        for name, p in self._attachment.base_parameters.items():
+            tensors[f"base.{name}"] = p
         for path in self.peft_config.modules_to_save:
-            for pname, p in self._module_to_save(path).state_dict().items():
+            for pname, p in self._module_to_save(path).state_dict(keep_vars=True).items():
                 tensors[f"modules_to_save.{path}.{pname}"] = p
         return tensors
 
     def save_pretrained(self, save_directory: str | os.PathLike, **_: Any) -> None:
-        """Write ``adapter_config.json`` and ``adapter_model.safetensors`` (AdaLink weights only), atomically."""
+        """Write ``adapter_config.json`` and ``adapter_model.safetensors`` (the method's weights only), atomically."""
         metadata = {
             "adalink_version": __version__,
+            "method": self.peft_config.method,
             "config": self.peft_config.to_dict(),
             "base_model": self.base_fingerprint(),
             "base_model_name_or_path": getattr(getattr(self.base_model, "config", None), "name_or_path", None),
@@ -289,7 +192,7 @@ class PeftModel(nn.Module):
         """
         document, tensors = read_adapter(adapter_dir)
         try:
-            config = AdaLinkConfig.from_dict(document["config"])
+            config = config_from_dict(document.get("method", "adalink"), document["config"])
         except (KeyError, TypeError, ConfigError) as err:
             raise AdapterFileError(f"{adapter_dir}: invalid adapter config ({err}).") from None
         peft_model = cls(model, config)
@@ -321,37 +224,36 @@ class PeftModel(nn.Module):
 
     def select_tasks(self, tasks: Sequence[str]) -> None:
         """Keep only ``tasks`` (in that order); every name must exist."""
-        indices = [self._task_index(task) for task in tasks]
-        if not indices:
-            raise ValueError("select_tasks needs at least one task name.")
-        for bank in self.adalink.values():
-            bank.select_tasks(indices)
-        self.peft_config.tasks = list(tasks)
-        self._default_task = 0 if len(indices) == 1 else None
+        if self._attachment.select_tasks is None:
+            raise ValueError(f"Method {self.peft_config.method!r} has no tasks to select.")
+        for task in tasks:
+            self.router.index(task)  # check every name before changing anything
+        indices = self.router.select(tasks)
+        self._attachment.select_tasks(indices)
+        self.peft_config.tasks = list(tasks)  # type: ignore[attr-defined]
 
     # ------------------------------------------------------------------------------------------- merge / unload
     def unload(self) -> nn.Module:
-        """Remove the hooks and return the base model exactly as it was (original ``requires_grad`` restored)."""
-        for handle in self._handles:
+        """Undo the method and return the base model as it was (original ``requires_grad`` restored)."""
+        for handle in reversed(self._attachment.handles):
             handle.remove()
-        self._handles = []
+        self._attachment.handles = []
         for name, p in self.base_model.named_parameters():
             p.requires_grad_(self._original_requires_grad.get(name, p.requires_grad))
         return self.base_model
 
     def merge_and_unload(self, task: str | None = None) -> nn.Module:
-        """Fold one task's AdaLink into the adapted weights and return a plain model with no extra modules."""
-        if not self.peft_config.is_foldable:
+        """Fold one task's adapter into the base weights and return a plain model with no extra modules."""
+        if self._attachment.merge is None:
             raise FoldError(
-                f"Cannot fold an AdaLink with activation={self.peft_config.activation!r}: folding is exact only for "
-                "the identity activation (activation=None). Serve it unmerged instead."
+                f"Method {self.peft_config.method!r} cannot be merged into the base weights: it changes the "
+                "computation, not only weights. Serve it unmerged (or use unload() to get the base back)."
             )
-        if task is None and len(self.peft_config.tasks) > 1:
-            raise UnknownTaskError(f"merge_and_unload needs task= one of {self.peft_config.tasks}.")
-        index = self._task_index(task) if task is not None else 0
-        for site in self._sites:  # check every site first so a failure leaves the model untouched
-            check_foldable(site)
-        model = self.unload()
-        for site in self._sites:
-            fold_site(model, site, self._bank(site).linear_map(index))
-        return model
+        if task is None and len(self.router.tasks) > 1:
+            raise UnknownTaskError(f"merge_and_unload needs task= one of {self.router.tasks}.")
+        index = self.router.index(task) if task is not None else 0
+        self._attachment.merge(index)
+        return self.unload()
+
+
+_DISPLAY_NAMES = {"adalink": "AdaLink"}

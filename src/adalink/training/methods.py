@@ -1,20 +1,22 @@
 """The methods the training harness can apply to a base model, by name.
 
-Each entry freezes/attaches on the base model and says whether the result routes tasks (takes ``task=``).
-The method zoo (survey §5-10) registers its methods here as they land.
+``full`` trains the whole base model in place; every other name is a registered
+:class:`~adalink.methods.base.MethodConfig` (``METHOD_CONFIGS``), built with the harness's ``--rank`` and
+``--dropout`` where the method has such knobs and attached through :func:`adalink.get_peft_model`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from torch import nn
 
-from ..config import AdaLinkConfig
+from .. import methods as _methods  # noqa: F401  (registers every method)
+from ..methods.base import METHOD_CONFIGS
 from ..model import get_peft_model
 
-__all__ = ["METHODS", "AttachedMethod", "attach_method"]
+__all__ = ["AttachedMethod", "attach_method", "method_names"]
 
 
 @dataclass(frozen=True)
@@ -24,26 +26,8 @@ class AttachedMethod:
     saves_adapter: bool  # save_pretrained writes an adapter (else the whole model is saved)
 
 
-def _adalink(
-    base: nn.Module,
-    *,
-    rank: int,
-    dropout: float,
-    tasks: Sequence[str],
-    heads: Sequence[str],
-    modalities: Mapping[str, str] | None = None,
-) -> AttachedMethod:
-    extra = {"modalities": dict(modalities)} if modalities else {}  # default: text through the input embeddings
-    config = AdaLinkConfig(rank=rank, dropout=dropout, tasks=list(tasks), modules_to_save=list(heads), **extra)
-    return AttachedMethod(get_peft_model(base, config), task_aware=True, saves_adapter=True)
-
-
-def _full(base: nn.Module, **_: object) -> AttachedMethod:
-    base.requires_grad_(True)
-    return AttachedMethod(base, task_aware=False, saves_adapter=False)
-
-
-METHODS: dict[str, Callable[..., AttachedMethod]] = {"adalink": _adalink, "full": _full}
+def method_names() -> list[str]:
+    return sorted({"full", *METHOD_CONFIGS})
 
 
 def attach_method(
@@ -57,6 +41,12 @@ def attach_method(
     modalities: Mapping[str, str] | None = None,
 ) -> AttachedMethod:
     """Apply method ``name`` to ``base``; ``heads`` are new modules that train with every method."""
-    if name not in METHODS:
-        raise ValueError(f"--method {name!r} is unknown: expected one of {sorted(METHODS)}.")
-    return METHODS[name](base, rank=rank, dropout=dropout, tasks=tasks, heads=heads, modalities=modalities)
+    if name == "full":
+        base.requires_grad_(True)
+        return AttachedMethod(base, task_aware=False, saves_adapter=False)
+    if name not in METHOD_CONFIGS:
+        raise ValueError(f"--method {name!r} is unknown: expected one of {method_names()}.")
+    cls = METHOD_CONFIGS[name]
+    extra = {"modalities": dict(modalities)} if modalities and "modalities" in cls.field_names() else {}
+    config = cls.for_training(rank=rank, dropout=dropout, tasks=list(tasks), heads=list(heads), **extra)
+    return AttachedMethod(get_peft_model(base, config), task_aware="tasks" in cls.field_names(), saves_adapter=True)

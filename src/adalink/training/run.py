@@ -20,9 +20,10 @@ import torch
 from tqdm.auto import tqdm
 
 from ..data import TASK_NAMES, TextClassificationData, VQAData, load_easyvqa, load_file_task, load_text_task
+from ..methods.base import METHOD_CONFIGS
 from .checkpoints import latest_checkpoint, read_checkpoint, restore_rng, rng_state, write_checkpoint
 from .formats import ClassificationFormat, TaskInfo, TextToTextFormat, make_format
-from .methods import METHODS, attach_method
+from .methods import attach_method, method_names
 from .stream import MixedTaskStream, TaskExample
 
 __all__ = ["RUN_FILE", "TrainArgs", "TrainingDivergedError", "evaluate", "load_tasks", "train"]
@@ -32,7 +33,7 @@ VQA_TASK = "easyvqa"
 VLM_ALIAS = "easyvqa-vlm"  # the stage-1 TinyVLM (vision side trained on easy-VQA, MiniLM frozen), built once
 Format = ClassificationFormat | TextToTextFormat
 METRICS_FILE = "metrics.json"
-DEFAULT_LR = {"adalink": 2e-3, "full": 5e-5}
+FULL_TUNING_LR = 5e-5  # other methods: their config's default_lr
 
 
 class TrainingDivergedError(RuntimeError):
@@ -48,7 +49,7 @@ class TrainArgs:
     task: str = field(
         default="tweets", metadata={"help": f"comma-separated tasks from {', '.join(TASK_NAMES)}, or easyvqa (images)"}
     )
-    method: str = field(default="adalink", metadata={"help": "one of: " + ", ".join(sorted(METHODS))})
+    method: str = field(default="adalink", metadata={"help": "one of: " + ", ".join(method_names())})
     rank: int = field(default=8, metadata={"help": "AdaLink rank r"})
     dropout: float = field(default=0.1, metadata={"help": "dropout on the method's own input (AdaLink: paper's 0.1)"})
     lr: float | None = field(default=None, metadata={"help": "peak learning rate (default: 2e-3 adalink, 5e-5 full)"})
@@ -146,7 +147,7 @@ def setup_model(model: str, format_name: str, tasks: list[TaskInfo]) -> tuple[st
 
 
 def _optimizer(args: TrainArgs, params: list[torch.nn.Parameter]) -> torch.optim.Optimizer:
-    lr = args.lr or DEFAULT_LR.get(args.method, 1e-3)
+    lr = args.lr or (FULL_TUNING_LR if args.method == "full" else METHOD_CONFIGS[args.method].default_lr)
     if args.optimizer == "adafactor":  # the AdaLink paper's optimiser (§4.1.2), with an explicit learning rate
         from transformers.optimization import Adafactor
 

@@ -1,0 +1,184 @@
+"""The contract every PEFT method follows: a dataclass config that attaches itself to a model.
+
+``config.attach(model, router)`` adds the method's parameters without editing model code (hooks,
+``torch.nn.utils.parametrize`` or a thin input wrapper) and returns an :class:`Attachment`: the new modules, the
+handles that undo it, the base modules it touches (fingerprinted in saved adapters) and, for mergeable methods,
+how to fold one task into the base weights. :class:`adalink.PeftModel` does the rest (freezing, routing, saving,
+loading, counting) the same way for every method.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Protocol, TypeVar
+
+from torch import nn
+
+from ..errors import ConfigError, FoldError
+from ..routing import Router
+
+__all__ = [
+    "METHOD_CONFIGS",
+    "Attachment",
+    "ConfigError",
+    "FoldError",
+    "Handle",
+    "MethodConfig",
+    "Undo",
+    "config_from_dict",
+    "register_method",
+]
+
+
+class Handle(Protocol):
+    """Anything that undoes one change to the base model (a hook handle, a parametrisation remover)."""
+
+    def remove(self) -> None: ...
+
+
+@dataclass
+class Undo:
+    """A :class:`Handle` that calls ``fn`` once, e.g. to remove a parametrisation."""
+
+    fn: Callable[[], None]
+
+    def remove(self) -> None:
+        fn, self.fn = self.fn, lambda: None
+        fn()
+
+
+@dataclass
+class Attachment:
+    """What a method added to a model, and how to take it away again."""
+
+    modules: nn.Module  # the method's new parameters; saved as the adapter, registered on PeftModel as `<method>`
+    handles: list[Handle]  # undone in reverse order by PeftModel.unload(); afterwards the base is as it was
+    touched: dict[str, nn.Module]  # dotted path -> base module the method reads or changes (fingerprinted)
+    # fold task index t into the base weights in place; called before the handles are removed. None = not mergeable
+    merge: Callable[[int], None] | None = None
+    # keep only these task indices, in order (loading a subset of a multi-task adapter). None = single-task method
+    select_tasks: Callable[[list[int]], None] | None = None
+    # base parameters the method trains in place (full tuning), saved with the adapter under their own names
+    base_parameters: dict[str, nn.Parameter] = field(default_factory=dict)
+
+
+@dataclass
+class MethodConfig:
+    """Base class of every method's config: JSON-serialisable, validated, and able to attach itself.
+
+    Subclasses are dataclasses with a class attribute ``method`` (the registry name) and implement :meth:`attach`
+    and :meth:`validate`. A subclass with a ``tasks: list[str]`` field keeps one adapter per task and routes
+    per example; one without it shares one adapter across tasks.
+    """
+
+    method: ClassVar[str] = ""
+    mergeable: ClassVar[bool] = False  # merge_and_unload folds it into the base weights exactly
+    default_lr: ClassVar[float] = 1e-3  # AdamW learning rate `adalink train` uses when --lr is not given
+    source: ClassVar[str] = ""  # paper and section the defaults come from (shown by `adalink methods`)
+    # base-model modules trained and saved with the adapter, e.g. a new classification head (peft's name)
+    modules_to_save: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        for spec in dataclasses.fields(self):  # JSON gives lists for tuples and plain dicts: normalise copies
+            value = getattr(self, spec.name)
+            if isinstance(value, (list, tuple)):
+                setattr(self, spec.name, list(value))
+            elif isinstance(value, Mapping):
+                setattr(self, spec.name, dict(value))
+        if not all(isinstance(m, str) and m for m in self.modules_to_save):
+            raise self.bad("modules_to_save", self.modules_to_save, "a list of dotted module paths")
+        if "tasks" in self.field_names():
+            tasks = self.tasks  # type: ignore[attr-defined]
+            if not tasks or not all(isinstance(t, str) and t.strip() for t in tasks):
+                raise self.bad("tasks", tasks, "a non-empty list of non-empty task names")
+            duplicates = sorted({t for t in tasks if tasks.count(t) > 1})
+            if duplicates:
+                raise self.bad("tasks", tasks, f"unique task names (duplicated: {duplicates})")
+        self.validate()
+
+    # ------------------------------------------------------------------------------------------ to implement
+    def validate(self) -> None:
+        """Check the method's own fields; raise :meth:`bad` naming the first wrong one."""
+
+    def attach(self, model: nn.Module, router: Router) -> Attachment:
+        """Add the method to the frozen ``model``; adapters with tasks read ``router.ids_for(rows, where)``."""
+        raise NotImplementedError
+
+    # ---------------------------------------------------------------------------------------------- helpers
+    @classmethod
+    def field_names(cls) -> set[str]:
+        return {f.name for f in dataclasses.fields(cls)}
+
+    @property
+    def task_names(self) -> list[str]:
+        return list(getattr(self, "tasks", ["default"]))
+
+    @classmethod
+    def bad(cls, field_name: str, value: Any, expected: str) -> ConfigError:
+        return ConfigError(f"{cls.__name__}.{field_name}={value!r} is invalid: expected {expected}.")
+
+    def check_positive_int(self, name: str) -> None:
+        value = getattr(self, name)
+        if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+            raise self.bad(name, value, "a positive integer")
+
+    def check_probability(self, name: str) -> None:
+        value = getattr(self, name)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 1:
+            raise self.bad(name, value, "a number in [0, 1)")
+
+    def check_choice(self, name: str, choices: tuple[Any, ...]) -> None:
+        if getattr(self, name) not in choices:
+            raise self.bad(name, getattr(self, name), f"one of {list(choices)}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+
+    @classmethod
+    def from_dict(cls: type[_C], data: Mapping[str, Any]) -> _C:
+        known = cls.field_names()
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ConfigError(f"{cls.__name__} got unknown fields {unknown}; known fields are {sorted(known)}.")
+        return cls(**data)
+
+    @classmethod
+    def for_training(
+        cls: type[_C], *, rank: int, dropout: float, tasks: list[str], heads: list[str], **extra: Any
+    ) -> _C:
+        """The config ``adalink train --method NAME --rank R --dropout P`` builds: fields of those names are set
+        where the method has them; methods whose knobs have other names override this."""
+        values: dict[str, Any] = {"modules_to_save": list(heads), **extra}
+        for name, value in (("rank", rank), ("dropout", dropout), ("tasks", list(tasks))):
+            if name in cls.field_names():
+                values[name] = value
+        return cls(**values)
+
+
+_C = TypeVar("_C", bound=MethodConfig)
+
+# method name -> config class; filled by @register_method as the method modules are imported
+METHOD_CONFIGS: dict[str, type[MethodConfig]] = {}
+
+
+def register_method(cls: type[_C]) -> type[_C]:
+    """Class decorator: make a config class reachable by its ``method`` name (CLI, saved adapters)."""
+    if not cls.method:
+        raise TypeError(f"{cls.__name__} needs a class attribute `method` (its registry name).")
+    if cls.method in METHOD_CONFIGS and METHOD_CONFIGS[cls.method] is not cls:
+        raise TypeError(f"Method name {cls.method!r} is registered twice ({METHOD_CONFIGS[cls.method].__name__}).")
+    METHOD_CONFIGS[cls.method] = cls
+    return cls
+
+
+def config_from_dict(method: str, data: Mapping[str, Any]) -> MethodConfig:
+    """Rebuild a saved config by method name."""
+    if method not in METHOD_CONFIGS:
+        raise ConfigError(f"Unknown method {method!r}: expected one of {sorted(METHOD_CONFIGS)}.")
+    return METHOD_CONFIGS[method].from_dict(data)
