@@ -76,6 +76,7 @@ class MethodConfig:
 
     method: ClassVar[str] = ""
     mergeable: ClassVar[bool] = False  # merge_and_unload folds it into the base weights exactly
+    identity_at_init: ClassVar[bool] = True  # outputs equal the base model's before training
     default_lr: ClassVar[float] = 1e-3  # AdamW learning rate `adalink train` uses when --lr is not given
     source: ClassVar[str] = ""  # paper and section the defaults come from (shown by `adalink methods`)
     # base-model modules trained and saved with the adapter, e.g. a new classification head (peft's name)
