@@ -56,7 +56,8 @@ def load_run(directory: str | Path, *, model: str | None = None, ignore_fingerpr
         loaded = fmt.build_base(str(directory / "model"), seed=run["seed"]).eval()
         if not isinstance(loaded, PeftModel) and (directory / "model" / "tokenizer_config.json").is_file():
             tokenizer = _tokenizer(str(directory / "model"))
-    return LoadedRun(directory, run, loaded.eval(), run["saves_adapter"], fmt, tokenizer)
+    task_aware = isinstance(loaded, PeftModel) and "tasks" in loaded.peft_config.field_names()
+    return LoadedRun(directory, run, loaded.eval(), task_aware, fmt, tokenizer)
 
 
 def evaluate_run(
