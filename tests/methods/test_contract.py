@@ -136,3 +136,17 @@ def test_save_load_merge_unload(method, arch, tmp_path):
     elif method != "full":
         with torch.no_grad():
             torch.testing.assert_close(_logits(loaded.unload(), batch), plain, atol=0, rtol=0)
+
+
+@pytest.mark.parametrize(("method", "arch"), [c for c in CASES if "tasks" in METHOD_CONFIGS[c[0]].field_names()])
+def test_mixed_task_batch_equals_each_example_alone(method, arch):
+    _base, model = _attach(method, arch)
+    _perturb(model)
+    model.eval()
+    batch = _batch(arch, seed=3)
+    tasks = ["a", "b", "a"]
+    with torch.no_grad():
+        mixed = _logits(model, batch, task=tasks)
+        for i, task in enumerate(tasks):
+            alone = _logits(model, {k: v[i : i + 1] for k, v in batch.items()}, task=task)
+            torch.testing.assert_close(mixed[i : i + 1], alone, atol=1e-5, rtol=1e-5)
