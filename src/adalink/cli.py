@@ -19,7 +19,9 @@ from collections.abc import Sequence
 __all__ = ["main"]
 
 # subcommand -> module providing HELP, add_arguments(parser) and run(args) -> int
-_SUBCOMMANDS: dict[str, str] = {}
+_SUBCOMMANDS: dict[str, str] = {
+    "methods": "adalink.catalog",
+}
 
 
 def _add_dataclass_options(parser: argparse.ArgumentParser, cls: type) -> None:
