@@ -130,6 +130,23 @@ def test_majority_baseline_uses_train_majority_and_question_type():
         toy.majority_baseline(split="dev")
 
 
+def test_with_question_types_keeps_only_those_types_in_order():
+    toy = VQAData(
+        answer_names=("a", "b", "c"),
+        train=(_example(0, 1), _example(1, 2, "shape"), _example(2, 0), _example(3, 1, "yesno-shape")),
+        validation=(_example(4, 0, "shape"),),
+        test=(_example(5, 1, "yesno-shape"), _example(6, 0)),
+    )
+    only = toy.with_question_types(["color", "yesno-shape"])
+    assert [e.image_id for e in only.train] == [0, 2, 3]
+    assert only.validation == () and [e.image_id for e in only.test] == [5, 6]
+    assert only.answer_names == toy.answer_names and only.name == toy.name
+    assert toy.with_question_types(["shape"]).test == ()
+    for bad in (["colour"], []):
+        with pytest.raises(ValueError, match="question types"):
+            toy.with_question_types(bad)
+
+
 # The packaged data.
 
 

@@ -182,6 +182,31 @@ class VQAData:
     def label_names(self) -> tuple[str, ...]:  # the generic name the training harness reads
         return self.answer_names
 
+    def with_question_types(self, types: Sequence[str]) -> VQAData:
+        """The same data restricted to some question types in every split (e.g. a type held out of stage 1).
+
+        Args:
+            types: Question types to keep, each one of :data:`QUESTION_TYPES` (at least one).
+
+        Returns:
+            A new :class:`VQAData` with the same ``answer_names`` and ``name`` whose splits keep only those types,
+            in their original order (so a prefix is still a uniform sample).
+
+        Raises:
+            ValueError: If ``types`` is empty or names an unknown type.
+        """
+        kept = frozenset(types)
+        unknown = sorted(kept - set(QUESTION_TYPES))
+        if unknown or not kept:
+            raise ValueError(
+                f"question types {list(types)!r} are invalid: expected a non-empty subset of {list(QUESTION_TYPES)}."
+            )
+
+        def keep(examples: tuple[VQAExample, ...]) -> tuple[VQAExample, ...]:
+            return tuple(example for example in examples if example.question_type in kept)
+
+        return dataclasses.replace(self, train=keep(self.train), validation=keep(self.validation), test=keep(self.test))
+
     def majority_baseline(self, question_type: str | None = None, split: str = "test") -> float:
         """Accuracy of always giving the most frequent training answer.
 

@@ -73,6 +73,13 @@ class TrainArgs:
     text_column: str = field(default="text", metadata={"help": "text column of --train-file/--eval-file"})
     label_column: str = field(default="label", metadata={"help": "label column of --train-file/--eval-file"})
     mixed_precision: str = field(default="no", metadata={"help": "no, fp16 or bf16 (accelerate)"})
+    question_types: str | None = field(
+        default=None,
+        metadata={
+            "help": "easyvqa only: comma-separated question types to train and test on (color, shape, yesno-color, "
+            "yesno-shape; e.g. yesno-shape, the type held out of stage 1); default all"
+        },
+    )
 
     def resolved_output_dir(self) -> Path:
         if self.output_dir:
@@ -123,7 +130,12 @@ def load_tasks(args: TrainArgs) -> list[TextClassificationData | VQAData]:
     if VQA_TASK in names:
         if len(names) > 1:
             raise ValueError(f"--task {VQA_TASK} (images + questions) cannot be mixed with text tasks {names}.")
-        return [load_easyvqa()]
+        data = load_easyvqa()
+        if args.question_types:
+            data = data.with_question_types([t.strip() for t in args.question_types.split(",") if t.strip()])
+        return [data]
+    if args.question_types:
+        raise ValueError(f"--question-types {args.question_types!r} applies only to --task {VQA_TASK}, not {names}.")
     return [load_text_task(name) for name in names]
 
 

