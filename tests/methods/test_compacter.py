@@ -10,7 +10,7 @@ from adalink import ConfigError, FoldError, PeftModel, get_peft_model
 from adalink.methods.compacter import CompacterConfig, CompacterPlusPlusConfig, LowRankPHM, kronecker_matmul
 from tiny_models import build, model_inputs, text_batch
 
-CONFIGS = {"compacter": CompacterConfig, "compacter++": CompacterPlusPlusConfig}
+CONFIGS = {"compacter": CompacterConfig, "compacter_pp": CompacterPlusPlusConfig}
 ARCHS = ("bert", "gpt2", "llama", "t5")
 LAYERS = {"bert": 2, "gpt2": 2, "llama": 2, "t5": 4}
 

@@ -171,7 +171,7 @@ class CompacterConfig(BottleneckConfig):
 class CompacterPlusPlusConfig(CompacterConfig):
     """Compacter++: one low-rank PHM adapter after the FFN of every layer (Pfeiffer placement)."""
 
-    method: ClassVar[str] = "compacter++"
+    method: ClassVar[str] = "compacter_pp"  # Compacter++ (a name that is also a Python identifier)
     source: ClassVar[str] = "Karimi Mahabadi et al. 2021; survey §10.4, §11.1 and Table 5 (AdapterHub compacter++)"
     sites: ClassVar[tuple[str, ...]] = ("ffn_out",)
 
