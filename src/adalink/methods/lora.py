@@ -135,11 +135,6 @@ def find_linear_sites(
 
 
 # ------------------------------------------------------------------------------------------------ the LoRA bank
-def _per_example(weight: torch.Tensor, ids: TaskIds) -> torch.Tensor:
-    """weight (T, ...) -> (...) for one task, or (B, ...) gathered per example."""
-    return weight[ids]
-
-
 class LoRABank(nn.Module):
     """One LoRA per task for one linear site: ``ΔW_t = scale · B_t A_t`` (Hu et al. 2022, Eq. 3).
 
@@ -169,8 +164,8 @@ class LoRABank(nn.Module):
         if isinstance(ids, int):  # one task for the batch: two plain matmuls
             return (x @ self.A[ids].transpose(0, 1)) @ self.B[ids].transpose(0, 1) * self.scale
         flat = x.reshape(x.shape[0], -1, x.shape[-1])  # (B, L, in)
-        hidden = torch.bmm(flat, _per_example(self.A, ids).transpose(1, 2))  # (B, L, r)
-        out = torch.bmm(hidden, _per_example(self.B, ids).transpose(1, 2))  # (B, L, out)
+        hidden = torch.bmm(flat, self.A[ids].transpose(1, 2))  # (B, L, r)
+        out = torch.bmm(hidden, self.B[ids].transpose(1, 2))  # (B, L, out)
         return out.reshape(*x.shape[:-1], out.shape[-1]) * self.scale
 
     def delta_weight(self, task: int) -> torch.Tensor:
