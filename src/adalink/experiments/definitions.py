@@ -94,10 +94,10 @@ class Scale:
     """How big the runs are (compute budget)."""
 
     text_model: str = "minilm"  # model of the text experiments
-    text_steps: int = 200  # optimiser steps of a text run
-    text_eval: int | None = 1000  # test examples per task of a text run
-    vqa_steps: int = 200  # optimiser steps of an easy-VQA run
-    vqa_eval: int | None = 1000  # held-out-type test examples of an easy-VQA run
+    text_steps: int = 60  # optimiser steps of a text run
+    text_eval: int | None = 500  # test examples per task of a text run
+    vqa_steps: int = 60  # optimiser steps of an easy-VQA run
+    vqa_eval: int | None = 500  # held-out-type test examples of an easy-VQA run
     smollm_steps: int = 30  # SmolLM2 text-to-text runs (4.5 s/step on 2 cores)
     smollm_eval: int | None = 100
 
