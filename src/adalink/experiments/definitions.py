@@ -49,7 +49,10 @@ class RunSpec:
             if value is not None and not (key == "rank" and self.method == "full"):
                 parts.append(f"--{key.replace('_', '-')} {value}")
         if self.overrides:
-            parts.append("# + method config " + ", ".join(f"{k}={v}" for k, v in self.overrides))
+            shown = (
+                f"{k}={v}" if not isinstance(v, dict) else f"{k}=(see adalink.experiments)" for k, v in self.overrides
+            )
+            parts.append("# + method config " + ", ".join(shown))
         return " ".join(parts)
 
 
@@ -324,11 +327,22 @@ def _table5_smollm2(scale: Scale) -> Experiment:
     )
 
 
+_LAYER = r"text_model\.encoder\.layer\.\d+\."
+_MINILM_IN_VLM_ROLES = {  # LoRA's linear roles inside the TinyVLM: MiniLM's BERT blocks (full-match regexes)
+    "q": [_LAYER + r"attention\.self\.query"],
+    "k": [_LAYER + r"attention\.self\.key"],
+    "v": [_LAYER + r"attention\.self\.value"],
+    "o": [_LAYER + r"attention\.output\.dense"],
+    "ffn_in": [_LAYER + r"intermediate\.dense"],
+    "ffn_out": [_LAYER + r"output\.dense"],
+}
+
+
 def _table1(scale: Scale) -> Experiment:
     rows = {
         "full": ("Fine-tuning (FT)", "147.0 / 147.4", "0 / 0"),
-        "lora": ("LoRA r=16", "146.8 / 146.1", "+0.25 / −1.7"),
-        "prompt_tuning": ("Prompt tuning (residual)", "142.2 / 143.5", "−0.3 / −1.4"),
+        "lora_all": ("LoRA r=16 (all linear layers of MiniLM)", "146.8 / 146.1", "+0.25 / −1.7"),
+        "prompt_tuning": ("Prompt tuning, 64 tokens, residual", "142.2 / 143.5", "−0.3 / −1.4"),
         "adalink": ("AdaLink r=64 (text + image)", "146.3 / 146.2", "−0.05 / −2.58"),
     }
     label = {method: row[0] for method, row in rows.items()}
@@ -343,20 +357,31 @@ def _table1(scale: Scale) -> Experiment:
             or _better(s[ada], s[label["prompt_tuning"]], pt_claim, "AdaLink − PT"),
             _missing(s, [ada, label["full"]], ft_claim)
             or _within(s[label["full"]], s[ada], 1, ft_claim, "FT − AdaLink"),
-            _missing(s, [ada, label["lora"]], lora_claim)
-            or _within(s[label["lora"]], s[ada], 1, lora_claim, "LoRA − AdaLink"),
+            _missing(s, [ada, label["lora_all"]], lora_claim)
+            or _within(s[label["lora_all"]], s[ada], 1, lora_claim, "LoRA − AdaLink"),
         ]
 
-    ranks = {"full": 8, "lora": 16, "prompt_tuning": 64, "adalink": 64}
+    ranks = {"full": 8, "lora_all": 16, "prompt_tuning": 8, "adalink": 64}  # prompt tuning ignores --rank
+    # paper §4.1.2: 64 soft tokens with two-layer residual re-parametrisation (Razdaibiedina et al. 2023)
+    overrides = {
+        "prompt_tuning": (("num_virtual_tokens", 64), ("residual", True)),
+        "lora_all": (("roles", _MINILM_IN_VLM_ROLES),),  # TinyVLM has no built-in role map
+    }
     return Experiment(
         name="table1",
         title="Full fine-tuning vs LoRA vs prompt tuning vs AdaLink on easy-VQA (Tables 1/4)",
         paper_table="Table 1 (COCO CIDEr, MMIT / raw) and Table 4 (avg. δ to FT over 4 VQA tasks, MMIT / raw)",
         protocol=_VQA_PROTOCOL
-        + " FT trains the whole TinyVLM (vision side, projector, MiniLM, head) at lr 5e-5; LoRA (r=16) and prompt "
-        "tuning (--rank 64) use their configs' default learning rates; AdaLink r=64 on text and image tokens.",
+        + " FT trains the whole TinyVLM (vision side, projector, MiniLM, head) at lr 5e-5. LoRA: r=16, α=16 on every "
+        "linear layer of MiniLM's blocks (the paper: every linear layer of the encoder), lr 1e-3. Prompt tuning: 64 "
+        "soft tokens with the residual re-parametrisation (paper §4.1.2), lr 3e-2, dropout 0.1 (paper 0.05). AdaLink: "
+        "r=64 on the text and on the image tokens, lr 2e-3 (paper: rank 64). Learning rates are the configs' defaults.",
         conditions=tuple(
-            Condition(row[0], (_vqa(scale, method=method, rank=ranks[method]),), paper=f"{row[1]}; δ {row[2]}")
+            Condition(
+                row[0],
+                (_vqa(scale, method=method, rank=ranks[method], overrides=overrides.get(method, ())),),
+                paper=f"{row[1]}; δ {row[2]}",
+            )
             for method, row in rows.items()
         ),
         judge=judge,
