@@ -221,6 +221,8 @@ class PeftModel(nn.Module):
                 )
             with torch.no_grad():
                 target.copy_(tensors[name])
+        if self._attachment.loaded is not None:
+            self._attachment.loaded()
 
     def select_tasks(self, tasks: Sequence[str]) -> None:
         """Keep only ``tasks`` (in that order); every name must exist."""

@@ -63,6 +63,8 @@ class Attachment:
     select_tasks: Callable[[list[int]], None] | None = None
     # base parameters the method trains in place (full tuning), saved with the adapter under their own names
     base_parameters: dict[str, nn.Parameter] = field(default_factory=dict)
+    # called once saved tensors are loaded, e.g. prefix tuning drops its training-time MLP for the saved prefix
+    loaded: Callable[[], None] | None = None
 
 
 @dataclass
