@@ -145,12 +145,15 @@ class BottleneckConfig(MethodConfig):
     def width(self, dim: int) -> int:
         return bottleneck_width(dim, self.reduction_factor, self.bottleneck)
 
+    def find_sites(self, model: nn.Module, role: str) -> dict[str, nn.Module]:
+        return adapter_sites(model, role, self.roles, cross_attention=self.cross_attention, method=self.method)
+
     def attach(self, model: nn.Module, router: Router) -> Attachment:
         banks = nn.ModuleDict()
         handles = []
         touched: dict[str, nn.Module] = {}
         for role in self.sites:
-            for path, module in adapter_sites(model, role, self).items():
+            for path, module in self.find_sites(model, role).items():
                 bank = BottleneckBank(
                     len(self.tasks), hidden_size(module, path, "out"), self.width(hidden_size(module, path, "out")),
                     activation=self.activation, dropout=self.dropout,
@@ -253,10 +256,12 @@ def hidden_size(module: nn.Module, path: str, side: str) -> int:
     raise TypeError(f"Cannot tell the {side}put width of {path!r} ({type(module).__name__}): expected a linear layer.")
 
 
-def adapter_sites(model: nn.Module, role: str, config: BottleneckConfig) -> dict[str, nn.Module]:
-    """Modules playing ``role``, without cross-attention unless ``config.cross_attention``."""
-    found = find_role(model, role, config.roles, method=type(config).__name__)
-    if config.cross_attention or role in config.roles:
+def adapter_sites(
+    model: nn.Module, role: str, roles: dict[str, list[str]], *, cross_attention: bool = False, method: str = ""
+) -> dict[str, nn.Module]:
+    """Modules playing ``role`` (``roles`` overrides the role map), without cross-attention unless asked."""
+    found = find_role(model, role, roles, method=method or "this method")
+    if cross_attention or role in roles:
         return found
     return {p: m for p, m in found.items() if not set(p.split(".")) & set(_CROSS_ATTENTION)}
 

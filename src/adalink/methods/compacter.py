@@ -27,7 +27,7 @@ from torch import nn
 
 from ..errors import ConfigError
 from ..routing import Router, TaskIds
-from .adapters import ACTIVATIONS, BottleneckConfig, adapter_sites, bottleneck_width, hidden_size, module_key, rows_of
+from .adapters import ACTIVATIONS, BottleneckConfig, bottleneck_width, hidden_size, module_key, rows_of
 from .base import Attachment, register_method
 
 __all__ = ["CompacterConfig", "CompacterPlusPlusConfig", "LowRankPHM", "kronecker_matmul"]
@@ -150,7 +150,7 @@ class CompacterConfig(BottleneckConfig):
         modules = _CompacterModules(len(self.tasks), self.phm_dim, self.rule_init_std)
         handles, touched = [], {}
         for role in self.sites:
-            for path, module in adapter_sites(model, role, self).items():
+            for path, module in self.find_sites(model, role).items():
                 dim = hidden_size(module, path, "out")
                 if dim % self.phm_dim:
                     raise ConfigError(
