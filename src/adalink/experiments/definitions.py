@@ -11,6 +11,7 @@ defaults are what ``docs/paper-reproduction.md`` reports, ``--quick`` shrinks th
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, replace
 from typing import Any
@@ -122,6 +123,8 @@ def _better(a: Summary, b: Summary, claim: str, what: str) -> Verdict:
         return Verdict(claim, NOT_REPRODUCED, f"{what}: {d.points()}: the opposite, more than 2 s.e.")
     if d.delta + 2 * d.se < POINT:
         return Verdict(claim, NOT_REPRODUCED, f"{what}: {d.points()}; a gain of 1 point or more is excluded (2 s.e.)")
+    if math.isinf(d.se):
+        return Verdict(claim, INCONCLUSIVE, f"{what}: {d.points()}; one seed: no spread to judge by")
     return Verdict(claim, INCONCLUSIVE, f"{what}: {d.points()}, within 2 s.e. (noise)")
 
 
@@ -136,6 +139,8 @@ def _within(ref: Summary, ours: Summary, points: float, claim: str, what: str) -
         return Verdict(
             claim, NOT_REPRODUCED, f"{what}: gap {d.points()}, above {points:g} point(s) by more than 2 s.e."
         )
+    if math.isinf(d.se):
+        return Verdict(claim, INCONCLUSIVE, f"{what}: gap {d.points()}, above {points:g} point(s); one seed: no spread")
     return Verdict(claim, INCONCLUSIVE, f"{what}: gap {d.points()}, above {points:g} point(s) but within 2 s.e.")
 
 
