@@ -44,7 +44,8 @@ _METHOD_NOTES = """### How each column is measured
   method, is not counted) and their share of the whole model.
 - **Adapter file**: bytes of the saved `*.safetensors` (the whole model for full tuning; the head included).
 - **Memory**: on a GPU `torch.cuda.max_memory_allocated()` during the run; on CPU the peak resident memory of
-  the run's own fresh worker process (`getrusage(RUSAGE_SELF).ru_maxrss`) minus its resident memory after
+  the run's own fresh worker process (`VmHWM`; not `ru_maxrss`, which Linux carries over from the parent
+  across `exec`) minus its resident memory after
   importing the libraries and loading the data, before the model is loaded: model weights + gradients +
   optimiser state + activations (+ the evaluation pass, which is smaller). Each run is its own process.
 - **Train tok/s**: non-padding input tokens per second over the whole step window of `adalink train`
@@ -208,24 +209,30 @@ def _profile_text(documents: list[dict[str, Any]]) -> str:
 
 
 def _render_json_block(title: str, document: Any) -> str:
-    """A generic rendering: rows of dicts as a table, other values as a key/value table."""
-    rows = document.get("rows") if isinstance(document, dict) else document
+    """A generic rendering: every list of dicts as a table, other values as one key/value table."""
     parts = [f"### {title}", ""]
-    if isinstance(rows, list) and rows and all(isinstance(r, dict) for r in rows):
-        keys: list[str] = []
-        for r in rows:
-            keys += [k for k in r if k not in keys]
-        parts.append(_table(keys, [[_cell(r.get(k)) for k in keys] for r in rows]))
-    if isinstance(document, dict):
-        scalars = {k: v for k, v in document.items() if k not in ("rows", "notes", "environment")}
-        if scalars:
-            parts += ["", _table(["", ""], [[k, _cell(v)] for k, v in scalars.items()])]
-        for note in document.get("notes", []):
-            parts += ["", note]
-        env = document.get("environment")
-        if isinstance(env, dict):
-            parts += ["", "Measured on: " + "; ".join(f"{k} {v}" for k, v in env.items())]
-    return "\n".join(parts)
+    if isinstance(document, list):
+        document = {"rows": document}
+    if not isinstance(document, dict):
+        return "\n".join([*parts, f"`{json.dumps(document)}`"])
+    scalars = {}
+    for key, value in document.items():
+        if key in ("notes", "environment"):
+            continue
+        if isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
+            keys: list[str] = []
+            for row in value:
+                keys += [k for k in row if k not in keys]
+            parts += [f"{key}:", "", _table(keys, [[_cell(r.get(k)) for k in keys] for r in value]), ""]
+        else:
+            scalars[key] = value
+    if scalars:
+        parts += [_table(["", ""], [[k, _cell(v)] for k, v in scalars.items()]), ""]
+    parts += [f"{note}\n" for note in document.get("notes", [])]
+    env = document.get("environment")
+    if isinstance(env, dict):
+        parts += ["Measured on: " + "; ".join(f"{k} {v}" for k, v in env.items())]
+    return "\n".join(parts).rstrip()
 
 
 def _cell(value: Any) -> str:

@@ -1,6 +1,6 @@
 """One bench run in a fresh process: ``python -m adalink.bench.worker SPEC.json RESULT.json``.
 
-A fresh process per run makes the peak resident memory (``getrusage(RUSAGE_SELF).ru_maxrss``) that run's own. The
+A fresh process per run makes the peak resident memory (``VmHWM`` of ``/proc/self/status``) that run's own. The
 run trains through the same harness as ``adalink train`` (:func:`adalink.training.run.train`: training throughput
 over the whole step window, micro-batches, optimiser step and collation included), then scores validation, times
 inference unmerged and merged, probes forgetting and measures the saved adapter. The result is written atomically.
@@ -9,7 +9,6 @@ inference unmerged and merged, probes forgetting and measures the saved adapter.
 from __future__ import annotations
 
 import json
-import resource
 import sys
 import tempfile
 import time
@@ -20,19 +19,17 @@ from typing import Any
 import torch
 
 from .grid import RunSpec, write_json
-from .measure import environment, files_size, forgetting_probe, generic_texts, time_throughput
+from .measure import (
+    environment,
+    files_size,
+    forgetting_probe,
+    generic_texts,
+    peak_rss_bytes,
+    rss_bytes,
+    time_throughput,
+)
 
 __all__ = ["main", "run_spec"]
-
-
-def _rss_bytes() -> int:
-    try:
-        import psutil
-
-        return int(psutil.Process().memory_info().rss)
-    except ImportError:  # psutil is in the bench extra; fall back to /proc
-        with open("/proc/self/statm") as handle:
-            return int(handle.read().split()[1]) * resource.getpagesize()
 
 
 def _caller(model: torch.nn.Module, task_aware: bool):
@@ -84,7 +81,7 @@ def run_spec(spec: RunSpec) -> dict[str, Any]:
         else max(spec.min_steps, -(-int(spec.epochs * len(datasets[0].train)) // spec.batch_size))
     )
     _preload(spec.model, [TaskInfo(d.name, d.label_names) for d in datasets])
-    rss_before = _rss_bytes()  # libraries, data and tokenizer loaded, no model weights yet
+    rss_before = rss_bytes()  # libraries, data and tokenizer loaded, no model weights yet
     if torch.cuda.is_available():
         torch.cuda.reset_peak_memory_stats()
     result: dict[str, Any] = {}
@@ -106,7 +103,7 @@ def run_spec(spec: RunSpec) -> dict[str, Any]:
             max_eval=spec.max_eval,
         )
         metrics = train(args)
-        peak_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # KiB on Linux
+        peak_rss = peak_rss_bytes()
         result.update(
             metrics=metrics,
             score=metrics["score"],
