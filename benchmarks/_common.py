@@ -25,7 +25,7 @@ if SRC.is_dir() and str(SRC) not in sys.path:
 from adalink.bench.grid import write_json  # noqa: E402
 from adalink.bench.measure import environment  # noqa: E402
 
-__all__ = ["alternate", "base_parser", "emit", "minilm_path", "ratio", "text_batch"]
+__all__ = ["alternate", "base_parser", "emit", "minilm_path", "profile_tables", "ratio", "text_batch"]
 
 
 def base_parser(description: str) -> argparse.ArgumentParser:
@@ -35,7 +35,24 @@ def base_parser(description: str) -> argparse.ArgumentParser:
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch's default)")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     parser.add_argument("--json-out", default=None, help="also write the JSON object to this file")
+    parser.add_argument("--profile", default=None, help="write torch.profiler tables of the contenders to this file")
     return parser
+
+
+def profile_tables(contenders: dict[str, Callable[[], Any]], path: str, iters: int = 3) -> None:
+    """torch.profiler's top operators (self CPU time) of each contender, written to ``path`` as text."""
+    from torch.profiler import ProfilerActivity, profile
+
+    parts = []
+    for name, call in contenders.items():
+        call()
+        with profile(activities=[ProfilerActivity.CPU]) as prof:
+            for _ in range(iters):
+                call()
+        table = prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=15)
+        parts.append(f"=== {name} ({iters} calls)\n{table}")
+    Path(path).write_text("\n\n".join(parts))
+    print(f"profile tables written to {path}", file=sys.stderr)
 
 
 def setup_threads(threads: int) -> None:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import copy
 
 import torch
-from _common import alternate, base_parser, emit, minilm_path, ratio, setup_threads, text_batch
+from _common import alternate, base_parser, emit, minilm_path, profile_tables, ratio, setup_threads, text_batch
 
 
 def _randomise(module: torch.nn.Module, seed: int) -> None:
@@ -87,6 +87,8 @@ def main() -> None:
         )
         check = float((mixed - alone).abs().max())
         times = alternate(contenders, args.rounds, args.iters)
+        if args.profile:
+            profile_tables(contenders, args.profile)
     tokens = int(batch["attention_mask"].sum())
     rows = [
         {"contender": name, "tok_s": tokens / sorted(t)[len(t) // 2], "vs_base": ratio(times, name, "base")}

@@ -13,7 +13,7 @@ from __future__ import annotations
 import copy
 
 import torch
-from _common import alternate, base_parser, emit, minilm_path, ratio, setup_threads, text_batch
+from _common import alternate, base_parser, emit, minilm_path, profile_tables, ratio, setup_threads, text_batch
 
 
 def _models(depth_factors: list[int]):
@@ -64,9 +64,10 @@ def main() -> None:
             def call(model):
                 return lambda: model(**batch)
 
-            times = alternate(
-                {"base": call(base), "attached": call(attached), "folded": call(folded)}, args.rounds, args.iters
-            )
+            contenders = {"base": call(base), "attached": call(attached), "folded": call(folded)}
+            times = alternate(contenders, args.rounds, args.iters)
+            if args.profile:
+                profile_tables(contenders, f"{args.profile}.{len(rows)}")
         tokens = int(batch["attention_mask"].sum())
         base_ms = 1000 * sorted(times["base"])[len(times["base"]) // 2]
         attached_ms = 1000 * sorted(times["attached"])[len(times["attached"]) // 2]

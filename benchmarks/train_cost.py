@@ -22,7 +22,7 @@ import subprocess
 import sys
 
 import torch
-from _common import alternate, base_parser, emit, minilm_path, ratio, setup_threads, text_batch
+from _common import alternate, base_parser, emit, minilm_path, profile_tables, ratio, setup_threads, text_batch
 
 from adalink.bench.measure import peak_rss_bytes, reset_peak_rss, rss_bytes
 
@@ -161,6 +161,8 @@ def main() -> None:
             notes.append(f"{name}: could not be built ({type(err).__name__}: {err}).")
             print(f"train_cost: {name} skipped: {type(err).__name__}: {err}", file=sys.stderr)
     times = alternate(steps, args.rounds, args.iters)
+    if args.profile:
+        profile_tables(steps, args.profile)
     memory = {} if args.no_memory else {name: _memory(name, args) for name in steps}
     tokens = int(batch["attention_mask"].sum())
     reference = "full" if "full" in times else None

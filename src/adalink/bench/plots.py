@@ -49,11 +49,12 @@ def write_plots(rows: list[MethodRow], directory: Path) -> list[Path]:
         ax.set_ylabel("score (mean over tasks, %)")
         ax.grid(alpha=0.3)
 
-    def bars(keys: list[tuple[str, str]], ylabel: str, scale: float):
+    def bars(keys: list[tuple[str, str]], ylabel: str, scale: float, relative: bool = False):
         def draw(ax, panel: list[MethodRow]) -> None:
             width = 0.8 / len(keys)
             for i, (key, label) in enumerate(keys):
-                values = [(row.stats.get(key) or 0) / scale for row in panel]
+                values = [(row.relative if relative else row.stats).get(key) or 0 for row in panel]
+                values = [v / scale for v in values]
                 ax.bar([j + i * width for j in range(len(panel))], values, width, label=label)
             ax.set_xticks([j + width * (len(keys) - 1) / 2 for j in range(len(panel))])
             ax.set_xticklabels([row.method for row in panel], rotation=45, ha="right")
@@ -70,8 +71,9 @@ def write_plots(rows: list[MethodRow], directory: Path) -> list[Path]:
         "throughput.png",
         bars(
             [("train_tps", "train"), ("infer_tps", "inference (unmerged)"), ("infer_merged_tps", "inference (merged)")],
-            "tokens / s",
+            "tokens / s relative to full tuning (= 100)",
             1.0,
+            relative=True,
         ),
     )
     return written

@@ -65,7 +65,7 @@ PROFILES: dict[str, Profile] = {
         infer_batch_size=32,
         infer_rounds=3,
         generic_texts=32,
-        timeout_s=600,
+        timeout_s=1800,
     ),
     # The survey's protocol (§11.1, Table 3) for a GPU.
     "paper": Profile(
