@@ -149,3 +149,15 @@ def _prefixed(model, base):
         if path.replace(".", "-") in gated:
             yield path, module
             return
+
+
+def test_generate_runs_and_its_first_token_matches_the_forward():
+    model = get_peft_model(build("gpt2"), UniPELTConfig(num_virtual_tokens=3))
+    _perturb(model)
+    model.eval()
+    batch = text_batch(batch=2)
+    with torch.no_grad():
+        generated = model.generate(**batch, max_new_tokens=3, do_sample=False, pad_token_id=0)
+        first = model(**batch).logits[:, -1].argmax(-1)
+    assert generated.shape == (2, batch["input_ids"].shape[1] + 3)
+    torch.testing.assert_close(generated[:, batch["input_ids"].shape[1]], first)  # step 1 == the plain forward
