@@ -34,6 +34,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threads", type=int, default=1, help="torch threads (the machine is shared)")
     parser.add_argument("--keep-outputs", action="store_true", help="keep adapters/checkpoints of each run")
     parser.add_argument("--report-only", action="store_true", help="train nothing; report finished runs")
+    parser.add_argument("--reverse", action="store_true", help="make the runs last-first (a second process sharing)")
 
 
 def _scale(args: argparse.Namespace) -> Scale:
@@ -71,6 +72,7 @@ def run(args: argparse.Namespace) -> int:
                 results_dir=results,
                 work_dir=Path(args.work_dir),
                 keep_outputs=args.keep_outputs,
+                reverse=args.reverse,
                 log=lambda line: print(line, flush=True),
             )
             failed |= bool(failures)

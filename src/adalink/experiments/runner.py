@@ -123,15 +123,20 @@ def run_experiment(
     results_dir: Path,
     work_dir: Path,
     keep_outputs: bool = False,
+    reverse: bool = False,
     log=print,
 ) -> list[str]:
     """Make every run of ``experiment`` for every seed (seed-major, so a cut-short session has whole seeds).
+
+    ``reverse`` walks the plan from its end, so that a second process can share the work with a first one (each
+    skips what the other has finished; they can collide only on the run where they meet).
 
     Returns:
         One line per failed run (the experiment goes on after a failure).
     """
     failures = []
     plan = [(seed, c, spec) for seed in seeds for c in experiment.conditions for spec in c.specs]
+    plan = plan[::-1] if reverse else plan
     for i, (seed, condition, spec) in enumerate(plan, 1):
         name = run_id(spec, seed)
         cached = (results_dir / "runs" / f"{name}.json").is_file()
