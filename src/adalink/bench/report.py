@@ -152,7 +152,17 @@ def _efficiency_table(rows: list[MethodRow]) -> str:
 
 
 def _cells_table(cells: list[Cell]) -> str:
-    header = ["Model", "Method", "Task", "lr", "Seeds", "Score (test)", "Validation sweep (lr: score)", "Steps"]
+    header = [
+        "Model",
+        "Method",
+        "Task",
+        "lr",
+        "Seeds",
+        "Score (test)",
+        "Majority baseline",
+        "Validation sweep (lr: score)",
+        "Steps",
+    ]
     body = []
     for c in cells:
         sweep = ", ".join(f"{lr:g}: {'—' if v is None else f'{100 * v:.2f}'}" for lr, v in sorted(c.sweep.items()))
@@ -164,6 +174,7 @@ def _cells_table(cells: list[Cell]) -> str:
                 f"{c.lr:g}",
                 ",".join(str(r["spec"]["seed"]) for r in c.runs),
                 _score(c.score, c.score_std, len(c.runs)),
+                _num(100 * c.runs[0]["metrics"].get("majority_baseline", {}).get(c.task, float("nan")), 2),
                 sweep if len(c.sweep) > 1 else "(one lr)",
                 str(c.runs[0].get("steps")),
             ]
