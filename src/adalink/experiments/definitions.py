@@ -91,6 +91,7 @@ class Experiment:
     judge: Judge
     plot: str = "bar"  # "bar" (one bar per condition) or "line" (score against Condition.x, log scale)
     x_label: str = ""  # axis label of a line plot
+    note: str = ""  # a reference point printed under the table (e.g. the un-adapted model's score)
 
 
 @dataclass(frozen=True)
@@ -179,6 +180,12 @@ _VQA_PROTOCOL = (
 )
 
 
+_VQA_NOTE = (
+    "Un-adapted stage-1 VLM (zero-shot on the held-out type), same first 500 `yesno-shape` test questions: 63.8 "
+    "(from its `pretraining.json`)."
+)
+
+
 def _vqa(scale: Scale, method: str = "adalink", rank: int = 64, **kw: Any) -> RunSpec:
     return RunSpec(
         model="easyvqa-vlm",
@@ -216,6 +223,7 @@ def _table3(scale: Scale) -> Experiment:
         title="Modality-specific vs unified AdaLink (Table 3)",
         paper_table="Table 3 (COCO captioning, CIDEr; PaLI-X 55B; MMIT / raw)",
         protocol=_VQA_PROTOCOL + " Both rows have 2·384·128 = 98,304 AdaLink parameters.",
+        note=_VQA_NOTE,
         conditions=(
             Condition(specific, (_vqa(scale, rank=64),), paper="146.3 / 146.2"),
             Condition(unified, (_vqa(scale, rank=128, overrides=(("unified", True),)),), paper="145.5 / 145.2"),
@@ -269,6 +277,7 @@ def _rank_sweep(scale: Scale, name: str, vqa: bool) -> Experiment:
         judge=judge,
         plot="line",
         x_label="AdaLink rank r",
+        note=_VQA_NOTE if vqa else "",
     )
 
 
@@ -390,6 +399,7 @@ def _table1(scale: Scale) -> Experiment:
             for method, row in rows.items()
         ),
         judge=judge,
+        note=_VQA_NOTE,
     )
 
 

@@ -52,6 +52,8 @@ def markdown(experiment: Experiment, table: dict[str, dict[str, Any]], verdicts:
     baselines = {t: v for row in table.values() for t, v in row["majority_baseline"].items()}
     if baselines:
         lines += ["", "Majority-answer baseline: " + ", ".join(f"{t} {100 * v:.1f}" for t, v in baselines.items())]
+    if experiment.note:
+        lines += ["", experiment.note]
     lines += ["", "| claim | verdict | why |", "|---|---|---|"]
     lines += [f"| {v.claim} | **{v.verdict}** | {v.reason} |" for v in verdicts]
     lines += ["", f"![{experiment.name}](../experiments/results/{experiment.name}.png)", ""]
