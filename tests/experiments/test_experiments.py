@@ -88,6 +88,7 @@ def test_verdict_rules():
     assert _better(summarize([0.8]), summarize([0.7]), "c", "x").verdict == "inconclusive"  # one seed: no spread
     assert _within(a, b, 2, "c", "gap").verdict == "not reproduced"
     assert _within(b, a, 2, "c", "gap").verdict == "reproduced"  # ours better than the reference
+    assert _within(summarize([0.8]), summarize([0.9]), 2, "c", "gap").verdict == "inconclusive"  # one seed
     flat = {"r=4": summarize([0.8, 0.81]), "r=16": summarize([0.805, 0.8])}
     assert _flat(flat, ["r=4", "r=16"], "c").verdict == "reproduced"
     steep = {"r=4": summarize([0.7, 0.71]), "r=16": summarize([0.8, 0.81])}

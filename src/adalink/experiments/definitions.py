@@ -134,23 +134,23 @@ def _within(ref: Summary, ours: Summary, points: float, claim: str, what: str) -
     when it exceeds it by more than 2 s.e., else inconclusive."""
     d = difference(ref, ours)
     gap = d.delta
+    if math.isinf(d.se):
+        return Verdict(claim, INCONCLUSIVE, f"{what}: gap {d.points()}; one seed on a side: no spread to judge by")
     if gap <= points * POINT:
         return Verdict(claim, REPRODUCED, f"{what}: gap {d.points()} ≤ {points:g} point(s)")
     if gap - points * POINT > 2 * d.se:
         return Verdict(
             claim, NOT_REPRODUCED, f"{what}: gap {d.points()}, above {points:g} point(s) by more than 2 s.e."
         )
-    if math.isinf(d.se):
-        return Verdict(claim, INCONCLUSIVE, f"{what}: gap {d.points()}, above {points:g} point(s); one seed: no spread")
     return Verdict(claim, INCONCLUSIVE, f"{what}: gap {d.points()}, above {points:g} point(s) but within 2 s.e.")
 
 
 def _flat(summaries: Mapping[str, Summary], labels: list[str], claim: str) -> Verdict:
     """Claim "insensitive to rank": every rank within 1 point of the best one (reproduced); some rank trailing the
     best by more than 1 point and by more than 2 s.e. (not reproduced); else inconclusive."""
-    present = [label for label in labels if label in summaries]
+    present = [label for label in labels if label in summaries and summaries[label].n > 1]
     if len(present) < 2:
-        return Verdict(claim, INCONCLUSIVE, "fewer than two ranks were run")
+        return Verdict(claim, INCONCLUSIVE, "fewer than two ranks have 2 or more finished seeds")
     best = max(present, key=lambda label: summaries[label].mean)
     gaps = {label: difference(summaries[best], summaries[label]) for label in present if label != best}
     worst = max(gaps, key=lambda label: gaps[label].delta)
