@@ -185,3 +185,12 @@ def test_print_trainable_parameters(capsys):
     line = capsys.readouterr().out
     head = 32 * 3 + 3
     assert f"trainable params: {256 + head:,d}" in line and f"modules_to_save {head:,d}" in line
+
+
+def test_a_refused_attach_leaves_the_model_trainable_as_given():
+    from adalink import ConfigError
+
+    model = build("bert")
+    with pytest.raises(ConfigError, match=r"no\.such\.module"):
+        get_peft_model(model, AdaLinkConfig(modalities={"image": "no.such.module"}))
+    assert all(p.requires_grad for p in model.parameters())

@@ -41,9 +41,7 @@ def _meta_model(name_or_path: str) -> nn.Module:
 
     from .models import resolve_model
 
-    config = AutoConfig.from_pretrained(resolve_model(name_or_path).path)
-    with torch.device("meta"):
-        return AutoModel.from_config(config)
+    return AutoModel.from_config(AutoConfig.from_pretrained(resolve_model(name_or_path).path))
 
 
 def describe_methods(model_factory=None, *, rank: int | None = None) -> list[MethodInfo]:
@@ -60,13 +58,14 @@ def _describe(name: str, cls: type[MethodConfig], config: MethodConfig, model_fa
     info = MethodInfo(name, None, None, cls.mergeable, "tasks" in cls.field_names(), cls.default_lr, cls.source)
     if model_factory is None:
         return info
-    base = model_factory()
-    total = sum(p.numel() for p in base.parameters())
-    try:
-        model = get_peft_model(base, config)
-    except ValueError as err:  # ConfigError and RoleError: the method cannot attach to this architecture
-        info.error = str(err).splitlines()[0]
-        return info
+    with torch.device("meta"):  # count only: the adapters' weights need not exist either
+        base = model_factory()
+        total = sum(p.numel() for p in base.parameters())
+        try:
+            model = get_peft_model(base, config)
+        except ValueError as err:  # ConfigError and RoleError: the method cannot attach to this architecture
+            info.error = str(err).splitlines()[0]
+            return info
     info.trainable = model.method_parameter_count()
     info.percent = 100.0 * info.trainable / total
     return info

@@ -46,7 +46,11 @@ class PeftModel(nn.Module):
         self.router = Router(config.task_names)
         self._original_requires_grad = {name: p.requires_grad for name, p in model.named_parameters()}
         model.requires_grad_(False)
-        self._attachment = config.attach(model, self.router)
+        try:
+            self._attachment = config.attach(model, self.router)
+        except BaseException:
+            self._restore_requires_grad()  # a refused attach leaves the model as it was given
+            raise
         self.add_module(config.method, self._attachment.modules)
         self._set_trainable()
         self._fingerprint: dict[str, Any] | None = None
@@ -240,9 +244,12 @@ class PeftModel(nn.Module):
         for handle in reversed(self._attachment.handles):
             handle.remove()
         self._attachment.handles = []
+        self._restore_requires_grad()
+        return self.base_model
+
+    def _restore_requires_grad(self) -> None:
         for name, p in self.base_model.named_parameters():
             p.requires_grad_(self._original_requires_grad.get(name, p.requires_grad))
-        return self.base_model
 
     def merge_and_unload(self, task: str | None = None) -> nn.Module:
         """Fold one task's adapter into the base weights and return a plain model with no extra modules."""
