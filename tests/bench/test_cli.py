@@ -25,7 +25,7 @@ def bench(tmp_path_factory):
         *("--out", str(root / "results"), "--report", str(root / "BENCHMARKS.md")),
     ]
     assert main(args) == 0
-    return {"root": root, "args": args, "runs": sorted((root / "results" / "runs").glob("*.json"))}
+    return {"root": root, "args": args, "runs": sorted((root / "results").glob("quick__*.json"))}
 
 
 def test_one_json_per_run_with_every_measurement(bench):

@@ -12,19 +12,22 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .grid import RUNS_DIR, best_lr
+from .grid import best_lr
 
 __all__ = ["Cell", "MethodRow", "aggregate", "load_results"]
 
 
 def load_results(out: Path) -> list[dict[str, Any]]:
-    """Every run document under ``<out>/runs`` (ok and failed), in file-name order."""
+    """Every run document ``<out>/*.json`` (ok and failed), in file-name order; other JSON files there (the
+    serving load test's) are not runs and are left out."""
     documents = []
-    for path in sorted((Path(out) / RUNS_DIR).glob("*.json")):
+    for path in sorted(Path(out).glob("*.json")):
         try:
-            documents.append(json.loads(path.read_text()))
+            document = json.loads(path.read_text())
         except (OSError, ValueError):
             continue  # a file being replaced right now; the next report picks it up
+        if isinstance(document, dict) and "spec_key" in document and "spec" in document:
+            documents.append(document)
     return documents
 
 

@@ -24,7 +24,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seeds", default=None, help="comma-separated seeds (default: the profile's)")
     parser.add_argument("--lrs", default=None, help="comma-separated learning rates or 'default' (default: profile's)")
     parser.add_argument("--profile", default="quick", choices=sorted(PROFILES), help="training/measuring budget")
-    parser.add_argument("--out", default="benchmarks/results", help="results directory (runs/, plots/, perf/)")
+    parser.add_argument("--out", default="benchmarks/results", help="results: one JSON per run, plots/, perf/")
     parser.add_argument("--report", default="BENCHMARKS.md", help="the Markdown report to write")
     parser.add_argument("--threads", type=int, default=0, help="torch threads per run (0 = torch's default)")
     parser.add_argument("--timeout", type=int, default=None, help="seconds per run (default: the profile's)")

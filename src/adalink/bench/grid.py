@@ -16,8 +16,6 @@ from typing import Any
 
 __all__ = ["RunSpec", "best_lr", "read_result", "resolve_lr", "result_path", "write_json"]
 
-RUNS_DIR = "runs"
-
 
 @dataclass(frozen=True)
 class RunSpec:
@@ -77,7 +75,7 @@ def resolve_lr(token: str, method: str) -> float:
 
 
 def result_path(out: Path, spec: RunSpec) -> Path:
-    return Path(out) / RUNS_DIR / f"{spec.run_id}.json"
+    return Path(out) / f"{spec.run_id}.json"
 
 
 def read_result(out: Path, spec: RunSpec) -> dict[str, Any] | None:

@@ -255,7 +255,7 @@ def _cell(value: Any) -> str:
 
 
 def write_report(out: Path, report: Path) -> Path:
-    """Aggregate ``<out>/runs/*.json``, draw ``<out>/plots/*.png`` and write the Markdown report."""
+    """Aggregate ``<out>/*.json``, draw ``<out>/plots/*.png`` and write the Markdown report."""
     out, report = Path(out), Path(report)
     documents = load_results(out)
     cells, rows = aggregate(documents)
