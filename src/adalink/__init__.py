@@ -11,6 +11,19 @@ from .fingerprint import FingerprintMismatchError
 from .io import AdapterFileError
 from .layer import AdaLinkBank
 from .methods import METHOD_CONFIGS, MethodConfig
+from .methods.adapters import HoulsbyConfig, ParallelAdapterConfig, PfeifferConfig
+from .methods.bitfit import BitFitConfig
+from .methods.compacter import CompacterConfig, CompacterPlusPlusConfig
+from .methods.dora import DoRAConfig
+from .methods.full import FullConfig
+from .methods.ia3 import IA3Config
+from .methods.krona import KronAConfig
+from .methods.ln_tuning import LNTuningConfig
+from .methods.lora import LoRAAllConfig, LoRAConfig
+from .methods.mam import MAMConfig
+from .methods.prefix_tuning import PrefixTuningConfig
+from .methods.prompt_tuning import PromptTuningConfig
+from .methods.unipelt import UniPELTConfig
 from .model import PeftModel, get_peft_model
 from .routing import TaskSpec, UnknownTaskError
 
@@ -20,12 +33,29 @@ __all__ = [
     "AdaLinkBank",
     "AdaLinkConfig",
     "AdapterFileError",
+    "BitFitConfig",
+    "CompacterConfig",
+    "CompacterPlusPlusConfig",
     "ConfigError",
+    "DoRAConfig",
     "FingerprintMismatchError",
     "FoldError",
+    "FullConfig",
+    "HoulsbyConfig",
+    "IA3Config",
+    "KronAConfig",
+    "LNTuningConfig",
+    "LoRAAllConfig",
+    "LoRAConfig",
+    "MAMConfig",
     "MethodConfig",
+    "ParallelAdapterConfig",
     "PeftModel",
+    "PfeifferConfig",
+    "PrefixTuningConfig",
+    "PromptTuningConfig",
     "TaskSpec",
+    "UniPELTConfig",
     "UnknownTaskError",
     "__version__",
     "get_peft_model",
