@@ -54,7 +54,8 @@ _METHOD_NOTES = """### How each column is measured
   ratios of `benchmarks/train_cost.py` below are the reliable comparison.
 - **Infer tok/s**: non-padding input tokens per second of forward passes over the same test batches, unmerged
   (adapter attached) and merged (`merge_and_unload`, mergeable methods only), timed in alternating rounds in
-  one process (median round). Relative columns: full tuning = 100.
+  one process (median round). Relative columns: full tuning = 100; they compare runs made one after another,
+  so on a shared machine they are as noisy as the train column (the perf scripts below are side by side).
 - **Forgetting**: models with an LM head: the tuned model's per-token loss minus the base model's on held-out
   generic text (as Hugging Face peft's `method_comparison`); encoder classifiers have no LM head, so we report
   the drift of the backbone's sentence embeddings, `1 - mean cos(base, tuned)` of mean-pooled last hidden
