@@ -22,6 +22,7 @@ __all__ = ["main"]
 _SUBCOMMANDS: dict[str, str] = {
     "bench": "adalink.bench.cli",
     "methods": "adalink.catalog",
+    "serve": "adalink.serve.cli",
     "experiment": "adalink.experiments.cli",
 }
 

@@ -22,7 +22,7 @@ from .formats import ClassificationFormat, TaskInfo, TextToTextFormat
 from .run import RUN_FILE, TrainArgs, _tokenizer, _write_json, evaluate, load_tasks, predict_batch, setup_model
 from .stream import TaskExample
 
-__all__ = ["LoadedRun", "evaluate_run", "load_run", "merge_run", "predict_run"]
+__all__ = ["LoadedRun", "evaluate_run", "load_run", "merge_run", "predict_run", "read_run"]
 
 
 @dataclass
@@ -39,13 +39,21 @@ class LoadedRun:
         return [t.name for t in self.fmt.tasks]
 
 
+def read_run(directory: str | Path) -> dict[str, Any]:
+    """The ``run.json`` of a run directory (model, format, tasks and labels, max_length, ...)."""
+    run_file = Path(directory) / RUN_FILE
+    if not run_file.is_file():
+        raise FileNotFoundError(f"{directory} is not an `adalink train` output directory: {RUN_FILE} is missing.")
+    try:
+        return json.loads(run_file.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise ValueError(f"{run_file} is corrupt or truncated (not valid JSON: {err}).") from None
+
+
 def load_run(directory: str | Path, *, model: str | None = None, ignore_fingerprint: bool = False) -> LoadedRun:
     """Rebuild the base model of a run and attach its adapter (refused on a different base model)."""
     directory = Path(directory)
-    run_file = directory / RUN_FILE
-    if not run_file.is_file():
-        raise FileNotFoundError(f"{directory} is not an `adalink train` output directory: {RUN_FILE} is missing.")
-    run = json.loads(run_file.read_text())
+    run = read_run(directory)
     tasks = [TaskInfo(t["name"], tuple(t["label_names"])) for t in run["tasks"]]
     if run["saves_adapter"]:
         path, fmt, tokenizer = setup_model(model or run["model"], run["format"], tasks)

@@ -1,0 +1,95 @@
+"""``adalink serve``: load a base model once with every ``--adapter`` and serve all their tasks over HTTP."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import logging
+import os
+import sys
+
+__all__ = ["HELP", "add_arguments", "parse_adapters", "run"]
+
+HELP = "serve the tasks of trained adapters over HTTP, mixed-task requests batched into one forward pass"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from ..cli import _add_dataclass_options
+    from .app import ServeSettings
+
+    parser.add_argument(
+        "--adapter",
+        action="append",
+        required=True,
+        metavar="[NAME=]DIR",
+        help="an `adalink train` output directory (repeat for more); its tasks become servable names",
+    )
+    parser.add_argument("--model", default=None, help="the base model (default: the one the adapters were trained on)")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8000)
+    parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1, ... (default: cuda if available)")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    parser.add_argument("--drain-timeout", type=float, default=30.0, help="seconds to finish requests on shutdown")
+    parser.add_argument(
+        "--keep-alive",
+        type=float,
+        default=75.0,
+        help="seconds an idle connection stays open; keep it above clients' and load balancers' idle timeouts",
+    )
+    parser.add_argument("--no-access-log", action="store_true", help="do not log one line per request")
+    parser.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
+    parser.add_argument("--ignore-fingerprint", action="store_true", help="load adapters onto a different base")
+    _add_dataclass_options(parser, ServeSettings)
+
+
+def parse_adapters(values: list[str]) -> dict[str, str]:
+    """``DIR`` or ``NAME=DIR`` arguments -> directories, named where a name was given."""
+    named: dict[str, str] = {}
+    for value in values:
+        name, sep, directory = value.partition("=")
+        if not sep or os.path.isdir(value):  # a directory whose name holds "=" is still a directory
+            name, directory = os.path.basename(os.path.normpath(value)), value
+        if name in named:
+            raise ValueError(f"--adapter: two adapters are named {name!r}; name one NAME=DIR.")
+        named[name] = directory
+    return named
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+
+    from ..fingerprint import FingerprintMismatchError
+    from ..io import AdapterFileError
+    from .app import DrainingServer, ServeSettings, create_app
+    from .stack import AdapterStack
+
+    settings = ServeSettings(**{f.name: getattr(args, f.name) for f in dataclasses.fields(ServeSettings)})
+    try:
+        settings.validate()
+        if args.threads is not None:
+            torch.set_num_threads(args.threads)
+        adapters = parse_adapters(args.adapter)
+        stack = AdapterStack.from_runs(
+            adapters, model=args.model, device=args.device, ignore_fingerprint=args.ignore_fingerprint
+        )
+    except (ValueError, KeyError, ImportError, FileNotFoundError, AdapterFileError, FingerprintMismatchError) as err:
+        print(f"adalink serve: error: {err}", file=sys.stderr)
+        return 2
+    logging.basicConfig(level=args.log_level.upper(), format="%(levelname)s:     %(name)s: %(message)s")
+    print(
+        f"adalink serve: {stack.model_name} ({stack.format_name}) on {stack.device}, adapters "
+        f"{', '.join(f'{a.name} -> {[t.name for t in a.tasks]}' for a in stack.adapters.values())}; "
+        f"http://{args.host}:{args.port}",
+        flush=True,
+    )
+    server = DrainingServer(
+        create_app(stack, settings),
+        host=args.host,
+        port=args.port,
+        log_level=args.log_level,
+        access_log=not args.no_access_log,
+        timeout_graceful_shutdown=args.drain_timeout,
+        timeout_keep_alive=args.keep_alive,
+    )
+    server.run()
+    return 0

@@ -1,0 +1,515 @@
+"""One frozen base model and the adapters of many ``adalink train`` runs, stacked so that a batch mixing their tasks
+runs ONE forward pass (paper §1 and §3.3: only the input embeddings differ between tasks).
+
+Each run's per-task tensors (AdaLink: ``W_down`` (T, d, r) and ``W_up`` (T, r, d)) are concatenated along the task
+dimension into one adapter of the same method, routed per example like a multi-task run. Ranks that differ are
+zero-padded, which adds exactly 0: the extra columns of ``W_down`` give features that are 0, and the extra rows of
+``W_up`` are 0. Classification heads are concatenated row-wise into one head over every task's labels, each example
+scored on its own task's slice, as multi-task training does (:class:`~adalink.training.formats.ClassificationFormat`).
+So a task served here answers exactly what ``adalink predict`` answers for its run.
+
+:class:`AdapterStack` is synchronous and not thread-safe: the server calls it from one model thread, and offline
+batch prediction calls it directly.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import logging
+import os
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..fingerprint import check_fingerprint
+from ..io import AdapterFileError, read_adapter
+from ..methods.base import MethodConfig, config_from_dict
+from ..model import PeftModel, get_peft_model
+from ..models import resolve_model
+from ..training.artifacts import read_run
+from ..training.formats import ClassificationFormat, TaskInfo, TextToTextFormat, make_format
+from ..training.run import _tokenizer
+
+__all__ = [
+    "AdapterConflictError",
+    "AdapterRun",
+    "AdapterStack",
+    "Classification",
+    "Completion",
+    "IncompatibleAdapterError",
+    "Sampling",
+    "ServedTask",
+    "read_adapter_run",
+]
+
+SERVED_FORMATS = ("classification", "text2text")
+# Config fields that only shape training; adapters that differ in them still share one forward pass.
+_TRAINING_ONLY = frozenset({"tasks", "modules_to_save", "dropout", "init"})
+# Per method, fields whose differences are absorbed by zero-padding the stacked tensors (exact, see module docstring).
+_ZERO_PADDED: dict[str, frozenset[str]] = {"adalink": frozenset({"rank"})}
+
+
+class IncompatibleAdapterError(ValueError):
+    """An adapter that cannot share the served base model or its forward pass."""
+
+
+class AdapterConflictError(ValueError):
+    """An adapter or task name that is already served."""
+
+
+@dataclass(frozen=True)
+class ServedTask:
+    name: str
+    adapter: str  # the adapter (run) that provides it
+    labels: tuple[str, ...]
+    max_length: int  # input tokens kept, as in training and `adalink predict` (longer inputs are truncated)
+    answer_tokens: int  # text-to-text: new tokens generated to read a label (the run's own setting)
+
+
+@dataclass
+class AdapterRun:
+    """An ``adalink train`` output directory read from disk and checked on its own, not yet served."""
+
+    name: str
+    directory: Path
+    run: dict[str, Any]
+    config: MethodConfig
+    document: dict[str, Any]  # adapter_config.json (fingerprint of its base model, ...)
+    tensors: dict[str, torch.Tensor]
+
+    @property
+    def tasks(self) -> list[TaskInfo]:
+        return [TaskInfo(t["name"], tuple(t["label_names"])) for t in self.run["tasks"]]
+
+
+@dataclass(frozen=True)
+class Classification:
+    task: str
+    label: str | None  # None: a text-to-text answer that matches none of the task's labels
+    probabilities: dict[str, float] | None  # classification heads: label -> probability
+    generated: str | None = None  # text-to-text tasks: the generated answer
+
+
+@dataclass(frozen=True)
+class Completion:
+    token_ids: list[int]
+    finish_reason: str  # "stop" (end of sequence) or "length" (max_tokens reached)
+
+
+@dataclass(frozen=True)
+class Sampling:
+    temperature: float = 0.0  # 0 = greedy
+    top_p: float = 1.0
+
+
+def read_adapter_run(directory: str | os.PathLike, name: str | None = None) -> AdapterRun:
+    """Read and verify one run directory (``run.json`` + adapter files); ``name`` defaults to the directory's name."""
+    directory = Path(directory)
+    run = read_run(directory)
+    name = name or directory.resolve().name
+    if not run.get("saves_adapter", False):
+        raise IncompatibleAdapterError(
+            f"{directory} holds a fully fine-tuned model, not an adapter: it cannot share a base model. Serve it "
+            "from its own process, or use `adalink predict`."
+        )
+    if run.get("format") not in SERVED_FORMATS:
+        raise IncompatibleAdapterError(
+            f"{directory} is a {run.get('format')!r} run; the server serves text tasks ({', '.join(SERVED_FORMATS)})."
+        )
+    document, tensors = read_adapter(directory)
+    try:
+        config = config_from_dict(document.get("method", "adalink"), document["config"])
+    except (KeyError, TypeError, ValueError) as err:
+        raise AdapterFileError(f"{directory}: invalid adapter config ({err}).") from None
+    if "tasks" not in config.field_names():
+        raise IncompatibleAdapterError(
+            f"{directory}: method {config.method!r} keeps no per-task adapters, so its examples cannot be routed "
+            "inside a shared batch. Serve it from its own process."
+        )
+    adapter = AdapterRun(name, directory, run, config, document, tensors)
+    if [t.name for t in adapter.tasks] != config.task_names:
+        raise AdapterFileError(f"{directory}: run.json and adapter_config.json name different tasks.")
+    return adapter
+
+
+class AdapterStack:
+    """A frozen base model serving the tasks of many adapters, one forward pass per mixed batch.
+
+    Example (offline batch prediction with the adapters a server would load)::
+
+        stack = AdapterStack.from_runs(["runs/tweets", "runs/bbc"])
+        for result in stack.classify([("tweets", "what a lovely day"), ("bbc", "Shares fell sharply")]):
+            print(result.task, result.label, result.probabilities)
+    """
+
+    def __init__(self, model: str, format_name: str, *, device: str | torch.device | None = None) -> None:
+        if format_name not in SERVED_FORMATS:
+            raise IncompatibleAdapterError(f"format {format_name!r}: expected one of {list(SERVED_FORMATS)}.")
+        resolved = resolve_model(model)
+        self.model_name, self.format_name, self._kind = model, format_name, resolved.kind
+        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        self.tokenizer = _tokenizer(resolved.path)
+        # encode/decode for the request handlers' thread: one fast tokenizer must not serve two threads at once
+        self._client_tokenizer = copy.deepcopy(self.tokenizer)
+        fmt = make_format(format_name, [TaskInfo("base", ("a", "b"))], resolved.kind)
+        # a classification head loads "newly initialised", but the adapters' trained heads replace it: say nothing
+        quiet = logging.ERROR if isinstance(fmt, ClassificationFormat) else logging.NOTSET
+        with _log_level("transformers.modeling_utils", quiet):
+            self.base = fmt.build_base(resolved.path, seed=0).eval().requires_grad_(False).to(self.device)
+        self._head = fmt.head_modules(self.base)[0] if isinstance(fmt, ClassificationFormat) else None
+        self.adapters: dict[str, AdapterRun] = {}
+        self.tasks: dict[str, ServedTask] = {}
+        self.fmt: ClassificationFormat | TextToTextFormat | None = None
+        self.model: PeftModel | None = None
+        self._profile: MethodConfig | None = None  # the first adapter's config: what every adapter must share
+        self._fingerprint: dict[str, Any] | None = None
+        self._ignore_fingerprint = False
+
+    @classmethod
+    def from_runs(
+        cls,
+        runs: Sequence[str | os.PathLike] | Mapping[str, str | os.PathLike],
+        *,
+        model: str | None = None,
+        device: str | torch.device | None = None,
+        ignore_fingerprint: bool = False,
+    ) -> AdapterStack:
+        """Load the base once and every run's adapter; ``runs`` maps adapter names to directories, or lists the
+        directories (named after themselves). ``model`` defaults to the model the runs were trained on."""
+        named = runs.items() if isinstance(runs, Mapping) else [(None, d) for d in runs]
+        adapters = [read_adapter_run(directory, name) for name, directory in named]
+        if not adapters:
+            raise ValueError("Give at least one adapter (an `adalink train` output directory).")
+        if model is None:
+            trained_on = sorted({a.run["model"] for a in adapters})
+            if len(trained_on) > 1:
+                raise IncompatibleAdapterError(
+                    f"The adapters were trained on different models {trained_on}: one server shares one base "
+                    "model. Pass the one to serve (--model), or start one server per base model."
+                )
+            model = trained_on[0]
+        formats = sorted({a.run["format"] for a in adapters})
+        if len(formats) > 1:
+            raise IncompatibleAdapterError(
+                f"The adapters mix formats {formats}; one server serves one format. Start one server per format."
+            )
+        stack = cls(model, formats[0], device=device)
+        stack._ignore_fingerprint = ignore_fingerprint
+        stack.add(*adapters)
+        return stack
+
+    # -------------------------------------------------------------------------------------------- adapters
+    def check(self, adapter: AdapterRun, *, serving: Sequence[AdapterRun] | None = None) -> None:
+        """Refuse (with the reason) an adapter that cannot join ``serving`` (default: the adapters served now)."""
+        serving = list(self.adapters.values()) if serving is None else serving
+        if adapter.name in {a.name for a in serving}:
+            raise AdapterConflictError(f"An adapter named {adapter.name!r} is already served; choose another name.")
+        taken = {t.name: a for a in serving for t in a.tasks}
+        for task in adapter.tasks:
+            if task.name in taken:
+                other = taken[task.name]
+                raise AdapterConflictError(
+                    f"Task {task.name!r} of adapter {adapter.name!r} ({adapter.directory}) is already served by "
+                    f"adapter {other.name!r} ({other.directory}); each task name must be unique on a server."
+                )
+        if adapter.run["format"] != self.format_name:
+            raise IncompatibleAdapterError(
+                f"Adapter {adapter.name!r} is a {adapter.run['format']} run; this server serves {self.format_name}."
+            )
+        profile = self._profile or (serving[0].config if serving else adapter.config)
+        if adapter.config.method != profile.method:
+            raise IncompatibleAdapterError(
+                f"Adapter {adapter.name!r} uses method {adapter.config.method!r}, the served ones "
+                f"{profile.method!r}: one forward pass routes one method. Serve it from its own process."
+            )
+        mine, theirs = _shared_fields(adapter.config), _shared_fields(profile)
+        for field in sorted(k for k in mine if mine[k] != theirs.get(k)):
+            raise IncompatibleAdapterError(
+                f"Adapter {adapter.name!r} has {field}={mine[field]!r}, the served adapters {field}="
+                f"{theirs.get(field)!r}: adapters that share a forward pass must agree on it. Serve it from its "
+                "own process."
+            )
+        if not self._ignore_fingerprint:
+            saved = adapter.document.get("base_model", {})
+            check_fingerprint(saved, self._base_fingerprint(profile), str(adapter.directory))
+
+    def add(self, *adapters: AdapterRun) -> list[str]:
+        """Serve more adapters; returns their task names. Nothing changes if any of them is refused."""
+        serving = list(self.adapters.values())
+        for adapter in adapters:
+            self.check(adapter, serving=serving)
+            serving.append(adapter)
+        self._restack(serving)
+        return [t.name for a in adapters for t in a.tasks]
+
+    def remove(self, name: str) -> list[str]:
+        """Stop serving adapter ``name``; returns the task names it served."""
+        if name not in self.adapters:
+            raise KeyError(f"No adapter named {name!r}; served adapters: {sorted(self.adapters)}.")
+        removed = [t.name for t in self.adapters[name].tasks]
+        self._restack([a for a in self.adapters.values() if a.name != name])
+        return removed
+
+    def _base_fingerprint(self, profile: MethodConfig) -> dict[str, Any]:
+        if self._fingerprint is None:  # the base is frozen: hash it once, with the sites the method touches
+            probe = PeftModel(self.base, _stacked_config(profile, [profile], ["probe"]))
+            self._fingerprint = probe.base_fingerprint()
+            probe.unload()
+        return self._fingerprint
+
+    def _restack(self, adapters: list[AdapterRun]) -> None:
+        """Rebuild the stacked adapter and head for ``adapters``; on failure the previous set is restored."""
+        previous = list(self.adapters.values())
+        try:
+            self._build(adapters)
+        except Exception:
+            self._build(previous)
+            raise
+
+    def _build(self, adapters: list[AdapterRun]) -> None:
+        if self.model is not None:
+            self.model.unload()  # detach the old stack's hooks; the base is as it was loaded
+            self.model = None
+        infos = [t for a in adapters for t in a.tasks]
+        tasks: dict[str, ServedTask] = {}
+        fmt = None
+        if adapters:
+            self._profile = self._profile or adapters[0].config
+            config = _stacked_config(self._profile, [a.config for a in adapters], [t.name for t in infos])
+            model = get_peft_model(self.base, config)
+            try:
+                _fill_stacked(model, adapters)
+                if self._head is not None:
+                    setattr(self.base, self._head, _stacked_head(self._head, adapters).to(self.device))
+            except Exception:
+                model.unload()  # never leave a half-built stack's hooks on the base
+                raise
+            self.model = model.to(self.device).eval().requires_grad_(False)
+            fmt = make_format(self.format_name, infos, self._kind)
+            for adapter in adapters:
+                answer_tokens = 0  # as `adalink predict` reads its run's labels
+                if isinstance(fmt, TextToTextFormat):
+                    own = TextToTextFormat(adapter.tasks, encoder_decoder=False)
+                    answer_tokens = own.max_new_tokens(self.tokenizer)
+                for task in adapter.tasks:
+                    limit = int(adapter.run["max_length"])
+                    tasks[task.name] = ServedTask(task.name, adapter.name, task.label_names, limit, answer_tokens)
+        # request handlers read these from another thread: replace them whole, never half-built
+        self.adapters, self.tasks, self.fmt = {a.name: a for a in adapters}, tasks, fmt
+
+    # -------------------------------------------------------------------------------------------- running
+    def _task_ids(self, tasks: Sequence[str]) -> torch.Tensor:
+        order = {name: i for i, name in enumerate(self.tasks)}
+        unknown = sorted({t for t in tasks if t not in order})
+        if unknown:
+            raise KeyError(f"Unknown task(s) {unknown}; served tasks: {list(self.tasks)}.")
+        return torch.tensor([order[t] for t in tasks], dtype=torch.long, device=self.device)
+
+    @torch.inference_mode()
+    def classify(self, requests: Sequence[tuple[str, str]]) -> list[Classification]:
+        """Label (task, text) pairs, whatever their tasks, in one forward pass (text-to-text: one generate)."""
+        if not requests:
+            return []
+        tasks = [task for task, _ in requests]
+        task_ids = self._task_ids(tasks)
+        if isinstance(self.fmt, TextToTextFormat):
+            return self._classify_by_generation(requests, task_ids)
+        batch = self._tokenize([text for _, text in requests], [self.tasks[t].max_length for t in tasks])
+        batch["task_ids"] = task_ids
+        indices, distributions = self.fmt.predict(lambda inputs, ids: self.model(**inputs, task=ids), batch)
+        results = []
+        for task, index, probabilities in zip(tasks, indices, distributions, strict=True):
+            labels = self.tasks[task].labels
+            results.append(Classification(task, labels[index], dict(zip(labels, probabilities, strict=True))))
+        return results
+
+    def _classify_by_generation(self, requests: Sequence[tuple[str, str]], task_ids: torch.Tensor):
+        prompts = [self.fmt.prompt(int(i), text) for i, (_, text) in zip(task_ids, requests, strict=True)]
+        limits = [self.tasks[task].max_length for task, _ in requests]
+        encoded = [
+            self.tokenizer(p, truncation=True, max_length=n)["input_ids"] for p, n in zip(prompts, limits, strict=True)
+        ]
+        budgets = [self.tasks[task].answer_tokens for task, _ in requests]
+        completions = self._generate(task_ids, encoded, budgets, Sampling())
+        results = []
+        for (task, _), i, completion in zip(requests, task_ids.tolist(), completions, strict=True):
+            text = self.tokenizer.decode(completion.token_ids, skip_special_tokens=True)
+            index = self.fmt.parse(i, text)
+            label = self.tasks[task].labels[index] if index >= 0 else None
+            results.append(Classification(task, label, None, text))
+        return results
+
+    @torch.inference_mode()
+    def complete(
+        self, requests: Sequence[tuple[str, list[int], int]], sampling: Sampling = Sampling()
+    ) -> list[Completion]:
+        """Continue (task, prompt token ids, max new tokens) triples, whatever their tasks, in one ``generate``."""
+        if not requests:
+            return []
+        if self.format_name != "text2text":
+            raise ValueError("Completions need a text-to-text (decoder or encoder-decoder) server.")
+        task_ids = self._task_ids([task for task, _, _ in requests])
+        return self._generate(task_ids, [ids for _, ids, _ in requests], [n for _, _, n in requests], sampling)
+
+    def encode(self, text: str) -> list[int]:
+        """Prompt token ids, as :meth:`complete` takes them (with the tokenizer's special tokens, as in training)."""
+        return self._client_tokenizer(text)["input_ids"]
+
+    def decode(self, token_ids: list[int]) -> str:
+        return self._client_tokenizer.decode(token_ids, skip_special_tokens=True)
+
+    @property
+    def context_length(self) -> int | None:
+        config = self.base.config
+        for name in ("max_position_embeddings", "n_positions", "n_ctx"):
+            if isinstance(getattr(config, name, None), int):
+                return getattr(config, name)
+        return None  # relative positions (T5): no hard limit
+
+    def _tokenize(self, texts: list[str], limits: list[int]) -> dict[str, torch.Tensor]:
+        """Tokenise each text truncated to its own task's limit, then pad into one batch."""
+        rows: list[Any] = [None] * len(texts)
+        for limit in sorted(set(limits)):
+            picked = [i for i, n in enumerate(limits) if n == limit]
+            encoded = self.tokenizer([texts[i] for i in picked], truncation=True, max_length=limit)
+            for j, i in enumerate(picked):
+                rows[i] = {key: values[j] for key, values in encoded.items()}
+        batch = self.tokenizer.pad(rows, padding=True, return_tensors="pt")
+        return {key: value.to(self.device) for key, value in batch.items()}
+
+    def _generate(
+        self, task_ids: torch.Tensor, prompts: list[list[int]], budgets: list[int], sampling: Sampling
+    ) -> list[Completion]:
+        """One ``generate`` for all rows; each row keeps at most its own budget of new tokens and stops at EOS."""
+        encoder_decoder = self._kind == "encoder-decoder"
+        pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
+        width = max(len(p) for p in prompts)
+        input_ids = torch.full((len(prompts), width), pad, dtype=torch.long)
+        mask = torch.zeros_like(input_ids)
+        for row, ids in enumerate(prompts):  # decoders continue from the right edge: pad on the left
+            span = slice(0, len(ids)) if encoder_decoder else slice(width - len(ids), width)
+            input_ids[row, span], mask[row, span] = torch.tensor(ids, dtype=torch.long), 1
+        config = _generation_config(self.base, max(budgets), sampling, pad)
+        output = self.model.generate(
+            input_ids=input_ids.to(self.device),
+            attention_mask=mask.to(self.device),
+            task=task_ids,
+            generation_config=config,
+        )
+        new_tokens = output[:, 1:] if encoder_decoder else output[:, width:]  # drop the decoder start / the prompt
+        eos = _as_set(config.eos_token_id)
+        completions = []
+        for row, budget in zip(new_tokens.tolist(), budgets, strict=True):
+            row = row[:budget]
+            stop = next((i for i, token in enumerate(row) if token in eos), None)
+            completions.append(Completion(row[:stop], "length") if stop is None else Completion(row[:stop], "stop"))
+        return completions
+
+
+def _shared_fields(config: MethodConfig) -> dict[str, Any]:
+    """The fields adapters stacked into one forward pass must agree on."""
+    skip = _TRAINING_ONLY | _ZERO_PADDED.get(config.method, frozenset())
+    return {k: v for k, v in config.to_dict().items() if k not in skip}
+
+
+def _stacked_config(profile: MethodConfig, configs: Sequence[MethodConfig], tasks: list[str]) -> MethodConfig:
+    values = {**profile.to_dict(), "tasks": tasks, "modules_to_save": []}
+    if "dropout" in values:
+        values["dropout"] = 0.0  # serving never drops out
+    for name in _ZERO_PADDED.get(profile.method, ()):
+        values[name] = max(getattr(c, name) for c in configs)
+    return type(profile).from_dict(values)
+
+
+def _fill_stacked(model: PeftModel, adapters: Sequence[AdapterRun]) -> None:
+    """Copy every adapter's per-task tensors into its task rows of the stacked tensors, zero-padding the rest."""
+    targets = {k: v for k, v in model.adapter_state_dict().items() if not k.startswith("modules_to_save.")}
+    with torch.no_grad():
+        for target in targets.values():
+            target.zero_()
+        offset = 0
+        for adapter in adapters:
+            count = len(adapter.tasks)
+            own = {k for k in adapter.tensors if not k.startswith("modules_to_save.")}
+            if own != set(targets):
+                raise AdapterFileError(
+                    f"{adapter.directory}: adapter tensors {sorted(own)} do not match the stacked adapter's "
+                    f"{sorted(targets)}."
+                )
+            for name, target in targets.items():
+                source = adapter.tensors[name]
+                fits = source.dim() == target.dim() and source.shape[0] == count
+                if not fits or any(s > t for s, t in zip(source.shape[1:], target.shape[1:], strict=True)):
+                    raise AdapterFileError(
+                        f"{adapter.directory}: tensor {name!r} has shape {tuple(source.shape)}; expected "
+                        f"({count}, ...) within {tuple(target.shape[1:])} per task."
+                    )
+                corner = (slice(offset, offset + count), *(slice(0, s) for s in source.shape[1:]))
+                target[corner] = source.to(target.dtype)
+            offset += count
+
+
+def _stacked_head(path: str, adapters: Sequence[AdapterRun]) -> nn.Linear:
+    """One Linear head whose rows are every adapter's head rows, in task order."""
+    weights, biases = [], []
+    for adapter in adapters:
+        extra = [p for p in adapter.config.modules_to_save if p != path]
+        weight = adapter.tensors.get(f"modules_to_save.{path}.weight")
+        labels = sum(len(t.label_names) for t in adapter.tasks)
+        if extra or weight is None or weight.dim() != 2 or weight.shape[0] != labels:
+            raise IncompatibleAdapterError(
+                f"{adapter.directory}: expected a trained head {path!r} with {labels} rows and no other "
+                f"modules_to_save, found modules_to_save={adapter.config.modules_to_save}."
+            )
+        weights.append(weight)
+        biases.append(adapter.tensors.get(f"modules_to_save.{path}.bias", torch.zeros(labels)))
+    if len({w.shape[1] for w in weights}) > 1:
+        widths = sorted({w.shape[1] for w in weights})
+        raise IncompatibleAdapterError(f"The adapters' heads read features of different widths {widths}.")
+    head = nn.Linear(weights[0].shape[1], sum(w.shape[0] for w in weights))
+    with torch.no_grad():
+        head.weight.copy_(torch.cat(weights))
+        head.bias.copy_(torch.cat(biases))
+    return head.requires_grad_(False)
+
+
+def _generation_config(base: nn.Module, max_new_tokens: int, sampling: Sampling, pad: int):
+    config = copy.deepcopy(base.generation_config)
+    sample = sampling.temperature > 0
+    config.update(
+        max_new_tokens=max_new_tokens,
+        min_new_tokens=None,
+        do_sample=sample,
+        num_beams=1,
+        temperature=sampling.temperature if sample else None,
+        top_p=sampling.top_p if sample else None,
+        top_k=None,  # OpenAI semantics: nucleus sampling only
+        pad_token_id=pad,
+    )
+    if config.eos_token_id is None:
+        config.eos_token_id = getattr(base.config, "eos_token_id", None)
+    return config
+
+
+def _as_set(value: int | list[int] | None) -> set[int]:
+    if value is None:
+        return set()
+    return {value} if isinstance(value, int) else set(value)
+
+
+@contextlib.contextmanager
+def _log_level(name: str, level: int) -> Iterator[None]:
+    """Raise logger ``name`` to ``level`` inside the context (NOTSET: leave it as it is)."""
+    logger = logging.getLogger(name)
+    previous = logger.level
+    if level != logging.NOTSET:
+        logger.setLevel(level)
+    try:
+        yield
+    finally:
+        logger.setLevel(previous)
