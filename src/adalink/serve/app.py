@@ -23,16 +23,14 @@ from typing import Any
 
 import uvicorn
 from fastapi import Depends, FastAPI, Request
-from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
-from starlette.exceptions import HTTPException
 
-from ..fingerprint import FingerprintMismatchError
-from ..io import AdapterFileError
 from .batcher import DynamicBatcher, Overloaded, ShuttingDown, TaskRetiring
+from .http import ApiError, LimitAndObserve, install_error_handlers
 from .metrics import CONTENT_TYPE_LATEST, ServerMetrics
-from .stack import AdapterConflictError, AdapterStack, IncompatibleAdapterError, Sampling, read_adapter_run
+from .stack import AdapterStack, Sampling
+from .stacking import AdapterConflictError, read_adapter_run
 
 __all__ = ["DrainingServer", "ServeSettings", "create_app"]
 
@@ -59,106 +57,6 @@ class ServeSettings:
                 raise ValueError(f"--{name.replace('_', '-')} {value!r} is invalid: expected a positive integer.")
         if not 0 <= self.batch_window_ms <= 60_000:
             raise ValueError(f"--batch-window-ms {self.batch_window_ms!r} is invalid: expected 0 to 60000.")
-
-
-# ------------------------------------------------------------------------------------------------------ errors
-class ApiError(HTTPException):
-    """An answer with a 4xx/5xx status and an OpenAI-style error body."""
-
-    def __init__(self, status: int, message: str, kind: str = "invalid_request_error", param: str | None = None):
-        super().__init__(status, message)
-        self.message, self.kind, self.param = message, kind, param
-
-
-_KINDS = {401: "authentication_error", 404: "not_found_error", 409: "conflict_error", 413: "invalid_request_error"}
-
-
-def _error(status: int, message: str, kind: str | None = None, param: str | None = None) -> JSONResponse:
-    kind = kind or _KINDS.get(status, "invalid_request_error" if status < 500 else "server_error")
-    body = {"error": {"message": message, "type": kind, "param": param, "code": status}}
-    headers = {"Retry-After": "1"} if status == 503 else None
-    return JSONResponse(body, status_code=status, headers=headers)
-
-
-def _validation_message(err: RequestValidationError) -> tuple[str, str | None]:
-    problems, param = [], None
-    for problem in err.errors():
-        location = [str(part) for part in problem.get("loc", ()) if part != "body"]
-        if problem.get("type") == "json_invalid":
-            return f"The body is not valid JSON: {problem.get('ctx', {}).get('error', problem.get('msg'))}.", None
-        where = ".".join(location) or "body"
-        param = param or where
-        problems.append(f"{where}: {problem.get('msg')}")
-    return "Invalid request: " + "; ".join(problems[:5]) + ("; ..." if len(problems) > 5 else "") + ".", param
-
-
-def _install_error_handlers(app: FastAPI) -> None:
-    @app.exception_handler(RequestValidationError)
-    async def invalid(_: Request, err: RequestValidationError) -> JSONResponse:
-        return _error(400, *_validation_message(err))
-
-    @app.exception_handler(HTTPException)
-    async def http_error(_: Request, err: HTTPException) -> JSONResponse:
-        if isinstance(err, ApiError):
-            return _error(err.status_code, err.message, err.kind, err.param)
-        return _error(err.status_code, str(err.detail))
-
-    @app.exception_handler(Exception)
-    async def internal(_: Request, err: Exception) -> JSONResponse:
-        return _error(500, f"Internal error ({type(err).__name__}); the server keeps running.")
-
-
-class _BodyTooLarge(ApiError):
-    def __init__(self, limit: int) -> None:
-        super().__init__(413, f"The request body is larger than {limit} bytes.")
-
-
-class _LimitAndObserve:
-    """ASGI middleware: refuse oversized bodies (413) and count every answer with its latency."""
-
-    def __init__(self, app, *, limit: int, metrics: ServerMetrics) -> None:
-        self.app, self.limit, self.metrics = app, limit, metrics
-
-    async def __call__(self, scope, receive, send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        began, status, received = time.perf_counter(), 500, 0
-        endpoint = _endpoint(scope["path"])
-
-        async def observed_send(message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            await send(message)
-
-        async def limited_receive():
-            nonlocal received
-            message = await receive()
-            received += len(message.get("body", b""))
-            if received > self.limit:
-                raise _BodyTooLarge(self.limit)  # FastAPI re-raises HTTPExceptions met while reading the body
-            return message
-
-        try:
-            length = dict(scope["headers"]).get(b"content-length", b"0")
-            if length.isdigit() and int(length) > self.limit:
-                await _error(413, f"The request body is larger than {self.limit} bytes.")(scope, receive, observed_send)
-            else:
-                await self.app(scope, limited_receive, observed_send)
-        finally:
-            self.metrics.requests.labels(endpoint, str(status)).inc()
-            self.metrics.latency.labels(endpoint).observe(time.perf_counter() - began)
-
-
-_ENDPOINTS = ("/v1/classify", "/v1/completions", "/v1/models", "/v1/adapters", "/health", "/metrics")
-
-
-def _endpoint(path: str) -> str:
-    """A bounded set of metric labels, whatever paths clients try."""
-    if path in _ENDPOINTS:
-        return path
-    return "/v1/adapters/{name}" if path.startswith("/v1/adapters/") else "other"
 
 
 # ---------------------------------------------------------------------------------------------------- requests
@@ -240,8 +138,8 @@ def create_app(stack: AdapterStack, settings: ServeSettings | None = None) -> Fa
 
     app = FastAPI(title="adalink serve", version="1", lifespan=lifespan)
     app.state.stack, app.state.batcher, app.state.metrics = stack, batcher, metrics
-    app.add_middleware(_LimitAndObserve, limit=settings.max_body_bytes, metrics=metrics)
-    _install_error_handlers(app)
+    app.add_middleware(LimitAndObserve, limit=settings.max_body_bytes, metrics=metrics)
+    install_error_handlers(app)
 
     def texts_of(value: str | list[str], param: str) -> list[str]:
         texts = [value] if isinstance(value, str) else value
@@ -370,9 +268,7 @@ def _install_adapter_routes(
                 tasks = await batcher.in_model_thread(stack.add, adapter)
             except AdapterConflictError as err:
                 raise ApiError(409, str(err), param="name") from None
-            except (FileNotFoundError, NotADirectoryError, AdapterFileError, IncompatibleAdapterError) as err:
-                raise ApiError(400, str(err), param="path") from None
-            except FingerprintMismatchError as err:
+            except (OSError, ValueError) as err:  # unreadable, corrupt or incompatible run, another base model
                 raise ApiError(400, str(err), param="path") from None
         app.state.metrics.tasks.set(len(stack.tasks))
         return {"name": adapter.name, "tasks": tasks}

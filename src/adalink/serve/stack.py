@@ -1,12 +1,6 @@
 """One frozen base model and the adapters of many ``adalink train`` runs, stacked so that a batch mixing their tasks
-runs ONE forward pass (paper §1 and §3.3: only the input embeddings differ between tasks).
-
-Each run's per-task tensors (AdaLink: ``W_down`` (T, d, r) and ``W_up`` (T, r, d)) are concatenated along the task
-dimension into one adapter of the same method, routed per example like a multi-task run. Ranks that differ are
-zero-padded, which adds exactly 0: the extra columns of ``W_down`` give features that are 0, and the extra rows of
-``W_up`` are 0. Classification heads are concatenated row-wise into one head over every task's labels, each example
-scored on its own task's slice, as multi-task training does (:class:`~adalink.training.formats.ClassificationFormat`).
-So a task served here answers exactly what ``adalink predict`` answers for its run.
+runs ONE forward pass (paper §1 and §3.3: only the input embeddings differ between tasks). How adapters are stacked
+is :mod:`.stacking`; a task served here answers exactly what ``adalink predict`` answers for its run.
 
 :class:`AdapterStack` is synchronous and not thread-safe: the server calls it from one model thread, and offline
 batch prediction calls it directly.
@@ -20,46 +14,30 @@ import logging
 import os
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
 from ..fingerprint import check_fingerprint
-from ..io import AdapterFileError, read_adapter
-from ..methods.base import MethodConfig, config_from_dict
+from ..methods.base import MethodConfig
 from ..model import PeftModel, get_peft_model
 from ..models import resolve_model
-from ..training.artifacts import read_run
 from ..training.formats import ClassificationFormat, TaskInfo, TextToTextFormat, make_format
 from ..training.run import _tokenizer
+from .stacking import (
+    SERVED_FORMATS,
+    AdapterConflictError,
+    AdapterRun,
+    IncompatibleAdapterError,
+    fill_stacked,
+    read_adapter_run,
+    shared_fields,
+    stacked_config,
+    stacked_head,
+)
 
-__all__ = [
-    "AdapterConflictError",
-    "AdapterRun",
-    "AdapterStack",
-    "Classification",
-    "Completion",
-    "IncompatibleAdapterError",
-    "Sampling",
-    "ServedTask",
-    "read_adapter_run",
-]
-
-SERVED_FORMATS = ("classification", "text2text")
-# Config fields that only shape training; adapters that differ in them still share one forward pass.
-_TRAINING_ONLY = frozenset({"tasks", "modules_to_save", "dropout", "init"})
-# Per method, fields whose differences are absorbed by zero-padding the stacked tensors (exact, see module docstring).
-_ZERO_PADDED: dict[str, frozenset[str]] = {"adalink": frozenset({"rank"})}
-
-
-class IncompatibleAdapterError(ValueError):
-    """An adapter that cannot share the served base model or its forward pass."""
-
-
-class AdapterConflictError(ValueError):
-    """An adapter or task name that is already served."""
+__all__ = ["AdapterStack", "Classification", "Completion", "Sampling", "ServedTask"]
 
 
 @dataclass(frozen=True)
@@ -69,22 +47,6 @@ class ServedTask:
     labels: tuple[str, ...]
     max_length: int  # input tokens kept, as in training and `adalink predict` (longer inputs are truncated)
     answer_tokens: int  # text-to-text: new tokens generated to read a label (the run's own setting)
-
-
-@dataclass
-class AdapterRun:
-    """An ``adalink train`` output directory read from disk and checked on its own, not yet served."""
-
-    name: str
-    directory: Path
-    run: dict[str, Any]
-    config: MethodConfig
-    document: dict[str, Any]  # adapter_config.json (fingerprint of its base model, ...)
-    tensors: dict[str, torch.Tensor]
-
-    @property
-    def tasks(self) -> list[TaskInfo]:
-        return [TaskInfo(t["name"], tuple(t["label_names"])) for t in self.run["tasks"]]
 
 
 @dataclass(frozen=True)
@@ -105,36 +67,6 @@ class Completion:
 class Sampling:
     temperature: float = 0.0  # 0 = greedy
     top_p: float = 1.0
-
-
-def read_adapter_run(directory: str | os.PathLike, name: str | None = None) -> AdapterRun:
-    """Read and verify one run directory (``run.json`` + adapter files); ``name`` defaults to the directory's name."""
-    directory = Path(directory)
-    run = read_run(directory)
-    name = name or directory.resolve().name
-    if not run.get("saves_adapter", False):
-        raise IncompatibleAdapterError(
-            f"{directory} holds a fully fine-tuned model, not an adapter: it cannot share a base model. Serve it "
-            "from its own process, or use `adalink predict`."
-        )
-    if run.get("format") not in SERVED_FORMATS:
-        raise IncompatibleAdapterError(
-            f"{directory} is a {run.get('format')!r} run; the server serves text tasks ({', '.join(SERVED_FORMATS)})."
-        )
-    document, tensors = read_adapter(directory)
-    try:
-        config = config_from_dict(document.get("method", "adalink"), document["config"])
-    except (KeyError, TypeError, ValueError) as err:
-        raise AdapterFileError(f"{directory}: invalid adapter config ({err}).") from None
-    if "tasks" not in config.field_names():
-        raise IncompatibleAdapterError(
-            f"{directory}: method {config.method!r} keeps no per-task adapters, so its examples cannot be routed "
-            "inside a shared batch. Serve it from its own process."
-        )
-    adapter = AdapterRun(name, directory, run, config, document, tensors)
-    if [t.name for t in adapter.tasks] != config.task_names:
-        raise AdapterFileError(f"{directory}: run.json and adapter_config.json name different tasks.")
-    return adapter
 
 
 class AdapterStack:
@@ -158,8 +90,9 @@ class AdapterStack:
         self._client_tokenizer = copy.deepcopy(self.tokenizer)
         fmt = make_format(format_name, [TaskInfo("base", ("a", "b"))], resolved.kind)
         # a classification head loads "newly initialised", but the adapters' trained heads replace it: say nothing
+        # (transformers runs its tensor-parallel check, and warns, whenever modeling_utils logs above WARNING)
         quiet = logging.ERROR if isinstance(fmt, ClassificationFormat) else logging.NOTSET
-        with _log_level("transformers.modeling_utils", quiet):
+        with _log_level(("transformers.modeling_utils", "transformers.distributed.tensor_parallel"), quiet):
             self.base = fmt.build_base(resolved.path, seed=0).eval().requires_grad_(False).to(self.device)
         self._head = fmt.head_modules(self.base)[0] if isinstance(fmt, ClassificationFormat) else None
         self.adapters: dict[str, AdapterRun] = {}
@@ -227,7 +160,7 @@ class AdapterStack:
                 f"Adapter {adapter.name!r} uses method {adapter.config.method!r}, the served ones "
                 f"{profile.method!r}: one forward pass routes one method. Serve it from its own process."
             )
-        mine, theirs = _shared_fields(adapter.config), _shared_fields(profile)
+        mine, theirs = shared_fields(adapter.config), shared_fields(profile)
         for field in sorted(k for k in mine if mine[k] != theirs.get(k)):
             raise IncompatibleAdapterError(
                 f"Adapter {adapter.name!r} has {field}={mine[field]!r}, the served adapters {field}="
@@ -257,7 +190,7 @@ class AdapterStack:
 
     def _base_fingerprint(self, profile: MethodConfig) -> dict[str, Any]:
         if self._fingerprint is None:  # the base is frozen: hash it once, with the sites the method touches
-            probe = PeftModel(self.base, _stacked_config(profile, [profile], ["probe"]))
+            probe = PeftModel(self.base, stacked_config(profile, [profile], ["probe"]))
             self._fingerprint = probe.base_fingerprint()
             probe.unload()
         return self._fingerprint
@@ -280,12 +213,12 @@ class AdapterStack:
         fmt = None
         if adapters:
             self._profile = self._profile or adapters[0].config
-            config = _stacked_config(self._profile, [a.config for a in adapters], [t.name for t in infos])
+            config = stacked_config(self._profile, [a.config for a in adapters], [t.name for t in infos])
             model = get_peft_model(self.base, config)
             try:
-                _fill_stacked(model, adapters)
+                fill_stacked(model, adapters)
                 if self._head is not None:
-                    setattr(self.base, self._head, _stacked_head(self._head, adapters).to(self.device))
+                    setattr(self.base, self._head, stacked_head(self._head, adapters).to(self.device))
             except Exception:
                 model.unload()  # never leave a half-built stack's hooks on the base
                 raise
@@ -411,73 +344,6 @@ class AdapterStack:
         return completions
 
 
-def _shared_fields(config: MethodConfig) -> dict[str, Any]:
-    """The fields adapters stacked into one forward pass must agree on."""
-    skip = _TRAINING_ONLY | _ZERO_PADDED.get(config.method, frozenset())
-    return {k: v for k, v in config.to_dict().items() if k not in skip}
-
-
-def _stacked_config(profile: MethodConfig, configs: Sequence[MethodConfig], tasks: list[str]) -> MethodConfig:
-    values = {**profile.to_dict(), "tasks": tasks, "modules_to_save": []}
-    if "dropout" in values:
-        values["dropout"] = 0.0  # serving never drops out
-    for name in _ZERO_PADDED.get(profile.method, ()):
-        values[name] = max(getattr(c, name) for c in configs)
-    return type(profile).from_dict(values)
-
-
-def _fill_stacked(model: PeftModel, adapters: Sequence[AdapterRun]) -> None:
-    """Copy every adapter's per-task tensors into its task rows of the stacked tensors, zero-padding the rest."""
-    targets = {k: v for k, v in model.adapter_state_dict().items() if not k.startswith("modules_to_save.")}
-    with torch.no_grad():
-        for target in targets.values():
-            target.zero_()
-        offset = 0
-        for adapter in adapters:
-            count = len(adapter.tasks)
-            own = {k for k in adapter.tensors if not k.startswith("modules_to_save.")}
-            if own != set(targets):
-                raise AdapterFileError(
-                    f"{adapter.directory}: adapter tensors {sorted(own)} do not match the stacked adapter's "
-                    f"{sorted(targets)}."
-                )
-            for name, target in targets.items():
-                source = adapter.tensors[name]
-                fits = source.dim() == target.dim() and source.shape[0] == count
-                if not fits or any(s > t for s, t in zip(source.shape[1:], target.shape[1:], strict=True)):
-                    raise AdapterFileError(
-                        f"{adapter.directory}: tensor {name!r} has shape {tuple(source.shape)}; expected "
-                        f"({count}, ...) within {tuple(target.shape[1:])} per task."
-                    )
-                corner = (slice(offset, offset + count), *(slice(0, s) for s in source.shape[1:]))
-                target[corner] = source.to(target.dtype)
-            offset += count
-
-
-def _stacked_head(path: str, adapters: Sequence[AdapterRun]) -> nn.Linear:
-    """One Linear head whose rows are every adapter's head rows, in task order."""
-    weights, biases = [], []
-    for adapter in adapters:
-        extra = [p for p in adapter.config.modules_to_save if p != path]
-        weight = adapter.tensors.get(f"modules_to_save.{path}.weight")
-        labels = sum(len(t.label_names) for t in adapter.tasks)
-        if extra or weight is None or weight.dim() != 2 or weight.shape[0] != labels:
-            raise IncompatibleAdapterError(
-                f"{adapter.directory}: expected a trained head {path!r} with {labels} rows and no other "
-                f"modules_to_save, found modules_to_save={adapter.config.modules_to_save}."
-            )
-        weights.append(weight)
-        biases.append(adapter.tensors.get(f"modules_to_save.{path}.bias", torch.zeros(labels)))
-    if len({w.shape[1] for w in weights}) > 1:
-        widths = sorted({w.shape[1] for w in weights})
-        raise IncompatibleAdapterError(f"The adapters' heads read features of different widths {widths}.")
-    head = nn.Linear(weights[0].shape[1], sum(w.shape[0] for w in weights))
-    with torch.no_grad():
-        head.weight.copy_(torch.cat(weights))
-        head.bias.copy_(torch.cat(biases))
-    return head.requires_grad_(False)
-
-
 def _generation_config(base: nn.Module, max_new_tokens: int, sampling: Sampling, pad: int):
     config = copy.deepcopy(base.generation_config)
     sample = sampling.temperature > 0
@@ -503,13 +369,15 @@ def _as_set(value: int | list[int] | None) -> set[int]:
 
 
 @contextlib.contextmanager
-def _log_level(name: str, level: int) -> Iterator[None]:
-    """Raise logger ``name`` to ``level`` inside the context (NOTSET: leave it as it is)."""
-    logger = logging.getLogger(name)
-    previous = logger.level
+def _log_level(names: Sequence[str], level: int) -> Iterator[None]:
+    """Raise the loggers ``names`` to ``level`` inside the context (NOTSET: leave them as they are)."""
+    loggers = [logging.getLogger(name) for name in names]
+    previous = [logger.level for logger in loggers]
     if level != logging.NOTSET:
-        logger.setLevel(level)
+        for logger in loggers:
+            logger.setLevel(level)
     try:
         yield
     finally:
-        logger.setLevel(previous)
+        for logger, old in zip(loggers, previous, strict=True):
+            logger.setLevel(old)
