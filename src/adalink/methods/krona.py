@@ -23,7 +23,7 @@ from torch import nn
 
 from ..routing import Router, TaskIds
 from .base import Attachment, MethodConfig, register_method
-from .lora import LinearSite, add_output_hook, check_targets, find_linear_sites
+from .lora import LinearSite, attach_banks, check_targets, find_linear_sites
 
 __all__ = ["KronABank", "KronAConfig", "factorization"]
 
@@ -121,17 +121,4 @@ class KronAConfig(MethodConfig):
         banks = nn.ModuleDict(
             {s.key: KronABank(len(self.tasks), s, self.factor, self.scale, self.dropout) for s in sites}
         )
-        handles = [add_output_hook(s, banks[s.key], router, self.method) for s in sites]
-
-        def merge(task: int) -> None:
-            with torch.no_grad():
-                for s in sites:
-                    weight = s.weight()
-                    weight += banks[s.key].delta_weight(task).to(weight.dtype)
-
-        def select_tasks(indices: list[int]) -> None:
-            for bank in banks.values():
-                bank.select_tasks(indices)
-
-        touched = {s.path: s.module for s in sites}
-        return Attachment(banks, handles, touched, merge=merge, select_tasks=select_tasks)
+        return attach_banks(sites, banks, router, self.method)

@@ -39,6 +39,7 @@ __all__ = [
     "LoRABank",
     "LoRAConfig",
     "add_output_hook",
+    "attach_banks",
     "attach_lora",
     "check_targets",
     "find_linear_sites",
@@ -207,6 +208,12 @@ def attach_lora(
     banks = nn.ModuleDict(
         {s.key: LoRABank(tasks, s.in_features, s.out_features, rank, alpha / rank, dropout) for s in sites}
     )
+    return attach_banks(sites, banks, router, method)
+
+
+def attach_banks(sites: Sequence[LinearSite], banks: nn.ModuleDict, router: Router, method: str) -> Attachment:
+    """Hook ``banks[site.key]`` (any module with ``forward(x, ids)``, ``delta_weight(task)`` and
+    ``select_tasks(indices)``) onto every site; merge adds one task's ``delta_weight`` to each site's weight."""
     handles = [add_output_hook(s, banks[s.key], router, method) for s in sites]
 
     def merge(task: int) -> None:
