@@ -215,3 +215,23 @@ def test_easyvqa_trains_evaluates_and_merges_on_a_vlm_directory(tmp_path):
     assert main(["eval", "--adapter", str(out), "--max-eval", "32"]) == 0
     evaluated = json.loads((out / "eval-test.json").read_text())
     assert evaluated["score"] == pytest.approx(metrics["score"])
+
+
+def test_a_subcommand_whose_extra_is_missing_says_what_to_install(monkeypatch, capsys):
+    import importlib
+
+    from adalink import cli
+
+    real_import = importlib.import_module
+
+    def without_serve(name, *args):
+        if name == "adalink.serve.cli":
+            raise ImportError("No module named 'uvicorn'", name="uvicorn")
+        return real_import(name, *args)
+
+    monkeypatch.setattr(cli.importlib, "import_module", without_serve)
+    assert cli.main(["serve", "--adapter", "runs/x"]) == 2
+    assert "pip install 'adalink[serve]'" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as info:  # train keeps working without the extra
+        cli.main(["train", "--help"])
+    assert info.value.code == 0

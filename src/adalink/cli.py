@@ -18,6 +18,8 @@ from collections.abc import Sequence
 
 __all__ = ["main"]
 
+# subcommand -> the optional extra its imports need
+_EXTRAS = {"serve": "serve", "bench": "bench", "experiment": "bench"}
 # subcommand -> module providing HELP, add_arguments(parser) and run(args) -> int
 _SUBCOMMANDS: dict[str, str] = {
     "bench": "adalink.bench.cli",
@@ -70,13 +72,27 @@ def _parser() -> argparse.ArgumentParser:
     merge.add_argument("--task", default=None, help="the task to fold (needed when the run has several)")
 
     for name, module_name in _SUBCOMMANDS.items():
-        module = importlib.import_module(module_name)
-        module.add_arguments(commands.add_parser(name, help=module.HELP, description=module.HELP))
+        try:
+            module = importlib.import_module(module_name)
+            options = argparse.ArgumentParser(add_help=False)
+            module.add_arguments(options)  # may import the extra's packages
+        except ImportError as err:  # an optional extra is not installed: train/eval/... must still work
+            hint = f"needs {err.name or err}: pip install 'adalink[{_EXTRAS.get(name, name)}]'"
+            missing = commands.add_parser(name, help=f"(not installed: {hint})")
+            missing.set_defaults(unavailable=f"adalink {name} {hint}")
+            continue
+        commands.add_parser(name, help=module.HELP, description=module.HELP, parents=[options])
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args, unknown = parser.parse_known_args(argv)
+    if getattr(args, "unavailable", None):
+        print(f"adalink {args.command}: error: {args.unavailable}", file=sys.stderr)
+        return 2
+    if unknown:
+        parser.error(f"unrecognized arguments: {' '.join(unknown)}")
     if args.command in _SUBCOMMANDS:
         return importlib.import_module(_SUBCOMMANDS[args.command]).run(args)
     from .training import artifacts
