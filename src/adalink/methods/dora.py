@@ -22,7 +22,7 @@ from torch import nn
 
 from ..routing import Router
 from .base import Attachment, MethodConfig, register_method
-from .lora import LinearSite, LoRABank, check_targets, find_linear_sites
+from .lora import LinearSite, LoRABank, check_lora_fields, find_linear_sites
 
 __all__ = ["DoRAConfig", "DoRALayer"]
 
@@ -82,11 +82,7 @@ class DoRAConfig(MethodConfig):
     roles: dict[str, list[str]] = field(default_factory=dict)  # role -> module names/regexes (unknown architectures)
 
     def validate(self) -> None:
-        self.check_positive_int("rank")
-        if isinstance(self.alpha, bool) or not isinstance(self.alpha, (int, float)) or self.alpha <= 0:
-            raise self.bad("alpha", self.alpha, "a positive number")
-        self.check_probability("dropout")
-        check_targets(self)
+        check_lora_fields(self)
 
     def attach(self, model: nn.Module, router: Router) -> Attachment:
         sites = find_linear_sites(model, self.targets, self.roles, method=self.method)

@@ -41,6 +41,7 @@ __all__ = [
     "add_output_hook",
     "attach_banks",
     "attach_lora",
+    "check_lora_fields",
     "check_targets",
     "find_linear_sites",
 ]
@@ -242,6 +243,16 @@ def check_targets(config: MethodConfig, allowed: Sequence[str] = LINEAR_ROLES) -
             raise config.bad("roles", roles, f"a mapping from roles in {list(allowed)} to lists of module names")
 
 
+def check_lora_fields(config: MethodConfig) -> None:
+    """Validate the fields LoRA and DoRA share: ``rank``, ``alpha``, ``dropout``, ``targets`` and ``roles``."""
+    config.check_positive_int("rank")
+    alpha = config.alpha  # type: ignore[attr-defined]
+    if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or alpha <= 0:
+        raise config.bad("alpha", alpha, "a positive number")
+    config.check_probability("dropout")
+    check_targets(config)
+
+
 @register_method
 @dataclass
 class LoRAConfig(MethodConfig):
@@ -260,11 +271,7 @@ class LoRAConfig(MethodConfig):
     roles: dict[str, list[str]] = field(default_factory=dict)  # role -> module names/regexes (unknown architectures)
 
     def validate(self) -> None:
-        self.check_positive_int("rank")
-        if isinstance(self.alpha, bool) or not isinstance(self.alpha, (int, float)) or self.alpha <= 0:
-            raise self.bad("alpha", self.alpha, "a positive number")
-        self.check_probability("dropout")
-        check_targets(self)
+        check_lora_fields(self)
 
     def attach(self, model: nn.Module, router: Router) -> Attachment:
         sites = find_linear_sites(model, self.targets, self.roles, method=self.method)
