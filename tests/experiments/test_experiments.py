@@ -1,4 +1,4 @@
-"""`adalink experiment`: the runner end to end on a tiny BERT (2 steps), the verdict rules, and config overrides."""
+"""`adalink experiment`: the runner end to end on a tiny BERT (2 steps), verdict rules, method-config overrides."""
 
 import importlib.util
 import json
@@ -6,11 +6,10 @@ import math
 
 import pytest
 
-from adalink.config import AdaLinkConfig
 from adalink.experiments import EXPERIMENTS, Scale, build, run_id, summarize
 from adalink.experiments.definitions import _better, _flat, _within
 from adalink.experiments.report import update_document
-from adalink.experiments.runner import _config_overrides
+from adalink.training.run import TrainArgs
 from tiny_models import save_tiny_checkpoint
 
 
@@ -96,13 +95,15 @@ def test_verdict_rules():
     assert math.isinf(summarize([0.5]).sem)
 
 
-def test_config_overrides_apply_only_inside_the_context():
-    kwargs = {"rank": 4, "dropout": 0.1, "tasks": ["default"], "heads": []}
-    with _config_overrides("adalink", (("unified", True),)):
-        assert AdaLinkConfig.for_training(**kwargs).unified is True
-    assert AdaLinkConfig.for_training(**kwargs).unified is False
-    with pytest.raises(ValueError, match="not_a_field"), _config_overrides("adalink", (("not_a_field", 1),)):
-        pass
+def test_overrides_become_method_config_and_the_command_reproduces_the_run():
+    spec = build("table3", Scale()).conditions[1].specs[0]
+    options = spec.train_options()
+    assert json.loads(options["method_config"]) == {"unified": True}
+    command = spec.command(seed=2)
+    assert "--method-config '{\"unified\": true}'" in command and "--seed 2" in command
+    args = TrainArgs(**options, seed=2)
+    args.validate()
+    assert args.method_options() == {"unified": True}
 
 
 def test_update_document_appends_then_replaces(tmp_path):

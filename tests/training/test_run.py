@@ -1,8 +1,12 @@
-"""``TrainArgs.question_types``: the easy-VQA question-type filter of the training harness's task loading."""
+"""``TrainArgs``: the easy-VQA question-type filter of task loading, and ``--method-config``."""
 
 import pytest
+import torch
 
+from adalink import AdaLinkConfig, PromptTuningConfig
+from adalink.training.methods import attach_method
 from adalink.training.run import TrainArgs, load_tasks
+from tiny_models import build
 
 
 def test_question_types_filter_easyvqa_splits():
@@ -20,3 +24,46 @@ def test_question_types_refused_for_text_tasks_and_unknown_types():
     pytest.importorskip("easy_vqa", reason="pip install easy-vqa")
     with pytest.raises(ValueError, match="question types"):
         load_tasks(TrainArgs(task="easyvqa", question_types="colour"))
+
+
+def test_method_config_reaches_the_config():
+    args = TrainArgs(method="prompt_tuning", method_config='{"num_virtual_tokens": 5, "residual": true}')
+    args.validate()
+    attached = attach_method(
+        "prompt_tuning", build("bert"), rank=8, dropout=0.1, tasks=["t"], heads=[], options=args.method_options()
+    )
+    config = attached.model.peft_config
+    assert isinstance(config, PromptTuningConfig) and config.num_virtual_tokens == 5 and config.residual
+    unified = TrainArgs(method="adalink", method_config='{"unified": true}').method_options()
+    attached = attach_method("adalink", build("bert"), rank=4, dropout=0.1, tasks=["t"], heads=[], options=unified)
+    assert isinstance(attached.model.peft_config, AdaLinkConfig) and attached.model.peft_config.unified
+    assert TrainArgs().method_options() == {}
+
+
+@pytest.mark.parametrize(
+    ("method", "text", "match"),
+    [
+        ("adalink", "{unified: true}", "not valid JSON"),
+        ("adalink", "[1, 2]", "JSON object"),
+        ("full", '{"unified": true}', "--method full"),
+        ("adalink", '{"not_a_field": 1}', r"not_a_field.*unified"),
+        ("adalink", '{"rank": 4}', r"\['rank'\].*--rank"),
+    ],
+)
+def test_method_config_errors_name_the_problem(method, text, match):
+    with pytest.raises(ValueError, match=match):
+        TrainArgs(method=method, method_config=text).validate()
+
+
+def test_head_lr_puts_the_head_in_its_own_group():
+    from adalink.training.run import _optimizer
+
+    body, head = torch.nn.Linear(2, 2), torch.nn.Linear(2, 3)
+    params = [*body.parameters(), *head.parameters()]
+    head_ids = {id(p) for p in head.parameters()}
+    together = _optimizer(TrainArgs(method="adalink", lr=1e-3), params, head_ids)
+    assert [g["lr"] for g in together.param_groups] == [1e-3]
+    apart = _optimizer(TrainArgs(method="adalink", lr=1e-3, head_lr=1e-2), params, head_ids)
+    assert [(g["lr"], len(g["params"])) for g in apart.param_groups] == [(1e-3, 2), (1e-2, 2)]
+    with pytest.raises(ValueError, match="--head-lr"):
+        TrainArgs(head_lr=0).validate()

@@ -31,6 +31,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-steps", type=int, default=None, help="override the profile's optimiser steps")
     parser.add_argument("--max-eval", type=int, default=None, help="override the profile's evaluation size")
     parser.add_argument("--max-length", type=int, default=None, help="override the profile's max input tokens")
+    parser.add_argument("--head-lr", type=float, default=None, help="override the profile's head learning rate")
     parser.add_argument("--retry-failed", action="store_true", help="re-run runs recorded as failed")
     parser.add_argument("--report-only", action="store_true", help="only aggregate existing results and report")
 
@@ -67,6 +68,7 @@ def run(args: argparse.Namespace) -> int:
             max_steps=args.max_steps,
             max_eval=args.max_eval,
             max_length=args.max_length,
+            head_lr=args.head_lr,
         )
         try:
             plan.total_runs()  # validates the learning-rate tokens before anything runs

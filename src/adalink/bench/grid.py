@@ -26,6 +26,7 @@ class RunSpec:
     task: str  # packaged task name
     method: str  # registered method name, or full
     lr: float  # peak learning rate
+    head_lr: float | None  # peak learning rate of the new classification head (None = lr)
     seed: int  # seed of the head init, data order and dropout
     batch_size: int  # global batch per optimiser step
     grad_accum: int  # micro-batches per step (batch_size / microbatch)

@@ -34,6 +34,7 @@ class BenchPlan:
     max_steps: int | None = None  # override of the profile's steps (CI smoke test)
     max_eval: int | None = None  # override of the profile's evaluation size
     max_length: int | None = None  # override of the profile's max input tokens
+    head_lr: float | None = None  # override of the profile's head learning rate
 
     def spec(self, model: str, task: str, method: str, lr: float, seed: int, validate: bool) -> RunSpec:
         p = self.profile
@@ -43,6 +44,7 @@ class BenchPlan:
             task=task,
             method=method,
             lr=lr,
+            head_lr=self.head_lr if self.head_lr is not None else p.head_lr,
             seed=seed,
             batch_size=p.batch_size,
             grad_accum=p.grad_accum(model),

@@ -92,6 +92,7 @@ def run_spec(spec: RunSpec) -> dict[str, Any]:
             task=spec.task,
             method=spec.method,
             lr=spec.lr,
+            head_lr=spec.head_lr,
             max_steps=steps,
             batch_size=spec.batch_size,
             grad_accum=spec.grad_accum,

@@ -11,7 +11,9 @@ defaults are what ``docs/paper-reproduction.md`` reports, ``--quick`` shrinks th
 
 from __future__ import annotations
 
+import json
 import math
+import shlex
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, replace
 from typing import Any
@@ -36,11 +38,13 @@ class RunSpec:
     batch_size: int = 16  # --batch-size
     lr: float | None = None  # --lr (None: the method's default, 5e-5 for full tuning)
     question_types: str | None = None  # --question-types (easyvqa only)
-    overrides: tuple[tuple[str, Any], ...] = ()  # extra method-config fields (Table 3: ("unified", True))
+    overrides: tuple[tuple[str, Any], ...] = ()  # --method-config fields (Table 3: ("unified", True))
 
     def train_options(self) -> dict[str, Any]:
         """The :class:`~adalink.training.run.TrainArgs` fields this spec sets."""
         options = {k: v for k, v in asdict(self).items() if k != "overrides"}
+        if self.overrides:
+            options["method_config"] = json.dumps(dict(self.overrides))
         return {k: v for k, v in options.items() if v is not None or k == "max_eval"}
 
     def command(self, seed: int) -> str:
@@ -48,12 +52,7 @@ class RunSpec:
         parts = ["adalink train"]
         for key, value in {**self.train_options(), "seed": seed}.items():
             if value is not None and not (key == "rank" and self.method == "full"):
-                parts.append(f"--{key.replace('_', '-')} {value}")
-        if self.overrides:
-            shown = (
-                f"{k}={v}" if not isinstance(v, dict) else f"{k}=(see adalink.experiments)" for k, v in self.overrides
-            )
-            parts.append("# + method config " + ", ".join(shown))
+                parts.append(f"--{key.replace('_', '-')} {shlex.quote(str(value))}")
         return " ".join(parts)
 
 
@@ -341,17 +340,6 @@ def _table5_smollm2(scale: Scale) -> Experiment:
     )
 
 
-_LAYER = r"text_model\.encoder\.layer\.\d+\."
-_MINILM_IN_VLM_ROLES = {  # LoRA's linear roles inside the TinyVLM: MiniLM's BERT blocks (full-match regexes)
-    "q": [_LAYER + r"attention\.self\.query"],
-    "k": [_LAYER + r"attention\.self\.key"],
-    "v": [_LAYER + r"attention\.self\.value"],
-    "o": [_LAYER + r"attention\.output\.dense"],
-    "ffn_in": [_LAYER + r"intermediate\.dense"],
-    "ffn_out": [_LAYER + r"output\.dense"],
-}
-
-
 def _table1(scale: Scale) -> Experiment:
     rows = {
         "full": ("Fine-tuning (FT)", "147.0 / 147.4", "0 / 0"),
@@ -379,7 +367,6 @@ def _table1(scale: Scale) -> Experiment:
     # paper §4.1.2: 64 soft tokens with two-layer residual re-parametrisation (Razdaibiedina et al. 2023)
     overrides = {
         "prompt_tuning": (("num_virtual_tokens", 64), ("residual", True)),
-        "lora_all": (("roles", _MINILM_IN_VLM_ROLES),),  # TinyVLM has no built-in role map
     }
     return Experiment(
         name="table1",

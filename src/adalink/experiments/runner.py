@@ -16,8 +16,7 @@ import shutil
 import sys
 import time
 import traceback
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -51,35 +50,6 @@ def run_id(spec: RunSpec, seed: int) -> str:
     return f"{model}-{task}-{spec.method}{extra}-r{spec.rank}-{spec.max_steps}steps-seed{seed}-{digest}"
 
 
-@contextmanager
-def _config_overrides(method: str, overrides: Sequence[tuple[str, Any]]) -> Iterator[None]:
-    """Make ``METHOD_CONFIGS[method].for_training`` also set ``overrides`` (fields the harness has no flag for,
-    e.g. ``AdaLinkConfig.unified``), for the duration of one run."""
-    if not overrides:
-        yield
-        return
-    from ..methods.base import METHOD_CONFIGS
-
-    cls = METHOD_CONFIGS[method]
-    unknown = [name for name, _ in overrides if name not in cls.field_names()]
-    if unknown:
-        raise ValueError(f"RunSpec.overrides {unknown} are not fields of {cls.__name__}: {sorted(cls.field_names())}.")
-    saved = cls.__dict__.get("for_training")
-    bound = cls.for_training
-
-    def for_training(klass, **kwargs: Any):
-        return bound(**kwargs, **dict(overrides))
-
-    cls.for_training = classmethod(for_training)
-    try:
-        yield
-    finally:
-        if saved is None:
-            del cls.for_training
-        else:
-            cls.for_training = saved
-
-
 def run_one(spec: RunSpec, seed: int, *, results_dir: Path, work_dir: Path, keep_outputs: bool = False) -> RunResult:
     """Train ``spec`` at ``seed`` unless its result file exists; return the result (cached or new).
 
@@ -96,8 +66,7 @@ def run_one(spec: RunSpec, seed: int, *, results_dir: Path, work_dir: Path, keep
         shutil.rmtree(out)  # a run killed half-way: start again (its checkpoints used other settings' timing)
     args = TrainArgs(**spec.train_options(), seed=seed, output_dir=str(out), save_every=spec.max_steps)
     began = time.perf_counter()
-    with _config_overrides(spec.method, spec.overrides):
-        metrics = train(args)
+    metrics = train(args)
     result = {
         "run_id": run_id(spec, seed),
         "spec": asdict(spec),

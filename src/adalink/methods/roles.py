@@ -12,6 +12,8 @@ A role names what a module does in a transformer layer, whatever the architectur
 =============  ======================================================================================
 
 Roles are found by module class and attribute (``"LlamaAttention.q_proj"``), never by splitting parameter names.
+A composite model (a VLM) without a map of its own uses its ``language_model``'s or ``text_model``'s map, so
+role-based methods adapt the language model's blocks.
 An unknown architecture gets an error naming the missing role; users pass module names per role instead
 (``roles={"q": ["model.layers.0.attn.wq", ...]}``, exact dotted paths or full-match regular expressions).
 """
@@ -104,6 +106,8 @@ def find_role(
         source = f"roles[{role!r}]={list(overrides[role])}"
     else:
         model_type = model_type_of(model)
+        if model_type not in ROLE_MAP:  # a VLM: the roles of its language model (LLaVA-style or our TinyVLM)
+            model_type = _language_model_type(model) or model_type
         if model_type not in ROLE_MAP:
             raise RoleError(
                 f"{method} needs the {role!r} modules, but architecture {model_type!r} ({type(model).__name__}) has "
@@ -117,6 +121,23 @@ def find_role(
             f"{method} needs the {role!r} modules, but {source} matched no module of {type(model).__name__}."
         )
     return found
+
+
+def _language_model_type(model: nn.Module) -> str | None:
+    """The model type of a composite model's language model (``language_model``, ``model.language_model`` as in
+    transformers' LLaVA, or ``text_model`` as in our TinyVLM), so that role-based methods adapt the language model's
+    blocks of a VLM; None if it has no such known part."""
+    for path in _LANGUAGE_MODEL_PATHS:
+        try:
+            inner = model.get_submodule(path)
+        except AttributeError:
+            continue
+        if model_type_of(inner) in ROLE_MAP:
+            return model_type_of(inner)
+    return None
+
+
+_LANGUAGE_MODEL_PATHS = ("language_model", "model.language_model", "text_model")
 
 
 def _by_class(model: nn.Module, specs: Sequence[str]) -> dict[str, nn.Module]:

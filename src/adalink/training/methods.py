@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from torch import nn
 
@@ -39,8 +40,10 @@ def attach_method(
     tasks: Sequence[str],
     heads: Sequence[str],
     modalities: Mapping[str, str] | None = None,
+    options: Mapping[str, Any] | None = None,
 ) -> AttachedMethod:
-    """Apply method ``name`` to ``base``; ``heads`` are new modules that train with every method."""
+    """Apply method ``name`` to ``base``; ``heads`` are new modules that train with every method; ``options`` are
+    further config fields (``--method-config``)."""
     if name == "full":
         base.requires_grad_(True)
         return AttachedMethod(base, task_aware=False, saves_adapter=False)
@@ -48,5 +51,6 @@ def attach_method(
         raise ValueError(f"--method {name!r} is unknown: expected one of {method_names()}.")
     cls = METHOD_CONFIGS[name]
     extra = {"modalities": dict(modalities)} if modalities and "modalities" in cls.field_names() else {}
+    extra.update(options or {})
     config = cls.for_training(rank=rank, dropout=dropout, tasks=list(tasks), heads=list(heads), **extra)
     return AttachedMethod(get_peft_model(base, config), task_aware="tasks" in cls.field_names(), saves_adapter=True)

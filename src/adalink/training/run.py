@@ -53,6 +53,10 @@ class TrainArgs:
     rank: int = field(default=8, metadata={"help": "AdaLink rank r"})
     dropout: float = field(default=0.1, metadata={"help": "dropout on the method's own input (AdaLink: paper's 0.1)"})
     lr: float | None = field(default=None, metadata={"help": "peak learning rate (default: 2e-3 adalink, 5e-5 full)"})
+    head_lr: float | None = field(
+        default=None,
+        metadata={"help": "peak learning rate of the new classification head, for every method (default: --lr)"},
+    )
     max_steps: int = field(default=300, metadata={"help": "optimiser steps"})
     batch_size: int = field(default=16, metadata={"help": "global batch per optimiser step (all processes)"})
     grad_accum: int = field(default=1, metadata={"help": "micro-batches per step on each process"})
@@ -73,6 +77,13 @@ class TrainArgs:
     text_column: str = field(default="text", metadata={"help": "text column of --train-file/--eval-file"})
     label_column: str = field(default="label", metadata={"help": "label column of --train-file/--eval-file"})
     mixed_precision: str = field(default="no", metadata={"help": "no, fp16 or bf16 (accelerate)"})
+    method_config: str | None = field(
+        default=None,
+        metadata={
+            "help": "JSON object of further fields of the method's config, e.g. '{\"unified\": true}' (adalink) or "
+            '\'{"num_virtual_tokens": 64, "residual": true}\' (prompt_tuning); `adalink methods` lists methods'
+        },
+    )
     question_types: str | None = field(
         default=None,
         metadata={
@@ -98,10 +109,41 @@ class TrainArgs:
             ("schedule", self.schedule in ("linear", "rsqrt"), "linear or rsqrt"),
             ("warmup_ratio", 0 <= self.warmup_ratio < 1, "a number in [0, 1)"),
             ("lr", self.lr is None or self.lr > 0, "a positive number"),
+            ("head_lr", self.head_lr is None or self.head_lr > 0, "a positive number"),
         ]
         for name, ok, expected in checks:
             if not ok:
                 raise ValueError(f"--{name.replace('_', '-')} {getattr(self, name)!r} is invalid: expected {expected}.")
+        self.method_options()  # fails early on a malformed --method-config
+
+    def method_options(self) -> dict[str, Any]:
+        """``--method-config`` as a dict of config fields (empty when not given).
+
+        Raises:
+            ValueError: If it is not a JSON object, is given with ``--method full``, or names fields the method's
+                config does not have.
+        """
+        if not self.method_config:
+            return {}
+        try:
+            options = json.loads(self.method_config)
+        except json.JSONDecodeError as err:
+            raise ValueError(f"--method-config {self.method_config!r} is not valid JSON: {err}.") from None
+        if not isinstance(options, dict):
+            raise ValueError(f"--method-config {self.method_config!r}: expected a JSON object of config fields.")
+        if self.method == "full":
+            raise ValueError("--method-config does not apply to --method full (it has no config).")
+        cls = METHOD_CONFIGS.get(self.method)
+        if cls is None:
+            return options  # attach_method names the unknown method
+        settable = cls.field_names() - {"rank", "dropout", "tasks", "modules_to_save"}
+        unknown = sorted(set(options) - settable)
+        if unknown:
+            raise ValueError(
+                f"--method-config: {unknown} are not fields {cls.__name__} lets you set here; expected some of "
+                f"{sorted(settable)} (--rank, --dropout and --task set the others)."
+            )
+        return options
 
     def resume_key(self) -> dict[str, Any]:
         """What must not change between a run and its resumption."""
@@ -158,13 +200,24 @@ def setup_model(model: str, format_name: str, tasks: list[TaskInfo]) -> tuple[st
     return resolved.path, make_format(format_name, tasks, resolved.kind), _tokenizer(resolved.path)
 
 
-def _optimizer(args: TrainArgs, params: list[torch.nn.Parameter]) -> torch.optim.Optimizer:
+def _optimizer(args: TrainArgs, params: list[torch.nn.Parameter], head: set[int]) -> torch.optim.Optimizer:
+    """The optimiser over ``params``; those whose id is in ``head`` (the new head) get ``--head-lr`` when given."""
     lr = args.lr or (FULL_TUNING_LR if args.method == "full" else METHOD_CONFIGS[args.method].default_lr)
+    groups: list[dict[str, Any]] = [{"params": [p for p in params if id(p) not in head or args.head_lr is None]}]
+    if args.head_lr is not None and any(id(p) in head for p in params):
+        groups.append({"params": [p for p in params if id(p) in head], "lr": args.head_lr})
+    groups = [g for g in groups if g["params"]]
     if args.optimizer == "adafactor":  # the AdaLink paper's optimiser (§4.1.2), with an explicit learning rate
         from transformers.optimization import Adafactor
 
-        return Adafactor(params, lr=lr, relative_step=False, scale_parameter=False, warmup_init=False)
-    return torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
+        return Adafactor(groups, lr=lr, relative_step=False, scale_parameter=False, warmup_init=False)
+    return torch.optim.AdamW(groups, lr=lr, weight_decay=0.0)
+
+
+def _head_parameter_ids(model: torch.nn.Module, fmt: Format) -> set[int]:
+    """ids of the parameters of the format's new head modules (trained by every method, counted apart)."""
+    base = getattr(model, "base_model", model)
+    return {id(p) for name in fmt.head_modules(base) for p in base.get_submodule(name).parameters()}
 
 
 def _schedule(args: TrainArgs, optimizer: torch.optim.Optimizer) -> torch.optim.lr_scheduler.LambdaLR:
@@ -236,10 +289,11 @@ def train(args: TrainArgs) -> dict[str, Any]:
         tasks=[d.name for d in datasets],
         heads=fmt.head_modules(base),
         modalities=fmt.modalities,
+        options=args.method_options(),
     )
     model = attached.model
     named_trainable = {n: p for n, p in model.named_parameters() if p.requires_grad}
-    optimizer, scheduler = _optimizer(args, list(named_trainable.values())), None
+    optimizer, scheduler = _optimizer(args, list(named_trainable.values()), _head_parameter_ids(model, fmt)), None
     scheduler = _schedule(args, optimizer)
     stream = MixedTaskStream([d.train for d in datasets], seed=args.seed, global_batch_size=args.batch_size)
 
@@ -444,10 +498,7 @@ def predict_batch(
 
 def _metrics(args, datasets, scores, model, fmt, tokens: int, seconds: float, history: list[float]) -> dict[str, Any]:
     params = {id(p): p for p in model.parameters()}.values()
-    heads = set()
-    for name in fmt.head_modules(getattr(model, "base_model", model)):
-        module = getattr(model, "base_model", model).get_submodule(name)
-        heads |= {id(p) for p in module.parameters()}
+    heads = _head_parameter_ids(model, fmt)
     trainable = [p for p in params if p.requires_grad]
     return {
         "score": sum(scores.values()) / len(scores),
