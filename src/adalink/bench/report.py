@@ -212,11 +212,14 @@ def _profile_text(documents: list[dict[str, Any]]) -> str:
     steps = sorted({d.get("steps") for d in documents if d.get("steps")})
     lrs = sorted({d["spec"]["lr"] for d in documents})
     seeds = sorted({d["spec"]["seed"] for d in documents})
+    head_lrs = sorted({d["spec"].get("head_lr") or 0 for d in documents})
+    rates = ", ".join(f"{lr:g}" if lr else "the run's learning rate" for lr in head_lrs)
+    head = f" The new classification head (trained by every method, not counted in its parameters) at {rates}."
     return (
         f"Protocol: batch {spec['batch_size']} per optimiser step (micro-batch {micro}, the same for every method), "
         f"max {spec['max_length']} input tokens, {steps} optimiser steps, evaluation on the first "
         f"{spec['max_eval'] or 'all'} examples per split, AdamW, linear schedule with 10 % warm-up, no weight "
-        f"decay. Learning rates used: {', '.join(f'{lr:g}' for lr in lrs)}; seeds: {seeds}."
+        f"decay. Learning rates used: {', '.join(f'{lr:g}' for lr in lrs)}; seeds: {seeds}.{head}"
     )
 
 
