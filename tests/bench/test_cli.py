@@ -62,13 +62,16 @@ def test_resume_skips_finished_runs(bench, capsys):
     assert {p: p.stat().st_mtime_ns for p in bench["runs"]} == before
 
 
-def test_report_only_renders_perf_and_serving_files(bench):
+def test_report_only_renders_perf_serving_and_notes_files(bench):
     results = bench["root"] / "results"
     (results / "perf").mkdir(exist_ok=True)
     (results / "perf" / "overhead.json").write_text(json.dumps({"rows": [{"model": "m", "ratio": 0.5}]}))
     (results / "serve_load.json").write_text(json.dumps({"requests_per_second": 12.5}))
+    (results / "notes").mkdir(exist_ok=True)
+    (results / "notes" / "quick.md").write_text("### Reading the quick table\n\nhand-written")
     report = bench["root"] / "only.md"
     assert main(["bench", "--report-only", "--out", str(results), "--report", str(report)]) == 0
     text = report.read_text()
     assert "`benchmarks/overhead.py`" in text and "| m | 0.500 |" in text
     assert "## Serving" in text and "requests_per_second" in text
+    assert text.index("### Reading the quick table") < text.index("### Every run")

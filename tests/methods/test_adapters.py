@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import pytest
 import torch
-from transformers import T5Config, T5ForConditionalGeneration
 
 from adalink import ConfigError, FoldError, PeftModel, get_peft_model
 from adalink.methods.adapters import HoulsbyConfig, ParallelAdapterConfig, PfeifferConfig
-from tiny_models import build, model_inputs, text_batch
+from methods import _helpers as helpers
+from tiny_models import build, text_batch
 
 CONFIGS = {"houlsby": HoulsbyConfig, "pfeiffer": PfeifferConfig, "parallel": ParallelAdapterConfig}
-ARCHS = ("bert", "gpt2", "llama", "t5")
 D = 32  # hidden size of every tiny model
 LAYERS = {"bert": 2, "gpt2": 2, "llama": 2, "t5": 4}  # T5: 2 encoder + 2 decoder blocks
 
@@ -20,27 +19,17 @@ def _adapter(d: int, m: int) -> int:
     return 2 * d * m + d + m  # W_down, W_up and both biases (survey §5.1)
 
 
-def _perturb(model: PeftModel, seed: int = 0) -> None:
-    generator = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for p in model.adapter_modules.parameters():
-            p.add_(torch.randn(p.shape, generator=generator) * 0.2)
-
-
-def _logits(model, arch: str, batch=None, **kwargs) -> torch.Tensor:
-    with torch.no_grad():
-        return model(**model_inputs(arch, batch or text_batch()), **kwargs).logits
+def _perturb(model: PeftModel) -> None:
+    helpers.shift_adapter_weights(model, scale=0.2)
 
 
 @pytest.mark.parametrize("method", sorted(CONFIGS))
-@pytest.mark.parametrize("arch", ARCHS)
+@pytest.mark.parametrize("arch", helpers.ARCHS)
 def test_identity_at_init_is_exact(method, arch):
-    reference = _logits(build(arch), arch)
-    model = get_peft_model(build(arch), CONFIGS[method]())
-    torch.testing.assert_close(_logits(model, arch), reference, atol=0, rtol=0)
+    helpers.assert_identity_at_init(CONFIGS[method](), arch)
 
 
-@pytest.mark.parametrize("arch", ARCHS)
+@pytest.mark.parametrize("arch", helpers.ARCHS)
 def test_parameter_counts_follow_the_survey_formula(arch):
     layers = LAYERS[arch]
     houlsby = get_peft_model(build(arch), HoulsbyConfig())
@@ -65,55 +54,38 @@ def test_t5_cross_attention_adapters_are_opt_in():
     [(HoulsbyConfig(), 12.69), (PfeifferConfig(), 6.34), (ParallelAdapterConfig(), 50.41)],
 )
 def test_t5_large_counts_match_survey_table_5(config, expected_millions):
-    t5_large = T5Config(d_model=1024, d_ff=4096, d_kv=64, num_heads=16, num_layers=24, vocab_size=32128)
-    with torch.device("meta"):
-        model = get_peft_model(T5ForConditionalGeneration(t5_large), config)
-    assert round(model.method_parameter_count() / 1e6, 2) == expected_millions
+    assert helpers.t5_large_method_millions(config) == expected_millions
 
 
-def _keep(seen: dict, key: str, value: torch.Tensor) -> None:
-    seen.setdefault(key, value)  # the first call only; returns None so the hook changes nothing
-
-
-def _first(model: torch.nn.Module, arch: str, role: str) -> torch.nn.Module:
-    from adalink.methods.roles import find_role
-
-    return next(iter(find_role(model, role).values()))
-
-
-@pytest.mark.parametrize("arch", ARCHS)
+@pytest.mark.parametrize("arch", helpers.ARCHS)
 def test_houlsby_adds_the_adapter_on_the_sublayer_output(arch):
     base = build(arch)
     model = get_peft_model(base, HoulsbyConfig())
     _perturb(model)
     seen = {}
-    o_proj = _first(base, arch, "o")
-    o_proj.register_forward_hook(lambda m, args, out: _keep(seen, "out", out))  # runs after the adapter's hook
-    o_proj.register_forward_pre_hook(lambda m, args: _keep(seen, "in", args[0]))
-    _logits(model, arch)
+    o_proj = helpers.first_role_module(base, "o")
+    helpers.record_first_call(o_proj, seen, input_as="in", output_as="out")
+    helpers.logits(model, arch)
     with model.disable_adapter():
         plain = o_proj(seen["in"])
     bank = next(iter(model.adapter_modules.values()))
-    expected = plain + torch.nn.functional.silu(plain @ bank.down[0] + bank.down_bias[0]) @ bank.up[0] + bank.up_bias[0]
-    torch.testing.assert_close(seen["out"], expected)
+    torch.testing.assert_close(seen["out"], plain + helpers.adapter_delta(bank, plain, torch.nn.functional.silu))
 
 
-@pytest.mark.parametrize("arch", ARCHS)
+@pytest.mark.parametrize("arch", helpers.ARCHS)
 def test_parallel_adapter_reads_the_ffn_input(arch):
     base = build(arch)
     model = get_peft_model(base, ParallelAdapterConfig())
     _perturb(model)
     seen = {}
-    ffn, out_proj = _first(base, arch, "ffn"), _first(base, arch, "ffn_out")
-    ffn.register_forward_pre_hook(lambda m, args: _keep(seen, "x", args[0]))
-    out_proj.register_forward_pre_hook(lambda m, args: _keep(seen, "hidden", args[0]))
-    out_proj.register_forward_hook(lambda m, args, out: _keep(seen, "out", out))
-    _logits(model, arch)
+    out_proj = helpers.first_role_module(base, "ffn_out")
+    helpers.record_first_call(helpers.first_role_module(base, "ffn"), seen, input_as="x")
+    helpers.record_first_call(out_proj, seen, input_as="hidden", output_as="out")
+    helpers.logits(model, arch)
     with model.disable_adapter():
         plain = out_proj(seen["hidden"])
     bank = next(iter(model.adapter_modules.values()))
-    delta = torch.relu(seen["x"] @ bank.down[0] + bank.down_bias[0]) @ bank.up[0] + bank.up_bias[0]
-    torch.testing.assert_close(seen["out"], plain + 4.0 * delta)
+    torch.testing.assert_close(seen["out"], plain + 4.0 * helpers.adapter_delta(bank, seen["x"], torch.relu))
 
 
 @pytest.mark.parametrize("method", sorted(CONFIGS))
@@ -121,11 +93,10 @@ def test_mixed_batch_equals_each_example_alone(method):
     model = get_peft_model(build("llama"), CONFIGS[method](tasks=["a", "b", "c"]))
     _perturb(model)
     batch = text_batch(batch=3)
-    mixed = _logits(model, "llama", batch, task=["c", "a", "b"])
-    for row, task in enumerate(["c", "a", "b"]):
-        alone = {k: v[row : row + 1] for k, v in batch.items()}
-        torch.testing.assert_close(mixed[row : row + 1], _logits(model, "llama", alone, task=task))
-    assert not torch.allclose(mixed[0], _logits(model, "llama", {k: v[:1] for k, v in batch.items()}, task="a")[0])
+    mixed = helpers.assert_mixed_batch_equals_each_example_alone(model, "llama", batch, ["c", "a", "b"])
+    assert not torch.allclose(
+        mixed[0], helpers.logits(model, "llama", {k: v[:1] for k, v in batch.items()}, task="a")[0]
+    )
 
 
 @pytest.mark.parametrize("method", sorted(CONFIGS))
@@ -133,28 +104,27 @@ def test_mixed_batch_equals_each_example_alone(method):
 def test_unload_restores_the_base_and_merge_is_refused(method, arch):
     base = build(arch)
     state = {k: v.clone() for k, v in base.state_dict().items()}
-    reference = _logits(base, arch)
+    reference = helpers.logits(base, arch)
     model = get_peft_model(base, CONFIGS[method]())
     _perturb(model)
-    assert not torch.equal(_logits(model, arch), reference)
+    assert not torch.equal(helpers.logits(model, arch), reference)
     with pytest.raises(FoldError):
         model.merge_and_unload()
     restored = model.unload()
     assert all(not m._forward_hooks and not m._forward_pre_hooks for m in restored.modules())
     assert all(torch.equal(v, state[k]) for k, v in restored.state_dict().items())
-    torch.testing.assert_close(_logits(restored, arch), reference, atol=0, rtol=0)
+    torch.testing.assert_close(helpers.logits(restored, arch), reference, atol=0, rtol=0)
 
 
 @pytest.mark.parametrize("method", sorted(CONFIGS))
 def test_save_load_gives_equal_outputs_and_a_task_subset(method, tmp_path):
     model = get_peft_model(build("gpt2"), CONFIGS[method](tasks=["a", "b"], bottleneck=3))
     _perturb(model)
-    expected = _logits(model, "gpt2", task="b")
-    model.save_pretrained(tmp_path)
-    loaded = PeftModel.from_pretrained(build("gpt2"), tmp_path)
-    torch.testing.assert_close(_logits(loaded, "gpt2", task="b"), expected, atol=0, rtol=0)
+    expected = helpers.logits(model, "gpt2", task="b")
+    loaded = helpers.save_and_reload(model, "gpt2", tmp_path)
+    torch.testing.assert_close(helpers.logits(loaded, "gpt2", task="b"), expected, atol=0, rtol=0)
     only_b = PeftModel.from_pretrained(build("gpt2"), tmp_path, tasks=["b"])
-    torch.testing.assert_close(_logits(only_b, "gpt2"), expected, atol=0, rtol=0)
+    torch.testing.assert_close(helpers.logits(only_b, "gpt2"), expected, atol=0, rtol=0)
 
 
 def test_for_training_maps_rank_to_the_bottleneck():

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import pytest
 import torch
-from transformers import T5Config, T5ForConditionalGeneration
 
-from adalink import ConfigError, FoldError, PeftModel, get_peft_model
+from adalink import ConfigError, PeftModel, get_peft_model
 from adalink.methods.compacter import CompacterConfig, CompacterPlusPlusConfig, LowRankPHM, kronecker_matmul
-from tiny_models import build, model_inputs, text_batch
+from methods import _helpers as helpers
+from tiny_models import build, text_batch
 
 CONFIGS = {"compacter": CompacterConfig, "compacter_pp": CompacterPlusPlusConfig}
-ARCHS = ("bert", "gpt2", "llama", "t5")
 LAYERS = {"bert": 2, "gpt2": 2, "llama": 2, "t5": 4}
 
 
@@ -51,7 +50,7 @@ def _per_adapter(d: int, m: int, r: int = 1) -> int:
     return 2 * r * (d + m) + d + m  # s_i, t_i of both projections + both biases (survey §10.4)
 
 
-@pytest.mark.parametrize("arch", ARCHS)
+@pytest.mark.parametrize("arch", helpers.ARCHS)
 def test_parameter_counts_follow_the_formula(arch):
     layers, d, m, n = LAYERS[arch], 32, 4, 4  # m = 32/32 = 1, rounded up to a multiple of n
     compacter = get_peft_model(build(arch), CompacterConfig())
@@ -62,30 +61,17 @@ def test_parameter_counts_follow_the_formula(arch):
 
 @pytest.mark.parametrize(("config", "millions"), [(CompacterConfig(), 0.30), (CompacterPlusPlusConfig(), 0.15)])
 def test_t5_large_counts_match_survey_table_5(config, millions):
-    t5_large = T5Config(d_model=1024, d_ff=4096, d_kv=64, num_heads=16, num_layers=24, vocab_size=32128)
-    with torch.device("meta"):
-        model = get_peft_model(T5ForConditionalGeneration(t5_large), config)
-    assert round(model.method_parameter_count() / 1e6, 2) == millions
+    assert helpers.t5_large_method_millions(config) == millions
 
 
 def _perturb(model: PeftModel) -> None:
-    generator = torch.Generator().manual_seed(0)
-    with torch.no_grad():
-        for p in model.adapter_modules.parameters():
-            p.add_(torch.randn(p.shape, generator=generator) * 0.3)
-
-
-def _logits(model, arch: str, batch=None, **kwargs) -> torch.Tensor:
-    with torch.no_grad():
-        return model(**model_inputs(arch, batch or text_batch()), **kwargs).logits
+    helpers.shift_adapter_weights(model, scale=0.3)
 
 
 @pytest.mark.parametrize("method", sorted(CONFIGS))
-@pytest.mark.parametrize("arch", ARCHS)
+@pytest.mark.parametrize("arch", helpers.ARCHS)
 def test_identity_at_init_is_exact(method, arch):
-    reference = _logits(build(arch), arch)
-    model = get_peft_model(build(arch), CONFIGS[method]())
-    torch.testing.assert_close(_logits(model, arch), reference, atol=0, rtol=0)
+    helpers.assert_identity_at_init(CONFIGS[method](), arch)
 
 
 def test_the_rule_is_shared_by_every_adapter_and_learns_from_all():
@@ -103,26 +89,20 @@ def test_mixed_batch_equals_each_example_alone(method):
     model = get_peft_model(build("t5"), CONFIGS[method](tasks=["a", "b", "c"]))
     _perturb(model)
     batch = text_batch(batch=3)
-    mixed = _logits(model, "t5", batch, task=["c", "a", "b"])
-    for row, task in enumerate(["c", "a", "b"]):
-        alone = {k: v[row : row + 1] for k, v in batch.items()}
-        torch.testing.assert_close(mixed[row : row + 1], _logits(model, "t5", alone, task=task), atol=1e-5, rtol=1e-5)
+    helpers.assert_mixed_batch_equals_each_example_alone(model, "t5", batch, ["c", "a", "b"], atol=1e-5, rtol=1e-5)
 
 
 @pytest.mark.parametrize("method", sorted(CONFIGS))
 def test_save_load_unload_and_no_merge(method, tmp_path):
     base = build("llama")
-    reference = _logits(base, "llama")
+    reference = helpers.logits(base, "llama")
     model = get_peft_model(base, CONFIGS[method](tasks=["a", "b"]))
     _perturb(model)
-    expected = _logits(model, "llama", task="b")
+    expected = helpers.logits(model, "llama", task="b")
     assert not torch.allclose(expected, reference)
-    model.save_pretrained(tmp_path)
-    loaded = PeftModel.from_pretrained(build("llama"), tmp_path, tasks=["b"])
-    torch.testing.assert_close(_logits(loaded, "llama"), expected, atol=0, rtol=0)
-    with pytest.raises(FoldError):
-        model.merge_and_unload(task="a")
-    torch.testing.assert_close(_logits(model.unload(), "llama"), reference, atol=0, rtol=0)
+    loaded = helpers.save_and_reload(model, "llama", tmp_path, tasks=["b"])
+    torch.testing.assert_close(helpers.logits(loaded, "llama"), expected, atol=0, rtol=0)
+    helpers.assert_merge_refused_and_unload_restores(model, "llama", reference)
 
 
 def test_phm_dim_must_divide_the_hidden_size():

@@ -10,26 +10,17 @@ from peft import get_peft_model as peft_get_peft_model
 from adalink import ConfigError, PeftModel, get_peft_model
 from adalink.methods.dora import DoRAConfig
 from adalink.methods.lora import find_linear_sites
-from tiny_models import build, model_inputs, text_batch
-
-ARCHS = ("bert", "gpt2", "llama", "t5")
+from methods import _helpers as helpers
+from tiny_models import build
 
 
 def _perturb(model: PeftModel, seed: int = 3) -> None:
-    generator = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, p in model.adapter_modules.named_parameters():
-            noise = torch.randn(p.shape, generator=generator)
+    with torch.no_grad():  # magnitudes (the weights' row norms) get 20% noise, A and B are redrawn
+        for name, p, noise in helpers.adapter_weights_with_noise(model, seed):
             p.copy_(p * (1 + 0.2 * noise) if name.endswith("magnitude") else noise * 0.2)
 
 
-def _logits(model, arch: str, batch=None, **kwargs) -> torch.Tensor:
-    batch = batch if batch is not None else text_batch(batch=3, length=6)
-    with torch.no_grad():
-        return model(**model_inputs(arch, batch), **kwargs).logits
-
-
-@pytest.mark.parametrize("arch", ARCHS)
+@pytest.mark.parametrize("arch", helpers.ARCHS)
 def test_equals_peft_dora(arch):
     # GPT-2: peft adapts the whole fused c_attn, so compare with targets q, k, v there
     targets = ["q", "k", "v"] if arch == "gpt2" else ["q", "v"]
@@ -46,15 +37,14 @@ def test_equals_peft_dora(arch):
             fan_in_fan_out=arch == "gpt2",
         ),
     )
-    inner = reference.base_model.model
-    with torch.no_grad():
-        for site in sites:
-            layer, theirs = ours.adapter_modules[site.key], inner.get_submodule(site.path)
-            theirs.lora_A["default"].weight.copy_(layer.lora.A[0])
-            theirs.lora_B["default"].weight.copy_(layer.lora.B[0])
-            theirs.lora_magnitude_vector["default"].weight.copy_(layer.magnitude)
-    torch.testing.assert_close(_logits(ours, arch), _logits(reference, arch), atol=1e-5, rtol=1e-5)
-    assert ours.get_nb_trainable_parameters() == reference.get_nb_trainable_parameters()
+
+    def copy_dora(layer, theirs):
+        theirs.lora_A["default"].weight.copy_(layer.lora.A[0])
+        theirs.lora_B["default"].weight.copy_(layer.lora.B[0])
+        theirs.lora_magnitude_vector["default"].weight.copy_(layer.magnitude)
+
+    helpers.copy_into_peft(ours, reference, sites, copy_dora)
+    helpers.assert_equals_peft(ours, reference, arch)
 
 
 def test_adapted_weight_is_magnitude_times_unit_direction():
@@ -72,19 +62,20 @@ def test_adapted_weight_is_magnitude_times_unit_direction():
     torch.testing.assert_close(q_proj.weight, expected_weight, atol=1e-6, rtol=1e-5)
 
 
-@pytest.mark.parametrize("arch", ARCHS)
+@pytest.mark.parametrize("arch", helpers.ARCHS)
 def test_merge_save_load_and_unload(arch, tmp_path):
     base = build(arch)
     state = {k: v.clone() for k, v in base.state_dict().items()}
     model = get_peft_model(base, DoRAConfig())
-    torch.testing.assert_close(_logits(model, arch), _logits(build(arch), arch), atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(
+        helpers.small_batch_logits(model, arch), helpers.small_batch_logits(build(arch), arch), atol=1e-5, rtol=1e-5
+    )
     _perturb(model)
-    expected = _logits(model, arch)
-    model.save_pretrained(tmp_path)
-    loaded = PeftModel.from_pretrained(build(arch), tmp_path)
-    torch.testing.assert_close(_logits(loaded, arch), expected, atol=0, rtol=0)
+    expected = helpers.small_batch_logits(model, arch)
+    loaded = helpers.save_and_reload(model, arch, tmp_path)
+    torch.testing.assert_close(helpers.small_batch_logits(loaded, arch), expected, atol=0, rtol=0)
     merged = loaded.merge_and_unload()
-    torch.testing.assert_close(_logits(merged, arch), expected, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(helpers.small_batch_logits(merged, arch), expected, atol=1e-5, rtol=1e-5)
     restored = model.unload()
     assert all(torch.equal(state[k], v) for k, v in restored.state_dict().items())
     assert not any(m._forward_hooks for m in restored.modules())
@@ -93,12 +84,7 @@ def test_merge_save_load_and_unload(arch, tmp_path):
 def test_gpt2_dora_adapts_only_the_q_and_v_thirds():
     model = get_peft_model(build("gpt2"), DoRAConfig())
     _perturb(model)
-    c_attn = model.base_model.transformer.h[1].attn.c_attn
-    x = torch.randn(2, 5, 32)
-    with torch.no_grad():
-        adapted = c_attn(x)
-        with model.disable_adapter():
-            plain = c_attn(x)
+    adapted, plain = helpers.gpt2_c_attn_outputs(model, layer=1)
     q, k, v = (adapted - plain).split(32, dim=-1)
     assert q.abs().max() > 0 and v.abs().max() > 0 and torch.equal(k, torch.zeros_like(k))
 

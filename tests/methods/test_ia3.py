@@ -9,25 +9,15 @@ from peft import get_peft_model as peft_get_peft_model
 
 from adalink import ConfigError, PeftModel, get_peft_model
 from adalink.methods.ia3 import IA3Config
-from tiny_models import build, model_inputs, text_batch
-
-ARCHS = ("bert", "gpt2", "llama", "t5")
-
-
-def _perturb(model: PeftModel, seed: int = 3) -> None:
-    generator = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for p in model.adapter_modules.parameters():
-            p.copy_(1 + torch.randn(p.shape, generator=generator) * 0.3)
+from methods import _helpers as helpers
+from tiny_models import build, text_batch
 
 
-def _logits(model, arch: str, batch=None, **kwargs) -> torch.Tensor:
-    batch = batch if batch is not None else text_batch(batch=3, length=6)
-    with torch.no_grad():
-        return model(**model_inputs(arch, batch), **kwargs).logits
+def _perturb(model: PeftModel) -> None:
+    helpers.redraw_adapter_weights(model, scale=0.3, mean=1.0)  # scaling vectors start at one
 
 
-@pytest.mark.parametrize("arch", ARCHS)
+@pytest.mark.parametrize("arch", helpers.ARCHS)
 def test_equals_peft_ia3(arch):
     # GPT-2: peft rescales the whole fused c_attn, so compare with targets q, k, v there (k, v alone is tested below)
     config = IA3Config(targets=["q", "k", "v"]) if arch == "gpt2" else IA3Config()
@@ -49,57 +39,46 @@ def test_equals_peft_ia3(arch):
             inner.get_submodule(paths[key]).ia3_l["default"].copy_(vectors.scale[0][:, None])
         for key, vectors in inputs.items():
             inner.get_submodule(paths[key]).ia3_l["default"].copy_(vectors.scale[0][None, :])
-    torch.testing.assert_close(_logits(ours, arch), _logits(reference, arch), atol=1e-5, rtol=1e-5)
-    assert ours.get_nb_trainable_parameters() == reference.get_nb_trainable_parameters()
+    helpers.assert_equals_peft(ours, reference, arch)
 
 
 def test_gpt2_rescales_only_the_k_and_v_thirds():
     model = get_peft_model(build("gpt2"), IA3Config())
     _perturb(model)
-    c_attn = model.base_model.transformer.h[0].attn.c_attn
-    x = torch.randn(2, 5, 32)
-    with torch.no_grad():
-        adapted = c_attn(x)
-        with model.disable_adapter():
-            plain = c_attn(x)
+    adapted, plain = helpers.gpt2_c_attn_outputs(model)
     q, k, v = (adapted - plain).split(32, dim=-1)
     assert torch.equal(q, torch.zeros_like(q)) and k.abs().min() > 0 and v.abs().min() > 0
     l_k = model.adapter_modules["outputs"]["transformer__h__0__attn__c_attn__k"].scale[0]
     torch.testing.assert_close(adapted[..., 32:64], plain[..., 32:64] * l_k)
 
 
-@pytest.mark.parametrize("arch", ARCHS)
+@pytest.mark.parametrize("arch", helpers.ARCHS)
 def test_mixed_batch_of_three_tasks_equals_each_example_alone(arch):
     model = get_peft_model(build(arch), IA3Config(tasks=["a", "b", "c"]))
     _perturb(model)
     batch = text_batch(batch=3, length=6)
-    tasks = ["b", "c", "a"]
-    mixed = _logits(model, arch, batch, task=tasks)
-    for i, task in enumerate(tasks):
-        alone = _logits(model, arch, {k: v[i : i + 1] for k, v in batch.items()}, task=task)
-        torch.testing.assert_close(mixed[i : i + 1], alone, atol=1e-5, rtol=1e-5)
+    helpers.assert_mixed_batch_equals_each_example_alone(model, arch, batch, ["b", "c", "a"], atol=1e-5, rtol=1e-5)
 
 
-@pytest.mark.parametrize("arch", ARCHS)
+@pytest.mark.parametrize("arch", helpers.ARCHS)
 @pytest.mark.parametrize("task", ["a", "b"])
 def test_merge_each_task_gives_equal_outputs(arch, task):
     model = get_peft_model(build(arch), IA3Config(tasks=["a", "b"]))
     _perturb(model)
-    expected = _logits(model, arch, task=task)
+    expected = helpers.small_batch_logits(model, arch, task=task)
     merged = model.merge_and_unload(task=task)
-    torch.testing.assert_close(_logits(merged, arch), expected, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(helpers.small_batch_logits(merged, arch), expected, atol=1e-5, rtol=1e-5)
 
 
-@pytest.mark.parametrize("arch", ARCHS)
+@pytest.mark.parametrize("arch", helpers.ARCHS)
 def test_unload_restores_the_base_and_save_load_round_trips(arch, tmp_path):
     base = build(arch)
     state = {k: v.clone() for k, v in base.state_dict().items()}
     model = get_peft_model(base, IA3Config(tasks=["a", "b"]))
     _perturb(model)
-    expected = _logits(model, arch, task="b")
-    model.save_pretrained(tmp_path)
-    loaded = PeftModel.from_pretrained(build(arch), tmp_path)
-    torch.testing.assert_close(_logits(loaded, arch, task="b"), expected, atol=0, rtol=0)
+    expected = helpers.small_batch_logits(model, arch, task="b")
+    loaded = helpers.save_and_reload(model, arch, tmp_path)
+    torch.testing.assert_close(helpers.small_batch_logits(loaded, arch, task="b"), expected, atol=0, rtol=0)
     restored = model.unload()
     assert all(torch.equal(state[k], v) for k, v in restored.state_dict().items())
     assert not any(m._forward_hooks or m._forward_pre_hooks for m in restored.modules())

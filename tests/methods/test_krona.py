@@ -11,22 +11,12 @@ from peft.tuners.lokr.layer import factorization as peft_factorization
 from adalink import ConfigError, PeftModel, get_peft_model
 from adalink.methods.krona import KronABank, KronAConfig, factorization
 from adalink.methods.lora import LinearSite, find_linear_sites
-from tiny_models import build, model_inputs, text_batch
-
-ARCHS = ("bert", "gpt2", "llama", "t5")
-
-
-def _perturb(model: PeftModel, seed: int = 3) -> None:
-    generator = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for p in model.adapter_modules.parameters():
-            p.copy_(torch.randn(p.shape, generator=generator) * 0.3)
+from methods import _helpers as helpers
+from tiny_models import build, text_batch
 
 
-def _logits(model, arch: str, batch=None, **kwargs) -> torch.Tensor:
-    batch = batch if batch is not None else text_batch(batch=3, length=6)
-    with torch.no_grad():
-        return model(**model_inputs(arch, batch), **kwargs).logits
+def _perturb(model: PeftModel) -> None:
+    helpers.redraw_adapter_weights(model, scale=0.3)
 
 
 @pytest.mark.parametrize(("in_features", "out_features", "factor"), [(32, 32, -1), (24, 96, -1), (48, 12, 4)])
@@ -61,35 +51,34 @@ def test_equals_peft_lokr(arch):
     reference = peft_get_peft_model(
         build(arch), LoKrConfig(r=16, alpha=8, target_modules=[s.path for s in sites], decompose_both=False)
     )
-    inner = reference.base_model.model
-    with torch.no_grad():
-        for site in sites:
-            bank, layer = ours.adapter_modules[site.key], inner.get_submodule(site.path)
-            layer.lokr_w1["default"].copy_(bank.A[0])
-            layer.lokr_w2["default"].copy_(bank.B[0])
-    torch.testing.assert_close(_logits(ours, arch), _logits(reference, arch), atol=1e-5, rtol=1e-5)
-    assert ours.get_nb_trainable_parameters() == reference.get_nb_trainable_parameters()
+
+    def copy_kron_factors(bank, layer):
+        layer.lokr_w1["default"].copy_(bank.A[0])
+        layer.lokr_w2["default"].copy_(bank.B[0])
+
+    helpers.copy_into_peft(ours, reference, sites, copy_kron_factors)
+    helpers.assert_equals_peft(ours, reference, arch)
 
 
-@pytest.mark.parametrize("arch", ARCHS)
+@pytest.mark.parametrize("arch", helpers.ARCHS)
 def test_routing_merge_save_load_unload(arch, tmp_path):
     base = build(arch)
     state = {k: v.clone() for k, v in base.state_dict().items()}
     model = get_peft_model(base, KronAConfig(tasks=["a", "b", "c"]))
-    torch.testing.assert_close(_logits(model, arch, task="a"), _logits(build(arch), arch), atol=1e-6, rtol=1e-6)
+    torch.testing.assert_close(
+        helpers.small_batch_logits(model, arch, task="a"),
+        helpers.small_batch_logits(build(arch), arch),
+        atol=1e-6,
+        rtol=1e-6,
+    )
     _perturb(model)
     batch = text_batch(batch=3, length=6)
-    tasks = ["c", "a", "b"]
-    mixed = _logits(model, arch, batch, task=tasks)
-    for i, task in enumerate(tasks):
-        alone = _logits(model, arch, {k: v[i : i + 1] for k, v in batch.items()}, task=task)
-        torch.testing.assert_close(mixed[i : i + 1], alone, atol=1e-5, rtol=1e-5)
-    expected = _logits(model, arch, task="b")
-    model.save_pretrained(tmp_path)
-    loaded = PeftModel.from_pretrained(build(arch), tmp_path)
-    torch.testing.assert_close(_logits(loaded, arch, task="b"), expected, atol=1e-6, rtol=1e-6)
+    helpers.assert_mixed_batch_equals_each_example_alone(model, arch, batch, ["c", "a", "b"], atol=1e-5, rtol=1e-5)
+    expected = helpers.small_batch_logits(model, arch, task="b")
+    loaded = helpers.save_and_reload(model, arch, tmp_path)
+    torch.testing.assert_close(helpers.small_batch_logits(loaded, arch, task="b"), expected, atol=1e-6, rtol=1e-6)
     merged = loaded.merge_and_unload(task="b")
-    torch.testing.assert_close(_logits(merged, arch), expected, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(helpers.small_batch_logits(merged, arch), expected, atol=1e-5, rtol=1e-5)
     restored = model.unload()
     assert all(torch.equal(state[k], v) for k, v in restored.state_dict().items())
 
@@ -97,12 +86,7 @@ def test_routing_merge_save_load_unload(arch, tmp_path):
 def test_gpt2_krona_adapts_only_the_q_and_v_thirds():
     model = get_peft_model(build("gpt2"), KronAConfig())
     _perturb(model)
-    c_attn = model.base_model.transformer.h[0].attn.c_attn
-    x = torch.randn(2, 5, 32)
-    with torch.no_grad():
-        adapted = c_attn(x)
-        with model.disable_adapter():
-            plain = c_attn(x)
+    adapted, plain = helpers.gpt2_c_attn_outputs(model)
     q, k, v = (adapted - plain).split(32, dim=-1)
     assert q.abs().max() > 0 and v.abs().max() > 0 and torch.equal(k, torch.zeros_like(k))
     # (4·4 + 8·8) per third: 32 = 4 · 8 both ways

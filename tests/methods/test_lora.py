@@ -9,27 +9,16 @@ from peft import get_peft_model as peft_get_peft_model
 
 from adalink import ConfigError, PeftModel, get_peft_model
 from adalink.methods.lora import LoRAAllConfig, LoRAConfig, find_linear_sites
-from tiny_models import build, model_inputs, text_batch
-
-ARCHS = ("bert", "gpt2", "llama", "t5")
-
-
-def _perturb(model: PeftModel, seed: int = 3) -> None:
-    """Random non-zero adapter weights (B starts at zero), so every comparison below can fail."""
-    generator = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for p in model.adapter_modules.parameters():
-            p.copy_(torch.randn(p.shape, generator=generator) * 0.2)
+from methods import _helpers as helpers
+from tiny_models import build, text_batch
 
 
-def _logits(model, arch: str, batch=None, **kwargs) -> torch.Tensor:
-    batch = batch if batch is not None else text_batch(batch=3, length=6)
-    with torch.no_grad():
-        return model(**model_inputs(arch, batch), **kwargs).logits
+def _perturb(model: PeftModel) -> None:
+    helpers.redraw_adapter_weights(model, scale=0.2)  # B starts at zero
 
 
 # ------------------------------------------------------------------------------------------------------- peft
-PEFT_CASES = [(LoRAConfig, a) for a in ("bert", "llama", "t5")] + [(LoRAAllConfig, a) for a in ARCHS]
+PEFT_CASES = [(LoRAConfig, a) for a in ("bert", "llama", "t5")] + [(LoRAAllConfig, a) for a in helpers.ARCHS]
 
 
 @pytest.mark.parametrize(("config_cls", "arch"), PEFT_CASES, ids=lambda v: getattr(v, "method", v))
@@ -43,26 +32,19 @@ def test_equals_peft_lora(config_cls, arch):
             r=4, lora_alpha=12, lora_dropout=0.0, target_modules=[s.path for s in sites], fan_in_fan_out=arch == "gpt2"
         ),
     )
-    inner = reference.base_model.model
-    with torch.no_grad():
-        for site in sites:
-            bank = ours.adapter_modules[site.key]
-            layer = inner.get_submodule(site.path)
-            layer.lora_A["default"].weight.copy_(bank.A[0])
-            layer.lora_B["default"].weight.copy_(bank.B[0])
-    torch.testing.assert_close(_logits(ours, arch), _logits(reference, arch), atol=1e-5, rtol=1e-5)
-    assert ours.get_nb_trainable_parameters() == reference.get_nb_trainable_parameters()
+
+    def copy_lora(bank, layer):
+        layer.lora_A["default"].weight.copy_(bank.A[0])
+        layer.lora_B["default"].weight.copy_(bank.B[0])
+
+    helpers.copy_into_peft(ours, reference, sites, copy_lora)
+    helpers.assert_equals_peft(ours, reference, arch)
 
 
 def test_gpt2_lora_adapts_only_the_q_and_v_thirds_of_c_attn():
     model = get_peft_model(build("gpt2"), LoRAConfig())
     _perturb(model)
-    c_attn = model.base_model.transformer.h[0].attn.c_attn
-    x = torch.randn(2, 5, 32)
-    with torch.no_grad():
-        adapted = c_attn(x)
-        with model.disable_adapter():
-            plain = c_attn(x)
+    adapted, plain = helpers.gpt2_c_attn_outputs(model)
     q, k, v = (adapted - plain).split(32, dim=-1)
     assert q.abs().min() > 0 and v.abs().min() > 0
     assert torch.equal(k, torch.zeros_like(k))
@@ -71,29 +53,27 @@ def test_gpt2_lora_adapts_only_the_q_and_v_thirds_of_c_attn():
 
 
 # ---------------------------------------------------------------------------------------------------- routing
-@pytest.mark.parametrize("arch", ARCHS)
+@pytest.mark.parametrize("arch", helpers.ARCHS)
 def test_mixed_batch_of_three_tasks_equals_each_example_alone(arch):
     model = get_peft_model(build(arch), LoRAAllConfig(tasks=["a", "b", "c"]))
     _perturb(model)
     batch = text_batch(batch=3, length=6)
-    tasks = ["c", "a", "b"]
-    mixed = _logits(model, arch, batch, task=tasks)
-    for i, task in enumerate(tasks):
-        alone = _logits(model, arch, {k: v[i : i + 1] for k, v in batch.items()}, task=task)
-        torch.testing.assert_close(mixed[i : i + 1], alone, atol=1e-5, rtol=1e-5)
-    assert not torch.allclose(mixed[0], _logits(model, arch, batch, task="a")[0], atol=1e-4)
+    mixed = helpers.assert_mixed_batch_equals_each_example_alone(
+        model, arch, batch, ["c", "a", "b"], atol=1e-5, rtol=1e-5
+    )
+    assert not torch.allclose(mixed[0], helpers.small_batch_logits(model, arch, batch, task="a")[0], atol=1e-4)
 
 
 # ------------------------------------------------------------------------------------------------ merge/unload
-@pytest.mark.parametrize("arch", ARCHS)
+@pytest.mark.parametrize("arch", helpers.ARCHS)
 @pytest.mark.parametrize("task", ["a", "b"])
 def test_merge_each_task_gives_equal_outputs(arch, task):
     model = get_peft_model(build(arch), LoRAConfig(tasks=["a", "b"]))
     _perturb(model)
-    expected = _logits(model, arch, task=task)
+    expected = helpers.small_batch_logits(model, arch, task=task)
     merged = model.merge_and_unload(task=task)
     assert not any(n.startswith("lora") for n, _ in merged.named_modules())
-    torch.testing.assert_close(_logits(merged, arch), expected, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(helpers.small_batch_logits(merged, arch), expected, atol=1e-5, rtol=1e-5)
 
 
 def test_merge_adds_scaled_BA_to_the_conv1d_slice():
@@ -108,17 +88,17 @@ def test_merge_adds_scaled_BA_to_the_conv1d_slice():
     assert torch.equal(c_attn.weight[:, 32:64], before[:, 32:64])
 
 
-@pytest.mark.parametrize("arch", ARCHS)
+@pytest.mark.parametrize("arch", helpers.ARCHS)
 def test_unload_restores_the_base_bit_for_bit(arch):
     base = build(arch)
     state = {k: v.clone() for k, v in base.state_dict().items()}
-    plain = _logits(base, arch)
+    plain = helpers.small_batch_logits(base, arch)
     model = get_peft_model(base, LoRAAllConfig())
     _perturb(model)
     restored = model.unload()
     assert restored is base and not restored._forward_hooks
     assert all(torch.equal(state[k], v) for k, v in restored.state_dict().items())
-    assert torch.equal(_logits(restored, arch), plain)
+    assert torch.equal(helpers.small_batch_logits(restored, arch), plain)
 
 
 # -------------------------------------------------------------------------------------------------- save/load
@@ -126,12 +106,11 @@ def test_unload_restores_the_base_bit_for_bit(arch):
 def test_save_load_round_trip_and_task_subset(arch, tmp_path):
     model = get_peft_model(build(arch), LoRAConfig(tasks=["a", "b"]))
     _perturb(model)
-    expected = _logits(model, arch, task="b")
-    model.save_pretrained(tmp_path)
-    loaded = PeftModel.from_pretrained(build(arch), tmp_path)
-    torch.testing.assert_close(_logits(loaded, arch, task="b"), expected, atol=0, rtol=0)
+    expected = helpers.small_batch_logits(model, arch, task="b")
+    loaded = helpers.save_and_reload(model, arch, tmp_path)
+    torch.testing.assert_close(helpers.small_batch_logits(loaded, arch, task="b"), expected, atol=0, rtol=0)
     only_b = PeftModel.from_pretrained(build(arch), tmp_path, tasks=["b"])
-    torch.testing.assert_close(_logits(only_b, arch), expected, atol=0, rtol=0)
+    torch.testing.assert_close(helpers.small_batch_logits(only_b, arch), expected, atol=0, rtol=0)
 
 
 # ------------------------------------------------------------------------------------------------- validation

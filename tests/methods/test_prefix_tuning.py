@@ -12,14 +12,14 @@ from safetensors.torch import load_file
 
 from adalink import ConfigError, PeftModel, get_peft_model
 from adalink.methods.prefix_tuning import PrefixTuningConfig
+from methods import _helpers as helpers
 from tiny_models import build, model_inputs, text_batch
 
-TASK_TYPES = {"bert": "SEQ_CLS", "gpt2": "CAUSAL_LM", "llama": "CAUSAL_LM", "t5": "SEQ_2_SEQ_LM"}
 N, LAYERS = 5, 2
 
 
 def _peft(name: str, **kwargs):
-    config = peft.PrefixTuningConfig(task_type=TASK_TYPES[name], num_virtual_tokens=N, **kwargs)
+    config = peft.PrefixTuningConfig(task_type=helpers.TASK_TYPES[name], num_virtual_tokens=N, **kwargs)
     return peft.get_peft_model(build(name), config)
 
 
@@ -43,9 +43,7 @@ def _pair(name: str):
 @pytest.mark.parametrize("name", ["bert", "gpt2", "llama", "t5"])
 def test_equals_peft_prefix_tuning(name):
     ours, theirs = _pair(name)
-    batch = model_inputs(name, text_batch())
-    if name in ("gpt2", "llama"):
-        batch["attention_mask"][0, :2] = 0  # left padding
+    batch = helpers.left_padded_inputs(name)
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")
         out, ref = ours(**batch).logits, theirs(**batch).logits
@@ -68,26 +66,16 @@ def test_parameter_counts_with_the_mlp_equal_peft(name):
 @pytest.mark.parametrize("name", ["gpt2", "llama", "t5"])
 def test_generate_equals_peft(name):
     ours, theirs = _pair(name)
-    batch = text_batch(batch=2)
-    if name != "t5":
-        batch["attention_mask"][1, :3] = 0
-    with torch.no_grad(), warnings.catch_warnings():
+    with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        assert torch.equal(
-            ours.generate(**batch, max_new_tokens=6, do_sample=False),
-            theirs.generate(**batch, max_new_tokens=6, do_sample=False),
-        )
+        mine, reference = helpers.greedy_generations(ours, theirs, name, text_batch(batch=2))
+    assert torch.equal(mine, reference)
 
 
 def test_mlp_is_dropped_at_save_and_the_reload_is_equal(tmp_path):
     model = get_peft_model(build("gpt2"), PrefixTuningConfig(num_virtual_tokens=N, encoder_hidden_size=16))
     batch = text_batch()
-    optimizer = torch.optim.AdamW(model.adapter_modules.parameters(), lr=1e-2)
-    for _ in range(2):  # train through the MLP
-        loss = model(**batch, labels=batch["input_ids"]).loss
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
+    helpers.train_steps(model, batch)  # through the MLP
     model.eval()
     with torch.no_grad():
         expected = model(**batch).logits

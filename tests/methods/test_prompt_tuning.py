@@ -11,9 +11,9 @@ import torch
 
 from adalink import ConfigError, PeftModel, get_peft_model
 from adalink.methods.prompt_tuning import PromptTuningConfig
-from tiny_models import build, model_inputs, text_batch
+from methods import _helpers as helpers
+from tiny_models import build, text_batch
 
-TASK_TYPES = {"bert": "SEQ_CLS", "gpt2": "CAUSAL_LM", "llama": "CAUSAL_LM", "t5": "SEQ_2_SEQ_LM"}
 N = 5
 
 
@@ -21,7 +21,9 @@ def _pair(name: str, **kwargs):
     """Our prompt tuning and peft's on two copies of one tiny model, with the same (random) prompt."""
     heads = ["classifier"] if name == "bert" else []  # peft trains the classifier of SEQ_CLS models
     ours = get_peft_model(build(name), PromptTuningConfig(num_virtual_tokens=N, modules_to_save=heads, **kwargs))
-    config = peft.PromptTuningConfig(task_type=TASK_TYPES[name], num_virtual_tokens=N, num_transformer_submodules=1)
+    config = peft.PromptTuningConfig(
+        task_type=helpers.TASK_TYPES[name], num_virtual_tokens=N, num_transformer_submodules=1
+    )
     theirs = peft.get_peft_model(build(name), config)
     with torch.no_grad():
         ours.prompt_tuning.bank.prompt.normal_(0, 1)
@@ -32,9 +34,8 @@ def _pair(name: str, **kwargs):
 @pytest.mark.parametrize("name", ["bert", "gpt2", "llama", "t5"])
 def test_equals_peft_prompt_tuning(name):
     ours, theirs = _pair(name)
-    batch = model_inputs(name, text_batch())
+    batch = helpers.left_padded_inputs(name)
     if name in ("gpt2", "llama"):
-        batch["attention_mask"][0, :2] = 0  # left padding
         batch["labels"] = batch["input_ids"]
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -52,11 +53,7 @@ def test_equals_peft_prompt_tuning(name):
 def test_generate_equals_peft(name):
     ours, theirs = _pair(name)
     batch = text_batch(batch=2)
-    if name != "t5":
-        batch["attention_mask"][1, :3] = 0
-    with torch.no_grad():
-        mine = ours.generate(**batch, max_new_tokens=6, do_sample=False)
-        reference = theirs.generate(**batch, max_new_tokens=6, do_sample=False)
+    mine, reference = helpers.greedy_generations(ours, theirs, name, batch)
     assert torch.equal(mine, reference)
     assert mine.shape[1] == (batch["input_ids"].shape[1] if name != "t5" else 1) + 6
 
@@ -80,12 +77,7 @@ def test_residual_reparametrisation_trains_and_reloads(tmp_path):
     d, h = 32, 8
     assert model.method_parameter_count() == 2 * (N * d + d * h + h + h * d + d + 2 * d)
     batch = text_batch()
-    optimizer = torch.optim.AdamW(model.adapter_modules.parameters(), lr=1e-2)
-    for _ in range(2):
-        loss = model(**batch, labels=batch["input_ids"], task="a").loss
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
+    helpers.train_steps(model, batch, task="a")
     assert model.prompt_tuning.bank.up.grad[0].abs().sum() > 0 and model.prompt_tuning.bank.up.grad[1].abs().sum() == 0
     model.eval()
     with torch.no_grad():

@@ -5,28 +5,15 @@ from __future__ import annotations
 import pytest
 import torch
 
-from adalink import ConfigError, FoldError, PeftModel, get_peft_model
+from adalink import ConfigError, PeftModel, get_peft_model
 from adalink.methods.roles import find_role
 from adalink.methods.unipelt import TaskGate, UniPELTConfig
-from tiny_models import build, model_inputs, text_batch
-
-ARCHS = ("bert", "gpt2", "llama", "t5")
-
-
-def _perturb(model: PeftModel, seed: int = 0) -> None:
-    generator = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for p in model.adapter_modules.parameters():
-            p.add_(torch.randn(p.shape, generator=generator) * 0.2)
+from methods import _helpers as helpers
+from tiny_models import build, text_batch
 
 
-def _logits(model, arch: str, batch=None, **kwargs) -> torch.Tensor:
-    with torch.no_grad():
-        return model(**model_inputs(arch, batch or text_batch()), **kwargs).logits
-
-
-def _keep(seen: dict, key: str, value: torch.Tensor) -> None:
-    seen.setdefault(key, value)  # the first call only; returning None leaves the module's input/output alone
+def _perturb(model: PeftModel) -> None:
+    helpers.shift_adapter_weights(model, scale=0.2)
 
 
 def test_gate_is_the_sequence_mean_of_a_sigmoid_and_routes_per_example():
@@ -41,31 +28,28 @@ def test_gate_is_the_sequence_mean_of_a_sigmoid_and_routes_per_example():
     torch.testing.assert_close(mixed[2], expected[2])
 
 
-@pytest.mark.parametrize("arch", ARCHS)
+@pytest.mark.parametrize("arch", helpers.ARCHS)
 def test_gated_adapter_and_gated_lora_follow_the_formulas(arch):
     base = build(arch)
     model = get_peft_model(base, UniPELTConfig())
     _perturb(model)
     seen = {}
-    ffn_out = next(iter(find_role(base, "ffn_out").values()))
-    ffn_out.register_forward_pre_hook(lambda m, args: _keep(seen, "hidden", args[0]))
-    ffn_out.register_forward_hook(lambda m, args, out: _keep(seen, "out", out))
-    _logits(model, arch)
+    ffn_out = helpers.first_role_module(base, "ffn_out")
+    helpers.record_first_call(ffn_out, seen, input_as="hidden", output_as="out")
+    helpers.logits(model, arch)
     with model.disable_adapter():
         plain = ffn_out(seen["hidden"])
     gated = next(iter(model.adapter_modules["adapter"].values()))
-    bank, gate = gated.inner, gated.gate
-    delta = torch.relu(plain @ bank.down[0] + bank.down_bias[0]) @ bank.up[0] + bank.up_bias[0]
+    delta, gate = helpers.adapter_delta(gated.inner, plain, torch.relu), gated.gate
     g = torch.sigmoid(plain @ gate.weight[0] + gate.bias[0]).mean(dim=1, keepdim=True)
     torch.testing.assert_close(seen["out"], plain + g * delta)
 
     if arch == "gpt2":
         return  # fused c_attn: q and v are thirds of one layer's output (covered by the LoRA tests)
     seen.clear()
-    q_proj = next(iter(find_role(base, "q").values()))
-    q_proj.register_forward_pre_hook(lambda m, args: _keep(seen, "x", args[0]))
-    q_proj.register_forward_hook(lambda m, args, out: _keep(seen, "q", out))
-    _logits(model, arch)
+    q_proj = helpers.first_role_module(base, "q")
+    helpers.record_first_call(q_proj, seen, input_as="x", output_as="q")
+    helpers.logits(model, arch)
     with model.disable_adapter():
         plain_q = q_proj(seen["x"])
     gated = next(iter(model.adapter_modules["lora"].values()))
@@ -87,26 +71,19 @@ def test_parameter_count_of_the_lora_and_adapter_parts_on_llama():
 def test_mixed_batch_equals_each_example_alone():
     model = get_peft_model(build("bert"), UniPELTConfig(tasks=["a", "b", "c"]))
     _perturb(model)
-    batch = text_batch(batch=3)
-    mixed = _logits(model, "bert", batch, task=["c", "a", "b"])
-    for row, task in enumerate(["c", "a", "b"]):
-        alone = {k: v[row : row + 1] for k, v in batch.items()}
-        torch.testing.assert_close(mixed[row : row + 1], _logits(model, "bert", alone, task=task))
+    helpers.assert_mixed_batch_equals_each_example_alone(model, "bert", text_batch(batch=3), ["c", "a", "b"])
 
 
 def test_save_load_unload_and_no_merge(tmp_path):
     base = build("t5")
-    reference = _logits(base, "t5")
+    reference = helpers.logits(base, "t5")
     model = get_peft_model(base, UniPELTConfig(tasks=["a", "b"]))
     _perturb(model)
-    expected = _logits(model, "t5", task="a")
+    expected = helpers.logits(model, "t5", task="a")
     assert not torch.allclose(expected, reference)
-    model.save_pretrained(tmp_path)
-    loaded = PeftModel.from_pretrained(build("t5"), tmp_path, tasks=["a"])
-    torch.testing.assert_close(_logits(loaded, "t5"), expected, atol=0, rtol=0)
-    with pytest.raises(FoldError):
-        model.merge_and_unload(task="a")
-    torch.testing.assert_close(_logits(model.unload(), "t5"), reference, atol=0, rtol=0)
+    loaded = helpers.save_and_reload(model, "t5", tmp_path, tasks=["a"])
+    torch.testing.assert_close(helpers.logits(loaded, "t5"), expected, atol=0, rtol=0)
+    helpers.assert_merge_refused_and_unload_restores(model, "t5", reference)
 
 
 @pytest.mark.parametrize(
@@ -117,7 +94,7 @@ def test_validation_names_the_field_and_value(field, value):
         UniPELTConfig(**{field: value})
 
 
-@pytest.mark.parametrize("arch", ARCHS)
+@pytest.mark.parametrize("arch", helpers.ARCHS)
 def test_each_layer_prefix_is_scaled_by_its_gate(arch):
     base = build(arch)
     model = get_peft_model(base, UniPELTConfig(num_virtual_tokens=3))
@@ -128,11 +105,11 @@ def test_each_layer_prefix_is_scaled_by_its_gate(arch):
     def record(module, args, kwargs):  # runs after the gate's pre-hook
         cache = kwargs["past_key_values"]
         cache = getattr(cache, "self_attention_cache", cache)
-        _keep(seen, "keys", cache.layers[0].keys.clone())
-        _keep(seen, "hidden", args[0] if args else kwargs["hidden_states"])
+        helpers.keep_first(seen, "keys", cache.layers[0].keys.clone())
+        helpers.keep_first(seen, "hidden", args[0] if args else kwargs["hidden_states"])
 
     attention.register_forward_pre_hook(record, with_kwargs=True)
-    _logits(model, arch)
+    helpers.logits(model, arch)
     bank = model.adapter_modules["prefix"]["prefix"]["bank"]
     gate = model.adapter_modules["prefix"]["gates"][path.replace(".", "-")]
     batch, heads, n = seen["keys"].shape[0], seen["keys"].shape[1], 3

@@ -283,6 +283,9 @@ def write_report(out: Path, report: Path) -> Path:
             parts += [_efficiency_table([r for r in rows if r.profile == profile]), ""]
             per_task = _cells_table([c for c in cells if c.profile == profile])
             parts += ["### Scores per task (chosen learning rate)", "", per_task, ""]
+        reading = out / "notes" / f"{profile}.md"  # hand-written reading of this profile's tables, if any
+        if reading.is_file():
+            parts += [reading.read_text().strip(), ""]
         parts += ["### Every run (Appendix B layout)", "", _raw_table(mine), ""]
     if plots:
         parts += ["## Plots", ""]
