@@ -41,7 +41,7 @@ def test_equals_peft_dora(arch):
     def copy_dora(layer, theirs):
         theirs.lora_A["default"].weight.copy_(layer.lora.A[0])
         theirs.lora_B["default"].weight.copy_(layer.lora.B[0])
-        theirs.lora_magnitude_vector["default"].weight.copy_(layer.magnitude)
+        theirs.lora_magnitude_vector["default"].weight.copy_(layer.magnitude[0])
 
     helpers.copy_into_peft(ours, reference, sites, copy_dora)
     helpers.assert_equals_peft(ours, reference, arch)
@@ -54,7 +54,7 @@ def test_adapted_weight_is_magnitude_times_unit_direction():
     layer = model.adapter_modules["model__layers__0__self_attn__q_proj"]
     weight = q_proj.weight.detach().clone()
     direction = weight + layer.lora.B[0] @ layer.lora.A[0]
-    expected_weight = layer.magnitude[:, None] * direction / direction.norm(dim=1, keepdim=True)
+    expected_weight = layer.magnitude[0][:, None] * direction / direction.norm(dim=1, keepdim=True)
     x = torch.randn(2, 3, 32)
     with torch.no_grad():
         torch.testing.assert_close(q_proj(x), x @ expected_weight.t(), atol=1e-5, rtol=1e-5)
@@ -93,3 +93,26 @@ def test_gpt2_dora_adapts_only_the_q_and_v_thirds():
 def test_invalid_fields_are_named(kwargs, field):
     with pytest.raises(ConfigError, match=rf"DoRAConfig\.{field}="):
         DoRAConfig(**kwargs)
+
+
+def test_each_task_has_its_own_dora_and_merges_alone():
+    model = get_peft_model(build("llama"), DoRAConfig(rank=2, alpha=2.0, tasks=["a", "b"]))
+    _perturb(model)
+    q_proj = model.base_model.model.layers[0].self_attn.q_proj
+    layer = model.adapter_modules["model__layers__0__self_attn__q_proj"]
+    weight = q_proj.weight.detach().clone()
+    x = torch.randn(2, 3, 32)
+    with torch.no_grad():
+        outputs = {}
+        for task in (0, 1):
+            direction = weight + layer.lora.B[task] @ layer.lora.A[task]
+            expected = layer.magnitude[task][:, None] * direction / direction.norm(dim=1, keepdim=True)
+            with model.router.route(["a", "b"][task], 2, x.device):
+                outputs[task] = q_proj(x)
+            torch.testing.assert_close(outputs[task], x @ expected.t(), atol=1e-5, rtol=1e-5)
+        assert not torch.allclose(outputs[0], outputs[1])
+        with model.router.route(["b", "a"], 2, x.device):  # one example per task in one call
+            mixed = q_proj(x)
+    torch.testing.assert_close(mixed, torch.stack([outputs[1][0], outputs[0][1]]), atol=1e-5, rtol=1e-5)
+    model.merge_and_unload(task="b")
+    torch.testing.assert_close(q_proj(x), outputs[1], atol=1e-5, rtol=1e-5)

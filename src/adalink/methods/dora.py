@@ -5,8 +5,9 @@ The adapted weight is split into a magnitude and a direction, and LoRA updates o
 to ``‖W‖_r`` and ``B = 0``, so training starts at the base. As the paper suggests (§4.3) and as peft does, the norm
 is treated as a constant in the backward pass. The forward hook never forms ``W'``; it adds to the base output
 ``h = W x + b`` the difference ``(m / ‖W + s·BA‖_r − 1) ⊙ W x + (m / ‖W + s·BA‖_r) ⊙ s·B A dropout(x)``.
-``merge`` writes ``W'`` into the weight (bias unchanged). One adapter (no per-task routing): the norm depends on
-the task's whole ``B A``, so a mixed batch would need one adapted weight per example.
+``merge`` writes ``W'`` into the weight (bias unchanged). One DoRA per task, routed per example: ``W'`` itself is
+never needed, only the per-row ratio ``m_t / ‖W + s·B_t A_t‖_r``, so a mixed batch computes the (T, out) ratios of
+all T tasks once and gathers one row per example (the norms cost one (T, out, in) product per call, T small).
 
 GPT-2's fused ``c_attn`` is handled as in :mod:`adalink.methods.lora`: with the default targets (q, v) its q and v
 thirds get one DoRA each (row norms are per output feature, so slices decompose independently).
@@ -20,7 +21,7 @@ from typing import ClassVar
 import torch
 from torch import nn
 
-from ..routing import Router
+from ..routing import Router, TaskIds
 from .base import Attachment, MethodConfig, register_method
 from .lora import LinearSite, LoRABank, check_lora_fields, find_linear_sites
 
@@ -28,39 +29,55 @@ __all__ = ["DoRAConfig", "DoRALayer"]
 
 
 class DoRALayer(nn.Module):
-    """A LoRA (``lora``) plus the magnitude vector ``m`` (out,) of one linear site."""
+    """Per task: a LoRA (``lora``, stacked) and the magnitude vector ``m_t`` (``magnitude``, (T, out)) of one site."""
 
-    def __init__(self, site: LinearSite, rank: int, scale: float, dropout: float) -> None:
+    def __init__(self, site: LinearSite, tasks: int, rank: int, scale: float, dropout: float) -> None:
         super().__init__()
-        self.lora = LoRABank(1, site.in_features, site.out_features, rank, scale, dropout)
-        self.magnitude = nn.Parameter(site.weight().detach().float().norm(dim=1))  # (out,) = ‖W‖_r
+        self.lora = LoRABank(tasks, site.in_features, site.out_features, rank, scale, dropout)
+        norm = site.weight().detach().float().norm(dim=1)  # (out,) = ‖W‖_r
+        self.magnitude = nn.Parameter(norm.expand(tasks, -1).clone())  # (T, out)
 
-    def ratio(self, weight: torch.Tensor) -> torch.Tensor:
-        """m / ‖W + s·BA‖_r, (out,), the norm detached (Liu et al. §4.3)."""
-        norm = (weight.to(self.lora.A.dtype) + self.lora.delta_weight(0)).norm(dim=1).detach()
-        return self.magnitude / norm
+    def ratio(self, weight: torch.Tensor, ids: TaskIds) -> torch.Tensor:
+        """m_t / ‖W + s·B_t A_t‖_r, the norm detached (Liu et al. §4.3): (out,) for one task, (B, out) per example."""
+        weight = weight.to(self.lora.A.dtype)
+        if isinstance(ids, int):
+            norm = (weight + self.lora.delta_weight(ids)).norm(dim=1).detach()
+            return self.magnitude[ids] / norm
+        deltas = torch.einsum("tor,tri->toi", self.lora.B, self.lora.A) * self.lora.scale  # (T, out, in)
+        norms = (weight + deltas).norm(dim=2).detach()  # (T, out)
+        return (self.magnitude / norms)[ids]  # (B, out)
 
-    def forward(self, x: torch.Tensor, base: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, base: torch.Tensor, weight: torch.Tensor, ids: TaskIds) -> torch.Tensor:
         """x (B, L, in), base = W x without bias (B, L, out) -> the DoRA output minus the base output."""
-        ratio = self.ratio(weight)  # (out,)
-        return (ratio - 1) * base.to(ratio.dtype) + ratio * self.lora(x, 0)
+        ratio = self.ratio(weight, ids)
+        if ratio.dim() == 2:  # (B, out) -> (B, 1, ..., out)
+            ratio = ratio.reshape(ratio.shape[0], *(1,) * (base.dim() - 2), ratio.shape[1])
+        return (ratio - 1) * base.to(ratio.dtype) + ratio * self.lora(x, ids)
 
-    def merged_weight(self, weight: torch.Tensor) -> torch.Tensor:
-        """m / ‖W + s·BA‖_r ⊙ (W + s·BA), (out, in)."""
-        return self.ratio(weight)[:, None] * (weight.to(self.lora.A.dtype) + self.lora.delta_weight(0))
+    def merged_weight(self, weight: torch.Tensor, task: int) -> torch.Tensor:
+        """m_t / ‖W + s·B_t A_t‖_r ⊙ (W + s·B_t A_t), (out, in)."""
+        adapted = weight.to(self.lora.A.dtype) + self.lora.delta_weight(task)
+        return self.ratio(weight, task)[:, None] * adapted
+
+    def select_tasks(self, indices: list[int]) -> None:
+        self.lora.select_tasks(indices)
+        self.magnitude = nn.Parameter(self.magnitude.data[indices].clone(), requires_grad=self.magnitude.requires_grad)
 
 
 def _hook(site: LinearSite, layer: DoRALayer, router: Router):
     end = site.start + site.out_features
+    where = f"the dora layer {site.path!r}"
 
     def hook(module: nn.Module, args: tuple, output: torch.Tensor) -> torch.Tensor | None:
         if router.disabled:
             return None
+        x = args[0]
         base = output[..., site.start : end]  # (B, L, out) = W x + b
         bias = site.bias()
         if bias is not None:
             base = base - bias
-        return output + site.pad(layer(args[0], base, site.weight()).to(output.dtype))
+        ids = router.ids_for(x.shape[0] if x.dim() >= 2 else 1, where)
+        return output + site.pad(layer(x, base, site.weight(), ids).to(output.dtype))
 
     return hook
 
@@ -78,6 +95,7 @@ class DoRAConfig(MethodConfig):
     rank: int = 8  # r of the directional LoRA update (as `lora`)
     alpha: float = 16.0  # α; the LoRA update is scaled by α / r
     dropout: float = 0.0  # on the LoRA input during training
+    tasks: list[str] = field(default_factory=lambda: ["default"])  # one DoRA per task, routed per example
     targets: list[str] = field(default_factory=lambda: ["q", "v"])  # roles adapted (see adalink.methods.roles)
     roles: dict[str, list[str]] = field(default_factory=dict)  # role -> module names/regexes (unknown architectures)
 
@@ -86,13 +104,19 @@ class DoRAConfig(MethodConfig):
 
     def attach(self, model: nn.Module, router: Router) -> Attachment:
         sites = find_linear_sites(model, self.targets, self.roles, method=self.method)
-        layers = nn.ModuleDict({s.key: DoRALayer(s, self.rank, self.alpha / self.rank, self.dropout) for s in sites})
+        scale, tasks = self.alpha / self.rank, len(self.tasks)
+        layers = nn.ModuleDict({s.key: DoRALayer(s, tasks, self.rank, scale, self.dropout) for s in sites})
         handles = [s.module.register_forward_hook(_hook(s, layers[s.key], router)) for s in sites]
 
         def merge(task: int) -> None:
             with torch.no_grad():
                 for s in sites:
                     weight = s.weight()
-                    weight.copy_(layers[s.key].merged_weight(weight).to(weight.dtype))
+                    weight.copy_(layers[s.key].merged_weight(weight, task).to(weight.dtype))
 
-        return Attachment(layers, handles, {s.path: s.module for s in sites}, merge=merge)
+        def select_tasks(indices: list[int]) -> None:
+            for layer in layers.values():
+                layer.select_tasks(indices)
+
+        touched = {s.path: s.module for s in sites}
+        return Attachment(layers, handles, touched, merge=merge, select_tasks=select_tasks)
