@@ -46,6 +46,9 @@ def test_runner_writes_runs_summary_plot_and_document(finished):
     assert (results / "table5.png").stat().st_size > 1000
     text = finished["doc"].read_text()
     assert text.startswith("# Report\n\nhand-written text") and text.count("<!-- experiment:table5:begin -->") == 1
+    glance = text[text.index("<!-- experiment:glance:begin -->") :]
+    claims = [v["claim"] for v in summary["verdicts"]]
+    assert all(claim in glance for claim in claims) and "`table5`" in glance and "AdaLink single-task: " in glance
     assert not list((finished["root"] / "work").glob("*"))  # harness outputs removed
 
 

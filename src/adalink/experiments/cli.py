@@ -13,7 +13,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from .definitions import EXPERIMENTS, Scale, build
-from .report import markdown, plot, update_document, write_summary
+from .report import glance, markdown, plot, update_document, write_summary
 from .runner import collect, run_experiment, summaries
 
 __all__ = ["HELP", "add_arguments", "run"]
@@ -86,4 +86,6 @@ def run(args: argparse.Namespace) -> int:
         if args.doc:
             update_document(Path(args.doc), name + ("-quick" if args.quick else ""), section)
         print(section)
+    if args.doc and not args.quick:  # every claim at a glance, from every experiment's summary on disk
+        update_document(Path(args.doc), "glance", glance(results, list(EXPERIMENTS)))
     return 1 if failed else 0

@@ -16,7 +16,7 @@ from typing import Any
 from .definitions import Experiment, Verdict
 from .runner import summaries
 
-__all__ = ["markdown", "plot", "update_document", "write_summary"]
+__all__ = ["glance", "markdown", "plot", "update_document", "write_summary"]
 
 
 def _params(row: dict[str, Any]) -> str:
@@ -64,6 +64,31 @@ def markdown(experiment: Experiment, table: dict[str, dict[str, Any]], verdicts:
         lines += [spec.command(first_seed) for spec in condition.specs]
     lines += ["```", ""]
     return "\n".join(lines)
+
+
+def glance(results_dir: Path, names: list[str]) -> str:
+    """One table of every claim over the experiments ``names`` whose summary exists in ``results_dir``: the claim,
+    the experiment, the verdict and the numbers that decided it, with the condition means beside it."""
+    lines = ["| claim (paper) | experiment | our numbers (mean ± std, n) | verdict | why |", "|---|---|---|---|---|"]
+    for name in names:
+        path = results_dir / f"{name}.json"
+        if not path.is_file():
+            continue
+        document = json.loads(path.read_text())
+        numbers = "; ".join(
+            f"{label}: {100 * row['mean']:.1f} ± {100 * row['std']:.1f} (n={row['n']})"
+            if row["n"] > 1
+            else f"{label}: {100 * row['mean']:.1f} (n=1)"
+            for label, row in document["conditions"].items()
+        )
+        for verdict in document["verdicts"]:
+            if verdict["verdict"] == "—":  # an observation of ours, not a claim of the paper
+                continue
+            lines.append(
+                f"| {verdict['claim']} | `{name}` | {numbers or 'not run'} | **{verdict['verdict']}** | "
+                f"{verdict['reason']} |"
+            )
+    return "\n".join(lines) + "\n"
 
 
 def write_summary(path: Path, experiment: Experiment, table: dict[str, dict[str, Any]], verdicts, seeds) -> None:
