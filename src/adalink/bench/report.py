@@ -16,7 +16,7 @@ __all__ = ["PERF_DIR", "write_report"]
 
 PERF_DIR = "perf"  # <out>/perf/<script>.json written by benchmarks/*.py --json-out
 SERVE_FILE = "serve_load.json"  # written by the serving load test
-PERF_SCRIPTS = ("overhead", "mixed_batch", "train_cost")
+PERF_SCRIPTS = ("overhead", "mixed_batch", "train_cost", "length_groups")
 
 _HEADER = """# Benchmarks
 

@@ -252,14 +252,17 @@ class AdapterStack:
         task_ids = self._task_ids(tasks)
         if isinstance(self.fmt, TextToTextFormat):
             return self._classify_by_generation(requests, task_ids)
-        batch = self._tokenize([text for _, text in requests], [self.tasks[t].max_length for t in tasks])
-        batch["task_ids"] = task_ids
-        indices, distributions = self.fmt.predict(lambda inputs, ids: self.model(**inputs, task=ids), batch)
-        results = []
-        for task, index, probabilities in zip(tasks, indices, distributions, strict=True):
-            labels = self.tasks[task].labels
-            results.append(Classification(task, labels[index], dict(zip(labels, probabilities, strict=True))))
-        return results
+        rows = self._encode([text for _, text in requests], [self.tasks[t].max_length for t in tasks])
+        results: list[Classification | None] = [None] * len(requests)
+        for group in length_groups([len(row["input_ids"]) for row in rows]):
+            padded = self.tokenizer.pad([rows[i] for i in group], padding=True, return_tensors="pt")
+            batch = {key: value.to(self.device) for key, value in padded.items()}
+            batch["task_ids"] = task_ids[group]
+            indices, distributions = self.fmt.predict(lambda inputs, ids: self.model(**inputs, task=ids), batch)
+            for i, index, probabilities in zip(group, indices, distributions, strict=True):
+                labels = self.tasks[tasks[i]].labels
+                results[i] = Classification(tasks[i], labels[index], dict(zip(labels, probabilities, strict=True)))
+        return results  # type: ignore[return-value]  (every slot is filled: the groups cover every index)
 
     def _classify_by_generation(self, requests: Sequence[tuple[str, str]], task_ids: torch.Tensor):
         prompts = [self.fmt.prompt(int(i), text) for i, (_, text) in zip(task_ids, requests, strict=True)]
@@ -304,16 +307,15 @@ class AdapterStack:
                 return getattr(config, name)
         return None  # relative positions (T5): no hard limit
 
-    def _tokenize(self, texts: list[str], limits: list[int]) -> dict[str, torch.Tensor]:
-        """Tokenise each text truncated to its own task's limit, then pad into one batch."""
+    def _encode(self, texts: list[str], limits: list[int]) -> list[dict[str, list[int]]]:
+        """Tokenise each text truncated to its own task's limit (unpadded rows)."""
         rows: list[Any] = [None] * len(texts)
         for limit in sorted(set(limits)):
             picked = [i for i, n in enumerate(limits) if n == limit]
             encoded = self.tokenizer([texts[i] for i in picked], truncation=True, max_length=limit)
             for j, i in enumerate(picked):
                 rows[i] = {key: values[j] for key, values in encoded.items()}
-        batch = self.tokenizer.pad(rows, padding=True, return_tensors="pt")
-        return {key: value.to(self.device) for key, value in batch.items()}
+        return rows
 
     def _generate(
         self, task_ids: torch.Tensor, prompts: list[list[int]], budgets: list[int], sampling: Sampling
@@ -342,6 +344,29 @@ class AdapterStack:
             stop = next((i for i, token in enumerate(row) if token in eos), None)
             completions.append(Completion(row[:stop], "length") if stop is None else Completion(row[:stop], "stop"))
         return completions
+
+
+def length_groups(lengths: Sequence[int], max_waste: float = 0.5) -> list[list[int]]:
+    """Split one batch into sub-batches of similar length, as index lists in ascending length.
+
+    Every example of a batch is padded to its longest one, so one 512-token article would make 31 tweets cost 512
+    tokens each. Going from the shortest up, a sub-batch is closed before an example whose length would make more
+    than ``max_waste`` of the sub-batch's padded tokens padding; a batch of similar lengths stays one forward pass.
+    """
+    order = sorted(range(len(lengths)), key=lambda i: lengths[i])
+    groups: list[list[int]] = []
+    group: list[int] = []
+    real = 0
+    for i in order:
+        padded = (len(group) + 1) * lengths[i]  # ascending: the newcomer is the longest
+        if group and padded and (padded - real - lengths[i]) / padded > max_waste:
+            groups.append(group)
+            group, real = [], 0
+        group.append(i)
+        real += lengths[i]
+    if group:
+        groups.append(group)
+    return groups
 
 
 def _generation_config(base: nn.Module, max_new_tokens: int, sampling: Sampling, pad: int):
