@@ -43,8 +43,7 @@ class DoRALayer(nn.Module):
         if isinstance(ids, int):
             norm = (weight + self.lora.delta_weight(ids)).norm(dim=1).detach()
             return self.magnitude[ids] / norm
-        deltas = torch.einsum("tor,tri->toi", self.lora.B, self.lora.A) * self.lora.scale  # (T, out, in)
-        norms = (weight + deltas).norm(dim=2).detach()  # (T, out)
+        norms = (weight + self.lora.delta_weights()).norm(dim=2).detach()  # (T, out)
         return (self.magnitude / norms)[ids]  # (B, out)
 
     def forward(self, x: torch.Tensor, base: torch.Tensor, weight: torch.Tensor, ids: TaskIds) -> torch.Tensor:

@@ -174,6 +174,10 @@ class LoRABank(nn.Module):
         """scale · B_t A_t, (out, in)."""
         return self.B[task] @ self.A[task] * self.scale
 
+    def delta_weights(self) -> torch.Tensor:
+        """scale · B_t A_t of every task, (T, out, in)."""
+        return torch.bmm(self.B, self.A) * self.scale
+
     def select_tasks(self, indices: list[int]) -> None:
         self.A = nn.Parameter(self.A.data[indices].clone(), requires_grad=self.A.requires_grad)
         self.B = nn.Parameter(self.B.data[indices].clone(), requires_grad=self.B.requires_grad)

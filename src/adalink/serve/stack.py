@@ -254,11 +254,15 @@ class AdapterStack:
             return self._classify_by_generation(requests, task_ids)
         rows = self._encode([text for _, text in requests], [self.tasks[t].max_length for t in tasks])
         results: list[Classification | None] = [None] * len(requests)
+
+        def call(inputs: dict[str, torch.Tensor], ids: torch.Tensor):
+            return self.model(**inputs, task=ids)
+
         for group in length_groups([len(row["input_ids"]) for row in rows]):
             padded = self.tokenizer.pad([rows[i] for i in group], padding=True, return_tensors="pt")
             batch = {key: value.to(self.device) for key, value in padded.items()}
             batch["task_ids"] = task_ids[group]
-            indices, distributions = self.fmt.predict(lambda inputs, ids: self.model(**inputs, task=ids), batch)
+            indices, distributions = self.fmt.predict(call, batch)
             for i, index, probabilities in zip(group, indices, distributions, strict=True):
                 labels = self.tasks[tasks[i]].labels
                 results[i] = Classification(tasks[i], labels[index], dict(zip(labels, probabilities, strict=True)))

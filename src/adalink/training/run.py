@@ -203,10 +203,10 @@ def setup_model(model: str, format_name: str, tasks: list[TaskInfo]) -> tuple[st
 def _optimizer(args: TrainArgs, params: list[torch.nn.Parameter], head: set[int]) -> torch.optim.Optimizer:
     """The optimiser over ``params``; those whose id is in ``head`` (the new head) get ``--head-lr`` when given."""
     lr = args.lr or (FULL_TUNING_LR if args.method == "full" else METHOD_CONFIGS[args.method].default_lr)
-    groups: list[dict[str, Any]] = [{"params": [p for p in params if id(p) not in head or args.head_lr is None]}]
-    if args.head_lr is not None and any(id(p) in head for p in params):
-        groups.append({"params": [p for p in params if id(p) in head], "lr": args.head_lr})
-    groups = [g for g in groups if g["params"]]
+    groups: list[dict[str, Any]] = [{"params": params}]
+    if args.head_lr is not None:
+        body, heads = [p for p in params if id(p) not in head], [p for p in params if id(p) in head]
+        groups = [g for g in ({"params": body}, {"params": heads, "lr": args.head_lr}) if g["params"]]
     if args.optimizer == "adafactor":  # the AdaLink paper's optimiser (§4.1.2), with an explicit learning rate
         from transformers.optimization import Adafactor
 
