@@ -41,7 +41,7 @@ def test_runner_writes_runs_summary_plot_and_document(finished):
         assert 0.0 <= condition["mean"] <= 1.0
     single = summary["conditions"]["AdaLink single-task"]
     assert set(single["per_task"]) == {"tweets", "bbc"}  # pooled from the two single-task runs
-    assert len(list((results / "runs").glob("*.json"))) == 2 * 6  # 6 runs per seed
+    assert len(list((results / "runs").glob("*.json"))) == 2 * 8  # 8 runs per seed
     assert [v["verdict"] for v in summary["verdicts"]] and all(v["reason"] for v in summary["verdicts"])
     assert (results / "table5.png").stat().st_size > 1000
     text = finished["doc"].read_text()
@@ -70,6 +70,51 @@ def test_run_ids_are_unique_per_setting():
     assert len(ids) == 4
     shared = build("table1").conditions[-1].specs[0]  # AdaLink r=64 of Table 1 is Table 3's modality-specific run
     assert run_id(shared, 0) == run_id(experiment.conditions[0].specs[0], 0)
+
+
+def test_run_ids_of_committed_runs_do_not_change():
+    # Fields added to RunSpec later (task_mixing) stay out of the id at their default: the committed results in
+    # experiments/results/runs are found again instead of being made again.
+    table5 = {c.label: c.specs for c in build("table5").conditions}
+    assert run_id(table5["FT single-task"][0], 0) == "minilm-tweets-full-r16-200steps-seed0-ddd7d1e3"
+    assert run_id(table5["FT multi-task"][0], 2) == "minilm-tweets+bbc-full-r16-200steps-seed2-5e686f74"
+    equal = table5["FT multi-task, equal mixing"][0]
+    assert equal.task_mixing == "equal" and "--task-mixing equal" in equal.command(0)
+    assert run_id(equal, 0).startswith("minilm-tweets+bbc-full-equal-r16-200steps-seed0-")
+    assert "--task-mixing" not in table5["FT multi-task"][0].command(0)
+    sweep = {c.label: c.specs[0] for c in build("lr-easyvqa").conditions}
+    assert (
+        run_id(sweep["AdaLink lr 0.002 (1×)"], 1)
+        == "easyvqa-vlm-easyvqa[yesno-shape]-adalink-r64-200steps-seed1-fdbf3088"
+    )
+    assert "--lr 0.00015 " in sweep["FT lr 0.00015 (3×)"].command(0)
+
+
+def test_lr_sweep_judges_each_method_at_its_best_rate():
+    experiment = build("lr-easyvqa")
+    scores = {
+        "FT lr 5e-05 (1×)": [0.60, 0.61, 0.62],
+        "FT lr 0.00015 (3×)": [0.80, 0.81, 0.82],  # FT's best
+        "FT lr 0.0005 (10×)": [0.50, 0.50, 0.51],
+        "LoRA lr 0.001 (1×)": [0.70, 0.71, 0.72],
+        "PT lr 0.03 (1×)": [0.60, 0.61, 0.60],
+        "AdaLink lr 0.002 (1×)": [0.75, 0.76, 0.77],
+        "AdaLink lr 0.006 (3×)": [0.70, 0.70, 0.71],
+    }
+    verdicts = experiment.judge({label: summarize(s) for label, s in scores.items()})
+    by_claim = {v.claim: v for v in verdicts}
+    best = {v.claim: v.reason for v in verdicts if v.verdict == "—"}
+    assert best["(ours) best rate for FT"] == "FT lr 0.00015 (3×)"
+    assert best["(ours) best rate for AdaLink"] == "AdaLink lr 0.002 (1×)"
+    assert best["(ours) best rate for LoRA"] == "LoRA lr 0.001 (1×)"  # the only LoRA rate that finished
+    ft = by_claim[
+        "Tables 1/4: AdaLink comes within about a point of full fine-tuning (MMIT), each method at its best swept rate"
+    ]
+    assert ft.verdict == "not reproduced" and "+5.0 points" in ft.reason
+    pt = next(v for claim, v in by_claim.items() if claim.startswith("Tables 1/4: AdaLink beats prompt tuning"))
+    assert pt.verdict == "reproduced"
+    nothing = experiment.judge({})
+    assert {v.verdict for v in nothing} == {"inconclusive"} and len(nothing) == 3
 
 
 def test_every_experiment_builds_at_both_scales():

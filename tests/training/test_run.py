@@ -67,3 +67,31 @@ def test_head_lr_puts_the_head_in_its_own_group():
     assert [(g["lr"], len(g["params"])) for g in apart.param_groups] == [(1e-3, 2), (1e-2, 2)]
     with pytest.raises(ValueError, match="--head-lr"):
         TrainArgs(head_lr=0).validate()
+
+
+def test_task_mixing_is_validated_and_kept_out_of_old_resume_keys():
+    with pytest.raises(
+        ValueError, match=r"--task-mixing 'balanced' is invalid: expected proportional or sqrt or equal"
+    ):
+        TrainArgs(task="tweets,bbc", task_mixing="balanced").validate()
+    TrainArgs(task="tweets,bbc", task_mixing="equal").validate()
+    assert "task_mixing" not in TrainArgs().resume_key()  # checkpoints written before the option still resume
+    assert TrainArgs(task_mixing="sqrt").resume_key()["task_mixing"] == "sqrt"
+
+
+def test_tqdm_disable_silences_the_bars_that_are_on_by_default():
+    import os
+    import subprocess
+    import sys
+
+    code = (
+        "from adalink.training.progress import progress_bar as p; print(p(range(2)).disable, p(enabled=False).disable)"
+    )
+    env = {**os.environ, "TQDM_DISABLE": "1"}
+    assert subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True).stdout.split() == [
+        "True",
+        "True",
+    ]
+    env.pop("TQDM_DISABLE")
+    shown = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True).stdout.split()
+    assert shown == ["False", "True"]

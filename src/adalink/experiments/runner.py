@@ -42,11 +42,13 @@ _KEPT_METRICS = (
 
 def run_id(spec: RunSpec, seed: int) -> str:
     """A readable, unique file name for ``spec`` at ``seed``."""
-    key = json.dumps({**asdict(spec), "seed": seed}, sort_keys=True, default=str)
+    key = json.dumps({**spec.key(), "seed": seed}, sort_keys=True, default=str)
     digest = hashlib.sha256(key.encode()).hexdigest()[:8]
     model = Path(spec.model).name if os.sep in spec.model else spec.model
     task = spec.task.replace(",", "+") + (f"[{spec.question_types}]" if spec.question_types else "")
     extra = "".join(f"-{k}" for k, v in spec.overrides if v is True)
+    extra += f"-{spec.task_mixing}" if spec.task_mixing != "proportional" else ""
+    extra += f"-lr{spec.lr:g}" if spec.lr is not None else ""
     return f"{model}-{task}-{spec.method}{extra}-r{spec.rank}-{spec.max_steps}steps-seed{seed}-{digest}"
 
 

@@ -17,14 +17,14 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from tqdm.auto import tqdm
 
 from ..data import TASK_NAMES, TextClassificationData, VQAData, load_easyvqa, load_file_task, load_text_task
 from ..methods.base import METHOD_CONFIGS
 from .checkpoints import latest_checkpoint, read_checkpoint, restore_rng, rng_state, write_checkpoint
 from .formats import ClassificationFormat, TaskInfo, TextToTextFormat, make_format
 from .methods import attach_method, method_names
-from .stream import MixedTaskStream, TaskExample
+from .progress import progress_bar
+from .stream import MIXING, MixedTaskStream, TaskExample
 
 __all__ = ["RUN_FILE", "TrainArgs", "TrainingDivergedError", "evaluate", "load_tasks", "train"]
 
@@ -62,6 +62,13 @@ class TrainArgs:
     grad_accum: int = field(default=1, metadata={"help": "micro-batches per step on each process"})
     max_length: int = field(default=64, metadata={"help": "max input tokens"})
     seed: int = field(default=0, metadata={"help": "seed of the head init, data order and dropout"})
+    task_mixing: str = field(
+        default="proportional",
+        metadata={
+            "help": "how often each task of a multi-task run is drawn: proportional (to its size), sqrt (∝ √size, "
+            "T5's temperature 2) or equal"
+        },
+    )
     optimizer: str = field(default="adamw", metadata={"help": "adamw or adafactor"})
     schedule: str = field(default="linear", metadata={"help": "linear (warmup + linear decay) or rsqrt"})
     warmup_ratio: float = field(default=0.1, metadata={"help": "fraction of steps spent warming up"})
@@ -110,6 +117,7 @@ class TrainArgs:
             ("warmup_ratio", 0 <= self.warmup_ratio < 1, "a number in [0, 1)"),
             ("lr", self.lr is None or self.lr > 0, "a positive number"),
             ("head_lr", self.head_lr is None or self.head_lr > 0, "a positive number"),
+            ("task_mixing", self.task_mixing in MIXING, " or ".join(MIXING)),
         ]
         for name, ok, expected in checks:
             if not ok:
@@ -149,6 +157,8 @@ class TrainArgs:
         """What must not change between a run and its resumption."""
         skip = {"resume", "output_dir", "save_every", "keep_checkpoints", "max_eval"}
         key = {k: v for k, v in asdict(self).items() if k not in skip}
+        if key["task_mixing"] == "proportional":  # checkpoints from before --task-mixing existed still resume
+            del key["task_mixing"]
         for name in ("model", "train_file", "eval_file"):  # one file, however it is spelled
             if key[name] and os.path.exists(key[name]):
                 key[name] = os.path.abspath(key[name])
@@ -295,7 +305,9 @@ def train(args: TrainArgs) -> dict[str, Any]:
     named_trainable = {n: p for n, p in model.named_parameters() if p.requires_grad}
     optimizer, scheduler = _optimizer(args, list(named_trainable.values()), _head_parameter_ids(model, fmt)), None
     scheduler = _schedule(args, optimizer)
-    stream = MixedTaskStream([d.train for d in datasets], seed=args.seed, global_batch_size=args.batch_size)
+    stream = MixedTaskStream(
+        [d.train for d in datasets], seed=args.seed, global_batch_size=args.batch_size, mixing=args.task_mixing
+    )
 
     start, tokens, seconds, history = 0, 0, 0.0, []
     checkpoint_root = out / "checkpoints"
@@ -324,12 +336,12 @@ def train(args: TrainArgs) -> dict[str, Any]:
 
     model.train()
     micro = args.batch_size // world // args.grad_accum
-    progress = tqdm(
+    progress = progress_bar(
         range(start, args.max_steps),
+        enabled=accelerator.is_main_process,
         initial=start,
         total=args.max_steps,
         desc="train",
-        disable=not accelerator.is_main_process,
         unit="step",
     )
     for step in progress:
@@ -457,7 +469,7 @@ def evaluate(
     for task, data in enumerate(datasets):
         examples = list(getattr(data, split))[:max_examples]
         correct, generated = 0, []
-        for start in tqdm(range(0, len(examples), batch_size), desc=f"eval {data.name}", leave=False):
+        for start in progress_bar(range(0, len(examples), batch_size), desc=f"eval {data.name}", leave=False):
             chunk = [TaskExample(task, e) for e in examples[start : start + batch_size]]
             predicted = predict_batch(model, task_aware, fmt, tokenizer, chunk, max_length, generated)
             correct += sum(int(p == item.example.label) for p, item in zip(predicted, chunk, strict=True))

@@ -30,11 +30,11 @@ from typing import Any, ClassVar
 
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
 from ..data.easyvqa import COLOR_NAMES, QUESTION_TYPES, SHAPE_NAMES, VQAExample, load_easyvqa, load_images
 from ..vision.vlm import TinyVLM, TinyVLMConfig, resolve_text_model_path
 from .formats import ClassificationFormat, ModelCall, TaskInfo
+from .progress import progress_bar
 from .stream import TaskExample
 
 __all__ = [
@@ -169,7 +169,7 @@ def evaluate_vlm(
     correct = dict.fromkeys(QUESTION_TYPES, 0)
     total = dict.fromkeys(QUESTION_TYPES, 0)
     try:
-        for start in tqdm(range(0, len(examples), batch_size), desc="eval", leave=False, disable=not progress):
+        for start in progress_bar(range(0, len(examples), batch_size), enabled=progress, desc="eval", leave=False):
             chunk = examples[start : start + batch_size]
             batch = fmt.collate([TaskExample(0, e) for e in chunk], tokenizer, _MAX_LENGTH)
             predicted, _ = fmt.predict(call, batch)
@@ -299,7 +299,7 @@ def pretrain_vision(
     queue: list[int] = []
     losses = []
     vision.train()
-    for _ in tqdm(range(steps), desc="stage-1a vision", unit="step", disable=not progress):
+    for _ in progress_bar(range(steps), enabled=progress, desc="stage-1a vision", unit="step"):
         picked = []
         for _ in range(batch_size):
             if not queue:
@@ -418,7 +418,7 @@ def pretrain_vlm(
     tokenizer = _tokenizer(config)
     draw = _Sampler(train, seed=seed, balance_types=balance_types, balance_answers=balance_answers)
     losses: list[float] = []
-    bar = tqdm(range(steps), desc="stage-1b VLM", unit="step", disable=not progress)
+    bar = progress_bar(range(steps), enabled=progress, desc="stage-1b VLM", unit="step")
     for _ in bar:
         batch = fmt.collate([TaskExample(0, e) for e in draw(batch_size)], tokenizer, _MAX_LENGTH)
         loss = fmt.loss(lambda inputs, task_ids: model(**inputs), batch) / fmt.count(batch)  # mean over the batch
