@@ -27,13 +27,19 @@ class ServerMetrics:
             registry=registry,
         )
         self.batch_size = Histogram(
-            "adalink_batch_size", "Examples per forward pass", buckets=_SIZE_BUCKETS, registry=registry
+            "adalink_batch_size",
+            "Examples per batch (classification runs a batch as one forward per length group)",
+            buckets=_SIZE_BUCKETS,
+            registry=registry,
         )
         self.batch_tasks = Histogram(
-            "adalink_batch_tasks", "Distinct tasks per forward pass", buckets=_SIZE_BUCKETS, registry=registry
+            "adalink_batch_tasks", "Distinct tasks per batch", buckets=_SIZE_BUCKETS, registry=registry
         )
         self.forward_seconds = Histogram(
-            "adalink_forward_seconds", "Time of one batched forward pass", buckets=_LATENCY_BUCKETS, registry=registry
+            "adalink_forward_seconds",
+            "Time to answer one batch (all its forward passes)",
+            buckets=_LATENCY_BUCKETS,
+            registry=registry,
         )
         self.examples = Counter("adalink_examples", "Examples run, by task", ["task"], registry=registry)
         self.queue_depth = Gauge("adalink_queue_depth", "Examples waiting for a forward pass", registry=registry)
