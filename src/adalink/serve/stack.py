@@ -269,10 +269,9 @@ class AdapterStack:
         return results  # type: ignore[return-value]  (every slot is filled: the groups cover every index)
 
     def _classify_by_generation(self, requests: Sequence[tuple[str, str]], task_ids: torch.Tensor):
-        prompts = [self.fmt.prompt(int(i), text) for i, (_, text) in zip(task_ids, requests, strict=True)]
-        limits = [self.tasks[task].max_length for task, _ in requests]
-        encoded = [
-            self.tokenizer(p, truncation=True, max_length=n)["input_ids"] for p, n in zip(prompts, limits, strict=True)
+        encoded = [  # as in training: a long text is cut, never the prompt's frame and its answer cue
+            self.fmt.prompt_ids(self.tokenizer, int(i), text, self.tasks[task].max_length)
+            for i, (task, text) in zip(task_ids, requests, strict=True)
         ]
         budgets = [self.tasks[task].answer_tokens for task, _ in requests]
         completions = self._generate(task_ids, encoded, budgets, Sampling())

@@ -118,6 +118,25 @@ class TextToTextFormat:
         info = self.tasks[task]
         return f"{info.name} ({' / '.join(info.label_names)}): {text}\nAnswer:"
 
+    def prompt_ids(self, tokenizer, task: int, text: str, max_tokens: int) -> list[int]:
+        """Token ids of the prompt for ``text``, at most ``max_tokens`` of them.
+
+        A long text is cut from its end, never the frame around it: cutting the whole prompt from its end (plain
+        ``truncation=True``) would drop the ``Answer:`` cue, and the model would be asked for a label in the middle
+        of an article.
+        """
+        ids = tokenizer(self.prompt(task, text))["input_ids"]
+        if len(ids) <= max_tokens:
+            return ids
+        words = tokenizer(text, add_special_tokens=False)["input_ids"]
+        keep = len(words)
+        for _ in range(4):  # a decoded cut can re-encode to a token more or less: shorten until it fits
+            keep = max(0, keep - (len(ids) - max_tokens))
+            ids = tokenizer(self.prompt(task, tokenizer.decode(words[:keep])))["input_ids"]
+            if len(ids) <= max_tokens or keep == 0:
+                break
+        return ids[-max_tokens:]  # (only a frame longer than max_tokens is still cut: from its start)
+
     @staticmethod
     def _eos(tokenizer) -> str:
         return tokenizer.eos_token or tokenizer.sep_token or ""
@@ -126,9 +145,7 @@ class TextToTextFormat:
         targets = [f" {self.tasks[i.task].label_names[i.example.label]}{self._eos(tokenizer)}" for i in items]
         target_ids = [tokenizer(t, add_special_tokens=False)["input_ids"] for t in targets]
         prompt_ids = [
-            tokenizer(self.prompt(i.task, i.example.text), truncation=True, max_length=max(1, max_length - len(t)))[
-                "input_ids"
-            ]
+            self.prompt_ids(tokenizer, i.task, i.example.text, max(1, max_length - len(t)))
             for i, t in zip(items, target_ids, strict=True)
         ]
         pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
@@ -155,13 +172,8 @@ class TextToTextFormat:
         return int((labels != -100).sum())
 
     def generation_batch(self, items: Sequence[TaskExample], tokenizer, max_length: int) -> dict[str, torch.Tensor]:
-        prompts = [self.prompt(i.task, i.example.text) for i in items]
-        side, tokenizer.padding_side = tokenizer.padding_side, "left"  # decoders continue from the right edge
-        try:
-            batch = tokenizer(prompts, padding=True, truncation=True, max_length=max_length, return_tensors="pt")
-        finally:
-            tokenizer.padding_side = side
-        batch = {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"]}
+        prompts = [self.prompt_ids(tokenizer, i.task, i.example.text, max_length) for i in items]
+        batch = left_padded(prompts, tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0)
         batch["task_ids"] = torch.tensor([item.task for item in items])
         return batch
 
@@ -178,6 +190,15 @@ class TextToTextFormat:
         answer = generated.strip().split("\n")[0].strip().lower()
         names = [label.lower() for label in self.tasks[task].label_names]
         return names.index(answer) if answer in names else -1
+
+
+def left_padded(sequences: Sequence[Sequence[int]], pad_id: int) -> dict[str, torch.Tensor]:
+    """``input_ids`` and ``attention_mask`` padded on the left, so that a decoder continues every row at its end."""
+    width = max(len(s) for s in sequences)
+    return {
+        "input_ids": torch.tensor([[pad_id] * (width - len(s)) + list(s) for s in sequences], dtype=torch.long),
+        "attention_mask": torch.tensor([[0] * (width - len(s)) + [1] * len(s) for s in sequences], dtype=torch.long),
+    }
 
 
 def _pad(sequences: Sequence[Sequence[int]], value: int) -> dict[str, torch.Tensor]:

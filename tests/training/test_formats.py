@@ -1,0 +1,61 @@
+"""Text-to-text prompts: a long text is cut, never the frame and its ``Answer:`` cue (training, eval and serving)."""
+
+import pytest
+import torch
+from transformers import AutoTokenizer
+
+from adalink.data import Example
+from adalink.training.formats import TaskInfo, TextToTextFormat, left_padded
+from adalink.training.stream import TaskExample
+from tiny_models import WORDS, save_tiny_checkpoint
+
+
+@pytest.fixture(scope="module")
+def tokenizer(tmp_path_factory):
+    return AutoTokenizer.from_pretrained(save_tiny_checkpoint(tmp_path_factory.mktemp("fmt") / "tiny", "llama"))
+
+
+FMT = TextToTextFormat([TaskInfo("topic", ("sport", "tech"))], encoder_decoder=False)
+LONG = " ".join(WORDS * 20)
+
+
+def _text(tokenizer, ids) -> str:
+    return tokenizer.decode(ids, skip_special_tokens=True).replace(" ", "")
+
+
+def test_a_long_text_is_cut_and_the_frame_kept(tokenizer):
+    frame = len(tokenizer(FMT.prompt(0, ""))["input_ids"])
+    for budget in (frame + 2, frame + 10, frame + 30):
+        ids = FMT.prompt_ids(tokenizer, 0, LONG, budget)
+        assert budget - 3 <= len(ids) <= budget
+        text = _text(tokenizer, ids)
+        assert text.startswith("topic") and text.endswith("answer")  # (the tiny vocabulary has no ":")
+        assert ids[0] == tokenizer(FMT.prompt(0, "x"))["input_ids"][0]  # special tokens where the tokenizer puts them
+    plain = tokenizer(FMT.prompt(0, LONG), truncation=True, max_length=frame + 10)["input_ids"]
+    assert not _text(tokenizer, plain).endswith("answer")  # what plain truncation did
+    tight = FMT.prompt_ids(tokenizer, 0, LONG, frame - 4)  # not even the frame fits: its end (the cue) stays
+    assert len(tight) == frame - 4 and _text(tokenizer, tight).endswith("answer")
+
+
+def test_a_short_prompt_is_tokenized_as_a_whole(tokenizer):
+    short = " ".join(WORDS[:3])
+    assert FMT.prompt_ids(tokenizer, 0, short, 64) == tokenizer(FMT.prompt(0, short))["input_ids"]
+
+
+def test_training_targets_follow_the_answer_cue_and_generation_ends_with_it(tokenizer):
+    items = [TaskExample(0, Example(LONG, 1)), TaskExample(0, Example(WORDS[0], 0))]
+    batch = FMT.collate(items, tokenizer, 48)
+    assert batch["input_ids"].shape[1] <= 48
+    for row, labels in zip(batch["input_ids"], batch["labels"], strict=True):
+        first_target = int((labels != -100).nonzero()[0])
+        assert _text(tokenizer, row[:first_target]).endswith("answer")
+    generation = FMT.generation_batch(items, tokenizer, 48)
+    assert generation["input_ids"].shape[1] <= 48
+    for row, mask in zip(generation["input_ids"], generation["attention_mask"], strict=True):
+        assert _text(tokenizer, row[mask.bool()]).endswith("answer") and mask[-1] == 1  # left padded
+
+
+def test_left_padded():
+    batch = left_padded([[5, 6, 7], [8]], pad_id=0)
+    assert batch["input_ids"].tolist() == [[5, 6, 7], [0, 0, 8]]
+    assert torch.equal(batch["attention_mask"], torch.tensor([[1, 1, 1], [0, 0, 1]]))
