@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from adalink import ConfigError, PeftModel, get_peft_model
+from adalink.methods._cache import find_cache
 from adalink.methods.roles import find_role
 from adalink.methods.unipelt import TaskGate, UniPELTConfig
 from methods import _helpers as helpers
@@ -82,7 +83,9 @@ def test_save_load_unload_and_no_merge(tmp_path):
     expected = helpers.logits(model, "t5", task="a")
     assert not torch.allclose(expected, reference)
     loaded = helpers.save_and_reload(model, "t5", tmp_path, tasks=["a"])
-    torch.testing.assert_close(helpers.logits(loaded, "t5"), expected, atol=0, rtol=0)
+    # The file holds the prefix MLP's output, computed once; the live model recomputes it for every batch: equal up to
+    # float32 rounding (measured 1e-6), not bit for bit.
+    torch.testing.assert_close(helpers.logits(loaded, "t5"), expected, atol=1e-5, rtol=1e-5)
     helpers.assert_merge_refused_and_unload_restores(model, "t5", reference)
 
 
@@ -103,7 +106,7 @@ def test_each_layer_prefix_is_scaled_by_its_gate(arch):
     seen = {}
 
     def record(module, args, kwargs):  # runs after the gate's pre-hook
-        cache = kwargs["past_key_values"]
+        cache = find_cache(kwargs)
         cache = getattr(cache, "self_attention_cache", cache)
         helpers.keep_first(seen, "keys", cache.layers[0].keys.clone())
         helpers.keep_first(seen, "hidden", args[0] if args else kwargs["hidden_states"])

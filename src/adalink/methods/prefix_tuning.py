@@ -26,6 +26,7 @@ from transformers import DynamicCache, EncoderDecoderCache
 
 from ..errors import ConfigError
 from ..routing import Router, TaskIds
+from ._cache import cache_argument, find_cache
 from .base import Attachment, MethodConfig, register_method
 
 __all__ = ["PrefixBank", "PrefixTuningConfig", "attach_prefix", "prefix_geometry"]
@@ -197,12 +198,13 @@ def _prefix_hook(model: nn.Module, bank: PrefixBank, router: Router, shape: tupl
     ]
     mask_key = "decoder_attention_mask" if encoder_decoder else "attention_mask"
     where = f"the prefix of {type(model).__name__}"
+    cache_key = cache_argument(model.forward)
 
     def hook(module: nn.Module, args: tuple, kwargs: dict) -> tuple[tuple, dict] | None:
         if router.disabled:
             return None
         kwargs = {**dict(zip(positional, args, strict=False)), **kwargs}
-        past = kwargs.get("past_key_values")
+        past = find_cache(kwargs)
         if past is None or past.get_seq_length() == 0:  # first call: the prefix enters the cache
             if past is not None and not isinstance(past, (DynamicCache, EncoderDecoderCache)):
                 raise ValueError(
@@ -214,7 +216,8 @@ def _prefix_hook(model: nn.Module, bank: PrefixBank, router: Router, shape: tupl
                 2, 3, 0, 4, 1, 5
             )  # (L, 2, B, H, n, d)
             cache = DynamicCache(ddp_cache_data=list(zip(prefix[:, 0], prefix[:, 1], strict=True)))
-            kwargs["past_key_values"] = EncoderDecoderCache(cache, DynamicCache()) if encoder_decoder else cache
+            kwargs.pop("past_key_values", None)  # (an empty cache under the old name: replaced, under the new one)
+            kwargs[cache_key] = EncoderDecoderCache(cache, DynamicCache()) if encoder_decoder else cache
         mask = kwargs.get(mask_key)
         if mask is not None:
             if mask.dim() != 2:

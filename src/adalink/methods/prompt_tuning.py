@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..routing import Router, TaskIds
+from ._cache import find_cache
 from .base import Attachment, MethodConfig, register_method
 
 __all__ = ["PromptBank", "PromptTuningConfig", "attach_prompt"]
@@ -147,7 +148,7 @@ def _input_hook(entry: nn.Module, bank: PromptBank, embedding: nn.Module, router
                 f"Prompt tuning lengthens 2-D attention masks only; got a {mask.dim()}-D mask (a static or compiled "
                 "cache builds 4-D masks: use the default dynamic cache with prompt tuning)."
             )
-        past = kwargs.get("past_key_values")
+        past = find_cache(kwargs)
         if past is not None and past.get_seq_length() > 0:  # a generation step: the prompt is in the cache already
             _lengthen(kwargs, n)
             return (), kwargs

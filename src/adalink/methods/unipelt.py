@@ -30,6 +30,7 @@ import torch
 from torch import nn
 
 from ..routing import Router, TaskIds
+from ._cache import find_cache
 from .adapters import ACTIVATIONS, BottleneckBank, adapter_sites, bottleneck_width, hidden_size, module_key, rows_of
 from .base import Attachment, MethodConfig, register_method
 from .lora import LoRABank, add_output_hook, find_linear_sites
@@ -171,7 +172,7 @@ def _prefix_gate_hook(gate: TaskGate, router: Router, config: UniPELTConfig, pat
     where = f"the UniPELT prefix gate of {path!r}"
 
     def hook(module: nn.Module, args: tuple, kwargs: dict) -> None:
-        cache = kwargs.get("past_key_values")
+        cache = find_cache(kwargs)
         if router.disabled or cache is None or kwargs.get("key_value_states") is not None:
             return
         cache = getattr(cache, "self_attention_cache", cache)  # EncoderDecoderCache: the decoder's own
