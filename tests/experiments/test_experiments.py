@@ -161,3 +161,22 @@ def test_update_document_appends_then_replaces(tmp_path):
     update_document(doc, "x", "second")
     text = doc.read_text()
     assert "second" in text and "first" not in text and text.index("second") < text.index("other")
+
+
+def test_conditions_trains_only_the_matching_rows(finished, tmp_path, capsys):
+    from adalink.cli import main
+
+    args = ["experiment", "table5", "--model", finished["model"], "--steps", "2", "--max-eval", "8", "--seeds", "0"]
+    args += ["--results-dir", str(tmp_path / "results"), "--work-dir", str(tmp_path / "work"), "--doc", ""]
+    assert main([*args, "--conditions", "FT single, equal mixing"]) == 0
+    runs = sorted(p.name for p in (tmp_path / "results" / "runs").glob("*.json"))
+    assert len(runs) == 4 and sum("-equal-" in name for name in runs) == 2  # FT's 2 single-task runs + 2 equal rows
+    summary = json.loads((tmp_path / "results" / "table5.json").read_text())
+    assert set(summary["conditions"]) == {
+        "FT single-task",
+        "FT multi-task, equal mixing",
+        "AdaLink multi-task, equal mixing",
+    }
+    capsys.readouterr()
+    assert main([*args, "--conditions", "LoRA"]) == 2
+    assert "--conditions 'LoRA' matches no row of table5" in capsys.readouterr().out

@@ -12,7 +12,7 @@ import argparse
 from dataclasses import replace
 from pathlib import Path
 
-from .definitions import EXPERIMENTS, Scale, build
+from .definitions import EXPERIMENTS, Experiment, Scale, build
 from .report import glance, markdown, plot, update_document, write_summary
 from .runner import collect, run_experiment, summaries
 
@@ -35,6 +35,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--keep-outputs", action="store_true", help="keep adapters/checkpoints of each run")
     parser.add_argument("--report-only", action="store_true", help="train nothing; report finished runs")
     parser.add_argument("--reverse", action="store_true", help="make the runs last-first (a second process sharing)")
+    parser.add_argument(
+        "--conditions",
+        default=None,
+        help="train only the rows whose label contains one of these comma-separated strings (the report covers all)",
+    )
 
 
 def _scale(args: argparse.Namespace) -> Scale:
@@ -46,6 +51,15 @@ def _scale(args: argparse.Namespace) -> Scale:
     if args.max_eval is not None:
         scale = replace(scale, text_eval=args.max_eval, vqa_eval=args.max_eval, smollm_eval=args.max_eval)
     return scale
+
+
+def _only(experiment: Experiment, wanted: str) -> Experiment:
+    parts = [part.strip() for part in wanted.split(",") if part.strip()]
+    kept = tuple(c for c in experiment.conditions if any(part in c.label for part in parts))
+    if not kept:
+        labels = ", ".join(repr(c.label) for c in experiment.conditions)
+        raise ValueError(f"--conditions {wanted!r} matches no row of {experiment.name}; its rows: {labels}.")
+    return replace(experiment, conditions=kept)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -65,9 +79,14 @@ def run(args: argparse.Namespace) -> int:
     failed = False
     for name in names:
         experiment = build(name, _scale(args))
+        try:
+            to_train = _only(experiment, args.conditions) if args.conditions else experiment
+        except ValueError as error:
+            print(f"adalink experiment: error: {error}")
+            return 2
         if not args.report_only:
             failures = run_experiment(
-                experiment,
+                to_train,
                 seeds,
                 results_dir=results,
                 work_dir=Path(args.work_dir),
