@@ -179,4 +179,4 @@ def test_conditions_trains_only_the_matching_rows(finished, tmp_path, capsys):
     }
     capsys.readouterr()
     assert main([*args, "--conditions", "LoRA"]) == 2
-    assert "--conditions 'LoRA' matches no row of table5" in capsys.readouterr().out
+    assert "--conditions 'LoRA' matches no row (table5: 'FT single-task'" in capsys.readouterr().out

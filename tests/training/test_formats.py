@@ -59,3 +59,8 @@ def test_left_padded():
     batch = left_padded([[5, 6, 7], [8]], pad_id=0)
     assert batch["input_ids"].tolist() == [[5, 6, 7], [0, 0, 8]]
     assert torch.equal(batch["attention_mask"], torch.tensor([[1, 1, 1], [0, 0, 1]]))
+
+
+def test_a_budget_below_one_token_is_refused(tokenizer):
+    with pytest.raises(ValueError, match="max_tokens=0"):
+        FMT.prompt_ids(tokenizer, 0, LONG, 0)

@@ -133,6 +133,11 @@ def test_resume_with_changed_settings_is_refused(tiny, tmp_path, capsys):
     # settings outside the resume key (checkpointing, evaluation size) may change
     assert main([*_quick_args(tiny, tmp_path, "--lr", "1e-2"), "--save-every", "2", "--max-eval", "4", "--resume"]) == 0
     assert "Resuming from" in capsys.readouterr().out
+    # a setting left out of the key at its default is still named when it changed
+    assert main(_quick_args(tiny, tmp_path / "mixed", "--task-mixing", "sqrt")) == 0
+    capsys.readouterr()
+    assert main([*_quick_args(tiny, tmp_path / "mixed"), "--resume"]) == 2
+    assert "different settings for ['task_mixing']" in capsys.readouterr().err
 
 
 def test_resume_without_a_checkpoint_starts_from_scratch(tiny, tmp_path, capsys):

@@ -77,6 +77,8 @@ def test_task_mixing_is_validated_and_kept_out_of_old_resume_keys():
     TrainArgs(task="tweets,bbc", task_mixing="equal").validate()
     assert "task_mixing" not in TrainArgs().resume_key()  # checkpoints written before the option still resume
     assert TrainArgs(task_mixing="sqrt").resume_key()["task_mixing"] == "sqrt"
+    with pytest.raises(ValueError, match="--max-length 0 is invalid"):
+        TrainArgs(max_length=0).validate()
 
 
 def test_tqdm_disable_silences_the_bars_that_are_on_by_default():

@@ -70,3 +70,9 @@ def test_unknown_mixing_and_an_empty_task_are_refused():
         _skewed("temperature")
     with pytest.raises(ValueError, match="task\\(s\\) \\[1\\] have none"):
         MixedTaskStream([[Example("a", 0)], []], seed=0, global_batch_size=2, mixing="equal")
+
+
+def test_one_task_streams_the_same_whatever_the_mixing():
+    sets = [[Example(f"a{i}", 0) for i in range(10)]]
+    streams = [MixedTaskStream(sets, seed=3, global_batch_size=4, mixing=m) for m in ("proportional", "equal")]
+    assert [streams[0].batch(s) for s in range(5)] == [streams[1].batch(s) for s in range(5)]

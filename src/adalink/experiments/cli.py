@@ -53,13 +53,12 @@ def _scale(args: argparse.Namespace) -> Scale:
     return scale
 
 
-def _only(experiment: Experiment, wanted: str) -> Experiment:
+def _only(experiment: Experiment, wanted: str | None) -> Experiment:
+    """``experiment`` with only the rows whose label contains one of the comma-separated ``wanted`` (None: all)."""
+    if wanted is None:
+        return experiment
     parts = [part.strip() for part in wanted.split(",") if part.strip()]
-    kept = tuple(c for c in experiment.conditions if any(part in c.label for part in parts))
-    if not kept:
-        labels = ", ".join(repr(c.label) for c in experiment.conditions)
-        raise ValueError(f"--conditions {wanted!r} matches no row of {experiment.name}; its rows: {labels}.")
-    return replace(experiment, conditions=kept)
+    return replace(experiment, conditions=tuple(c for c in experiment.conditions if any(p in c.label for p in parts)))
 
 
 def run(args: argparse.Namespace) -> int:
@@ -76,15 +75,15 @@ def run(args: argparse.Namespace) -> int:
     torch.set_num_threads(max(1, args.threads))
     results = Path(args.results_dir) / ("quick" if args.quick else "")
     names = sorted(EXPERIMENTS) if args.name == "all" else [args.name]
+    chosen = {name: _only(build(name, _scale(args)), args.conditions) for name in names}
+    if not any(experiment.conditions for experiment in chosen.values()):
+        rows = "; ".join(f"{name}: {', '.join(repr(c.label) for c in build(name).conditions)}" for name in names)
+        print(f"adalink experiment: error: --conditions {args.conditions!r} matches no row ({rows}).")
+        return 2
     failed = False
     for name in names:
-        experiment = build(name, _scale(args))
-        try:
-            to_train = _only(experiment, args.conditions) if args.conditions else experiment
-        except ValueError as error:
-            print(f"adalink experiment: error: {error}")
-            return 2
-        if not args.report_only:
+        experiment, to_train = build(name, _scale(args)), chosen[name]
+        if not args.report_only and to_train.conditions:
             failures = run_experiment(
                 to_train,
                 seeds,

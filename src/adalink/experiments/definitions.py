@@ -43,8 +43,8 @@ class RunSpec:
     task_mixing: str = "proportional"  # --task-mixing (multi-task runs)
 
     def key(self) -> dict[str, Any]:
-        """The settings that identify the run. Fields added later are left out at their default, so the runs
-        finished before they existed keep their ids (and are not made again)."""
+        """The settings that identify the run. ``task_mixing`` (added after runs were committed) is left out at its
+        default, so the runs finished before it existed keep their ids (and are not made again)."""
         key = asdict(self)
         if key["task_mixing"] == "proportional":
             del key["task_mixing"]
@@ -472,7 +472,8 @@ def _lr_easyvqa(scale: Scale) -> Experiment:
                     Verdict(claim, INCONCLUSIVE, f"no {method} run finished")
                     for claim in (_PT_CLAIM, _FT_CLAIM, _LORA_CLAIM)
                 ]
-            best[method] = max(finished, key=lambda name: s[name].mean)
+            most = max(s[name].n for name in finished)  # a half-finished row's lucky seed does not win
+            best[method] = max((name for name in finished if s[name].n == most), key=lambda name: s[name].mean)
             verdicts.append(Verdict(f"(ours) best rate for {_SHORT_NAMES[method]}", "—", best[method]))
         return _table1_verdicts(s, best, suffix=", each method at its best swept rate") + verdicts
 
@@ -483,8 +484,9 @@ def _lr_easyvqa(scale: Scale) -> Experiment:
         protocol=_VQA_PROTOCOL
         + _TABLE1_METHODS
         + " Each method at 1×, 3× and 10× its default rate (prompt tuning 1× and 10×); the claims are judged at each "
-        "method's best rate. The best rate is picked on the same test questions the score is read from (easy-VQA has "
-        "no separate validation split of the held-out type): this flatters every method, the noisiest the most.",
+        "method's best rate (the best mean among its rows with the most finished seeds). The rate is picked on the "
+        "same test questions the score is read from (the runs, Table 1's among them, score the test split only): "
+        "this flatters every method, the noisiest the most.",
         conditions=conditions,
         judge=judge,
         note=_VQA_NOTE,

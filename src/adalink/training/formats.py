@@ -125,17 +125,17 @@ class TextToTextFormat:
         ``truncation=True``) would drop the ``Answer:`` cue, and the model would be asked for a label in the middle
         of an article.
         """
+        if max_tokens < 1:
+            raise ValueError(f"max_tokens={max_tokens}: a prompt needs at least 1 token.")
         ids = tokenizer(self.prompt(task, text))["input_ids"]
         if len(ids) <= max_tokens:
             return ids
         words = tokenizer(text, add_special_tokens=False)["input_ids"]
         keep = len(words)
-        for _ in range(4):  # a decoded cut can re-encode to a token more or less: shorten until it fits
+        while len(ids) > max_tokens and keep > 0:  # a decoded cut can re-encode a token longer: shorten until it fits
             keep = max(0, keep - (len(ids) - max_tokens))
             ids = tokenizer(self.prompt(task, tokenizer.decode(words[:keep])))["input_ids"]
-            if len(ids) <= max_tokens or keep == 0:
-                break
-        return ids[-max_tokens:]  # (only a frame longer than max_tokens is still cut: from its start)
+        return ids[max(0, len(ids) - max_tokens) :]  # a no-op unless the frame alone is too long: then cut at its start
 
     @staticmethod
     def _eos(tokenizer) -> str:

@@ -110,6 +110,7 @@ class TrainArgs:
             ("max_steps", self.max_steps > 0, "a positive integer"),
             ("batch_size", self.batch_size > 0, "a positive integer"),
             ("grad_accum", self.grad_accum > 0, "a positive integer"),
+            ("max_length", self.max_length > 0, "a positive integer"),
             ("rank", self.rank > 0, "a positive integer"),
             ("dropout", 0 <= self.dropout < 1, "a number in [0, 1)"),
             ("optimizer", self.optimizer in ("adamw", "adafactor"), "adamw or adafactor"),
@@ -316,8 +317,9 @@ def train(args: TrainArgs) -> dict[str, Any]:
         accelerator.print(f"--resume: no checkpoint in {checkpoint_root}; starting from step 0.")
     if checkpoint is not None:
         tensors, optim_state, sched_state, state = read_checkpoint(checkpoint)
-        if state["args"] != args.resume_key():
-            changed = sorted(k for k in args.resume_key() if state["args"].get(k) != args.resume_key()[k])
+        key = args.resume_key()
+        if state["args"] != key:
+            changed = sorted(k for k in state["args"].keys() | key.keys() if state["args"].get(k) != key.get(k))
             raise ValueError(
                 f"--resume: {checkpoint} was made with different settings for {changed}; pass the same ones."
             )

@@ -57,7 +57,9 @@ class MixedTaskStream:
         empty = [task for task, examples in enumerate(self.sets) if not examples]
         if empty and mixing != "proportional":
             raise ValueError(f"mixing {mixing!r} needs examples in every task; task(s) {empty} have none.")
-        self.seed, self.global_batch_size, self.mixing = seed, global_batch_size, mixing
+        # one task: every mixing draws it every time; keep the pooled order so that the name changes nothing
+        self.seed, self.global_batch_size = seed, global_batch_size
+        self.mixing = mixing if len(self.sets) > 1 else "proportional"
         temperature = MIXING[mixing]
         sizes = torch.tensor([float(len(s)) for s in self.sets], dtype=torch.float64)
         weights = torch.ones_like(sizes) if temperature == float("inf") else sizes ** (1.0 / temperature)
