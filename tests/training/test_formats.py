@@ -5,7 +5,7 @@ import torch
 from transformers import AutoTokenizer
 
 from adalink.data import Example
-from adalink.training.formats import TaskInfo, TextToTextFormat, left_padded
+from adalink.training.formats import TaskInfo, TextToTextFormat, pad_rows
 from adalink.training.stream import TaskExample
 from tiny_models import WORDS, save_tiny_checkpoint
 
@@ -56,7 +56,7 @@ def test_training_targets_follow_the_answer_cue_and_generation_ends_with_it(toke
 
 
 def test_left_padded():
-    batch = left_padded([[5, 6, 7], [8]], pad_id=0)
+    batch = pad_rows([[5, 6, 7], [8]], 0, left=True)
     assert batch["input_ids"].tolist() == [[5, 6, 7], [0, 0, 8]]
     assert torch.equal(batch["attention_mask"], torch.tensor([[1, 1, 1], [0, 0, 1]]))
 

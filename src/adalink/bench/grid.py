@@ -69,10 +69,9 @@ def resolve_lr(token: str, method: str) -> float:
         if value <= 0:
             raise ValueError(f"--lrs entry {token!r} is invalid: expected a positive number or 'default'.")
         return value
-    from ..methods.base import METHOD_CONFIGS
-    from ..training.run import FULL_TUNING_LR
+    from ..training.run import default_lr
 
-    return FULL_TUNING_LR if method == "full" else METHOD_CONFIGS[method].default_lr
+    return default_lr(method)
 
 
 def result_path(out: Path, spec: RunSpec) -> Path:

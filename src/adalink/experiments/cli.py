@@ -75,14 +75,15 @@ def run(args: argparse.Namespace) -> int:
     torch.set_num_threads(max(1, args.threads))
     results = Path(args.results_dir) / ("quick" if args.quick else "")
     names = sorted(EXPERIMENTS) if args.name == "all" else [args.name]
-    chosen = {name: _only(build(name, _scale(args)), args.conditions) for name in names}
+    experiments = {name: build(name, _scale(args)) for name in names}
+    chosen = {name: _only(experiment, args.conditions) for name, experiment in experiments.items()}
     if not any(experiment.conditions for experiment in chosen.values()):
-        rows = "; ".join(f"{name}: {', '.join(repr(c.label) for c in build(name).conditions)}" for name in names)
+        rows = "; ".join(f"{name}: {', '.join(repr(c.label) for c in e.conditions)}" for name, e in experiments.items())
         print(f"adalink experiment: error: --conditions {args.conditions!r} matches no row ({rows}).")
         return 2
     failed = False
     for name in names:
-        experiment, to_train = build(name, _scale(args)), chosen[name]
+        experiment, to_train = experiments[name], chosen[name]
         if not args.report_only and to_train.conditions:
             failures = run_experiment(
                 to_train,

@@ -441,11 +441,7 @@ _SHORT_NAMES = {"full": "FT", "lora_all": "LoRA", "prompt_tuning": "PT", "adalin
 
 
 def _lr_easyvqa(scale: Scale) -> Experiment:
-    from ..methods.base import METHOD_CONFIGS
-    from ..training.run import FULL_TUNING_LR
-
-    def default_lr(method: str) -> float:
-        return FULL_TUNING_LR if method == "full" else METHOD_CONFIGS[method].default_lr
+    from ..training.run import default_lr
 
     def lr(method: str, multiple: int) -> float:
         return float(f"{multiple * default_lr(method):.3g}")  # 1.5e-4, not 1.5000000000000001e-4

@@ -23,7 +23,7 @@ from ..fingerprint import check_fingerprint
 from ..methods.base import MethodConfig
 from ..model import PeftModel, get_peft_model
 from ..models import resolve_model
-from ..training.formats import ClassificationFormat, TaskInfo, TextToTextFormat, make_format
+from ..training.formats import ClassificationFormat, TaskInfo, TextToTextFormat, make_format, pad_rows
 from ..training.run import _tokenizer
 from .stacking import (
     SERVED_FORMATS,
@@ -326,12 +326,8 @@ class AdapterStack:
         """One ``generate`` for all rows; each row keeps at most its own budget of new tokens and stops at EOS."""
         encoder_decoder = self._kind == "encoder-decoder"
         pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
-        width = max(len(p) for p in prompts)
-        input_ids = torch.full((len(prompts), width), pad, dtype=torch.long)
-        mask = torch.zeros_like(input_ids)
-        for row, ids in enumerate(prompts):  # decoders continue from the right edge: pad on the left
-            span = slice(0, len(ids)) if encoder_decoder else slice(width - len(ids), width)
-            input_ids[row, span], mask[row, span] = torch.tensor(ids, dtype=torch.long), 1
+        padded = pad_rows(prompts, pad, left=not encoder_decoder)  # decoders continue from the right edge
+        input_ids, mask, width = padded["input_ids"], padded["attention_mask"], padded["input_ids"].shape[1]
         config = _generation_config(self.base, max(budgets), sampling, pad)
         output = self.model.generate(
             input_ids=input_ids.to(self.device),

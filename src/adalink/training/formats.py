@@ -150,12 +150,12 @@ class TextToTextFormat:
         ]
         pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
         if self.encoder_decoder:
-            batch = _pad(prompt_ids, pad)
-            batch["labels"] = _pad(target_ids, -100)["input_ids"]
+            batch = pad_rows(prompt_ids, pad)
+            batch["labels"] = pad_rows(target_ids, -100)["input_ids"]
         else:
-            batch = _pad([p + t for p, t in zip(prompt_ids, target_ids, strict=True)], pad)
-            labels = _pad([[-100] * len(p) + t for p, t in zip(prompt_ids, target_ids, strict=True)], -100)["input_ids"]
-            batch["labels"] = labels
+            batch = pad_rows([p + t for p, t in zip(prompt_ids, target_ids, strict=True)], pad)
+            targets_only = [[-100] * len(p) + t for p, t in zip(prompt_ids, target_ids, strict=True)]
+            batch["labels"] = pad_rows(targets_only, -100)["input_ids"]
         batch["task_ids"] = torch.tensor([item.task for item in items])
         return batch
 
@@ -173,7 +173,7 @@ class TextToTextFormat:
 
     def generation_batch(self, items: Sequence[TaskExample], tokenizer, max_length: int) -> dict[str, torch.Tensor]:
         prompts = [self.prompt_ids(tokenizer, i.task, i.example.text, max_length) for i in items]
-        batch = left_padded(prompts, tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0)
+        batch = pad_rows(prompts, tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0, left=True)
         batch["task_ids"] = torch.tensor([item.task for item in items])
         return batch
 
@@ -192,23 +192,16 @@ class TextToTextFormat:
         return names.index(answer) if answer in names else -1
 
 
-def left_padded(sequences: Sequence[Sequence[int]], pad_id: int) -> dict[str, torch.Tensor]:
-    """``input_ids`` and ``attention_mask`` padded on the left, so that a decoder continues every row at its end."""
-    width = max(len(s) for s in sequences)
-    return {
-        "input_ids": torch.tensor([[pad_id] * (width - len(s)) + list(s) for s in sequences], dtype=torch.long),
-        "attention_mask": torch.tensor([[0] * (width - len(s)) + [1] * len(s) for s in sequences], dtype=torch.long),
-    }
-
-
-def _pad(sequences: Sequence[Sequence[int]], value: int) -> dict[str, torch.Tensor]:
-    """Right-pad token lists into input_ids / attention_mask."""
+def pad_rows(sequences: Sequence[Sequence[int]], value: int, *, left: bool = False) -> dict[str, torch.Tensor]:
+    """Token lists padded with ``value`` into ``input_ids`` / ``attention_mask``: on the right, or on the ``left``
+    (for a decoder's prompts, so that it continues every row at its end)."""
     width = max(len(s) for s in sequences)
     ids = torch.full((len(sequences), width), value, dtype=torch.long)
     mask = torch.zeros((len(sequences), width), dtype=torch.long)
     for row, seq in enumerate(sequences):  # collation of a handful of rows, not a per-token hot path
-        ids[row, : len(seq)] = torch.tensor(seq, dtype=torch.long)
-        mask[row, : len(seq)] = 1
+        span = slice(width - len(seq), width) if left else slice(0, len(seq))
+        ids[row, span] = torch.tensor(seq, dtype=torch.long)
+        mask[row, span] = 1
     return {"input_ids": ids, "attention_mask": mask}
 
 

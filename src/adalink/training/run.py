@@ -36,6 +36,11 @@ METRICS_FILE = "metrics.json"
 FULL_TUNING_LR = 5e-5  # other methods: their config's default_lr
 
 
+def default_lr(method: str) -> float:
+    """The learning rate ``adalink train --method METHOD`` uses when ``--lr`` is not given."""
+    return FULL_TUNING_LR if method == "full" else METHOD_CONFIGS[method].default_lr
+
+
 class TrainingDivergedError(RuntimeError):
     """The loss became NaN or infinite; the last good checkpoint is kept."""
 
@@ -213,7 +218,7 @@ def setup_model(model: str, format_name: str, tasks: list[TaskInfo]) -> tuple[st
 
 def _optimizer(args: TrainArgs, params: list[torch.nn.Parameter], head: set[int]) -> torch.optim.Optimizer:
     """The optimiser over ``params``; those whose id is in ``head`` (the new head) get ``--head-lr`` when given."""
-    lr = args.lr or (FULL_TUNING_LR if args.method == "full" else METHOD_CONFIGS[args.method].default_lr)
+    lr = args.lr or default_lr(args.method)
     groups: list[dict[str, Any]] = [{"params": params}]
     if args.head_lr is not None:
         body, heads = [p for p in params if id(p) not in head], [p for p in params if id(p) in head]
