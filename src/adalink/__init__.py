@@ -5,12 +5,11 @@ multimodal modeling") adapts a frozen model at its input boundary: ``E' = E + f(
 """
 
 from ._version import __version__
-from .config import INPUT_EMBEDDINGS, AdaLinkConfig
 from .errors import ConfigError, FoldError
 from .fingerprint import FingerprintMismatchError
 from .io import AdapterFileError
-from .layer import AdaLinkBank
 from .methods import METHOD_CONFIGS, MethodConfig
+from .methods.adalink import INPUT_EMBEDDINGS, AdaLinkBank, AdaLinkConfig
 from .methods.adapters import HoulsbyConfig, ParallelAdapterConfig, PfeifferConfig
 from .methods.bitfit import BitFitConfig
 from .methods.compacter import CompacterConfig, CompacterPlusPlusConfig
@@ -24,7 +23,7 @@ from .methods.mam import MAMConfig
 from .methods.prefix_tuning import PrefixTuningConfig
 from .methods.prompt_tuning import PromptTuningConfig
 from .methods.unipelt import UniPELTConfig
-from .model import PeftModel, get_peft_model
+from .peft_model import PeftModel, get_peft_model
 from .routing import TaskSpec, UnknownTaskError
 
 __all__ = [

@@ -17,7 +17,7 @@ from torch import nn
 
 from . import methods as _methods  # noqa: F401  (registers every method)
 from .methods.base import METHOD_CONFIGS, MethodConfig
-from .model import get_peft_model
+from .peft_model import get_peft_model
 
 __all__ = ["HELP", "MethodInfo", "add_arguments", "describe_methods", "run"]
 

@@ -89,12 +89,19 @@ def test_splits_are_sorted_by_hash(task):
         assert keys == sorted(keys)
 
 
-def test_tweets_majority_baseline_is_about_0_7():
-    assert 0.68 < _task("tweets").majority_baseline() < 0.74
-
-
-def test_majority_baseline_is_a_fraction(task):
-    assert 0.0 < task.majority_baseline() < 1.0
+@pytest.mark.parametrize(
+    ("name", "split", "max_examples", "hits", "scored"),
+    [
+        ("tweets", "test", None, 1571, 2229),
+        ("tweets", "test", 256, 171, 256),  # the first 256, as `--max-eval 256` scores them
+        ("tweets", "validation", None, 1565, 2251),
+        ("tweets3", "test", None, 1569, 3672),
+        ("bbc", "test", None, 45, 218),
+        ("bbc", "test", 256, 45, 218),  # fewer examples than asked for: all of them
+    ],
+)
+def test_majority_baseline_counts_exactly_the_scored_examples(name, split, max_examples, hits, scored):
+    assert _task(name).majority_baseline(split, max_examples) == hits / scored
 
 
 def test_majority_baseline_uses_train_majority_on_test():
@@ -106,6 +113,10 @@ def test_majority_baseline_uses_train_majority_on_test():
         test=(Example("p", 0), Example("q", 0), Example("r", 1), Example("s", 0)),
     )
     assert data.majority_baseline() == pytest.approx(0.25)
+    assert data.majority_baseline("test", 2) == 0.0  # p, q: both label 0, the majority is 1
+    assert data.majority_baseline("train") == pytest.approx(2 / 3)
+    with pytest.raises(ValueError, match="split 'dev'"):
+        data.majority_baseline("dev")
 
 
 def test_unknown_name_lists_known_names():

@@ -1,12 +1,15 @@
 """``TrainArgs``: the easy-VQA question-type filter of task loading, and ``--method-config``."""
 
+import json
+
 import pytest
 import torch
 
 from adalink import AdaLinkConfig, PromptTuningConfig
-from adalink.training.methods import attach_method
-from adalink.training.run import TrainArgs, load_tasks
-from tiny_models import build
+from adalink.training.formats import ClassificationFormat, TaskInfo
+from adalink.training.methods import attach_method, method_names
+from adalink.training.run import TrainArgs, build_optimizer, head_parameter_ids, load_tasks, train
+from tiny_models import build, save_tiny_checkpoint, write_sentiment_csv
 
 
 def test_question_types_filter_easyvqa_splits():
@@ -56,14 +59,12 @@ def test_method_config_errors_name_the_problem(method, text, match):
 
 
 def test_head_lr_puts_the_head_in_its_own_group():
-    from adalink.training.run import _optimizer
-
     body, head = torch.nn.Linear(2, 2), torch.nn.Linear(2, 3)
     params = [*body.parameters(), *head.parameters()]
     head_ids = {id(p) for p in head.parameters()}
-    together = _optimizer(TrainArgs(method="adalink", lr=1e-3), params, head_ids)
+    together = build_optimizer(TrainArgs(method="adalink", lr=1e-3), params, head_ids)
     assert [g["lr"] for g in together.param_groups] == [1e-3]
-    apart = _optimizer(TrainArgs(method="adalink", lr=1e-3, head_lr=1e-2), params, head_ids)
+    apart = build_optimizer(TrainArgs(method="adalink", lr=1e-3, head_lr=1e-2), params, head_ids)
     assert [(g["lr"], len(g["params"])) for g in apart.param_groups] == [(1e-3, 2), (1e-2, 2)]
     with pytest.raises(ValueError, match="--head-lr"):
         TrainArgs(head_lr=0).validate()
@@ -97,3 +98,44 @@ def test_tqdm_disable_silences_the_bars_that_are_on_by_default():
     env.pop("TQDM_DISABLE")
     shown = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True).stdout.split()
     assert shown == ["False", "True"]
+
+
+@pytest.mark.parametrize("method", method_names())
+def test_every_method_trains_the_new_head_at_head_lr(method):
+    """The optimiser ``adalink train`` builds puts exactly the new classifier in the --head-lr group, full tuning
+    included (its plain model's ``base_model`` is the backbone, which once hid the head: it trained at 5e-5)."""
+    fmt = ClassificationFormat([TaskInfo("t", ("a", "b", "c"))])
+    base = build("bert")
+    attached = attach_method(method, base, rank=4, dropout=0.1, tasks=["t"], heads=fmt.head_modules(base))
+    trainable = [p for p in attached.model.parameters() if p.requires_grad]
+    head_ids = head_parameter_ids(attached.model, fmt)
+    assert head_ids == {id(p) for p in base.classifier.parameters()}
+    optimizer = build_optimizer(TrainArgs(method=method, lr=1e-3, head_lr=1e-2), trainable, head_ids)
+    (head_group,) = [g for g in optimizer.param_groups if g["lr"] == 1e-2]
+    assert {id(p) for p in head_group["params"]} == head_ids
+    (body_group,) = [g for g in optimizer.param_groups if g["lr"] == 1e-3]
+    assert body_group["params"] and not {id(p) for p in body_group["params"]} & head_ids
+
+
+@pytest.mark.parametrize("method", ["full", "adalink"])
+def test_metrics_count_the_head_apart_for_full_tuning_too(method, tmp_path):
+    model = save_tiny_checkpoint(tmp_path / "tiny-bert", "bert")
+    data = write_sentiment_csv(tmp_path / "s.csv", 40)
+    args = TrainArgs(
+        model=model, train_file=data, method=method, max_steps=2, batch_size=4, head_lr=1e-2, output_dir=str(tmp_path)
+    )
+    metrics = train(args)
+    hidden = 32  # tiny BERT's width; the head is Linear(32, 2)
+    assert metrics["head_params"] == hidden * 2 + 2
+    saved = json.loads((tmp_path / "metrics.json").read_text())
+    assert saved["head_params"] == metrics["head_params"]
+    assert saved["trainable_params"] + saved["head_params"] == sum(p.numel() for p in _trainable(tmp_path, method))
+
+
+def _trainable(run_dir, method):
+    from adalink.training.artifacts import load_run
+
+    loaded = load_run(run_dir)
+    if method == "full":
+        return list(loaded.model.parameters())
+    return [*loaded.model.adapter_modules.parameters(), *loaded.model.get_base_model().classifier.parameters()]

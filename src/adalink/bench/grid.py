@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import re
 from dataclasses import asdict, dataclass
@@ -60,18 +61,21 @@ class RunSpec:
 
 
 def resolve_lr(token: str, method: str) -> float:
-    """A learning-rate token of ``--lrs``: a number, or ``default`` (the method's own default)."""
-    if token.strip().lower() != "default":
-        try:
-            value = float(token)
-        except ValueError:
-            raise ValueError(f"--lrs entry {token!r} is invalid: expected a positive number or 'default'.") from None
-        if value <= 0:
-            raise ValueError(f"--lrs entry {token!r} is invalid: expected a positive number or 'default'.")
-        return value
+    """A learning-rate token of ``--lrs``: a number, ``default`` (the method's own default learning rate) or a
+    multiple of that default such as ``3x`` or ``0.3x`` (a sweep around each method's default)."""
     from ..training.run import default_lr
 
-    return default_lr(method)
+    text = token.strip().lower()
+    expected = "a positive number, 'default' or a positive multiple of the default such as '3x'"
+    try:
+        value = default_lr(method) * float(text[:-1]) if text.endswith("x") else float(text)
+    except ValueError:
+        if text != "default":
+            raise ValueError(f"--lrs entry {token!r} is invalid: expected {expected}.") from None
+        value = default_lr(method)
+    if not (value > 0 and math.isfinite(value)):
+        raise ValueError(f"--lrs entry {token!r} is invalid: expected {expected}.")
+    return float(f"{value:.6g}")  # 3 x 2e-3 is 0.006, not 0.006000000000000001
 
 
 def result_path(out: Path, spec: RunSpec) -> Path:

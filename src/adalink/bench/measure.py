@@ -1,4 +1,4 @@
-"""What one bench run measures besides its score: inference throughput, forgetting, adapter size, environment.
+"""What one bench run measures besides its score: inference throughput, forgetting, adapter size.
 
 - Inference throughput: non-padding input tokens per second of forward passes over the same test batches, timed
   in alternating rounds (unmerged, merged, unmerged, ...) in one process; the median round counts.
@@ -12,8 +12,6 @@
 
 from __future__ import annotations
 
-import os
-import platform
 import re
 import statistics
 import time
@@ -24,7 +22,6 @@ from typing import Any
 import torch
 
 __all__ = [
-    "environment",
     "files_size",
     "forgetting_probe",
     "generic_texts",
@@ -33,31 +30,6 @@ __all__ = [
     "rss_bytes",
     "time_throughput",
 ]
-
-
-def environment() -> dict[str, Any]:
-    """CPU/GPU model, threads and library versions of this process."""
-    import transformers
-
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
-    return {
-        "cpu": cpu,
-        "cpu_count": os.cpu_count(),
-        "torch_threads": torch.get_num_threads(),
-        "gpu": gpu,
-        "torch": torch.__version__,
-        "transformers": transformers.__version__,
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-    }
 
 
 def _status_kib(field: str) -> int | None:

@@ -64,9 +64,22 @@ class BenchPlan:
     def sweep_lrs(self, method: str) -> list[float]:
         return sorted({resolve_lr(token, method) for token in self.lrs}, reverse=True)
 
+    def ordered_tasks(self) -> list[tuple[str, bool]]:
+        """(task, sweeps its own rate) in run order: the profile's ``sweep_task`` first, where it is in the plan,
+        and every other task then re-uses the rate chosen there; without it every task sweeps its own."""
+        shared = self.profile.sweep_task if self.profile.sweep_task in self.tasks else None
+        if shared is None:
+            return [(task, True) for task in self.tasks]
+        return [(shared, True)] + [(task, False) for task in self.tasks if task != shared]
+
     def total_runs(self) -> int:
-        per_cell = {m: len(self.sweep_lrs(m)) + len(self.seeds) - 1 for m in self.methods}
-        return len(self.models) * len(self.tasks) * sum(per_cell.values())
+        total = 0
+        for _, sweeps in self.ordered_tasks():
+            per_method = [
+                len(self.sweep_lrs(m)) + len(self.seeds) - 1 if sweeps else len(self.seeds) for m in self.methods
+            ]
+            total += len(self.models) * sum(per_method)
+        return total
 
 
 def run_bench(plan: BenchPlan, out: Path, *, retry_failed: bool = False, timeout_s: int | None = None) -> list[dict]:
@@ -74,30 +87,27 @@ def run_bench(plan: BenchPlan, out: Path, *, retry_failed: bool = False, timeout
     out = Path(out)
     results: list[dict[str, Any]] = []
     progress = tqdm(total=plan.total_runs(), desc="bench", unit="run")
+    timeout = timeout_s or plan.profile.timeout_s
+
+    def one(model: str, task: str, method: str, lr: float, seed: int, validate: bool) -> dict[str, Any]:
+        return _one(plan.spec(model, task, method, lr, seed, validate), out, progress, retry_failed, timeout)
+
     try:
         for model in plan.models:
-            for task in plan.tasks:
+            chosen: dict[str, float | None] = {}  # method -> rate chosen on the sweep task
+            for task, sweeps in plan.ordered_tasks():
                 for method in plan.methods:
-                    lrs = plan.sweep_lrs(method)
-                    first, rest = plan.seeds[0], list(plan.seeds[1:])
-                    sweep = [
-                        _one(
-                            plan.spec(model, task, method, lr, first, len(lrs) > 1),
-                            out,
-                            progress,
-                            retry_failed,
-                            timeout_s or plan.profile.timeout_s,
-                        )
-                        for lr in lrs
-                    ]
-                    results.extend(sweep)
-                    chosen = best_lr(sweep)
-                    for seed in rest:
-                        if chosen is None:  # every sweep run failed: the seeds have nothing to re-run
+                    seeds = list(plan.seeds)
+                    if sweeps:
+                        lrs = plan.sweep_lrs(method)
+                        sweep = [one(model, task, method, lr, seeds[0], len(lrs) > 1) for lr in lrs]
+                        results.extend(sweep)
+                        chosen[method], seeds = best_lr(sweep), seeds[1:]
+                    for seed in seeds:
+                        if chosen[method] is None:  # every sweep run failed: the seeds have nothing to re-run
                             progress.update(1)
                             continue
-                        spec = plan.spec(model, task, method, chosen, seed, False)
-                        results.append(_one(spec, out, progress, retry_failed, timeout_s or plan.profile.timeout_s))
+                        results.append(one(model, task, method, chosen[method], seed, False))
     finally:
         progress.close()
     return results

@@ -18,9 +18,9 @@ from typing import Any
 
 import torch
 
+from ..provenance import provenance
 from .grid import RunSpec, write_json
 from .measure import (
-    environment,
     files_size,
     forgetting_probe,
     generic_texts,
@@ -67,7 +67,7 @@ def run_spec(spec: RunSpec) -> dict[str, Any]:
     """Train and measure one run; returns the result document (without the spec)."""
     if spec.threads > 0:
         torch.set_num_threads(spec.threads)
-    from ..model import PeftModel
+    from ..peft_model import PeftModel
     from ..training.artifacts import load_run
     from ..training.formats import ClassificationFormat, TaskInfo
     from ..training.run import TrainArgs, evaluate, load_tasks, setup_model, train
@@ -212,7 +212,7 @@ def main(argv: list[str] | None = None) -> int:
         document.update(run_spec(spec), status="ok")
     except Exception as err:  # recorded in the result; the bench goes on with the next run
         document.update(status="error", error=f"{type(err).__name__}: {err}", traceback=traceback.format_exc())
-    document["environment"] = environment()
+    document["environment"] = provenance()
     document["wall_seconds"] = round(time.perf_counter() - began, 2)
     document["finished_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     write_json(Path(argv[1]), document)

@@ -207,7 +207,9 @@ class VQAData:
 
         return dataclasses.replace(self, train=keep(self.train), validation=keep(self.validation), test=keep(self.test))
 
-    def majority_baseline(self, question_type: str | None = None, split: str = "test") -> float:
+    def majority_baseline(
+        self, question_type: str | None = None, split: str = "test", max_examples: int | None = None
+    ) -> float:
         """Accuracy of always giving the most frequent training answer.
 
         Ties between equally frequent training answers go to the smaller answer index.
@@ -216,6 +218,8 @@ class VQAData:
             question_type: If given, both the majority answer and the accuracy are computed on examples of this
                 type only (one of :data:`QUESTION_TYPES`).
             split: The split scored, ``"test"`` (default) or ``"validation"`` (or ``"train"``).
+            max_examples: Score only the first N examples of the split (before the type filter), as ``--max-eval``
+                does (None = all).
 
         Returns:
             Fraction of the scored examples whose answer is the majority training answer (0.0 if there are none).
@@ -231,7 +235,7 @@ class VQAData:
         def keep(example: VQAExample) -> bool:
             return question_type is None or example.question_type == question_type
 
-        scored = [example.answer for example in getattr(self, split) if keep(example)]
+        scored = [example.answer for example in list(getattr(self, split))[:max_examples] if keep(example)]
         if not scored:
             return 0.0
         counts = Counter(example.answer for example in self.train if keep(example))

@@ -102,19 +102,26 @@ class TextClassificationData:
     validation: tuple[Example, ...]
     test: tuple[Example, ...]
 
-    def majority_baseline(self) -> float:
-        """Test accuracy of always predicting the most frequent training label.
+    def majority_baseline(self, split: str = "test", max_examples: int | None = None) -> float:
+        """Accuracy of always predicting the most frequent training label on the examples that are scored.
 
         Ties between equally frequent training labels go to the smaller label index.
 
+        Args:
+            split: The split scored: ``"test"`` (default), ``"validation"`` or ``"train"``.
+            max_examples: Score only the first N examples of the split, as ``--max-eval`` does (None = all).
+
         Returns:
-            Fraction of test examples whose label is the majority training label (0.0 for an empty test split).
+            Fraction of the scored examples whose label is the majority training label (0.0 if there are none).
         """
-        if not self.test:
+        if split not in ("train", "validation", "test"):
+            raise ValueError(f"Unknown split {split!r}; expected train, validation or test.")
+        scored = list(getattr(self, split))[:max_examples]
+        if not scored:
             return 0.0
         counts = Counter(example.label for example in self.train)
         majority = min(counts, key=lambda label: (-counts[label], label)) if counts else 0
-        return sum(example.label == majority for example in self.test) / len(self.test)
+        return sum(example.label == majority for example in scored) / len(scored)
 
 
 class MissingDataPackageError(ImportError):

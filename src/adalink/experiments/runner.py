@@ -21,6 +21,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from ..provenance import provenance
 from .definitions import Experiment, RunSpec
 from .stats import Summary, summarize
 
@@ -77,6 +78,7 @@ def run_one(spec: RunSpec, seed: int, *, results_dir: Path, work_dir: Path, keep
         "wall_seconds": round(time.perf_counter() - began, 1),
         "finished_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         **{k: metrics[k] for k in _KEPT_METRICS if k in metrics},
+        "environment": provenance(),  # package versions, commit and dirty tree, hardware
     }
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")

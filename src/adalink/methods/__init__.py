@@ -12,5 +12,5 @@ from .base import METHOD_CONFIGS, Attachment, MethodConfig, config_from_dict, re
 __all__ = ["METHOD_CONFIGS", "Attachment", "MethodConfig", "config_from_dict", "register_method"]
 
 for _info in pkgutil.iter_modules(__path__):
-    if _info.name not in ("base", "roles") and not _info.name.startswith("_"):
+    if _info.name not in ("activations", "base", "roles") and not _info.name.startswith("_"):
         importlib.import_module(f"{__name__}.{_info.name}")

@@ -29,15 +29,14 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from ..routing import Router, TaskIds
+from .activations import ACTIVATIONS
 from .base import Attachment, MethodConfig, register_method
 from .roles import find_role, layer_of
 
 __all__ = [
-    "ACTIVATIONS",
     "BottleneckBank",
     "BottleneckConfig",
     "HoulsbyConfig",
@@ -51,12 +50,6 @@ __all__ = [
     "rows_of",
 ]
 
-ACTIVATIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
-    "relu": F.relu,
-    "gelu": F.gelu,
-    "silu": F.silu,  # = swish, Houlsby's non-linearity in AdapterHub
-    "tanh": torch.tanh,
-}
 # Containers of cross-attention in the supported architectures (T5 decoder, BERT/GPT-2 with add_cross_attention).
 _CROSS_ATTENTION = ("EncDecAttention", "crossattention")
 

@@ -22,7 +22,8 @@ from typing import Any, ClassVar
 from torch import nn
 
 from ..routing import Router
-from .adapters import ACTIVATIONS, ParallelAdapterConfig
+from .activations import ACTIVATIONS
+from .adapters import ParallelAdapterConfig
 from .base import Attachment, MethodConfig, register_method
 from .prefix_tuning import attach_prefix
 

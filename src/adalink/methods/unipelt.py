@@ -31,7 +31,8 @@ from torch import nn
 
 from ..routing import Router, TaskIds
 from ._cache import find_cache
-from .adapters import ACTIVATIONS, BottleneckBank, adapter_sites, bottleneck_width, hidden_size, module_key, rows_of
+from .activations import ACTIVATIONS
+from .adapters import BottleneckBank, adapter_sites, bottleneck_width, hidden_size, module_key, rows_of
 from .base import Attachment, MethodConfig, register_method
 from .lora import LoRABank, add_output_hook, find_linear_sites
 from .mam import combine

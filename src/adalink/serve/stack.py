@@ -21,8 +21,8 @@ from torch import nn
 
 from ..fingerprint import check_fingerprint
 from ..methods.base import MethodConfig
-from ..model import PeftModel, get_peft_model
 from ..models import resolve_model
+from ..peft_model import PeftModel, get_peft_model
 from ..training.formats import ClassificationFormat, TaskInfo, TextToTextFormat, make_format, pad_rows
 from ..training.run import _tokenizer
 from .stacking import (

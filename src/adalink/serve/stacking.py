@@ -20,7 +20,7 @@ from torch import nn
 
 from ..io import AdapterFileError, read_adapter
 from ..methods.base import MethodConfig, config_from_dict
-from ..model import PeftModel
+from ..peft_model import PeftModel
 from ..training.artifacts import read_run
 from ..training.formats import TaskInfo
 

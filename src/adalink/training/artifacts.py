@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from ..data import Example
-from ..model import PeftModel
+from ..peft_model import PeftModel
 from .formats import ClassificationFormat, TaskInfo, TextToTextFormat
 from .run import RUN_FILE, TrainArgs, _tokenizer, _write_json, evaluate, load_tasks, predict_batch, setup_model
 from .stream import TaskExample

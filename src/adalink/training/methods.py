@@ -15,7 +15,7 @@ from torch import nn
 
 from .. import methods as _methods  # noqa: F401  (registers every method)
 from ..methods.base import METHOD_CONFIGS
-from ..model import get_peft_model
+from ..peft_model import get_peft_model
 
 __all__ = ["AttachedMethod", "attach_method", "method_names"]
 

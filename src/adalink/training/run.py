@@ -20,6 +20,7 @@ import torch
 
 from ..data import TASK_NAMES, TextClassificationData, VQAData, load_easyvqa, load_file_task, load_text_task
 from ..methods.base import METHOD_CONFIGS
+from ..peft_model import PeftModel
 from .checkpoints import latest_checkpoint, read_checkpoint, restore_rng, rng_state, write_checkpoint
 from .formats import ClassificationFormat, TaskInfo, TextToTextFormat, make_format
 from .methods import attach_method, method_names
@@ -216,7 +217,7 @@ def setup_model(model: str, format_name: str, tasks: list[TaskInfo]) -> tuple[st
     return resolved.path, make_format(format_name, tasks, resolved.kind), _tokenizer(resolved.path)
 
 
-def _optimizer(args: TrainArgs, params: list[torch.nn.Parameter], head: set[int]) -> torch.optim.Optimizer:
+def build_optimizer(args: TrainArgs, params: list[torch.nn.Parameter], head: set[int]) -> torch.optim.Optimizer:
     """The optimiser over ``params``; those whose id is in ``head`` (the new head) get ``--head-lr`` when given."""
     lr = args.lr or default_lr(args.method)
     groups: list[dict[str, Any]] = [{"params": params}]
@@ -230,9 +231,13 @@ def _optimizer(args: TrainArgs, params: list[torch.nn.Parameter], head: set[int]
     return torch.optim.AdamW(groups, lr=lr, weight_decay=0.0)
 
 
-def _head_parameter_ids(model: torch.nn.Module, fmt: Format) -> set[int]:
-    """ids of the parameters of the format's new head modules (trained by every method, counted apart)."""
-    base = getattr(model, "base_model", model)
+def head_parameter_ids(model: torch.nn.Module, fmt: Format) -> set[int]:
+    """ids of the parameters of the format's new head modules (trained by every method, counted apart).
+
+    ``model`` is a :class:`PeftModel` or, for full tuning, the plain transformers model itself (whose own
+    ``base_model`` attribute is its backbone, which has no head: it must not be looked at).
+    """
+    base = model.get_base_model() if isinstance(model, PeftModel) else model
     return {id(p) for name in fmt.head_modules(base) for p in base.get_submodule(name).parameters()}
 
 
@@ -309,7 +314,7 @@ def train(args: TrainArgs) -> dict[str, Any]:
     )
     model = attached.model
     named_trainable = {n: p for n, p in model.named_parameters() if p.requires_grad}
-    optimizer, scheduler = _optimizer(args, list(named_trainable.values()), _head_parameter_ids(model, fmt)), None
+    optimizer, scheduler = build_optimizer(args, list(named_trainable.values()), head_parameter_ids(model, fmt)), None
     scheduler = _schedule(args, optimizer)
     stream = MixedTaskStream(
         [d.train for d in datasets], seed=args.seed, global_batch_size=args.batch_size, mixing=args.task_mixing
@@ -517,13 +522,13 @@ def predict_batch(
 
 def _metrics(args, datasets, scores, model, fmt, tokens: int, seconds: float, history: list[float]) -> dict[str, Any]:
     params = {id(p): p for p in model.parameters()}.values()
-    heads = _head_parameter_ids(model, fmt)
+    heads = head_parameter_ids(model, fmt)
     trainable = [p for p in params if p.requires_grad]
     return {
         "score": sum(scores.values()) / len(scores),
         "metric": "exact_match" if fmt.name == "text2text" else "accuracy",
         "per_task": scores,
-        "majority_baseline": {d.name: d.majority_baseline() for d in datasets},
+        "majority_baseline": {d.name: d.majority_baseline(split="test", max_examples=args.max_eval) for d in datasets},
         "trainable_params": sum(p.numel() for p in trainable if id(p) not in heads),
         "head_params": sum(p.numel() for p in trainable if id(p) in heads),
         "total_params": sum(p.numel() for p in params),

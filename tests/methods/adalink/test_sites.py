@@ -1,7 +1,7 @@
 import pytest
 
 from adalink import AdaLinkConfig, ConfigError, get_peft_model
-from adalink.sites import resolve_sites
+from adalink.methods.adalink.sites import resolve_sites
 from tiny_models import build, tiny_llava
 
 

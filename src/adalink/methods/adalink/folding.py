@@ -14,7 +14,7 @@ import contextlib
 import torch
 from torch import nn
 
-from .errors import FoldError
+from ...errors import FoldError
 from .sites import Site
 
 __all__ = ["FoldError", "check_foldable", "fold_site"]

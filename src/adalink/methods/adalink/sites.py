@@ -8,12 +8,24 @@ from __future__ import annotations
 
 import difflib
 from dataclasses import dataclass
+from typing import Protocol
 
 from torch import nn
 
-from .config import INPUT_EMBEDDINGS, AdaLinkConfig, ConfigError
+from ...errors import ConfigError
 
-__all__ = ["Site", "resolve_sites"]
+__all__ = ["INPUT_EMBEDDINGS", "Site", "SiteSpec", "resolve_sites"]
+
+# The modality path that means "whatever ``model.get_input_embeddings()`` returns".
+INPUT_EMBEDDINGS = "input_embeddings"
+
+
+class SiteSpec(Protocol):
+    """The fields of :class:`~adalink.methods.adalink.AdaLinkConfig` that decide where it attaches."""
+
+    modalities: dict[str, str]
+    unified: bool
+    sides: str
 
 
 @dataclass(frozen=True)
@@ -26,7 +38,7 @@ class Site:
     embeds_entry: nn.Module | None
 
 
-def resolve_sites(model: nn.Module, config: AdaLinkConfig) -> list[Site]:
+def resolve_sites(model: nn.Module, config: SiteSpec) -> list[Site]:
     """Resolve every modality of ``config`` to the module(s) it adapts in ``model``."""
     sites: list[Site] = []
     for modality, path in config.modalities.items():

@@ -10,15 +10,12 @@ from __future__ import annotations
 import math
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["AdaLinkBank", "TaskIds"]
+from ...routing import TaskIds
+from ..activations import ACTIVATIONS
 
-# A whole batch on one task (int), or one task index per example (LongTensor of shape (B,)).
-TaskIds = int | torch.Tensor
-
-_ACTIVATIONS = {"gelu": F.gelu, "relu": F.relu, "silu": F.silu, "tanh": torch.tanh}
+__all__ = ["AdaLinkBank"]
 
 
 class AdaLinkBank(nn.Module):
@@ -68,7 +65,7 @@ class AdaLinkBank(nn.Module):
         return x + delta.to(x.dtype)
 
     def _act(self, h: torch.Tensor) -> torch.Tensor:
-        return h if self.activation is None else _ACTIVATIONS[self.activation](h)
+        return h if self.activation is None else ACTIVATIONS[self.activation](h)
 
     def linear_map(self, task: int) -> torch.Tensor:
         """``W_down · W_up`` (d, d) of one task, in float64: identity-activation AdaLink is ``E ↦ E (I + this)``."""

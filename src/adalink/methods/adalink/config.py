@@ -7,23 +7,22 @@ An AdaLink adapts the output ``E`` of a module at the input boundary of a frozen
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, ClassVar, Literal
+from typing import ClassVar, Literal
 
-from .errors import ConfigError
-from .methods.base import MethodConfig, register_method
+from torch import nn
 
-if TYPE_CHECKING:
-    from torch import nn
+from ...errors import FoldError
+from ...routing import Router
+from ..activations import ACTIVATIONS
+from ..base import Attachment, Handle, MethodConfig, register_method
+from .bank import AdaLinkBank
+from .folding import check_foldable, fold_site
+from .hooks import hook_site
+from .sites import INPUT_EMBEDDINGS, Site, resolve_sites
 
-    from .methods.base import Attachment
-    from .routing import Router
+__all__ = ["AdaLinkConfig"]
 
-__all__ = ["INPUT_EMBEDDINGS", "AdaLinkConfig", "ConfigError"]
-
-# The modality path that means "whatever ``model.get_input_embeddings()`` returns".
-INPUT_EMBEDDINGS = "input_embeddings"
-
-_ACTIVATIONS = ("gelu", "relu", "silu", "tanh")
+_UNIFIED = "unified"  # the bank's key when one AdaLink serves every modality
 _INITS = ("kaiming_uniform", "xavier_uniform", "normal", "orthogonal")
 _SIDES = ("encoder", "decoder", "both")
 
@@ -51,8 +50,8 @@ class AdaLinkConfig(MethodConfig):
     def validate(self) -> None:
         self.check_positive_int("rank")
         self.check_probability("dropout")
-        if self.activation is not None and self.activation not in _ACTIVATIONS:
-            raise self.bad("activation", self.activation, f"None (identity) or one of {list(_ACTIVATIONS)}")
+        if self.activation is not None and self.activation not in ACTIVATIONS:
+            raise self.bad("activation", self.activation, f"None (identity) or one of {sorted(ACTIVATIONS)}")
         if self.init not in _INITS:
             raise self.bad("init", self.init, f"one of {list(_INITS)}")
         if not self.modalities:
@@ -74,6 +73,35 @@ class AdaLinkConfig(MethodConfig):
         return self.activation is None
 
     def attach(self, model: nn.Module, router: Router) -> Attachment:
-        from .hooks import attach_adalink
+        sites = resolve_sites(model, self)
+        banks = nn.ModuleDict(self._build_banks(sites))
 
-        return attach_adalink(model, self, router)
+        def bank_of(site: Site) -> AdaLinkBank:
+            return banks[_UNIFIED if self.unified else site.modality]
+
+        handles: list[Handle] = [h for site in sites for h in hook_site(site, bank_of(site), router)]
+
+        def merge(task: int) -> None:
+            if not self.is_foldable:
+                raise FoldError(
+                    f"Cannot fold an AdaLink with activation={self.activation!r}: folding is exact only for "
+                    "the identity activation (activation=None). Serve it unmerged instead."
+                )
+            for site in sites:  # check every site first so a failure leaves the model untouched
+                check_foldable(site)
+            for site in sites:
+                fold_site(model, site, bank_of(site).linear_map(task))
+
+        def select_tasks(indices: list[int]) -> None:
+            for bank in banks.values():
+                bank.select_tasks(indices)
+
+        touched = {site.path: site.module for site in sites}
+        return Attachment(banks, handles, touched, merge=merge, select_tasks=select_tasks)
+
+    def _build_banks(self, sites: list[Site]) -> dict[str, AdaLinkBank]:
+        kwargs = {"dropout": self.dropout, "activation": self.activation, "init": self.init}
+        dims = {site.modality: site.dim for site in sites}
+        if self.unified:
+            return {_UNIFIED: AdaLinkBank(len(self.tasks), next(iter(dims.values())), self.rank, **kwargs)}
+        return {modality: AdaLinkBank(len(self.tasks), dim, self.rank, **kwargs) for modality, dim in dims.items()}
