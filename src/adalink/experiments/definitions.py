@@ -12,17 +12,15 @@ defaults are what ``docs/paper-reproduction.md`` reports, ``--quick`` shrinks th
 from __future__ import annotations
 
 import json
-import math
 import shlex
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
-from .stats import INCONCLUSIVE, NOT_REPRODUCED, REPRODUCED, Summary, difference
+from .stats import INCONCLUSIVE, Summary, difference
+from .verdicts import Verdict, better, flat, missing, within
 
 __all__ = ["EXPERIMENTS", "Condition", "Experiment", "RunSpec", "Scale", "Verdict", "build"]
-
-POINT = 0.01  # one accuracy point
 
 
 @dataclass(frozen=True)
@@ -77,15 +75,6 @@ class Condition:
     x: float | None = None  # position on a numeric x axis (rank sweeps), else None
 
 
-@dataclass(frozen=True)
-class Verdict:
-    """One claim of the paper and what our runs say about it."""
-
-    claim: str  # the paper's claim, with its table
-    verdict: str  # reproduced / not reproduced / inconclusive
-    reason: str  # the numbers and the rule that decided
-
-
 Judge = Callable[[Mapping[str, Summary]], list[Verdict]]
 
 
@@ -120,62 +109,6 @@ class Scale:
     def quick(self) -> Scale:
         """A smoke-test scale: a few steps, a few evaluation examples."""
         return replace(self, text_steps=10, text_eval=64, vqa_steps=10, vqa_eval=64, smollm_steps=2, smollm_eval=8)
-
-
-# ------------------------------------------------------------------------------------------------- judging rules
-
-
-def _better(a: Summary, b: Summary, claim: str, what: str) -> Verdict:
-    """Claim "a beats b": reproduced when mean(a) > mean(b) by more than 2 s.e., not reproduced when b wins by
-    more than 2 s.e. or a gain of 1 point is excluded, else inconclusive."""
-    d = difference(a, b)
-    if d.real and d.delta > 0:
-        return Verdict(claim, REPRODUCED, f"{what}: {d.points()}, more than 2 s.e.")
-    if d.real and d.delta < 0:
-        return Verdict(claim, NOT_REPRODUCED, f"{what}: {d.points()}: the opposite, more than 2 s.e.")
-    if d.delta + 2 * d.se < POINT:
-        return Verdict(claim, NOT_REPRODUCED, f"{what}: {d.points()}; a gain of 1 point or more is excluded (2 s.e.)")
-    if math.isinf(d.se):
-        return Verdict(claim, INCONCLUSIVE, f"{what}: {d.points()}; one seed: no spread to judge by")
-    return Verdict(claim, INCONCLUSIVE, f"{what}: {d.points()}, within 2 s.e. (noise)")
-
-
-def _within(ref: Summary, ours: Summary, points: float, claim: str, what: str) -> Verdict:
-    """Claim "ours trails ref by at most ``points``": reproduced when the mean gap is at most that, not reproduced
-    when it exceeds it by more than 2 s.e., else inconclusive."""
-    d = difference(ref, ours)
-    gap = d.delta
-    if math.isinf(d.se):
-        return Verdict(claim, INCONCLUSIVE, f"{what}: gap {d.points()}; one seed on a side: no spread to judge by")
-    if gap <= points * POINT:
-        return Verdict(claim, REPRODUCED, f"{what}: gap {d.points()} ≤ {points:g} point(s)")
-    if gap - points * POINT > 2 * d.se:
-        return Verdict(
-            claim, NOT_REPRODUCED, f"{what}: gap {d.points()}, above {points:g} point(s) by more than 2 s.e."
-        )
-    return Verdict(claim, INCONCLUSIVE, f"{what}: gap {d.points()}, above {points:g} point(s) but within 2 s.e.")
-
-
-def _flat(summaries: Mapping[str, Summary], labels: list[str], claim: str) -> Verdict:
-    """Claim "insensitive to rank": every rank within 1 point of the best one (reproduced); some rank trailing the
-    best by more than 1 point and by more than 2 s.e. (not reproduced); else inconclusive."""
-    present = [label for label in labels if label in summaries and summaries[label].n > 1]
-    if len(present) < 2:
-        return Verdict(claim, INCONCLUSIVE, "fewer than two ranks have 2 or more finished seeds")
-    best = max(present, key=lambda label: summaries[label].mean)
-    gaps = {label: difference(summaries[best], summaries[label]) for label in present if label != best}
-    worst = max(gaps, key=lambda label: gaps[label].delta)
-    spread = f"best {best}, worst {worst}: {gaps[worst].points()} behind"
-    if all(g.delta <= POINT for g in gaps.values()):
-        return Verdict(claim, REPRODUCED, f"all ranks within 1 point of the best ({spread})")
-    if any(g.delta > POINT and g.real for g in gaps.values()):
-        return Verdict(claim, NOT_REPRODUCED, f"{spread}: more than 1 point and more than 2 s.e.")
-    return Verdict(claim, INCONCLUSIVE, f"{spread}: more than 1 point but within 2 s.e.")
-
-
-def _missing(summaries: Mapping[str, Summary], labels: list[str], claim: str) -> Verdict | None:
-    absent = [label for label in labels if label not in summaries]
-    return Verdict(claim, INCONCLUSIVE, f"not run: {', '.join(absent)}") if absent else None
 
 
 # ------------------------------------------------------------------------------------------------ the experiments
@@ -227,8 +160,8 @@ def _table3(scale: Scale) -> Experiment:
     claim = "Table 3: modality-specific AdaLinks beat one unified AdaLink with the same parameters (by ~1 CIDEr)"
 
     def judge(s: Mapping[str, Summary]) -> list[Verdict]:
-        missing = _missing(s, [specific, unified], claim)
-        return [missing or _better(s[specific], s[unified], claim, "modality-specific − unified")]
+        absent = missing(s, [specific, unified], claim)
+        return [absent or better(s[specific], s[unified], claim, "modality-specific − unified")]
 
     return Experiment(
         name="table3",
@@ -259,7 +192,7 @@ def _rank_sweep(scale: Scale, name: str, vqa: bool) -> Experiment:
         return f"r={rank}"
 
     def judge(s: Mapping[str, Summary]) -> list[Verdict]:
-        verdicts = [_flat(s, [label(r) for r in _RANKS if r >= 4], claim)]
+        verdicts = [flat(s, [label(r) for r in _RANKS if r >= 4], claim)]
         if label(1) in s and label(4) in s:
             d = difference(s[label(4)], s[label(1)])
             verdicts.append(Verdict("(ours) r=1 vs r=4", "—", f"r=4 − r=1: {d.points()}"))
@@ -327,7 +260,7 @@ def _table5(scale: Scale, equal_mixing: bool = True) -> Experiment:
         verdicts = []
         for claim, setting, points in claims:
             full, ada = rows[(setting, "full")], rows[(setting, "adalink")]
-            verdicts.append(_missing(s, [full, ada], claim) or _within(s[full], s[ada], points, claim, "FT − AdaLink"))
+            verdicts.append(missing(s, [full, ada], claim) or within(s[full], s[ada], points, claim, "FT − AdaLink"))
         return verdicts
 
     return Experiment(
@@ -403,10 +336,10 @@ def _table1_verdicts(s: Mapping[str, Summary], label: Mapping[str, str], suffix:
     """The three Table 1/4 claims, from the conditions ``label[method]`` of each method."""
     ada, pt, ft, lora = (label[m] for m in ("adalink", "prompt_tuning", "full", "lora_all"))
     return [
-        _missing(s, [ada, pt], _PT_CLAIM + suffix) or _better(s[ada], s[pt], _PT_CLAIM + suffix, "AdaLink − PT"),
-        _missing(s, [ada, ft], _FT_CLAIM + suffix) or _within(s[ft], s[ada], 1, _FT_CLAIM + suffix, "FT − AdaLink"),
-        _missing(s, [ada, lora], _LORA_CLAIM + suffix)
-        or _within(s[lora], s[ada], 1, _LORA_CLAIM + suffix, "LoRA − AdaLink"),
+        missing(s, [ada, pt], _PT_CLAIM + suffix) or better(s[ada], s[pt], _PT_CLAIM + suffix, "AdaLink − PT"),
+        missing(s, [ada, ft], _FT_CLAIM + suffix) or within(s[ft], s[ada], 1, _FT_CLAIM + suffix, "FT − AdaLink"),
+        missing(s, [ada, lora], _LORA_CLAIM + suffix)
+        or within(s[lora], s[ada], 1, _LORA_CLAIM + suffix, "LoRA − AdaLink"),
     ]
 
 

@@ -1,7 +1,6 @@
-"""Aggregation over seeds and the decision rules behind every verdict.
+"""Aggregation over seeds: mean ± std per condition, and the difference of two conditions with its standard error.
 
-A claim is judged from the per-seed scores of two conditions (or of a sweep) with a deliberately simple rule that
-the report states next to the verdict:
+The verdict rules built on them are in :mod:`.verdicts`:
 
 - ``difference(a, b)``: mean(a) - mean(b) and its standard error sqrt(s_a²/n_a + s_b²/n_b); a difference larger
   than ``2 ×`` its standard error (about a 95 % interval for normal noise) counts as real.
