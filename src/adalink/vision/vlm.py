@@ -58,6 +58,7 @@ __all__ = [
     "VisionBlock",
     "VisionEncoder",
     "load_text_model",
+    "read_vlm_config",
     "resolve_text_model_path",
 ]
 
@@ -280,7 +281,7 @@ class TinyVLM(nn.Module):
 
     Submodules: ``vision`` (:class:`VisionEncoder`), ``projector`` (:class:`Projector`, last Linear
     ``projector.out``), ``text_model`` (the pretrained BERT encoder) and ``classifier`` (the answer head). Nothing is
-    frozen here; :func:`adalink.training.vqa.pretrain_vlm` freezes ``text_model``.
+    frozen here; :func:`adalink.vision.pretrain.pretrain_vlm` freezes ``text_model``.
     """
 
     def __init__(self, config: TinyVLMConfig | None = None, *, text_model: nn.Module | None = None) -> None:
@@ -451,7 +452,7 @@ class TinyVLM(nn.Module):
     def from_pretrained(cls, directory: str | os.PathLike, **_: Any) -> TinyVLM:
         """Load a directory written by :meth:`save_pretrained` (the text model comes from its package)."""
         directory = Path(directory)
-        document = _read_config(directory)
+        document = read_vlm_config(directory)
         try:
             config = TinyVLMConfig.from_dict(document["config"])
         except (KeyError, TypeError, ValueError) as error:
@@ -488,7 +489,12 @@ def _file_sha256(path: Path) -> str:
     return file_sha256(path)
 
 
-def _read_config(directory: Path) -> dict[str, Any]:
+def read_vlm_config(directory: Path) -> dict[str, Any]:
+    """The checked ``config.json`` document of a TinyVLM directory (its ``config`` key builds a :class:`TinyVLMConfig`).
+
+    Raises:
+        TinyVLMFileError: If the file is missing, corrupt, not a TinyVLM config or of a newer format version.
+    """
     path = directory / CONFIG_NAME
     if not path.is_file():
         raise TinyVLMFileError(f"Not a TinyVLM directory: {path} is missing.")
