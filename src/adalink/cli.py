@@ -2,7 +2,7 @@
 
 Options of ``train`` are generated from :class:`adalink.training.run.TrainArgs` (one typed field, one flag).
 ``adalink train`` with no options runs the demo: AdaLink on the packaged MiniLM and packaged tweets.
-Each other subsystem (``methods``, ``serve``, ``bench``, ``experiment``) is a module with ``HELP``,
+Each other subsystem (``methods``, ``serve``, ``bench``, ``experiment``, ``export``) is a module with ``HELP``,
 ``add_arguments(parser)`` and ``run(args) -> int``, listed in ``_SUBCOMMANDS``.
 """
 
@@ -26,6 +26,7 @@ _SUBCOMMANDS: dict[str, str] = {
     "methods": "adalink.catalog",
     "serve": "adalink.serve.cli",
     "experiment": "adalink.experiments.cli",
+    "export": "adalink.export.cli",
 }
 
 
