@@ -15,15 +15,15 @@ thirds get one DoRA each (row norms are per output feature, so slices decompose 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import ClassVar
 
 import torch
 from torch import nn
 
 from ..routing import Router, TaskIds
-from .base import Attachment, MethodConfig, register_method
-from .lora import LinearSite, LoRABank, check_lora_fields, find_linear_sites
+from .base import Attachment, register_method
+from .lora import LinearSite, LoRABank, LoRAFields, find_linear_sites
 
 __all__ = ["DoRAConfig", "DoRALayer"]
 
@@ -83,23 +83,13 @@ def _hook(site: LinearSite, layer: DoRALayer, router: Router):
 
 @register_method
 @dataclass
-class DoRAConfig(MethodConfig):
-    """DoRA on the attention query and value projections by default (the same targets as ``lora``)."""
+class DoRAConfig(LoRAFields):
+    """DoRA on the attention query and value projections by default (the same fields and targets as ``lora``)."""
 
     method: ClassVar[str] = "dora"
     mergeable: ClassVar[bool] = True
     default_lr: ClassVar[float] = 1e-3  # as LoRA (survey §11.1 sweep); Liu et al. use LoRA's learning rates
     source: ClassVar[str] = "Liu et al. 2024 (DoRA) §4; survey §9.4"
-
-    rank: int = 8  # r of the directional LoRA update (as `lora`)
-    alpha: float = 16.0  # α; the LoRA update is scaled by α / r
-    dropout: float = 0.0  # on the LoRA input during training
-    tasks: list[str] = field(default_factory=lambda: ["default"])  # one DoRA per task, routed per example
-    targets: list[str] = field(default_factory=lambda: ["q", "v"])  # roles adapted (see adalink.methods.roles)
-    roles: dict[str, list[str]] = field(default_factory=dict)  # role -> module names/regexes (unknown architectures)
-
-    def validate(self) -> None:
-        check_lora_fields(self)
 
     def attach(self, model: nn.Module, router: Router) -> Attachment:
         sites = find_linear_sites(model, self.targets, self.roles, method=self.method)

@@ -38,10 +38,10 @@ __all__ = [
     "LoRAAllConfig",
     "LoRABank",
     "LoRAConfig",
+    "LoRAFields",
     "add_output_hook",
     "attach_banks",
     "attach_lora",
-    "check_lora_fields",
     "check_targets",
     "find_linear_sites",
 ]
@@ -247,35 +247,34 @@ def check_targets(config: MethodConfig, allowed: Sequence[str] = LINEAR_ROLES) -
             raise config.bad("roles", roles, f"a mapping from roles in {list(allowed)} to lists of module names")
 
 
-def check_lora_fields(config: MethodConfig) -> None:
-    """Validate the fields LoRA and DoRA share: ``rank``, ``alpha``, ``dropout``, ``targets`` and ``roles``."""
-    config.check_positive_int("rank")
-    alpha = config.alpha  # type: ignore[attr-defined]
-    if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or alpha <= 0:
-        raise config.bad("alpha", alpha, "a positive number")
-    config.check_probability("dropout")
-    check_targets(config)
+@dataclass
+class LoRAFields(MethodConfig):
+    """The fields LoRA and DoRA share (DoRA is LoRA's update with a learned magnitude, so it has the same knobs)."""
+
+    rank: int = 8  # r; survey Table 5 counts (2.36M on T5-Large for q, v) are r = 8
+    alpha: float = 16.0  # α; the update is scaled by α / r (Hu et al. §4.1); 2r, a common choice
+    dropout: float = 0.0  # on the LoRA input during training (peft's default; Hu et al. used 0.1 on GPT-2)
+    tasks: list[str] = field(default_factory=lambda: ["default"])  # one adapter per task, routed per example
+    targets: list[str] = field(default_factory=lambda: ["q", "v"])  # roles adapted (see adalink.methods.roles)
+    roles: dict[str, list[str]] = field(default_factory=dict)  # role -> module names/regexes (unknown architectures)
+
+    def validate(self) -> None:
+        self.check_positive_int("rank")
+        if isinstance(self.alpha, bool) or not isinstance(self.alpha, (int, float)) or self.alpha <= 0:
+            raise self.bad("alpha", self.alpha, "a positive number")
+        self.check_probability("dropout")
+        check_targets(self)
 
 
 @register_method
 @dataclass
-class LoRAConfig(MethodConfig):
+class LoRAConfig(LoRAFields):
     """LoRA on the attention query and value projections (survey §9.2, "LoRA (q, v)")."""
 
     method: ClassVar[str] = "lora"
     mergeable: ClassVar[bool] = True
     default_lr: ClassVar[float] = 1e-3  # survey §11.1: 1e-3 was the best of its sweep for LoRA (Appendix B)
     source: ClassVar[str] = "Hu et al. 2022 (LoRA); survey §9.2, Table 5 (r = 8)"
-
-    rank: int = 8  # r; survey Table 5 counts (2.36M on T5-Large for q, v) are r = 8
-    alpha: float = 16.0  # α; the update is scaled by α / r (Hu et al. §4.1); 2r, a common choice
-    dropout: float = 0.0  # on the LoRA input during training (peft's default; Hu et al. used 0.1 on GPT-2)
-    tasks: list[str] = field(default_factory=lambda: ["default"])  # one LoRA per task, routed per example
-    targets: list[str] = field(default_factory=lambda: ["q", "v"])  # roles adapted (see adalink.methods.roles)
-    roles: dict[str, list[str]] = field(default_factory=dict)  # role -> module names/regexes (unknown architectures)
-
-    def validate(self) -> None:
-        check_lora_fields(self)
 
     def attach(self, model: nn.Module, router: Router) -> Attachment:
         sites = find_linear_sites(model, self.targets, self.roles, method=self.method)
