@@ -72,15 +72,28 @@ def _perturb(model: PeftModel) -> None:
 
 @pytest.mark.parametrize(("method", "arch"), CASES)
 def test_identity_at_init_and_disable_adapter(method, arch):
-    _base, model = _attach(method, arch)
+    """Identity at init where the method declares it; with the adapter moved away from its init, disable_adapter()
+    gives the base model's logits exactly and the enabled adapter changes them (else the check could not fail)."""
+    torch.manual_seed(0)
     batch = _batch(arch)
+    with torch.no_grad():
+        reference = _logits(ARCHITECTURES[arch]().eval(), batch)  # the same weights _attach builds (seed 0)
+    _base, model = _attach(method, arch)
     task = "a" if len(model.task_names) > 1 else None
+    if METHOD_CONFIGS[method].identity_at_init:
+        with torch.no_grad():
+            torch.testing.assert_close(_logits(model, batch, task=task), reference, atol=1e-5, rtol=1e-5)
+    _perturb(model)
     with torch.no_grad():
         with model.disable_adapter():
-            reference = _logits(model, batch)
+            disabled = _logits(model, batch)
         adapted = _logits(model, batch, task=task)
-    if METHOD_CONFIGS[method].identity_at_init:
-        torch.testing.assert_close(adapted, reference, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(disabled, reference, atol=0, rtol=0)
+    if method == "full":  # full tuning trains the base itself: there is no adapter to switch off
+        return
+    adapted = adapted[:, -reference.shape[1] :] if adapted.dim() == 3 else adapted  # virtual tokens come first
+    change = (adapted - reference).abs().max().item()  # tiny models' logits are ~0.01: any real change is >1e-6
+    assert change > 1e-6, f"{method} on {arch}: the adapter changes nothing (max |change| {change})"
 
 
 @pytest.mark.parametrize(("method", "arch"), CASES)

@@ -55,6 +55,27 @@ def test_dropout_only_touches_the_adalink_branch():
     assert torch.equal(bank.train()(x, 0), x)
 
 
+@pytest.mark.parametrize("task_ids", [0, torch.tensor([0, 0, 0, 0, 0, 0, 0, 0])])
+def test_dropout_is_applied_in_training_and_not_in_eval(task_ids):
+    """Paper §4.2: dropout 0.1 on the AdaLink input. In training the branch sees ``dropout(E)`` (inverted dropout:
+    kept entries scaled by 1/(1-p)); in eval it sees ``E`` and the output is exactly ``E + E·W_down·W_up``."""
+    torch.manual_seed(0)
+    bank = AdaLinkBank(1, 16, 4, dropout=0.5)
+    with torch.no_grad():
+        bank.up.normal_()
+    x = torch.randn(8, 16)
+    down, up = bank.down[0].detach(), bank.up[0].detach()
+    exact = x + x @ down @ up
+    torch.testing.assert_close(bank.eval()(x, task_ids), exact)
+    torch.manual_seed(1)
+    trained = bank.train()(x, task_ids)
+    torch.manual_seed(1)
+    mask = torch.nn.functional.dropout(torch.ones_like(x), p=0.5, training=True)  # the same draw: 0 or 2
+    torch.testing.assert_close(trained, x + (x * mask) @ down @ up)
+    assert not torch.allclose(trained, exact, atol=1e-3)
+    assert {round(v, 4) for v in mask.unique().tolist()} == {0.0, 2.0}
+
+
 def test_select_tasks_keeps_order():
     bank = _bank()
     down, up = bank.down.detach().clone(), bank.up.detach().clone()
