@@ -22,8 +22,8 @@ SRC = Path(__file__).resolve().parents[1] / "src"
 if SRC.is_dir() and str(SRC) not in sys.path:
     sys.path.insert(0, str(SRC))
 
-from adalink.bench.grid import write_json  # noqa: E402
 from adalink.bench.measure import environment  # noqa: E402
+from adalink.io import write_json_atomic  # noqa: E402
 
 __all__ = ["alternate", "base_parser", "emit", "minilm_path", "profile_tables", "ratio", "text_batch"]
 
@@ -101,7 +101,7 @@ def emit(result: dict[str, Any], args: argparse.Namespace) -> None:
     """Print a table (or with --json one JSON object); --json-out also writes the object for BENCHMARKS.md."""
     result = {**result, "environment": _env(), "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
     if args.json_out:
-        write_json(Path(args.json_out), result)
+        write_json_atomic(Path(args.json_out), result, sort_keys=True)
     if args.json:
         print(json.dumps(result, indent=2))
         return

@@ -2,7 +2,7 @@
 
 A classification server batches whatever arrives together: here 31 tweets and one BBC article (tasks of one
 AdaLink stack, MiniLM, up to 512 tokens). Padded as one batch, every tweet costs as many tokens as the article;
-``adalink.serve.stack.length_groups`` splits the batch into sub-batches of similar length (one forward pass each).
+``adalink.serve.padding.length_groups`` splits the batch into sub-batches of similar length (one forward pass each).
 Both contenders give the same outputs (checked); the ratio is throughput, higher = better.
 
     python benchmarks/length_groups.py [--tweets 31 --articles 1 --rounds 7 --iters 3] [--json] [--json-out FILE]
@@ -24,7 +24,7 @@ def main() -> None:
 
     from adalink import AdaLinkConfig, get_peft_model
     from adalink.data import load_text_task
-    from adalink.serve.stack import length_groups
+    from adalink.serve.padding import length_groups
 
     tokenizer = AutoTokenizer.from_pretrained(minilm_path())
     model = get_peft_model(AutoModel.from_pretrained(minilm_path()), AdaLinkConfig(rank=8, tasks=["t", "b"])).eval()

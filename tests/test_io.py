@@ -154,3 +154,27 @@ def test_shape_mismatch_is_refused(tmp_path):
     (tmp_path / CONFIG_NAME).write_text(json.dumps(document))
     with pytest.raises(AdapterFileError, match=r"'adalink\.text\.down' has shape"):
         PeftModel.from_pretrained(build("llama"), tmp_path)
+
+
+def test_json_documents_are_written_whole_or_not_at_all(tmp_path, monkeypatch):
+    import os
+
+    from adalink.io import write_json_atomic
+
+    path = tmp_path / "deep" / "er" / "run.json"
+    write_json_atomic(path, {"b": 1, "a": [1, 2]})  # parent directories are created
+    assert path.read_text() == json.dumps({"b": 1, "a": [1, 2]}, indent=2)
+    write_json_atomic(path, {"b": 1, "a": 2}, sort_keys=True, final_newline=True)
+    assert path.read_text() == '{\n  "a": 2,\n  "b": 1\n}\n'
+    umask = os.umask(0o022)
+    os.umask(umask)
+    assert path.stat().st_mode & 0o777 == 0o666 & ~umask  # as a plain write would make it, not mkstemp's 0600
+
+    def crash(*args, **kwargs):
+        raise KeyboardInterrupt("killed mid-write")
+
+    monkeypatch.setattr(adalink.io.os, "replace", crash)
+    with pytest.raises(KeyboardInterrupt):
+        write_json_atomic(path, {"c": 3})
+    assert json.loads(path.read_text()) == {"a": 2, "b": 1}
+    assert [p.name for p in path.parent.iterdir()] == ["run.json"], "temporary file left behind"

@@ -1,6 +1,6 @@
 """The ``adalink`` command line: ``train``, ``eval``, ``predict``, ``merge`` and the subsystems' commands.
 
-Options of ``train`` are generated from :class:`adalink.training.run.TrainArgs` (one typed field, one flag).
+Options of ``train`` are generated from :class:`adalink.training.args.TrainArgs` (one typed field, one flag).
 ``adalink train`` with no options runs the demo: AdaLink on the packaged MiniLM and packaged tweets.
 Each other subsystem (``methods``, ``serve``, ``bench``, ``experiment``, ``export``) is a module with ``HELP``,
 ``add_arguments(parser)`` and ``run(args) -> int``, listed in ``_SUBCOMMANDS``.
@@ -12,9 +12,9 @@ import argparse
 import dataclasses
 import importlib
 import sys
-import types
-import typing
 from collections.abc import Sequence
+
+from .commands.options import add_dataclass_options
 
 __all__ = ["main"]
 
@@ -23,35 +23,20 @@ _EXTRAS = {"serve": "serve", "bench": "bench", "experiment": "bench"}
 # subcommand -> module providing HELP, add_arguments(parser) and run(args) -> int
 _SUBCOMMANDS: dict[str, str] = {
     "bench": "adalink.bench.cli",
-    "methods": "adalink.catalog",
+    "methods": "adalink.commands.methods",
     "serve": "adalink.serve.cli",
     "experiment": "adalink.experiments.cli",
     "export": "adalink.export.cli",
 }
 
 
-def _add_dataclass_options(parser: argparse.ArgumentParser, cls: type) -> None:
-    hints = typing.get_type_hints(cls)
-    for spec in dataclasses.fields(cls):
-        flag = "--" + spec.name.replace("_", "-")
-        kind = hints[spec.name]
-        if isinstance(kind, types.UnionType):  # X | None
-            kind = next(k for k in typing.get_args(kind) if k is not type(None))
-        help_text = spec.metadata.get("help", "")
-        if kind is bool:
-            parser.add_argument(flag, action="store_true", help=help_text)
-        else:
-            default = "" if spec.default is None else f" (default: {spec.default})"
-            parser.add_argument(flag, type=kind, default=spec.default, help=help_text + default)
-
-
 def _parser() -> argparse.ArgumentParser:
-    from .training.run import TrainArgs
+    from .training.args import TrainArgs
 
     parser = argparse.ArgumentParser(prog="adalink", description="Non-intrusive parameter-efficient fine-tuning.")
     commands = parser.add_subparsers(dest="command", required=True)
     train = commands.add_parser("train", help="train a method on a model and task(s); no options = MiniLM demo")
-    _add_dataclass_options(train, TrainArgs)
+    add_dataclass_options(train, TrainArgs)
 
     evaluate = commands.add_parser("eval", help="evaluate a trained run directory")
     evaluate.add_argument("--adapter", required=True, help="output directory of `adalink train`")
@@ -97,8 +82,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command in _SUBCOMMANDS:
         return importlib.import_module(_SUBCOMMANDS[args.command]).run(args)
     from .training import artifacts
+    from .training.args import TrainArgs
     from .training.checkpoints import CheckpointError
-    from .training.run import TrainArgs, TrainingDivergedError, train
+    from .training.loop import TrainingDivergedError, train
 
     try:
         if args.command == "train":

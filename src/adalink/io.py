@@ -3,6 +3,8 @@
 Each file is written to a temporary name, flushed to disk and renamed into place, so a crash leaves either the old
 file or the new one, never a half-written one. The weights are written first and the config last; the config
 records the weights' SHA-256, so a pair from two different saves (a crash between the two renames) is refused.
+:func:`write_json_atomic` writes every other JSON document of adalink (run files, metrics, bench and experiment
+results) the same way.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ __all__ = [
     "fsync_path",
     "read_adapter",
     "write_adapter",
+    "write_json_atomic",
 ]
 
 CONFIG_NAME = "adapter_config.json"
@@ -99,6 +102,22 @@ def _atomic_write(path: Path, write: Any) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def write_json_atomic(
+    path: str | os.PathLike, document: Any, *, sort_keys: bool = False, final_newline: bool = False
+) -> None:
+    """Write ``document`` as indented JSON to ``path`` atomically (temporary file, fsync, rename): a reader, or a
+    resumed run, sees the old file or the new one, never half of one. Missing parent directories are created."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    text = json.dumps(document, indent=2, sort_keys=sort_keys) + ("\n" if final_newline else "")
+
+    def write(tmp: str) -> None:
+        Path(tmp).unlink()  # a new file gets the usual permissions (umask); mkstemp's own is private (0600)
+        Path(tmp).write_text(text, encoding="utf-8")
+
+    _atomic_write(path, write)
 
 
 def fsync_path(path: Path) -> None:

@@ -1,4 +1,4 @@
-"""The bench grid: one :class:`RunSpec` per (model, task, method, learning rate, seed), its file, and the plan.
+"""The bench grid: one :class:`BenchRun` per (model, task, method, learning rate, seed), its file, and the plan.
 
 The plan follows the survey's protocol (§11.1): for each (model, task, method) the first seed trains at every
 learning rate of the sweep; the rate with the best validation score is then re-run on the remaining seeds.
@@ -15,11 +15,11 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-__all__ = ["RunSpec", "best_lr", "read_result", "resolve_lr", "result_path", "write_json"]
+__all__ = ["BenchRun", "best_lr", "read_result", "resolve_lr", "result_path"]
 
 
 @dataclass(frozen=True)
-class RunSpec:
+class BenchRun:
     """Everything that decides one run's outcome (its file name and hash are derived from it)."""
 
     profile: str  # profile name (quick, paper)
@@ -63,7 +63,7 @@ class RunSpec:
 def resolve_lr(token: str, method: str) -> float:
     """A learning-rate token of ``--lrs``: a number, ``default`` (the method's own default learning rate) or a
     multiple of that default such as ``3x`` or ``0.3x`` (a sweep around each method's default)."""
-    from ..training.run import default_lr
+    from ..training.methods import default_lr
 
     text = token.strip().lower()
     expected = "a positive number, 'default' or a positive multiple of the default such as '3x'"
@@ -78,11 +78,11 @@ def resolve_lr(token: str, method: str) -> float:
     return float(f"{value:.6g}")  # 3 x 2e-3 is 0.006, not 0.006000000000000001
 
 
-def result_path(out: Path, spec: RunSpec) -> Path:
+def result_path(out: Path, spec: BenchRun) -> Path:
     return Path(out) / f"{spec.run_id}.json"
 
 
-def read_result(out: Path, spec: RunSpec) -> dict[str, Any] | None:
+def read_result(out: Path, spec: BenchRun) -> dict[str, Any] | None:
     """The stored result of ``spec``, or None when missing, unreadable or written for a different spec."""
     path = result_path(out, spec)
     try:
@@ -104,11 +104,3 @@ def best_lr(results: list[dict[str, Any]]) -> float | None:
         return (value, -r["spec"]["lr"])
 
     return max(ok, key=score)["spec"]["lr"]
-
-
-def write_json(path: Path, document: dict[str, Any]) -> None:
-    """Write atomically: a reader (or a resumed bench) never sees half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(document, indent=2, sort_keys=True))
-    os.replace(tmp, path)

@@ -14,7 +14,8 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
-from .grid import RunSpec, best_lr, read_result, resolve_lr, result_path, write_json
+from ..io import write_json_atomic
+from .grid import BenchRun, best_lr, read_result, resolve_lr, result_path
 from .profiles import Profile
 
 __all__ = ["BenchPlan", "run_bench"]
@@ -36,9 +37,9 @@ class BenchPlan:
     max_length: int | None = None  # override of the profile's max input tokens
     head_lr: float | None = None  # override of the profile's head learning rate
 
-    def spec(self, model: str, task: str, method: str, lr: float, seed: int, validate: bool) -> RunSpec:
+    def spec(self, model: str, task: str, method: str, lr: float, seed: int, validate: bool) -> BenchRun:
         p = self.profile
-        return RunSpec(
+        return BenchRun(
             profile=p.name,
             model=model,
             task=task,
@@ -113,7 +114,7 @@ def run_bench(plan: BenchPlan, out: Path, *, retry_failed: bool = False, timeout
     return results
 
 
-def _one(spec: RunSpec, out: Path, progress, retry_failed: bool, timeout_s: int) -> dict[str, Any]:
+def _one(spec: BenchRun, out: Path, progress, retry_failed: bool, timeout_s: int) -> dict[str, Any]:
     progress.set_postfix_str(f"{spec.model_slug} {spec.task} {spec.method} lr={spec.lr:g} seed={spec.seed}")
     done = read_result(out, spec)
     if done is not None and (done.get("status") == "ok" or not retry_failed):
@@ -127,7 +128,7 @@ def _one(spec: RunSpec, out: Path, progress, retry_failed: bool, timeout_s: int)
     return document
 
 
-def _launch(spec: RunSpec, out: Path, timeout_s: int) -> dict[str, Any]:
+def _launch(spec: BenchRun, out: Path, timeout_s: int) -> dict[str, Any]:
     """Run ``spec`` in a fresh worker process; a crash or timeout is recorded as an error result."""
     import json
 
@@ -168,5 +169,5 @@ def _launch(spec: RunSpec, out: Path, timeout_s: int) -> dict[str, Any]:
         "error": error,
         "log_tail": tail,
     }
-    write_json(target, document)
+    write_json_atomic(target, document, sort_keys=True)
     return document

@@ -1,7 +1,7 @@
 """One bench run in a fresh process: ``python -m adalink.bench.worker SPEC.json RESULT.json``.
 
 A fresh process per run makes the peak resident memory (``VmHWM`` of ``/proc/self/status``) that run's own. The
-run trains through the same harness as ``adalink train`` (:func:`adalink.training.run.train`: training throughput
+run trains through the same harness as ``adalink train`` (:func:`adalink.training.loop.train`: training throughput
 over the whole step window, micro-batches, optimiser step and collation included), then scores validation, times
 inference unmerged and merged, probes forgetting and measures the saved adapter. The result is written atomically.
 """
@@ -18,8 +18,9 @@ from typing import Any
 
 import torch
 
+from ..io import write_json_atomic
 from ..provenance import provenance
-from .grid import RunSpec, write_json
+from .grid import BenchRun
 from .measure import (
     files_size,
     forgetting_probe,
@@ -49,7 +50,7 @@ def _preload(model: str, tasks: list) -> None:
     from transformers import AutoConfig
 
     from ..training.formats import ClassificationFormat
-    from ..training.run import setup_model
+    from ..training.loading import setup_model
 
     path, fmt, _ = setup_model(model, "auto", tasks)
     config = AutoConfig.from_pretrained(path)
@@ -63,15 +64,14 @@ def _preload(model: str, tasks: list) -> None:
         auto_class.from_config(config)
 
 
-def run_spec(spec: RunSpec) -> dict[str, Any]:
+def run_spec(spec: BenchRun) -> dict[str, Any]:
     """Train and measure one run; returns the result document (without the spec)."""
     if spec.threads > 0:
         torch.set_num_threads(spec.threads)
-    from ..peft_model import PeftModel
+    from ..training.args import TrainArgs
     from ..training.artifacts import load_run
-    from ..training.formats import ClassificationFormat, TaskInfo
-    from ..training.run import TrainArgs, evaluate, load_tasks, setup_model, train
-    from ..training.stream import TaskExample
+    from ..training.formats import TaskInfo
+    from ..training.loading import load_tasks
 
     probe_args = TrainArgs(model=spec.model, task=spec.task, method=spec.method)
     datasets = load_tasks(probe_args)  # cached in-process: train() reuses it
@@ -84,120 +84,146 @@ def run_spec(spec: RunSpec) -> dict[str, Any]:
     rss_before = rss_bytes()  # libraries, data and tokenizer loaded, no model weights yet
     if torch.cuda.is_available():
         torch.cuda.reset_peak_memory_stats()
-    result: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix="adalink-bench-") as tmp:
         out = Path(tmp) / "run"
-        args = TrainArgs(
-            model=spec.model,
-            task=spec.task,
-            method=spec.method,
-            lr=spec.lr,
-            head_lr=spec.head_lr,
-            max_steps=steps,
-            batch_size=spec.batch_size,
-            grad_accum=spec.grad_accum,
-            max_length=spec.max_length,
-            seed=spec.seed,
-            output_dir=str(out),
-            save_every=steps,
-            keep_checkpoints=1,
-            max_eval=spec.max_eval,
-        )
-        metrics = train(args)
-        peak_rss = peak_rss_bytes()
-        result.update(
-            metrics=metrics,
-            score=metrics["score"],
-            steps=steps,
-            peak_rss_bytes=peak_rss,
-            rss_before_model_bytes=rss_before,
-            train_memory_bytes=peak_rss - rss_before,
-            gpu_peak_bytes=torch.cuda.max_memory_allocated() if torch.cuda.is_available() else None,
-            adapter_bytes=files_size(out),
-        )
-
+        result = _train(spec, steps, out, rss_before)
         loaded = load_run(out)
-        model, task_aware, fmt, tokenizer = loaded.model, loaded.task_aware, loaded.fmt, loaded.tokenizer
-        if spec.validate:
-            scores = evaluate(
-                model,
-                task_aware,
-                fmt,
-                tokenizer,
-                datasets,
-                split="validation",
-                max_examples=spec.max_eval,
-                max_length=spec.max_length,
-            )
-            result["validation_score"] = sum(scores.values()) / len(scores)
-        else:
-            result["validation_score"] = None
-
-        # ---- inference throughput: unmerged vs merged, alternating rounds over the same batches
-        examples = list(datasets[0].test)[: spec.infer_batches * spec.infer_batch_size]
-        classification = isinstance(fmt, ClassificationFormat)
-        batches = []
-        for start in range(0, len(examples), spec.infer_batch_size):
-            items = [TaskExample(0, e) for e in examples[start : start + spec.infer_batch_size]]
-            if classification:
-                batches.append(fmt.collate(items, tokenizer, spec.max_length))
-            else:
-                batches.append(fmt.generation_batch(items, tokenizer, spec.max_length))
-        contenders = {"unmerged": _caller(model, task_aware)}
-        merge_note = None
-        if isinstance(model, PeftModel) and type(model.peft_config).mergeable:
-            try:
-                other = load_run(out)
-                merged = other.model.merge_and_unload(task=other.task_names[0] if other.task_aware else None)
-                contenders["merged"] = _caller(merged.eval(), False)
-                with torch.inference_mode():
-                    a = contenders["unmerged"](batches[0]).logits.float()
-                    b = contenders["merged"](batches[0]).logits.float()
-                result["merge_max_abs_diff"] = float((a - b).abs().max())
-            except Exception as err:  # a method that claims mergeable but cannot merge this model
-                merge_note = f"merge failed: {type(err).__name__}: {err}"
-        elif isinstance(model, PeftModel):
-            merge_note = "not mergeable"
-        else:
-            merge_note = "plain model (full tuning): nothing to merge"
-        speeds = time_throughput(contenders, batches, spec.infer_rounds)
-        result["infer_tokens_per_second"] = round(speeds["unmerged"], 1)
-        result["infer_merged_tokens_per_second"] = round(speeds["merged"], 1) if "merged" in speeds else None
-        result["merge_note"] = merge_note
-        contenders.clear()
-
-        # ---- forgetting on held-out generic text
-        path, base_fmt, _ = setup_model(spec.model, "auto", [TaskInfo(d.name, d.label_names) for d in datasets])
-        base = base_fmt.build_base(path, seed=spec.seed).eval()
-        texts = generic_texts(spec.generic_texts)
-        probe_batches = []
-        for start in range(0, len(texts), 16):
-            batch = dict(
-                tokenizer(
-                    texts[start : start + 16],
-                    padding=True,
-                    truncation=True,
-                    max_length=spec.max_length,
-                    return_tensors="pt",
-                )
-            )
-            batch["task_ids"] = torch.zeros(batch["input_ids"].shape[0], dtype=torch.long)
-            probe_batches.append(batch)
-        language_model = not classification
-        before = forgetting_probe(_caller(base, False), probe_batches, language_model=language_model)
-        after = forgetting_probe(_caller(model, task_aware), probe_batches, language_model=language_model)
-        if language_model:
-            result["forgetting"] = {
-                "kind": "lm_loss_delta",
-                "value": float(after - before),
-                "base_loss": float(before),
-                "tuned_loss": float(after),
-            }
-        else:
-            cosine = torch.nn.functional.cosine_similarity(before, after, dim=-1).mean()
-            result["forgetting"] = {"kind": "embedding_drift", "value": float(1 - cosine)}
-        result["forgetting"]["texts"] = len(texts)
+        result["validation_score"] = _validation_score(spec, loaded, datasets) if spec.validate else None
+        result.update(_inference_speeds(spec, loaded, datasets, out))
+        result["forgetting"] = _forgetting(spec, loaded, datasets)
     return result
+
+
+def _train(spec: BenchRun, steps: int, out: Path, rss_before: int) -> dict[str, Any]:
+    """Train through ``adalink train``'s harness into ``out``; its metrics, memory and adapter size."""
+    from ..training.args import TrainArgs
+    from ..training.loop import train
+
+    args = TrainArgs(
+        model=spec.model,
+        task=spec.task,
+        method=spec.method,
+        lr=spec.lr,
+        head_lr=spec.head_lr,
+        max_steps=steps,
+        batch_size=spec.batch_size,
+        grad_accum=spec.grad_accum,
+        max_length=spec.max_length,
+        seed=spec.seed,
+        output_dir=str(out),
+        save_every=steps,
+        keep_checkpoints=1,
+        max_eval=spec.max_eval,
+    )
+    metrics = train(args)
+    peak_rss = peak_rss_bytes()
+    return {
+        "metrics": metrics,
+        "score": metrics["score"],
+        "steps": steps,
+        "peak_rss_bytes": peak_rss,
+        "rss_before_model_bytes": rss_before,
+        "train_memory_bytes": peak_rss - rss_before,
+        "gpu_peak_bytes": torch.cuda.max_memory_allocated() if torch.cuda.is_available() else None,
+        "adapter_bytes": files_size(out),
+    }
+
+
+def _validation_score(spec: BenchRun, loaded, datasets: list) -> float:
+    from ..training.evaluation import evaluate
+
+    scores = evaluate(
+        loaded.model,
+        loaded.task_aware,
+        loaded.fmt,
+        loaded.tokenizer,
+        datasets,
+        split="validation",
+        max_examples=spec.max_eval,
+        max_length=spec.max_length,
+    )
+    return sum(scores.values()) / len(scores)
+
+
+def _inference_speeds(spec: BenchRun, loaded, datasets: list, out: Path) -> dict[str, Any]:
+    """Inference throughput unmerged and merged (where the method merges), alternating rounds over the same
+    batches, and the largest difference between the two models' logits."""
+    from ..peft_model import PeftModel
+    from ..training.artifacts import load_run
+    from ..training.formats import ClassificationFormat
+    from ..training.stream import TaskExample
+
+    model, task_aware, fmt, tokenizer = loaded.model, loaded.task_aware, loaded.fmt, loaded.tokenizer
+    examples = list(datasets[0].test)[: spec.infer_batches * spec.infer_batch_size]
+    batches = []
+    for start in range(0, len(examples), spec.infer_batch_size):
+        items = [TaskExample(0, e) for e in examples[start : start + spec.infer_batch_size]]
+        if isinstance(fmt, ClassificationFormat):
+            batches.append(fmt.collate(items, tokenizer, spec.max_length))
+        else:
+            batches.append(fmt.generation_batch(items, tokenizer, spec.max_length))
+    contenders = {"unmerged": _caller(model, task_aware)}
+    result: dict[str, Any] = {}
+    merge_note = None
+    if isinstance(model, PeftModel) and type(model.peft_config).mergeable:
+        try:
+            other = load_run(out)
+            merged = other.model.merge_and_unload(task=other.task_names[0] if other.task_aware else None)
+            contenders["merged"] = _caller(merged.eval(), False)
+            with torch.inference_mode():
+                a = contenders["unmerged"](batches[0]).logits.float()
+                b = contenders["merged"](batches[0]).logits.float()
+            result["merge_max_abs_diff"] = float((a - b).abs().max())
+        except Exception as err:  # a method that claims mergeable but cannot merge this model
+            merge_note = f"merge failed: {type(err).__name__}: {err}"
+    elif isinstance(model, PeftModel):
+        merge_note = "not mergeable"
+    else:
+        merge_note = "plain model (full tuning): nothing to merge"
+    speeds = time_throughput(contenders, batches, spec.infer_rounds)
+    result["infer_tokens_per_second"] = round(speeds["unmerged"], 1)
+    result["infer_merged_tokens_per_second"] = round(speeds["merged"], 1) if "merged" in speeds else None
+    result["merge_note"] = merge_note
+    return result
+
+
+def _forgetting(spec: BenchRun, loaded, datasets: list) -> dict[str, Any]:
+    """How far the tuned model drifted from its base on held-out generic text: the language-modelling loss added
+    (text-to-text), or 1 - the mean cosine similarity of the pooled embeddings (classification)."""
+    from ..training.formats import ClassificationFormat, TaskInfo
+    from ..training.loading import setup_model
+
+    setup = setup_model(spec.model, "auto", [TaskInfo(d.name, d.label_names) for d in datasets])
+    base = setup.build_base(seed=spec.seed).eval()
+    texts = generic_texts(spec.generic_texts)
+    probe_batches = []
+    for start in range(0, len(texts), 16):
+        batch = dict(
+            loaded.tokenizer(
+                texts[start : start + 16],
+                padding=True,
+                truncation=True,
+                max_length=spec.max_length,
+                return_tensors="pt",
+            )
+        )
+        batch["task_ids"] = torch.zeros(batch["input_ids"].shape[0], dtype=torch.long)
+        probe_batches.append(batch)
+    language_model = not isinstance(loaded.fmt, ClassificationFormat)
+    before = forgetting_probe(_caller(base, False), probe_batches, language_model=language_model)
+    after = forgetting_probe(_caller(loaded.model, loaded.task_aware), probe_batches, language_model=language_model)
+    if language_model:
+        forgetting = {
+            "kind": "lm_loss_delta",
+            "value": float(after - before),
+            "base_loss": float(before),
+            "tuned_loss": float(after),
+        }
+    else:
+        cosine = torch.nn.functional.cosine_similarity(before, after, dim=-1).mean()
+        forgetting = {"kind": "embedding_drift", "value": float(1 - cosine)}
+    forgetting["texts"] = len(texts)
+    return forgetting
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -205,7 +231,7 @@ def main(argv: list[str] | None = None) -> int:
     if len(argv) != 2:
         print("usage: python -m adalink.bench.worker SPEC.json RESULT.json", file=sys.stderr)
         return 2
-    spec = RunSpec(**json.loads(Path(argv[0]).read_text()))
+    spec = BenchRun(**json.loads(Path(argv[0]).read_text()))
     began = time.perf_counter()
     document: dict[str, Any] = {"spec": spec.to_dict(), "spec_key": spec.key(), "run_id": spec.run_id}
     try:
@@ -215,7 +241,7 @@ def main(argv: list[str] | None = None) -> int:
     document["environment"] = provenance()
     document["wall_seconds"] = round(time.perf_counter() - began, 2)
     document["finished_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-    write_json(Path(argv[1]), document)
+    write_json_atomic(Path(argv[1]), document, sort_keys=True)
     return 0
 
 

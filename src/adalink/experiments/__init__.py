@@ -1,19 +1,21 @@
-"""Reproducing the AdaLink paper's claims at our scale: experiment definitions, a resumable runner, and reports.
+"""Reproducing the AdaLink paper's claims at our scale: the paper's tables as experiments, a resumable runner, reports.
 
 ``adalink experiment NAME`` (see :mod:`.cli`) runs one experiment; ``docs/paper-reproduction.md`` holds the results.
 """
 
-from .definitions import EXPERIMENTS, Condition, Experiment, RunSpec, Scale, Verdict, build
+from .experiment import Condition, Experiment, Scale, TrainRun
 from .runner import collect, run_experiment, run_id, run_one
 from .stats import Summary, difference, summarize
+from .tables import EXPERIMENTS, build
+from .verdicts import Verdict
 
 __all__ = [
     "EXPERIMENTS",
     "Condition",
     "Experiment",
-    "RunSpec",
     "Scale",
     "Summary",
+    "TrainRun",
     "Verdict",
     "build",
     "collect",

@@ -12,9 +12,10 @@ import argparse
 from dataclasses import replace
 from pathlib import Path
 
-from .definitions import EXPERIMENTS, Experiment, Scale, build
+from .experiment import Experiment, Scale
 from .report import glance, markdown, plot, update_document, write_summary
 from .runner import collect, run_experiment, summaries
+from .tables import EXPERIMENTS, build
 
 __all__ = ["HELP", "add_arguments", "run"]
 

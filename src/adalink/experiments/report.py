@@ -13,8 +13,9 @@ import re
 from pathlib import Path
 from typing import Any
 
-from .definitions import Experiment, Verdict
+from .experiment import Experiment
 from .runner import summaries
+from .verdicts import Verdict
 
 __all__ = ["glance", "markdown", "plot", "update_document", "write_summary"]
 

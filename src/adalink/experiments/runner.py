@@ -1,6 +1,6 @@
 """Run an experiment's training runs (skipping finished ones) and collect their scores.
 
-Each run is one in-process call of :func:`adalink.training.run.train`; its result is a small JSON file in
+Each run is one in-process call of :func:`adalink.training.loop.train`; its result is a small JSON file in
 ``<results_dir>/runs/<run id>.json`` (the run id names the settings and ends in a hash of all of them), written
 only when the run finished, so rerunning an experiment skips what is done and experiments sharing a run (e.g. the
 easy-VQA AdaLink r=64 of Tables 1, 2 and 3) make it once. The harness's output directory (adapter, checkpoints,
@@ -21,8 +21,9 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from ..io import write_json_atomic
 from ..provenance import provenance
-from .definitions import Experiment, RunSpec
+from .experiment import Experiment, TrainRun
 from .stats import Summary, summarize
 
 __all__ = ["RunResult", "collect", "run_experiment", "run_id", "run_one"]
@@ -41,7 +42,7 @@ _KEPT_METRICS = (
 )
 
 
-def run_id(spec: RunSpec, seed: int) -> str:
+def run_id(spec: TrainRun, seed: int) -> str:
     """A readable, unique file name for ``spec`` at ``seed``."""
     key = json.dumps({**spec.key(), "seed": seed}, sort_keys=True, default=str)
     digest = hashlib.sha256(key.encode()).hexdigest()[:8]
@@ -53,13 +54,14 @@ def run_id(spec: RunSpec, seed: int) -> str:
     return f"{model}-{task}-{spec.method}{extra}-r{spec.rank}-{spec.max_steps}steps-seed{seed}-{digest}"
 
 
-def run_one(spec: RunSpec, seed: int, *, results_dir: Path, work_dir: Path, keep_outputs: bool = False) -> RunResult:
+def run_one(spec: TrainRun, seed: int, *, results_dir: Path, work_dir: Path, keep_outputs: bool = False) -> RunResult:
     """Train ``spec`` at ``seed`` unless its result file exists; return the result (cached or new).
 
     Raises:
         Whatever the harness raises (the caller records it); no result file is written then.
     """
-    from ..training.run import TrainArgs, train
+    from ..training.args import TrainArgs
+    from ..training.loop import train
 
     path = results_dir / "runs" / f"{run_id(spec, seed)}.json"
     if path.is_file():
@@ -80,10 +82,7 @@ def run_one(spec: RunSpec, seed: int, *, results_dir: Path, work_dir: Path, keep
         **{k: metrics[k] for k in _KEPT_METRICS if k in metrics},
         "environment": provenance(),  # package versions, commit and dirty tree, hardware
     }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(result, indent=2) + "\n")
-    os.replace(tmp, path)
+    write_json_atomic(path, result, final_newline=True)
     if not keep_outputs:
         shutil.rmtree(out, ignore_errors=True)
     return result

@@ -5,8 +5,8 @@ in the HTTP API that ``adalink serve`` runs. The HTTP pieces (FastAPI, uvicorn) 
 "adalink[serve]"`` and are imported only by :mod:`adalink.serve.app` and :mod:`adalink.serve.cli`.
 """
 
-from .stack import AdapterStack, Classification, Completion, Sampling, ServedTask
-from .stacking import AdapterConflictError, AdapterRun, IncompatibleAdapterError, read_adapter_run
+from .adapter_stack import AdapterStack, Classification, Completion, Sampling, ServedTask
+from .compatibility import AdapterConflictError, AdapterRun, IncompatibleAdapterError, read_adapter_run
 
 __all__ = [
     "AdapterConflictError",

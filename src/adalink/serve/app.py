@@ -26,11 +26,11 @@ from fastapi import Depends, FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 
+from .adapter_stack import AdapterStack, Sampling
 from .batcher import DynamicBatcher, Overloaded, ShuttingDown, TaskRetiring
+from .compatibility import AdapterConflictError, read_adapter_run
 from .http import ApiError, LimitAndObserve, install_error_handlers
 from .metrics import CONTENT_TYPE_LATEST, ServerMetrics
-from .stack import AdapterStack, Sampling
-from .stacking import AdapterConflictError, read_adapter_run
 
 __all__ = ["DrainingServer", "ServeSettings", "create_app"]
 

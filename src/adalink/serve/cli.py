@@ -14,7 +14,7 @@ HELP = "serve the tasks of trained adapters over HTTP, mixed-task requests batch
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from ..cli import _add_dataclass_options
+    from ..commands.options import add_dataclass_options
     from .app import ServeSettings
 
     parser.add_argument(
@@ -39,7 +39,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-access-log", action="store_true", help="do not log one line per request")
     parser.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
     parser.add_argument("--ignore-fingerprint", action="store_true", help="load adapters onto a different base")
-    _add_dataclass_options(parser, ServeSettings)
+    add_dataclass_options(parser, ServeSettings)
 
 
 def parse_adapters(values: list[str]) -> dict[str, str]:
@@ -60,8 +60,8 @@ def run(args: argparse.Namespace) -> int:
 
     from ..fingerprint import FingerprintMismatchError
     from ..io import AdapterFileError
+    from .adapter_stack import AdapterStack
     from .app import DrainingServer, ServeSettings, create_app
-    from .stack import AdapterStack
 
     settings = ServeSettings(**{f.name: getattr(args, f.name) for f in dataclasses.fields(ServeSettings)})
     try:

@@ -17,9 +17,13 @@ import torch
 from torch import nn
 
 from ..data import Example
+from ..io import write_json_atomic
 from ..peft_model import PeftModel
+from .args import TrainArgs
+from .evaluation import evaluate, predict_batch
 from .formats import ClassificationFormat, TaskInfo, TextToTextFormat
-from .run import RUN_FILE, TrainArgs, _tokenizer, _write_json, evaluate, load_tasks, predict_batch, setup_model
+from .loading import load_tasks, load_tokenizer, setup_model
+from .outputs import RUN_FILE
 from .stream import TaskExample
 
 __all__ = ["LoadedRun", "evaluate_run", "load_run", "merge_run", "predict_run", "read_run"]
@@ -55,15 +59,15 @@ def load_run(directory: str | Path, *, model: str | None = None, ignore_fingerpr
     directory = Path(directory)
     run = read_run(directory)
     tasks = [TaskInfo(t["name"], tuple(t["label_names"])) for t in run["tasks"]]
+    setup = setup_model(model or run["model"], run["format"], tasks)
+    fmt, tokenizer = setup.fmt, setup.tokenizer
     if run["saves_adapter"]:
-        path, fmt, tokenizer = setup_model(model or run["model"], run["format"], tasks)
-        base = fmt.build_base(path, seed=run["seed"]).eval()
+        base = setup.build_base(seed=run["seed"]).eval()
         loaded: nn.Module = PeftModel.from_pretrained(base, directory, ignore_fingerprint=ignore_fingerprint)
-    else:
-        _, fmt, tokenizer = setup_model(model or run["model"], run["format"], tasks)
-        loaded = fmt.build_base(str(directory / "model"), seed=run["seed"]).eval()
+    else:  # full tuning saved the whole model (and, for text models, its tokenizer) under model/
+        loaded = setup.build_base(seed=run["seed"], weights=directory / "model").eval()
         if not isinstance(loaded, PeftModel) and (directory / "model" / "tokenizer_config.json").is_file():
-            tokenizer = _tokenizer(str(directory / "model"))
+            tokenizer = load_tokenizer(str(directory / "model"))
     task_aware = isinstance(loaded, PeftModel) and "tasks" in loaded.peft_config.field_names()
     return LoadedRun(directory, run, loaded.eval(), task_aware, fmt, tokenizer)
 
@@ -89,7 +93,7 @@ def evaluate_run(
         max_length=loaded.run["max_length"],
     )
     result = {"split": split, "score": sum(scores.values()) / len(scores), "per_task": scores}
-    _write_json(loaded.directory / f"eval-{split}.json", result)
+    write_json_atomic(loaded.directory / f"eval-{split}.json", result)
     print(json.dumps(result, indent=2))
     return scores
 

@@ -1,8 +1,9 @@
-"""The methods the training harness can apply to a base model, by name.
+"""The methods the training harness can apply to a base model, by name, and their default learning rates.
 
-``full`` trains the whole base model in place; every other name is a registered
-:class:`~adalink.methods.base.MethodConfig` (``METHOD_CONFIGS``), built with the harness's ``--rank`` and
-``--dropout`` where the method has such knobs and attached through :func:`adalink.get_peft_model`.
+Every name is a registered :class:`~adalink.methods.base.MethodConfig` (``METHOD_CONFIGS``), built with the
+harness's ``--rank`` and ``--dropout`` where the method has such knobs and attached through
+:func:`adalink.get_peft_model`; except ``full``, which the harness trains in place on the plain model, so that its
+output directory holds an ordinary ``transformers`` checkpoint (``FullConfig`` still gives its learning rate).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from .. import methods as _methods  # noqa: F401  (registers every method)
 from ..methods.base import METHOD_CONFIGS
 from ..peft_model import get_peft_model
 
-__all__ = ["AttachedMethod", "attach_method", "method_names"]
+__all__ = ["AttachedMethod", "attach_method", "default_lr", "method_names"]
 
 
 @dataclass(frozen=True)
@@ -28,7 +29,12 @@ class AttachedMethod:
 
 
 def method_names() -> list[str]:
-    return sorted({"full", *METHOD_CONFIGS})
+    return sorted(METHOD_CONFIGS)  # full tuning included: FullConfig is registered
+
+
+def default_lr(method: str) -> float:
+    """The learning rate ``adalink train --method METHOD`` uses when ``--lr`` is not given: its config's own."""
+    return METHOD_CONFIGS[method].default_lr
 
 
 def attach_method(

@@ -15,9 +15,9 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from . import methods as _methods  # noqa: F401  (registers every method)
-from .methods.base import METHOD_CONFIGS, MethodConfig
-from .peft_model import get_peft_model
+from .. import methods as _methods  # noqa: F401  (registers every method)
+from ..methods.base import METHOD_CONFIGS, MethodConfig
+from ..peft_model import get_peft_model
 
 __all__ = ["HELP", "MethodInfo", "add_arguments", "describe_methods", "run"]
 
@@ -39,7 +39,7 @@ class MethodInfo:
 def _meta_model(name_or_path: str) -> nn.Module:
     from transformers import AutoConfig, AutoModel
 
-    from .models import resolve_model
+    from ..models import resolve_model
 
     return AutoModel.from_config(AutoConfig.from_pretrained(resolve_model(name_or_path).path))
 

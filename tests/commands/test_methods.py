@@ -1,8 +1,10 @@
+"""`adalink methods`: every registered method with its own trainable parameters on a model."""
+
 import json
 
 from adalink import METHOD_CONFIGS, AdaLinkConfig, get_peft_model
-from adalink.catalog import describe_methods
 from adalink.cli import main
+from adalink.commands.methods import describe_methods
 from tiny_models import tiny_bert
 
 

@@ -12,9 +12,8 @@ from adalink.data import Example
 from adalink.fingerprint import FingerprintMismatchError
 from adalink.io import read_adapter
 from adalink.serve import AdapterConflictError, AdapterStack, IncompatibleAdapterError, read_adapter_run
-from adalink.serve.stack import length_groups
 from adalink.training.artifacts import load_run
-from adalink.training.run import predict_batch
+from adalink.training.evaluation import predict_batch
 from adalink.training.stream import TaskExample
 from serve_support import rewrite_adapter, train_run, write_topic_csv
 
@@ -54,14 +53,6 @@ def test_mixed_batch_equals_each_example_alone(stack):
         (alone,) = stack.classify([request])
         assert result.task == request[0] and result.label == alone.label
         assert result.probabilities == pytest.approx(alone.probabilities, abs=1e-5)
-
-
-def test_length_groups_split_only_wasteful_padding():
-    assert length_groups([10, 12, 11, 9]) == [[3, 0, 2, 1]]  # similar lengths: one forward pass, ascending
-    groups = length_groups([10] * 31 + [512])
-    assert groups == [list(range(31)), [31]]  # one long article does not pad 31 tweets to 512 tokens
-    assert sorted(i for g in length_groups([5, 300, 7, 64, 6, 250, 70]) for i in g) == list(range(7))
-    assert length_groups([]) == []
 
 
 def test_mixed_lengths_answer_as_each_example_alone(stack):

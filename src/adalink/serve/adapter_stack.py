@@ -1,6 +1,7 @@
 """One frozen base model and the adapters of many ``adalink train`` runs, stacked so that a batch mixing their tasks
-runs ONE forward pass (paper §1 and §3.3: only the input embeddings differ between tasks). How adapters are stacked
-is :mod:`.stacking`; a task served here answers exactly what ``adalink predict`` answers for its run.
+runs ONE forward pass (paper §1 and §3.3: only the input embeddings differ between tasks). Which adapters can share
+that pass, and how they are stacked, is :mod:`.compatibility`; a task served here answers exactly what ``adalink
+predict`` answers for its run.
 
 :class:`AdapterStack` is synchronous and not thread-safe: the server calls it from one model thread, and offline
 batch prediction calls it directly.
@@ -21,11 +22,10 @@ from torch import nn
 
 from ..fingerprint import check_fingerprint
 from ..methods.base import MethodConfig
-from ..models import resolve_model
 from ..peft_model import PeftModel, get_peft_model
-from ..training.formats import ClassificationFormat, TaskInfo, TextToTextFormat, make_format, pad_rows
-from ..training.run import _tokenizer
-from .stacking import (
+from ..training.formats import ClassificationFormat, TaskInfo, TextToTextFormat, pad_rows
+from ..training.loading import setup_model
+from .compatibility import (
     SERVED_FORMATS,
     AdapterConflictError,
     AdapterRun,
@@ -36,6 +36,7 @@ from .stacking import (
     stacked_config,
     stacked_head,
 )
+from .padding import length_groups
 
 __all__ = ["AdapterStack", "Classification", "Completion", "Sampling", "ServedTask"]
 
@@ -82,19 +83,19 @@ class AdapterStack:
     def __init__(self, model: str, format_name: str, *, device: str | torch.device | None = None) -> None:
         if format_name not in SERVED_FORMATS:
             raise IncompatibleAdapterError(f"format {format_name!r}: expected one of {list(SERVED_FORMATS)}.")
-        resolved = resolve_model(model)
-        self.model_name, self.format_name, self._kind = model, format_name, resolved.kind
+        self.model_name, self.format_name = model, format_name
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-        self.tokenizer = _tokenizer(resolved.path)
+        setup = setup_model(model, format_name, [TaskInfo("base", ("a", "b"))])
+        self._encoder_decoder = isinstance(setup.fmt, TextToTextFormat) and setup.fmt.encoder_decoder
+        self.tokenizer = setup.tokenizer
         # encode/decode for the request handlers' thread: one fast tokenizer must not serve two threads at once
         self._client_tokenizer = copy.deepcopy(self.tokenizer)
-        fmt = make_format(format_name, [TaskInfo("base", ("a", "b"))], resolved.kind)
         # a classification head loads "newly initialised", but the adapters' trained heads replace it: say nothing
         # (transformers runs its tensor-parallel check, and warns, whenever modeling_utils logs above WARNING)
-        quiet = logging.ERROR if isinstance(fmt, ClassificationFormat) else logging.NOTSET
+        quiet = logging.ERROR if isinstance(setup.fmt, ClassificationFormat) else logging.NOTSET
         with _log_level(("transformers.modeling_utils", "transformers.distributed.tensor_parallel"), quiet):
-            self.base = fmt.build_base(resolved.path, seed=0).eval().requires_grad_(False).to(self.device)
-        self._head = fmt.head_modules(self.base)[0] if isinstance(fmt, ClassificationFormat) else None
+            self.base = setup.build_base(seed=0).eval().requires_grad_(False).to(self.device)
+        self._head = setup.fmt.head_modules(self.base)[0] if isinstance(setup.fmt, ClassificationFormat) else None
         self.adapters: dict[str, AdapterRun] = {}
         self.tasks: dict[str, ServedTask] = {}
         self.fmt: ClassificationFormat | TextToTextFormat | None = None
@@ -223,7 +224,7 @@ class AdapterStack:
                 model.unload()  # never leave a half-built stack's hooks on the base
                 raise
             self.model = model.to(self.device).eval().requires_grad_(False)
-            fmt = make_format(self.format_name, infos, self._kind)
+            fmt = self._format(infos)
             for adapter in adapters:
                 answer_tokens = 0  # as `adalink predict` reads its run's labels
                 if isinstance(fmt, TextToTextFormat):
@@ -234,6 +235,12 @@ class AdapterStack:
                     tasks[task.name] = ServedTask(task.name, adapter.name, task.label_names, limit, answer_tokens)
         # request handlers read these from another thread: replace them whole, never half-built
         self.adapters, self.tasks, self.fmt = {a.name: a for a in adapters}, tasks, fmt
+
+    def _format(self, tasks: list[TaskInfo]) -> ClassificationFormat | TextToTextFormat:
+        """The served format over ``tasks`` (every served task's labels, in order)."""
+        if self.format_name == "text2text":
+            return TextToTextFormat(tasks, encoder_decoder=self._encoder_decoder)
+        return ClassificationFormat(tasks)
 
     # -------------------------------------------------------------------------------------------- running
     def _task_ids(self, tasks: Sequence[str]) -> torch.Tensor:
@@ -324,7 +331,7 @@ class AdapterStack:
         self, task_ids: torch.Tensor, prompts: list[list[int]], budgets: list[int], sampling: Sampling
     ) -> list[Completion]:
         """One ``generate`` for all rows; each row keeps at most its own budget of new tokens and stops at EOS."""
-        encoder_decoder = self._kind == "encoder-decoder"
+        encoder_decoder = self._encoder_decoder
         pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
         padded = pad_rows(prompts, pad, left=not encoder_decoder)  # decoders continue from the right edge
         input_ids, mask, width = padded["input_ids"], padded["attention_mask"], padded["input_ids"].shape[1]
@@ -343,29 +350,6 @@ class AdapterStack:
             stop = next((i for i, token in enumerate(row) if token in eos), None)
             completions.append(Completion(row[:stop], "length") if stop is None else Completion(row[:stop], "stop"))
         return completions
-
-
-def length_groups(lengths: Sequence[int], max_waste: float = 0.5) -> list[list[int]]:
-    """Split one batch into sub-batches of similar length, as index lists in ascending length.
-
-    Every example of a batch is padded to its longest one, so one 512-token article would make 31 tweets cost 512
-    tokens each. Going from the shortest up, a sub-batch is closed before an example whose length would make more
-    than ``max_waste`` of the sub-batch's padded tokens padding; a batch of similar lengths stays one forward pass.
-    """
-    order = sorted(range(len(lengths)), key=lambda i: lengths[i])
-    groups: list[list[int]] = []
-    group: list[int] = []
-    real = 0
-    for i in order:
-        padded = (len(group) + 1) * lengths[i]  # ascending: the newcomer is the longest
-        if group and padded and (padded - real - lengths[i]) / padded > max_waste:
-            groups.append(group)
-            group, real = [], 0
-        group.append(i)
-        real += lengths[i]
-    if group:
-        groups.append(group)
-    return groups
 
 
 def _generation_config(base: nn.Module, max_new_tokens: int, sampling: Sampling, pad: int):

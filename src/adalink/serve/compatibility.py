@@ -1,4 +1,5 @@
-"""What can share one forward pass, and how: read ``adalink train`` runs and stack their adapters into one.
+"""The rules of what can share one forward pass, and how: read ``adalink train`` runs, check each one (an adapter,
+a served format, per-task tensors) and what they must agree on, and stack their adapters into one.
 
 Each run's per-task tensors (AdaLink: ``W_down`` (T, d, r) and ``W_up`` (T, r, d)) are concatenated along the task
 dimension into one adapter of the same method, routed per example like a multi-task run. Ranks that differ are

@@ -1,0 +1,94 @@
+"""Loading what a run needs: its tasks' data, and its base model with format and tokenizer.
+
+This is the one place that tells text models (resolved by :func:`adalink.models.resolve_model`, classification or
+text-to-text) from the easy-VQA runs on the stage-1 TinyVLM: ``adalink train``, ``eval``/``predict``/``merge``
+(:func:`adalink.training.artifacts.load_run`), ``adalink bench`` and ``adalink serve`` all load a base through
+:func:`setup_model`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, NamedTuple
+
+from torch import nn
+
+from ..data import TASK_NAMES, TextClassificationData, VQAData, load_easyvqa, load_file_task, load_text_task
+from .args import TrainArgs
+from .formats import ClassificationFormat, TaskInfo, TextToTextFormat, make_format
+
+__all__ = ["VLM_ALIAS", "VQA_TASK", "Format", "ModelSetup", "load_tasks", "load_tokenizer", "setup_model"]
+
+VQA_TASK = "easyvqa"
+VLM_ALIAS = "easyvqa-vlm"  # the stage-1 TinyVLM (vision side trained on easy-VQA, MiniLM frozen), built once
+Format = ClassificationFormat | TextToTextFormat
+
+
+class ModelSetup(NamedTuple):
+    """A run's base model before its weights are loaded; unpacks as ``(path, fmt, tokenizer)``."""
+
+    path: str  # directory of the base checkpoint (easy-VQA: of the stage-1 TinyVLM)
+    fmt: Format  # how examples become batches, losses and predictions (VQAFormat for easy-VQA)
+    tokenizer: Any
+
+    def build_base(self, *, seed: int, weights: str | Path | None = None) -> nn.Module:
+        """The base model with the format's head (new ones initialised from ``seed``); ``weights``: a directory to
+        load instead of :attr:`path` (a fully fine-tuned run's own model)."""
+        return self.fmt.build_base(str(weights or self.path), seed=seed)
+
+
+def load_tasks(args: TrainArgs) -> list[TextClassificationData | VQAData]:
+    if args.train_file:
+        data = load_file_task(
+            args.train_file, args.eval_file, text_column=args.text_column, label_column=args.label_column
+        )
+        return [data]
+    names = [n.strip() for n in args.task.split(",") if n.strip()]
+    known = (*TASK_NAMES, VQA_TASK)
+    unknown = [n for n in names if n not in known]
+    if unknown or not names:
+        raise ValueError(
+            f"--task {args.task!r}: unknown task(s) {unknown}; expected a comma-separated list of {list(known)}, "
+            "or your own data with --train-file."
+        )
+    if VQA_TASK in names:
+        if len(names) > 1:
+            raise ValueError(f"--task {VQA_TASK} (images + questions) cannot be mixed with text tasks {names}.")
+        data = load_easyvqa()
+        if args.question_types:
+            data = data.with_question_types([t.strip() for t in args.question_types.split(",") if t.strip()])
+        return [data]
+    if args.question_types:
+        raise ValueError(f"--question-types {args.question_types!r} applies only to --task {VQA_TASK}, not {names}.")
+    return [load_text_task(name) for name in names]
+
+
+def setup_model(model: str, format_name: str, tasks: list[TaskInfo]) -> ModelSetup:
+    """(checkpoint path, format, tokenizer) of a run. easyvqa runs on the stage-1 TinyVLM built from MiniLM."""
+    from ..models import resolve_model
+
+    if format_name == "vqa" or any(t.name == VQA_TASK for t in tasks):
+        return _setup_vlm(model, tasks)
+    resolved = resolve_model(model)
+    return ModelSetup(resolved.path, make_format(format_name, tasks, resolved.kind), load_tokenizer(resolved.path))
+
+
+def _setup_vlm(model: str, tasks: list[TaskInfo]) -> ModelSetup:
+    from ..vision.pretrain import cached_pretrained_vlm
+    from ..vision.vlm import TinyVLMConfig, read_vlm_config, resolve_text_model_path
+    from .vqa import VQAFormat
+
+    path = str(cached_pretrained_vlm()) if model in ("minilm", VLM_ALIAS) else model
+    config = TinyVLMConfig.from_dict(read_vlm_config(Path(path))["config"])
+    fmt = VQAFormat(tasks, image_size=config.image_size)
+    return ModelSetup(path, fmt, load_tokenizer(resolve_text_model_path(config.text_model)))
+
+
+def load_tokenizer(path: str) -> Any:
+    """The tokenizer saved in ``path``, with a pad token (decoders often have none: their end or separator token)."""
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token or tokenizer.sep_token
+    return tokenizer

@@ -1,0 +1,93 @@
+"""What a finished run leaves in its output directory: the adapter (or, for full tuning, the whole model under
+``model/``), ``run.json`` (how to rebuild it: model, format, tasks and labels, arguments) and ``metrics.json``."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..data import TextClassificationData, VQAData
+from ..io import write_json_atomic
+from .args import TrainArgs
+from .formats import ClassificationFormat, TextToTextFormat
+from .optimizer import head_parameter_ids
+
+__all__ = ["METRICS_FILE", "RUN_FILE", "run_metrics", "save_outputs"]
+
+RUN_FILE = "run.json"
+METRICS_FILE = "metrics.json"
+
+
+def run_metrics(
+    args: TrainArgs,
+    datasets: list[TextClassificationData | VQAData],
+    scores: dict[str, float],
+    model: torch.nn.Module,
+    fmt: ClassificationFormat | TextToTextFormat,
+    *,
+    tokens: int,
+    seconds: float,
+    history: list[float],
+) -> dict[str, Any]:
+    """The ``metrics.json`` document: test scores, parameter counts (the new head apart), cost and losses."""
+    params = {id(p): p for p in model.parameters()}.values()
+    heads = head_parameter_ids(model, fmt)
+    trainable = [p for p in params if p.requires_grad]
+    return {
+        "score": sum(scores.values()) / len(scores),
+        "metric": "exact_match" if fmt.name == "text2text" else "accuracy",
+        "per_task": scores,
+        "majority_baseline": {d.name: d.majority_baseline(split="test", max_examples=args.max_eval) for d in datasets},
+        "trainable_params": sum(p.numel() for p in trainable if id(p) not in heads),
+        "head_params": sum(p.numel() for p in trainable if id(p) in heads),
+        "total_params": sum(p.numel() for p in params),
+        "train_seconds": round(seconds, 3),
+        "train_tokens": tokens,
+        "train_tokens_per_second": round(tokens / max(seconds, 1e-9), 1),
+        "steps": args.max_steps,
+        "initial_loss": _mean(history[:10]),  # mean of the first 10 steps
+        "final_loss": _mean(history[-10:]),  # mean of the last 10 steps
+        "model": args.model,
+        "method": args.method,
+        "tasks": [d.name for d in datasets],
+        "format": fmt.name,
+    }
+
+
+def save_outputs(
+    out: Path,
+    args: TrainArgs,
+    model_path: str,
+    fmt: ClassificationFormat | TextToTextFormat,
+    saves_adapter: bool,
+    model: torch.nn.Module,
+    tokenizer: Any,
+    metrics: dict[str, Any],
+) -> None:
+    """Write the adapter (or the whole model and its tokenizer), ``run.json`` and ``metrics.json`` into ``out``."""
+    out.mkdir(parents=True, exist_ok=True)
+    if saves_adapter:
+        model.save_pretrained(out)
+    else:
+        model.save_pretrained(out / "model")
+        tokenizer.save_pretrained(out / "model")
+    run = {
+        "model": args.model,
+        "model_path": model_path,
+        "format": fmt.name,
+        "tasks": [{"name": t.name, "label_names": list(t.label_names)} for t in fmt.tasks],
+        "method": args.method,
+        "saves_adapter": saves_adapter,
+        "seed": args.seed,
+        "max_length": args.max_length,
+        "args": asdict(args),
+    }
+    write_json_atomic(out / RUN_FILE, run)
+    write_json_atomic(out / METRICS_FILE, metrics)
+
+
+def _mean(values: list[float]) -> float | None:
+    return round(sum(values) / len(values), 6) if values else None

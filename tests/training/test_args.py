@@ -1,0 +1,49 @@
+"""``TrainArgs``: validation with errors that name the flag, ``--method-config``, the resume key."""
+
+import pytest
+
+from adalink import AdaLinkConfig, PromptTuningConfig
+from adalink.training.args import TrainArgs
+from adalink.training.methods import attach_method
+from tiny_models import build
+
+
+def test_method_config_reaches_the_config():
+    args = TrainArgs(method="prompt_tuning", method_config='{"num_virtual_tokens": 5, "residual": true}')
+    args.validate()
+    attached = attach_method(
+        "prompt_tuning", build("bert"), rank=8, dropout=0.1, tasks=["t"], heads=[], options=args.method_options()
+    )
+    config = attached.model.peft_config
+    assert isinstance(config, PromptTuningConfig) and config.num_virtual_tokens == 5 and config.residual
+    unified = TrainArgs(method="adalink", method_config='{"unified": true}').method_options()
+    attached = attach_method("adalink", build("bert"), rank=4, dropout=0.1, tasks=["t"], heads=[], options=unified)
+    assert isinstance(attached.model.peft_config, AdaLinkConfig) and attached.model.peft_config.unified
+    assert TrainArgs().method_options() == {}
+
+
+@pytest.mark.parametrize(
+    ("method", "text", "match"),
+    [
+        ("adalink", "{unified: true}", "not valid JSON"),
+        ("adalink", "[1, 2]", "JSON object"),
+        ("full", '{"unified": true}', "--method full"),
+        ("adalink", '{"not_a_field": 1}', r"not_a_field.*unified"),
+        ("adalink", '{"rank": 4}', r"\['rank'\].*--rank"),
+    ],
+)
+def test_method_config_errors_name_the_problem(method, text, match):
+    with pytest.raises(ValueError, match=match):
+        TrainArgs(method=method, method_config=text).validate()
+
+
+def test_task_mixing_is_validated_and_kept_out_of_old_resume_keys():
+    with pytest.raises(
+        ValueError, match=r"--task-mixing 'balanced' is invalid: expected proportional or sqrt or equal"
+    ):
+        TrainArgs(task="tweets,bbc", task_mixing="balanced").validate()
+    TrainArgs(task="tweets,bbc", task_mixing="equal").validate()
+    assert "task_mixing" not in TrainArgs().resume_key()  # checkpoints written before the option still resume
+    assert TrainArgs(task_mixing="sqrt").resume_key()["task_mixing"] == "sqrt"
+    with pytest.raises(ValueError, match="--max-length 0 is invalid"):
+        TrainArgs(max_length=0).validate()

@@ -1,0 +1,55 @@
+"""Task loading (the easy-VQA question-type filter) and the one loader of base models, formats and tokenizers."""
+
+import pytest
+import torch
+
+from adalink.training.args import TrainArgs
+from adalink.training.loading import load_tasks
+
+
+def test_question_types_filter_easyvqa_splits():
+    pytest.importorskip("easy_vqa", reason="pip install easy-vqa")
+    (data,) = load_tasks(TrainArgs(task="easyvqa", question_types="yesno-shape, shape"))
+    for split in (data.train, data.validation, data.test):
+        assert split and {e.question_type for e in split} == {"yesno-shape", "shape"}
+    (everything,) = load_tasks(TrainArgs(task="easyvqa"))
+    assert len(everything.test) > len(data.test)
+
+
+def test_question_types_refused_for_text_tasks_and_unknown_types():
+    with pytest.raises(ValueError, match="--question-types"):
+        load_tasks(TrainArgs(task="tweets", question_types="yesno-shape"))
+    pytest.importorskip("easy_vqa", reason="pip install easy-vqa")
+    with pytest.raises(ValueError, match="question types"):
+        load_tasks(TrainArgs(task="easyvqa", question_types="colour"))
+
+
+def test_setup_model_unpacks_as_path_format_tokenizer_and_builds_the_base(tmp_path):
+    from adalink.training.formats import ClassificationFormat, TaskInfo, TextToTextFormat
+    from adalink.training.loading import setup_model
+    from tiny_models import save_tiny_checkpoint
+
+    bert = save_tiny_checkpoint(tmp_path / "bert", "bert")
+    setup = setup_model(bert, "auto", [TaskInfo("t", ("a", "b", "c"))])
+    path, fmt, tokenizer = setup
+    assert path == setup.path and isinstance(fmt, ClassificationFormat) and tokenizer.pad_token == "[PAD]"
+    base = setup.build_base(seed=0)
+    assert base.classifier.out_features == 3
+    base.save_pretrained(tmp_path / "tuned")
+    again = setup.build_base(seed=1, weights=tmp_path / "tuned")  # a full-tuning run's own model
+    assert torch.equal(again.classifier.weight, base.classifier.weight)
+    llama = setup_model(save_tiny_checkpoint(tmp_path / "llama", "llama"), "auto", [TaskInfo("t", ("a", "b"))])
+    assert isinstance(llama.fmt, TextToTextFormat) and not llama.fmt.encoder_decoder
+
+
+def test_load_tokenizer_gives_a_decoder_a_pad_token(tmp_path):
+    from transformers import AutoTokenizer
+
+    from adalink.training.loading import load_tokenizer
+    from tiny_models import save_tiny_checkpoint
+
+    directory = save_tiny_checkpoint(tmp_path / "m", "bert")
+    saved = AutoTokenizer.from_pretrained(directory)
+    saved.pad_token, saved.eos_token = None, "[SEP]"
+    saved.save_pretrained(directory)
+    assert load_tokenizer(directory).pad_token == "[SEP]"

@@ -1,0 +1,33 @@
+"""``metrics.json``: parameter counts with the new head counted apart, full tuning included."""
+
+import json
+
+import pytest
+
+from adalink.training.args import TrainArgs
+from adalink.training.loop import train
+from tiny_models import save_tiny_checkpoint, write_sentiment_csv
+
+
+@pytest.mark.parametrize("method", ["full", "adalink"])
+def test_metrics_count_the_head_apart_for_full_tuning_too(method, tmp_path):
+    model = save_tiny_checkpoint(tmp_path / "tiny-bert", "bert")
+    data = write_sentiment_csv(tmp_path / "s.csv", 40)
+    args = TrainArgs(
+        model=model, train_file=data, method=method, max_steps=2, batch_size=4, head_lr=1e-2, output_dir=str(tmp_path)
+    )
+    metrics = train(args)
+    hidden = 32  # tiny BERT's width; the head is Linear(32, 2)
+    assert metrics["head_params"] == hidden * 2 + 2
+    saved = json.loads((tmp_path / "metrics.json").read_text())
+    assert saved["head_params"] == metrics["head_params"]
+    assert saved["trainable_params"] + saved["head_params"] == sum(p.numel() for p in _trainable(tmp_path, method))
+
+
+def _trainable(run_dir, method):
+    from adalink.training.artifacts import load_run
+
+    loaded = load_run(run_dir)
+    if method == "full":
+        return list(loaded.model.parameters())
+    return [*loaded.model.adapter_modules.parameters(), *loaded.model.get_base_model().classifier.parameters()]
