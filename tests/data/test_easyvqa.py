@@ -6,7 +6,6 @@ import sys
 from collections import Counter
 
 import pytest
-import torch
 
 from adalink.data import easyvqa
 from adalink.data.easyvqa import (
@@ -17,8 +16,6 @@ from adalink.data.easyvqa import (
     VQAData,
     VQAExample,
     load_easyvqa,
-    load_image,
-    load_images,
     question_type,
 )
 from adalink.data.text_tasks import MissingDataPackageError
@@ -32,11 +29,6 @@ _IMAGES = {"train": 3_609, "validation": 391, "test": 1_000}
 def data() -> VQAData:
     pytest.importorskip("easy_vqa", reason="pip install easy-vqa")
     return load_easyvqa()
-
-
-@pytest.fixture(scope="module")
-def pillow() -> None:
-    pytest.importorskip("PIL", reason="pip install pillow")
 
 
 def _example(image_id: int, answer: int, kind: str = "color", question: str = "q?") -> VQAExample:
@@ -87,12 +79,6 @@ def test_missing_package_names_what_to_install(monkeypatch):
         easyvqa._easy_vqa()
 
 
-def test_missing_pillow_names_what_to_install(monkeypatch):
-    monkeypatch.setitem(sys.modules, "PIL", None)
-    with pytest.raises(ImportError, match="pip install pillow"):
-        easyvqa._decode.__wrapped__("/nonexistent.png")
-
-
 # Split logic and baseline on toy examples (no data needed).
 
 
@@ -109,7 +95,8 @@ def test_validation_carving_is_by_image_and_ignores_order():
 
 def test_hash_key_is_stable_sha256():
     # First 8 bytes of sha256(b"hello") = 2cf24dba5fb0a30e; fixed across processes, unlike hash().
-    assert easyvqa._hash_key("hello") == 0x2CF24DBA5FB0A30E / 2**64
+    assert easyvqa.split_key("hello") == 0x2CF24DBA5FB0A30E / 2**64  # the text tasks' key (adalink.data.cleaning)
+    assert easyvqa._image_key(7) == easyvqa.split_key("easy-vqa/train/7")
 
 
 def test_majority_baseline_uses_train_majority_and_question_type():
@@ -222,38 +209,3 @@ def test_majority_baseline_as_documented(data):
     assert data.majority_baseline() == pytest.approx(0.3733, abs=1e-4)
     for kind in QUESTION_TYPES:
         assert 0.0 < data.majority_baseline(kind) < 0.6
-
-
-# Images.
-
-
-def test_load_image_shape_dtype_range(data, pillow):
-    image = load_image(data.test[0].image_path)
-    assert image.shape == (3, 64, 64)
-    assert image.dtype == torch.float32
-    assert image.min() >= 0.0 and image.max() <= 1.0
-    assert image.max() > image.min()  # a shape on a background, not a blank image
-
-
-def test_load_image_resizes(data, pillow):
-    path = data.test[0].image_path
-    for size in (32, 224):
-        resized = load_image(path, size=size)
-        assert resized.shape == (3, size, size)
-        assert resized.min() >= 0.0 and resized.max() <= 1.0
-    assert torch.equal(load_image(path, size=64), load_image(path))
-    with pytest.raises(ValueError, match="size"):
-        load_image(path, size=0)
-
-
-def test_load_images_stacks_and_returns_fresh_tensors(data, pillow):
-    paths = [example.image_path for example in data.validation[:16]]
-    batch = load_images(paths)
-    assert batch.shape == (16, 3, 64, 64) and batch.dtype == torch.float32
-    assert torch.equal(batch, torch.stack([load_image(path) for path in paths]))
-    assert load_images(paths, size=96).shape == (16, 3, 96, 96)
-    assert load_images([]).shape == (0, 3, 64, 64)
-    assert load_images([], size=32).shape == (0, 3, 32, 32)
-    batch.zero_()  # modifying a result must not reach the decode cache
-    assert torch.equal(load_images(paths[:1]), load_image(paths[0]).unsqueeze(0))
-    assert load_image(paths[0]).max() > 0

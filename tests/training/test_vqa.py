@@ -14,8 +14,8 @@ pytest.importorskip("easy_vqa", reason="pip install easy-vqa")
 pytest.importorskip("PIL", reason="pip install pillow")
 
 from adalink.data import load_easyvqa
+from adalink.training.evaluation import predict_batch
 from adalink.training.formats import ClassificationFormat, TaskInfo
-from adalink.training.run import predict_batch
 from adalink.training.stream import TaskExample
 from adalink.training.vqa import ANSWER_NAMES, VQAFormat
 from adalink.vision import TinyVLM, TinyVLMConfig

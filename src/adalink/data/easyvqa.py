@@ -80,24 +80,23 @@ Procedure:
    occur) broken by image id and question. Any prefix of a split is therefore a uniform sample of it, which is what
    ``limit_train`` takes.
 
-Results are cached in-process (:func:`functools.lru_cache`); the returned objects are immutable. Images are decoded
-once per path (uint8, at most 16,384 kept) and converted to float on every call.
+Results are cached in-process (:func:`functools.lru_cache`); the returned objects are immutable. Images are read
+by :mod:`adalink.data.images` (:func:`load_image`, :func:`load_images`, re-exported here): decoded once per path
+(uint8, at most 16,384 kept) and converted to float on every call.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import functools
-import hashlib
 import os
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from types import ModuleType
 
-import torch
-import torch.nn.functional as F
-
+from .cleaning import split_key
+from .images import load_image, load_images
 from .text_tasks import MissingDataPackageError
 
 __all__ = [
@@ -128,8 +127,6 @@ QUESTION_TYPE_ANSWERS: dict[str, tuple[str, ...]] = {
 """The answers each question type can have (sorted names)."""
 
 _VALIDATION_FRACTION = 0.1
-_NATIVE_SIZE = 64
-_IMAGE_CACHE_SIZE = 16_384
 _SHAPE_WORDS = frozenset(SHAPE_NAMES)
 
 
@@ -282,20 +279,14 @@ def _easy_vqa() -> ModuleType:
     return easy_vqa
 
 
-def _hash_key(text: str) -> float:
-    """Map a string to a stable number in [0, 1) from its SHA-256 digest (unlike the salted ``hash()``)."""
-    digest = hashlib.sha256(text.encode("utf-8")).digest()
-    return int.from_bytes(digest[:8], "big") / 2**64
-
-
 def _image_key(image_id: int) -> float:
     """Split key of a package train image: ``u < 0.1`` sends the image to validation."""
-    return _hash_key(f"easy-vqa/train/{image_id}")
+    return split_key(f"easy-vqa/train/{image_id}")
 
 
 def _example_key(example: VQAExample) -> tuple[float, int, str]:
     """Sort key of an example within its split."""
-    return _hash_key(f"{example.image_id}\n{example.question}"), example.image_id, example.question
+    return split_key(f"{example.image_id}\n{example.question}"), example.image_id, example.question
 
 
 def _sorted(examples: Iterable[VQAExample]) -> tuple[VQAExample, ...]:
@@ -373,79 +364,3 @@ def load_easyvqa(*, limit_train: int | None = None) -> VQAData:
     if limit_train is None or limit_train >= len(data.train):
         return data
     return dataclasses.replace(data, train=data.train[:limit_train])
-
-
-@functools.lru_cache(maxsize=_IMAGE_CACHE_SIZE)
-def _decode(path: str) -> torch.Tensor:
-    """Decode an image file to a ``(3, H, W)`` uint8 RGB tensor (cached; callers must not modify it)."""
-    try:
-        from PIL import Image
-    except ImportError as error:
-        raise ImportError("Reading easy-VQA images needs Pillow: `pip install pillow`.") from error
-    with Image.open(path) as image:
-        rgb = image.convert("RGB")
-        width, height = rgb.size
-        data = bytearray(rgb.tobytes())
-    return torch.frombuffer(data, dtype=torch.uint8).view(height, width, 3).permute(2, 0, 1).contiguous()
-
-
-def _to_float(images: torch.Tensor, size: int | None) -> torch.Tensor:
-    """Scale uint8 ``(N, 3, H, W)`` images to float32 in [0, 1], resized bilinearly to ``size``×``size`` if given."""
-    floats = images.to(torch.float32).div_(255.0)
-    if size is not None and tuple(floats.shape[-2:]) != (size, size):
-        shrinking = size < min(floats.shape[-2:])  # antialiasing only matters, and only costs, when downsampling
-        floats = F.interpolate(floats, size=(size, size), mode="bilinear", align_corners=False, antialias=shrinking)
-        floats = floats.clamp_(0.0, 1.0)
-    return floats
-
-
-def _check_size(size: int | None) -> None:
-    if size is not None and size < 1:
-        raise ValueError(f"size must be a positive number of pixels or None, got {size}.")
-
-
-def load_image(path: str, size: int | None = None) -> torch.Tensor:
-    """Read one image as an RGB float tensor.
-
-    Args:
-        path: Image file path (e.g. ``VQAExample.image_path``).
-        size: If given, the image is resized to ``size``×``size`` (bilinear, antialiased when shrinking); ``None``
-            keeps the native 64×64.
-
-    Returns:
-        A new ``(3, H, W)`` float32 tensor with values in [0, 1].
-
-    Raises:
-        ImportError: If Pillow is not installed.
-        ValueError: If ``size`` is not positive.
-    """
-    _check_size(size)
-    return _to_float(_decode(os.fspath(path)).unsqueeze(0), size)[0]
-
-
-def load_images(paths: Sequence[str], size: int | None = None) -> torch.Tensor:
-    """Read a batch of images as one RGB float tensor (each file is decoded once per process and cached).
-
-    Args:
-        paths: Image file paths; with ``size=None`` the images must all have the same size.
-        size: As in :func:`load_image`.
-
-    Returns:
-        A new ``(N, 3, H, W)`` float32 tensor with values in [0, 1]; ``(0, 3, S, S)`` for no paths, with ``S`` being
-        ``size`` or 64.
-
-    Raises:
-        ImportError: If Pillow is not installed.
-        ValueError: If ``size`` is not positive, or if ``size`` is ``None`` and the images differ in size.
-    """
-    _check_size(size)
-    if not paths:
-        side = size or _NATIVE_SIZE
-        return torch.empty(0, 3, side, side)
-    decoded = [_decode(os.fspath(path)) for path in paths]
-    shapes = {tuple(image.shape) for image in decoded}
-    if len(shapes) == 1:
-        return _to_float(torch.stack(decoded), size)
-    if size is None:
-        raise ValueError(f"Images differ in size ({sorted(shapes)}); pass size= to resize them to one size.")
-    return torch.cat([_to_float(image.unsqueeze(0), size) for image in decoded])

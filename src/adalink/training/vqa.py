@@ -14,7 +14,8 @@ from typing import ClassVar
 import torch
 from torch import nn
 
-from ..data.easyvqa import COLOR_NAMES, SHAPE_NAMES, VQAExample, load_images
+from ..data.easyvqa import COLOR_NAMES, SHAPE_NAMES, VQAExample
+from ..data.images import load_images
 from ..vision.vlm import TinyVLM
 from .formats import ClassificationFormat, TaskInfo
 from .stream import TaskExample

