@@ -13,7 +13,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from .experiment import Experiment, Scale
-from .report import glance, markdown, plot, update_document, write_summary
+from .report import glance, markdown, plot, read_stage1, update_document, write_summary
 from .runner import collect, run_experiment, summaries
 from .tables import EXPERIMENTS, build
 
@@ -102,7 +102,7 @@ def run(args: argparse.Namespace) -> int:
         verdicts = experiment.judge(summaries(table))
         write_summary(results / f"{name}.json", experiment, table, verdicts, seeds)
         plot(results / f"{name}.png", experiment, table)
-        section = markdown(experiment, table, verdicts, seeds)
+        section = markdown(experiment, table, verdicts, seeds, read_stage1(results))
         if args.doc:
             update_document(Path(args.doc), name + ("-quick" if args.quick else ""), section)
         print(section)

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from .experiment import Experiment
-from .runner import summaries
+from .runner import STAGE1_FILE, summaries
 from .verdicts import Verdict
 
 __all__ = ["glance", "markdown", "plot", "update_document", "write_summary"]
@@ -27,8 +27,17 @@ def _params(row: dict[str, Any]) -> str:
     return " + ".join(f"{v:,}" for v in counts)
 
 
-def markdown(experiment: Experiment, table: dict[str, dict[str, Any]], verdicts: list[Verdict], seeds) -> str:
-    """The experiment's section: protocol, table (ours beside the paper's), verdicts and commands."""
+def markdown(
+    experiment: Experiment,
+    table: dict[str, dict[str, Any]],
+    verdicts: list[Verdict],
+    seeds,
+    stage1: dict[str, Any] | None = None,
+) -> str:
+    """The experiment's section: protocol, table (ours beside the paper's), verdicts and commands.
+
+    ``stage1``: the stage-1 VLM's ``pretraining.json`` (:func:`read_stage1`), which fills the easy-VQA note.
+    """
     tasks = sorted({t for row in table.values() for t in row["per_task"]})
     multi = len(tasks) > 1
     lines = [
@@ -54,7 +63,7 @@ def markdown(experiment: Experiment, table: dict[str, dict[str, Any]], verdicts:
     if baselines:
         lines += ["", "Majority-answer baseline: " + ", ".join(f"{t} {100 * v:.1f}" for t, v in baselines.items())]
     if experiment.note:
-        lines += ["", experiment.note]
+        lines += ["", experiment.note.format(stage1=stage1_summary(stage1))]
     lines += ["", "| claim | verdict | why |", "|---|---|---|"]
     lines += [f"| {v.claim} | **{v.verdict}** | {v.reason} |" for v in verdicts]
     lines += ["", f"![{experiment.name}](../experiments/results/{experiment.name}.png)", ""]
@@ -65,6 +74,22 @@ def markdown(experiment: Experiment, table: dict[str, dict[str, Any]], verdicts:
         lines += [spec.command(first_seed) for spec in condition.specs]
     lines += ["```", ""]
     return "\n".join(lines)
+
+
+def read_stage1(results_dir: Path) -> dict[str, Any] | None:
+    """The stage-1 VLM's metrics the runner copied next to the results (``STAGE1_FILE``), or None."""
+    path = Path(results_dir) / STAGE1_FILE
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def stage1_summary(stage1: dict[str, Any] | None) -> str:
+    """The held-out type's zero-shot accuracy of the stage-1 VLM, with how many questions it was measured on."""
+    if stage1 is None:
+        return f"not recorded (`{STAGE1_FILE}` is written by the first easy-VQA run of `adalink experiment`)"
+    held_out = stage1["held_out_types"]
+    per_type = stage1["eval_examples"] // max(1, len(stage1["accuracy"]) - 1)  # "all" is not a type
+    scores = ", ".join(f"`{t}` {100 * stage1['accuracy'][t]:.1f}" for t in held_out)
+    return f"{scores} on the first {per_type} test questions of each type (`{STAGE1_FILE}`)"
 
 
 def glance(results_dir: Path, names: list[str]) -> str:

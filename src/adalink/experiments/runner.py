@@ -26,7 +26,9 @@ from ..provenance import provenance
 from .experiment import Experiment, TrainRun
 from .stats import Summary, summarize
 
-__all__ = ["RunResult", "collect", "run_experiment", "run_id", "run_one"]
+__all__ = ["STAGE1_FILE", "RunResult", "collect", "record_stage1", "run_experiment", "run_id", "run_one"]
+
+STAGE1_FILE = "stage1-vlm.json"  # the stage-1 VLM's own pretraining.json, copied beside the results
 
 RunResult = dict[str, Any]
 _KEPT_METRICS = (
@@ -83,9 +85,24 @@ def run_one(spec: TrainRun, seed: int, *, results_dir: Path, work_dir: Path, kee
         "environment": provenance(),  # package versions, commit and dirty tree, hardware
     }
     write_json_atomic(path, result, final_newline=True)
+    from ..training.loading import VLM_ALIAS
+
+    if args.model == VLM_ALIAS:
+        record_stage1(results_dir)
     if not keep_outputs:
         shutil.rmtree(out, ignore_errors=True)
     return result
+
+
+def record_stage1(results_dir: Path) -> None:
+    """Copy the cached stage-1 VLM's ``pretraining.json`` (its zero-shot scores) to ``results_dir``, once, so that the
+    report reads them from a committed file."""
+    from ..vision.pretrain import PRETRAIN_FILE, cached_pretrained_vlm
+
+    target = Path(results_dir) / STAGE1_FILE
+    if not target.is_file():
+        metrics = json.loads((cached_pretrained_vlm() / PRETRAIN_FILE).read_text())
+        write_json_atomic(target, {k: v for k, v in metrics.items() if k not in ("losses", "vision_losses")})
 
 
 def run_experiment(
