@@ -1,6 +1,8 @@
 """Adapters save atomically, load only onto their own base model, and corrupt files give clear errors."""
 
 import json
+import os
+import stat
 
 import pytest
 import safetensors.torch
@@ -115,6 +117,7 @@ def test_corrupt_weights_with_matching_checksum_give_a_clear_error(tmp_path):
     (tmp_path / WEIGHTS_NAME).write_bytes(b"\x08\x00\x00\x00\x00\x00\x00\x00{garbage")
     document = json.loads((tmp_path / CONFIG_NAME).read_text())
     document["weights_sha256"] = adalink.io.file_sha256(tmp_path / WEIGHTS_NAME)
+    del document["config_sha256"]  # as a file from before the config's own checksum
     (tmp_path / CONFIG_NAME).write_text(json.dumps(document))
     with pytest.raises(AdapterFileError, match="is corrupt"):
         PeftModel.from_pretrained(build("llama"), tmp_path)
@@ -152,13 +155,15 @@ def test_shape_mismatch_is_refused(tmp_path):
     document = json.loads((tmp_path / CONFIG_NAME).read_text())
     document["config"]["rank"] = 8
     (tmp_path / CONFIG_NAME).write_text(json.dumps(document))
+    with pytest.raises(AdapterFileError, match="changed after it was saved"):  # an edited config is refused
+        PeftModel.from_pretrained(build("llama"), tmp_path)
+    del document["config_sha256"]  # a file from before the config's own checksum: the shapes are still checked
+    (tmp_path / CONFIG_NAME).write_text(json.dumps(document))
     with pytest.raises(AdapterFileError, match=r"'adalink\.text\.down' has shape"):
         PeftModel.from_pretrained(build("llama"), tmp_path)
 
 
 def test_json_documents_are_written_whole_or_not_at_all(tmp_path, monkeypatch):
-    import os
-
     from adalink.io import write_json_atomic
 
     path = tmp_path / "deep" / "er" / "run.json"
@@ -178,3 +183,20 @@ def test_json_documents_are_written_whole_or_not_at_all(tmp_path, monkeypatch):
         write_json_atomic(path, {"c": 3})
     assert json.loads(path.read_text()) == {"a": 2, "b": 1}
     assert [p.name for p in path.parent.iterdir()] == ["run.json"], "temporary file left behind"
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o027, 0o077])
+def test_files_get_the_permissions_of_the_umask(tmp_path, umask):
+    """Adapter and JSON files are made as a plain open() would make them (0o666 less the umask), not owner-only."""
+    from adalink.io import make_temp_dir, write_json_atomic
+
+    previous = os.umask(umask)
+    try:
+        _saved(tmp_path / "adapter")
+        write_json_atomic(tmp_path / "run.json", {"a": 1})
+        directory = make_temp_dir(tmp_path, ".tmp-")
+    finally:
+        os.umask(previous)
+    for path in (tmp_path / "adapter" / CONFIG_NAME, tmp_path / "adapter" / WEIGHTS_NAME, tmp_path / "run.json"):
+        assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~umask, (path.name, oct(path.stat().st_mode))
+    assert stat.S_IMODE(directory.stat().st_mode) == 0o777 & ~umask

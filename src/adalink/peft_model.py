@@ -169,8 +169,19 @@ class PeftModel(nn.Module):
                 tensors[f"modules_to_save.{path}.{pname}"] = p
         return tensors
 
-    def save_pretrained(self, save_directory: str | os.PathLike, **_: Any) -> None:
-        """Write ``adapter_config.json`` and ``adapter_model.safetensors`` (the method's weights only), atomically."""
+    def save_pretrained(self, save_directory: str | os.PathLike, *, format: str = "adalink", **_: Any) -> None:
+        """Write ``adapter_config.json`` and ``adapter_model.safetensors`` (the method's weights only), atomically.
+
+        ``format="peft"`` writes Hugging Face peft's own format instead, one adapter directory per task (see
+        :func:`adalink.export.export_peft`), for methods peft has; others raise ``adalink.export.ExportError``.
+        """
+        if format == "peft":
+            from .export.convert import export_peft
+
+            export_peft(self, save_directory)
+            return
+        if format != "adalink":
+            raise ValueError(f"save_pretrained format={format!r} is invalid: expected 'adalink' or 'peft'.")
         metadata = {
             "adalink_version": __version__,
             "method": self.peft_config.method,

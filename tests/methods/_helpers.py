@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 
+import peft
 import pytest
 import torch
 from transformers import T5Config, T5ForConditionalGeneration
 
 from adalink import FoldError, PeftModel, get_peft_model
+from adalink.export import peft_adapter
 from adalink.methods.roles import find_role
 from tiny_models import build, model_inputs, text_batch
 
@@ -126,12 +128,24 @@ def gpt2_c_attn_outputs(model: PeftModel, layer: int = 0) -> tuple[torch.Tensor,
 
 
 # ----------------------------------------------------------------------------------------- Hugging Face peft
-def copy_into_peft(ours: PeftModel, reference, sites: Iterable, copy: Callable) -> None:
-    """Give peft's layer at each site our weights: copy(our adapter module, peft's layer), without autograd."""
-    inner = reference.base_model.model
-    with torch.no_grad():
-        for site in sites:
-            copy(ours.adapter_modules[site.key], inner.get_submodule(site.path))
+def trained_heads(arch: str) -> list[str]:
+    """The modules to save that make a method comparable with peft: peft trains the classifier of SEQ_CLS models."""
+    return ["classifier"] if TASK_TYPES[arch] == "SEQ_CLS" else []
+
+
+# peft's names of adapter tensors (prompt tables load apart, as "prompt_embeddings")
+_PEFT_ADAPTER_PARTS = ("lora_", "ia3_", "lokr_", "ln_tuning_layers", "modules_to_save")
+
+
+def peft_twin(ours: PeftModel, arch: str) -> peft.PeftModel:
+    """Hugging Face peft's model of the same method holding our weights, through the mapping the exporter uses
+    (:func:`adalink.export.peft_adapter`): built from its config (trainable), loaded with its tensors."""
+    adapter = peft_adapter(ours)
+    reference = peft.get_peft_model(build(arch), peft.get_peft_config({**adapter.config, "inference_mode": False}))
+    loaded = peft.set_peft_model_state_dict(reference, adapter.tensors)
+    assert set(loaded.unexpected_keys) <= {"prompt_embeddings"}, loaded.unexpected_keys
+    assert not [k for k in loaded.missing_keys if any(part in k for part in _PEFT_ADAPTER_PARTS)]
+    return reference
 
 
 def assert_equals_peft(ours: PeftModel, reference, arch: str) -> None:
@@ -139,7 +153,15 @@ def assert_equals_peft(ours: PeftModel, reference, arch: str) -> None:
     torch.testing.assert_close(
         small_batch_logits(ours, arch), small_batch_logits(reference, arch), atol=1e-5, rtol=1e-5
     )
-    assert ours.get_nb_trainable_parameters() == reference.get_nb_trainable_parameters()
+    (trainable, total), (their_trainable, their_total) = (
+        ours.get_nb_trainable_parameters(),
+        reference.get_nb_trainable_parameters(),
+    )
+    # peft keeps each module to save twice (the original and its trained copy), and counts both
+    copies = sum(
+        p.numel() for m in ours.peft_config.modules_to_save for p in ours.base_model.get_submodule(m).parameters()
+    )
+    assert (trainable, total + copies) == (their_trainable, their_total)
 
 
 def left_padded_inputs(name: str) -> dict[str, torch.Tensor]:

@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import pytest
 import torch
-from peft import LoKrConfig
-from peft import get_peft_model as peft_get_peft_model
 from peft.tuners.lokr.layer import factorization as peft_factorization
 
 from adalink import ConfigError, PeftModel, get_peft_model
 from adalink.methods.krona import KronABank, KronAConfig, factorization
-from adalink.methods.lora import LinearSite, find_linear_sites
+from adalink.methods.lora import LinearSite
 from methods import _helpers as helpers
 from tiny_models import build, text_batch
 
@@ -44,20 +42,10 @@ def test_factorization_is_lokrs():
 
 @pytest.mark.parametrize("arch", ["bert", "llama", "t5"])  # peft's LoKr has no GPT-2 Conv1D layer
 def test_equals_peft_lokr(arch):
-    ours = get_peft_model(build(arch), KronAConfig(scale=0.5))
+    ours = get_peft_model(build(arch), KronAConfig(scale=0.5, modules_to_save=helpers.trained_heads(arch)))
     _perturb(ours)
-    sites = find_linear_sites(build(arch), ["q", "v"], method="krona")
-    # full (undecomposed) w1 and w2: r must reach half the larger factor; alpha / r is KronA's scale
-    reference = peft_get_peft_model(
-        build(arch), LoKrConfig(r=16, alpha=8, target_modules=[s.path for s in sites], decompose_both=False)
-    )
-
-    def copy_kron_factors(bank, layer):
-        layer.lokr_w1["default"].copy_(bank.A[0])
-        layer.lokr_w2["default"].copy_(bank.B[0])
-
-    helpers.copy_into_peft(ours, reference, sites, copy_kron_factors)
-    helpers.assert_equals_peft(ours, reference, arch)
+    # full (undecomposed) w1 and w2: r reaches half the larger factor; alpha / r is KronA's scale
+    helpers.assert_equals_peft(ours, helpers.peft_twin(ours, arch), arch)
 
 
 @pytest.mark.parametrize("arch", helpers.ARCHS)

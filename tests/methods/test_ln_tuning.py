@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import peft
 import pytest
 import torch
 from peft.tuners.ln_tuning.layer import LNTuningLayer
@@ -10,14 +9,14 @@ from torch.nn.utils import parametrize
 
 from adalink import ConfigError, PeftModel, get_peft_model
 from adalink.methods.ln_tuning import LNTuningConfig
+from methods import _helpers as helpers
 from tiny_models import build, model_inputs, text_batch
 
 ARCHS = ["bert", "gpt2", "llama", "t5"]
-PEFT_TARGETS = {"bert": ["LayerNorm"]}  # peft has no default LayerNorm map for BERT
 
 
 def _perturbed(name: str) -> PeftModel:
-    model = get_peft_model(build(name), LNTuningConfig())
+    model = get_peft_model(build(name), LNTuningConfig(modules_to_save=helpers.trained_heads(name)))
     generator = torch.Generator().manual_seed(3)
     with torch.no_grad():
         for p in model.adapter_modules.parameters():
@@ -28,16 +27,8 @@ def _perturbed(name: str) -> PeftModel:
 @pytest.mark.parametrize("name", ARCHS)
 def test_equals_peft_ln_tuning(name):
     ours = _perturbed(name)
-    theirs = peft.get_peft_model(build(name), peft.LNTuningConfig(target_modules=PEFT_TARGETS.get(name))).eval()
-    copied = 0
-    with torch.no_grad():
-        for path, layer in theirs.named_modules():
-            if isinstance(layer, LNTuningLayer):
-                tuned = ours.base_model.get_submodule(path.removeprefix("base_model.model."))
-                for tensor in ("weight", "bias"):
-                    if getattr(tuned, tensor, None) is not None:
-                        getattr(layer.ln_tuning_layers["default"], tensor).copy_(getattr(tuned, tensor))
-                copied += 1
+    theirs = helpers.peft_twin(ours, name).eval()
+    copied = sum(isinstance(layer, LNTuningLayer) for layer in theirs.modules())
     assert copied == len(ours.adapter_modules) // (2 if name in ("bert", "gpt2") else 1)
     batch = model_inputs(name, text_batch())
     with torch.no_grad():

@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import pytest
 import torch
-from peft import LoraConfig
-from peft import get_peft_model as peft_get_peft_model
 
 from adalink import ConfigError, PeftModel, get_peft_model
-from adalink.methods.lora import LoRAAllConfig, LoRAConfig, find_linear_sites
+from adalink.methods.lora import LoRAAllConfig, LoRAConfig
 from methods import _helpers as helpers
 from tiny_models import build, text_batch
 
@@ -23,22 +21,9 @@ PEFT_CASES = [(LoRAConfig, a) for a in ("bert", "llama", "t5")] + [(LoRAAllConfi
 
 @pytest.mark.parametrize(("config_cls", "arch"), PEFT_CASES, ids=lambda v: getattr(v, "method", v))
 def test_equals_peft_lora(config_cls, arch):
-    ours = get_peft_model(build(arch), config_cls(rank=4, alpha=12.0))
+    ours = get_peft_model(build(arch), config_cls(rank=4, alpha=12.0, modules_to_save=helpers.trained_heads(arch)))
     _perturb(ours)
-    sites = find_linear_sites(build(arch), ours.peft_config.targets, method="lora")
-    reference = peft_get_peft_model(
-        build(arch),
-        LoraConfig(
-            r=4, lora_alpha=12, lora_dropout=0.0, target_modules=[s.path for s in sites], fan_in_fan_out=arch == "gpt2"
-        ),
-    )
-
-    def copy_lora(bank, layer):
-        layer.lora_A["default"].weight.copy_(bank.A[0])
-        layer.lora_B["default"].weight.copy_(bank.B[0])
-
-    helpers.copy_into_peft(ours, reference, sites, copy_lora)
-    helpers.assert_equals_peft(ours, reference, arch)
+    helpers.assert_equals_peft(ours, helpers.peft_twin(ours, arch), arch)
 
 
 def test_gpt2_lora_adapts_only_the_q_and_v_thirds_of_c_attn():

@@ -11,6 +11,7 @@ import torch
 from safetensors.torch import load_file
 
 from adalink import ConfigError, PeftModel, get_peft_model
+from adalink.export import seq2seq_prefix_rows
 from adalink.methods.prefix_tuning import PrefixTuningConfig
 from methods import _helpers as helpers
 from tiny_models import build, model_inputs, text_batch
@@ -27,16 +28,19 @@ def _pair(name: str):
     """Our prefix tuning (no MLP) and peft's on two copies of one tiny model, with the same random prefix."""
     heads = ["classifier"] if name == "bert" else []  # peft trains the classifier of SEQ_CLS models
     config = PrefixTuningConfig(num_virtual_tokens=N, prefix_projection=False, modules_to_save=heads)
-    ours, theirs = get_peft_model(build(name), config), _peft(name)
-    table = theirs.prompt_encoder["default"].embedding.weight  # (n, L·2·H·d) in peft's layout, like ours
+    ours = get_peft_model(build(name), config)
+    if name != "t5":
+        with torch.no_grad():
+            ours.prefix_tuning.bank.prefix.normal_(0, 1)
+        return ours.eval(), helpers.peft_twin(ours, name).eval()
+    # peft's encoder-decoder layout makes both tiny T5 decoder layers read rows 0 and 1 of its table (the export
+    # refuses layer-specific prefixes there): fill peft's table and give ours the rows each layer reads
+    theirs = _peft(name)
+    table = theirs.prompt_encoder["default"].embedding.weight  # (n, L·2·H·d)
     with torch.no_grad():
         table.normal_(0, 1)
-        if name == "t5":  # peft's encoder-decoder layout repeats [self K, V, cross K, V] so that decoder layer l
-            rows = table.view(N, 2 * LAYERS, -1)  # reads its self-attention prefix from rows 4l, 4l+1 (mod 2L)
-            used = [r for layer in range(LAYERS) for r in ((4 * layer) % (2 * LAYERS), (4 * layer + 1) % (2 * LAYERS))]
-            ours.prefix_tuning.bank.prefix[0].copy_(rows[:, used].reshape(N, -1))
-        else:
-            ours.prefix_tuning.bank.prefix[0].copy_(table)
+        used = [row for pair in seq2seq_prefix_rows(LAYERS) for row in pair]
+        ours.prefix_tuning.bank.prefix[0].copy_(table.view(N, 2 * LAYERS, -1)[:, used].reshape(N, -1))
     return ours.eval(), theirs.eval()
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import re
 import warnings
 
-import peft
 import pytest
 import torch
 
@@ -21,14 +20,9 @@ def _pair(name: str, **kwargs):
     """Our prompt tuning and peft's on two copies of one tiny model, with the same (random) prompt."""
     heads = ["classifier"] if name == "bert" else []  # peft trains the classifier of SEQ_CLS models
     ours = get_peft_model(build(name), PromptTuningConfig(num_virtual_tokens=N, modules_to_save=heads, **kwargs))
-    config = peft.PromptTuningConfig(
-        task_type=helpers.TASK_TYPES[name], num_virtual_tokens=N, num_transformer_submodules=1
-    )
-    theirs = peft.get_peft_model(build(name), config)
     with torch.no_grad():
         ours.prompt_tuning.bank.prompt.normal_(0, 1)
-        theirs.prompt_encoder["default"].embedding.weight.copy_(ours.prompt_tuning.bank.prompt[0])
-    return ours.eval(), theirs.eval()
+    return ours.eval(), helpers.peft_twin(ours, name).eval()
 
 
 @pytest.mark.parametrize("name", ["bert", "gpt2", "llama", "t5"])

@@ -135,9 +135,9 @@ def test_adapter_for_another_base_is_refused(classification_runs, other_bert):
 def test_incompatible_settings_are_refused(stack, classification_runs, tmp_path):
     gelu = tmp_path / "gelu"
     shutil.copytree(classification_runs["topic"], gelu)
-    config = json.loads((gelu / "adapter_config.json").read_text())
-    config["config"]["activation"], config["config"]["tasks"] = "gelu", ["topic_gelu"]
-    (gelu / "adapter_config.json").write_text(json.dumps(config))
+    document, tensors = read_adapter(gelu)
+    document["config"]["activation"], document["config"]["tasks"] = "gelu", ["topic_gelu"]
+    rewrite_adapter(gelu, document, tensors)  # saved again: an edited adapter_config.json is refused as changed
     run = json.loads((gelu / "run.json").read_text())
     run["tasks"][0]["name"] = "topic_gelu"
     (gelu / "run.json").write_text(json.dumps(run))

@@ -1,3 +1,7 @@
+import json
+import os
+import stat
+
 import pytest
 import torch
 
@@ -61,3 +65,36 @@ def test_dangling_pointer_is_an_error(tmp_path):
     (tmp_path / "latest").write_text("step-00000099")
     with pytest.raises(CheckpointError, match="missing or incomplete"):
         latest_checkpoint(tmp_path)
+
+
+def test_checkpoints_get_the_permissions_of_the_umask(tmp_path):
+    previous = os.umask(0o022)
+    try:
+        path = _write(tmp_path, 10)
+    finally:
+        os.umask(previous)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o755
+    for file in [*path.iterdir(), tmp_path / "latest"]:
+        assert stat.S_IMODE(file.stat().st_mode) == 0o644, file.name
+
+
+@pytest.mark.parametrize("name", ["trainable.safetensors", "optimizer.pt", "rng-0.pt", "state.json"])
+def test_a_damaged_or_swapped_file_is_refused(tmp_path, name):
+    _write(tmp_path / "a", 10)
+    path = latest_checkpoint(tmp_path / "a")
+    torch.rand(1)  # another random state too
+    other = _write(tmp_path / "b", 20)
+    damaged = bytearray((path / name).read_bytes())
+    damaged[len(damaged) // 2] ^= 0x04
+    for content in (bytes(damaged), (path / name).read_bytes()[:-7], (other / name).read_bytes()):
+        (path / name).write_bytes(content)
+        with pytest.raises(CheckpointError, match="corrupt"):
+            read_checkpoint(path)
+
+
+def test_checkpoints_from_before_the_checksums_still_load(tmp_path):
+    path = _write(tmp_path, 10)
+    state = json.loads((path / "state.json").read_text())
+    del state["files_sha256"], state["state_sha256"]
+    (path / "state.json").write_text(json.dumps(state))
+    assert read_checkpoint(path)[3] == {"tokens": 10, "step": 10}

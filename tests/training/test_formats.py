@@ -1,9 +1,13 @@
-"""Text-to-text prompts: a long text is cut, never the frame and its ``Answer:`` cue (training, eval and serving)."""
+"""Text-to-text prompts: a long text is cut, never the frame and its ``Answer:`` cue (training, eval and serving);
+the loss reads the logits of the batch's own tokens whatever a method prepends to the sequence."""
+
+from types import SimpleNamespace
 
 import pytest
 import torch
-from transformers import AutoTokenizer
+from transformers import AutoModelForCausalLM, AutoTokenizer
 
+from adalink import PromptTuningConfig, get_peft_model
 from adalink.data import Example
 from adalink.training.formats import TaskInfo, TextToTextFormat, pad_rows
 from adalink.training.stream import TaskExample
@@ -11,8 +15,13 @@ from tiny_models import WORDS, save_tiny_checkpoint
 
 
 @pytest.fixture(scope="module")
-def tokenizer(tmp_path_factory):
-    return AutoTokenizer.from_pretrained(save_tiny_checkpoint(tmp_path_factory.mktemp("fmt") / "tiny", "llama"))
+def checkpoint(tmp_path_factory) -> str:
+    return save_tiny_checkpoint(tmp_path_factory.mktemp("fmt") / "tiny", "llama")
+
+
+@pytest.fixture(scope="module")
+def tokenizer(checkpoint):
+    return AutoTokenizer.from_pretrained(checkpoint)
 
 
 FMT = TextToTextFormat([TaskInfo("topic", ("sport", "tech"))], encoder_decoder=False)
@@ -64,3 +73,31 @@ def test_left_padded():
 def test_a_budget_below_one_token_is_refused(tokenizer):
     with pytest.raises(ValueError, match="max_tokens=0"):
         FMT.prompt_ids(tokenizer, 0, LONG, 0)
+
+
+def test_the_decoder_loss_reads_the_last_positions_when_a_method_prepends_some(tokenizer):
+    items = [TaskExample(0, Example(WORDS[0], 1)), TaskExample(0, Example(" ".join(WORDS[:6]), 0))]
+    batch = FMT.collate(items, tokenizer, 48)
+    generator = torch.Generator().manual_seed(0)
+    logits = torch.randn(*batch["input_ids"].shape, len(tokenizer), generator=generator)  # (B, L, V)
+    prepended = torch.cat([torch.randn(2, 5, len(tokenizer)), logits], dim=1)  # (B, 5 + L, V): 5 soft tokens first
+
+    def answering(values):
+        return lambda inputs, task_ids: SimpleNamespace(logits=values)
+
+    expected = FMT.loss(answering(logits), batch)
+    assert FMT.loss(answering(prepended), batch) == expected
+    with pytest.raises(ValueError, match="fewer than the batch's"):
+        FMT.loss(answering(logits[:, 1:]), batch)
+
+
+def test_prompt_tuning_on_a_decoder_trains_through_the_text_to_text_loss(checkpoint, tokenizer):
+    torch.manual_seed(0)
+    model = get_peft_model(AutoModelForCausalLM.from_pretrained(checkpoint), PromptTuningConfig(num_virtual_tokens=4))
+    batch = FMT.collate([TaskExample(0, Example(w, i % 2)) for i, w in enumerate(WORDS[:4])], tokenizer, 32)
+    loss = FMT.loss(lambda inputs, task_ids: model(**inputs), batch)  # failed: logits (B, 4 + L) vs labels (B, L)
+    loss.backward()
+    assert torch.isfinite(loss) and model.prompt_tuning["bank"].prompt.grad.abs().sum() > 0
+    with model.disable_adapter():  # the same tokens read without the prompt: the loss of the plain model
+        plain = FMT.loss(lambda inputs, task_ids: model(**inputs), batch)
+    assert plain != loss

@@ -4,24 +4,37 @@ A checkpoint is a directory ``checkpoints/step-00000040/`` holding the trainable
 optimiser and scheduler state and every process's RNG state (``torch.save``, read back with ``weights_only=True``:
 plain tensors and numbers, nothing executed), and ``state.json``. It is written under a temporary name and
 renamed into place, then ``checkpoints/latest`` is atomically pointed at it; older ones beyond ``keep`` go after.
+A process killed at any moment therefore leaves ``latest`` naming a complete checkpoint (or no ``latest`` at all).
+
+``state.json`` records the SHA-256 of every other file of its checkpoint and of its own content, so a truncated,
+corrupt or swapped file is refused with :class:`CheckpointError` instead of resuming from wrong weights. Files and
+directories get the permissions the umask gives (:func:`adalink.io.make_temp_dir`), like the run's other outputs.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import pickle
 import random
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
+
+from ..io import file_sha256, fsync_path, make_temp_dir, write_atomic
 
 __all__ = ["CheckpointError", "latest_checkpoint", "read_checkpoint", "restore_rng", "rng_state", "write_checkpoint"]
 
 LATEST = "latest"
+STATE = "state.json"
+_FILES, _SELF = "files_sha256", "state_sha256"  # state.json's checksums: of the other files, of itself
+# what torch.load raises on a damaged file (an unreadable zip, a cut pickle, a refused type)
+_LOAD_ERRORS = (OSError, RuntimeError, ValueError, EOFError, pickle.UnpicklingError)
 
 
 class CheckpointError(RuntimeError):
@@ -42,25 +55,27 @@ def write_checkpoint(
     """Write checkpoint ``step`` (``rng_states``: one per process, by rank) and point ``latest`` at it."""
     root.mkdir(parents=True, exist_ok=True)
     final = root / f"step-{step:08d}"
-    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=root))
+    tmp = make_temp_dir(root, f".{final.name}.")
     try:
-        save_file({k: v.detach().cpu().contiguous() for k, v in trainable.items()}, tmp / "trainable.safetensors")
+        tensors = {k: v.detach().cpu().contiguous() for k, v in trainable.items()}
+        write_atomic(tmp / "trainable.safetensors", lambda path: save_file(tensors, path))  # umask's mode, not 0o600
         torch.save({"optimizer": optimizer, "scheduler": scheduler}, tmp / "optimizer.pt")
         for rank, rng in enumerate(rng_states):
             torch.save(rng, tmp / f"rng-{rank}.pt")
-        (tmp / "state.json").write_text(json.dumps({**state, "step": step}, indent=2))
+        document = {**state, "step": step, _FILES: {p.name: file_sha256(p) for p in sorted(tmp.iterdir())}}
+        (tmp / STATE).write_text(json.dumps({**document, _SELF: _state_sha256(document)}, indent=2))
         for path in tmp.iterdir():
             with open(path, "rb") as handle:
                 os.fsync(handle.fileno())
-        if final.exists():  # a re-run of the same step after a resume: replace it
+        fsync_path(tmp)
+        if final.exists():  # a re-run of the same step after a resume (never the one `latest` names): replace it
             shutil.rmtree(final)
         os.replace(tmp, final)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    pointer = root / f".{LATEST}.tmp"
-    pointer.write_text(final.name)
-    os.replace(pointer, root / LATEST)
+    write_atomic(root / LATEST, lambda path: Path(path).write_text(final.name))
+    fsync_path(root)
     _prune(root, keep)
     return final
 
@@ -71,22 +86,71 @@ def _prune(root: Path, keep: int) -> None:
         shutil.rmtree(old, ignore_errors=True)
     for stale in root.glob(".step-*"):  # temporary directories of killed writers
         shutil.rmtree(stale, ignore_errors=True)
+    for stale in root.glob(f".{LATEST}.*.tmp"):  # pointers of killed writers
+        stale.unlink(missing_ok=True)
 
 
 def latest_checkpoint(root: Path) -> Path | None:
+    """The checkpoint ``root/latest`` names, or None when there is none yet."""
     pointer = root / LATEST
     if not pointer.is_file():
         return None
-    path = root / pointer.read_text().strip()
-    if not (path / "state.json").is_file():
-        raise CheckpointError(f"{pointer} points at {path.name}, which is missing or incomplete.")
+    try:
+        name = pointer.read_text(encoding="utf-8").strip()
+    except UnicodeDecodeError:
+        name = ""
+    path = root / name
+    if not name.startswith("step-") or os.sep in name or not (path / STATE).is_file():
+        raise CheckpointError(
+            f"{pointer} points at {name!r}, which is missing or incomplete; the checkpoints there are "
+            f"{sorted(p.name for p in root.glob('step-*'))}: point {LATEST} at one of them (its name as the file's "
+            "only line) or start afresh without --resume."
+        )
     return path
 
 
 def read_checkpoint(path: Path) -> tuple[dict[str, torch.Tensor], dict, dict, dict[str, Any]]:
-    state = json.loads((path / "state.json").read_text())
-    optim = torch.load(path / "optimizer.pt", weights_only=True)
-    return load_file(path / "trainable.safetensors"), optim["optimizer"], optim["scheduler"], state
+    """(trainable tensors, optimiser state, scheduler state, state.json) of a checkpoint, verified against the
+    checksums its ``state.json`` records.
+
+    Raises:
+        CheckpointError: A file is missing, truncated, corrupt or from another checkpoint.
+    """
+    state = _read_state(path)
+    try:
+        optim = torch.load(path / "optimizer.pt", weights_only=True)
+        tensors = load_file(path / "trainable.safetensors")
+        return tensors, optim["optimizer"], optim["scheduler"], state
+    except (*_LOAD_ERRORS, KeyError, TypeError, SafetensorError) as err:
+        raise CheckpointError(f"{path} is corrupt: {type(err).__name__}: {err}") from None
+
+
+def _state_sha256(document: dict[str, Any]) -> str:
+    canonical = json.dumps({k: v for k, v in document.items() if k != _SELF}, sort_keys=True)
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
+def _read_state(path: Path) -> dict[str, Any]:
+    """``state.json`` of checkpoint ``path``, once its own checksum and those of the other files match."""
+    file = path / STATE
+    try:
+        state = json.loads(file.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise CheckpointError(f"{file} is unreadable or corrupt ({err}).") from None
+    if not isinstance(state, dict) or not isinstance(state.get("step"), int):
+        raise CheckpointError(f"{file} is not a checkpoint state (expected a JSON object with an integer step).")
+    if _SELF not in state:  # checkpoints written before the checksums existed
+        return state
+    files = state.get(_FILES)
+    if state[_SELF] != _state_sha256(state) or not isinstance(files, dict):
+        raise CheckpointError(f"{file} was changed after it was written or is corrupt (its checksum differs).")
+    for name, expected in sorted(files.items()):
+        if not (path / name).is_file() or file_sha256(path / name) != expected:
+            raise CheckpointError(
+                f"{path / name} is missing, truncated or corrupt, or comes from another checkpoint (its SHA-256 "
+                f"differs from the one {STATE} records). Resume from an older checkpoint or start afresh."
+            )
+    return {k: v for k, v in state.items() if k not in (_FILES, _SELF)}
 
 
 def rng_state() -> dict[str, Any]:
@@ -101,7 +165,10 @@ def restore_rng(path: Path, rank: int) -> None:
     file = path / f"rng-{rank}.pt"
     if not file.is_file():
         raise CheckpointError(f"{file} is missing: was the checkpoint made with a different number of processes?")
-    state = torch.load(file, weights_only=True)
+    try:
+        state = torch.load(file, weights_only=True)
+    except _LOAD_ERRORS as err:
+        raise CheckpointError(f"{file} is corrupt: {type(err).__name__}: {err}") from None
     torch.set_rng_state(state["torch"])
     random.setstate(state["python"])
     if "cuda" in state and torch.cuda.is_available():

@@ -163,8 +163,9 @@ class TextToTextFormat:
         """Summed over target tokens, so micro-batches and processes weigh every token equally (see :meth:`count`)."""
         inputs = {k: v for k, v in batch.items() if k != "task_ids"}
         logits, labels = call(inputs, batch["task_ids"]).logits.float(), batch["labels"]
-        if not self.encoder_decoder:  # a decoder predicts token t+1 at position t
-            logits, labels = logits[:, :-1], labels[:, 1:]
+        if not self.encoder_decoder:
+            logits = _last_positions(logits, labels.shape[1])
+            logits, labels = logits[:, :-1], labels[:, 1:]  # a decoder predicts token t+1 at position t
         return nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.reshape(-1), reduction="sum")
 
     def count(self, batch: dict[str, torch.Tensor]) -> int:
@@ -190,6 +191,20 @@ class TextToTextFormat:
         answer = generated.strip().split("\n")[0].strip().lower()
         names = [label.lower() for label in self.tasks[task].label_names]
         return names.index(answer) if answer in names else -1
+
+
+def _last_positions(logits: torch.Tensor, length: int) -> torch.Tensor:
+    """The logits of the batch's own ``length`` tokens: the last ones of a decoder's output.
+
+    A method may prepend positions to the sequence the model reads (prompt tuning's soft tokens, ``(B, n + L, V)``);
+    they come before the tokens, so the tokens' logits are the last ``L`` whatever was prepended. Aligning here, not
+    in each method, keeps every method's labels as the batch made them.
+    """
+    if logits.shape[1] < length:
+        raise ValueError(
+            f"The model returned logits for {logits.shape[1]} positions, fewer than the batch's {length} tokens."
+        )
+    return logits[:, logits.shape[1] - length :]  # (B, L, V)
 
 
 def pad_rows(sequences: Sequence[Sequence[int]], value: int, *, left: bool = False) -> dict[str, torch.Tensor]:

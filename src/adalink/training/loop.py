@@ -20,7 +20,7 @@ import torch
 from ..data import TextClassificationData, VQAData
 from .args import TrainArgs
 from .calls import routed_call, to_device
-from .checkpoints import latest_checkpoint, read_checkpoint, restore_rng, rng_state, write_checkpoint
+from .checkpoints import CheckpointError, latest_checkpoint, read_checkpoint, restore_rng, rng_state, write_checkpoint
 from .evaluation import evaluate
 from .formats import TaskInfo
 from .loading import ModelSetup, load_tasks, setup_model
@@ -136,15 +136,29 @@ def _resume_or_start(args: TrainArgs, accelerator, run: _Run) -> _Totals:
     if state["args"] != key:
         changed = sorted(k for k in state["args"].keys() | key.keys() if state["args"].get(k) != key.get(k))
         raise ValueError(f"--resume: {checkpoint} was made with different settings for {changed}; pass the same ones.")
-    with torch.no_grad():
-        for name, param in run.model.named_parameters():
-            if param.requires_grad:
-                param.copy_(tensors[name])
-    run.optimizer.load_state_dict(optim_state)
-    run.scheduler.load_state_dict(sched_state)
+    _restore_trainable(run.model, tensors, checkpoint)
+    try:
+        run.optimizer.load_state_dict(optim_state)
+        run.scheduler.load_state_dict(sched_state)
+    except (ValueError, KeyError, TypeError) as err:
+        raise CheckpointError(f"{checkpoint}: its optimiser state does not fit this run ({err}).") from None
     restore_rng(checkpoint, accelerator.process_index)
     accelerator.print(f"Resuming from {checkpoint} (step {state['step']}).")
     return _Totals(state["step"], state["tokens"], state["train_seconds"], state["history"])
+
+
+def _restore_trainable(model: torch.nn.Module, tensors: dict[str, torch.Tensor], checkpoint: Path) -> None:
+    """Copy a checkpoint's trainable tensors into ``model``, refusing names or shapes that do not fit it."""
+    params = {name: p for name, p in model.named_parameters() if p.requires_grad}
+    wrong = sorted(n for n in params if n not in tensors or tensors[n].shape != params[n].shape)
+    if wrong or set(tensors) - set(params):
+        raise CheckpointError(
+            f"{checkpoint} does not fit this run's trainable parameters (missing or differently shaped: {wrong[:5]}, "
+            f"unexpected: {sorted(set(tensors) - set(params))[:5]})."
+        )
+    with torch.no_grad():
+        for name, param in params.items():
+            param.copy_(tensors[name])
 
 
 def _train_steps(args: TrainArgs, accelerator, run: _Run, totals: _Totals) -> None:
