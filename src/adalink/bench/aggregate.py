@@ -7,14 +7,15 @@ import json
 import math
 import statistics
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..experiments.stats import Summary, summarize
 from .grid import best_lr
 
-__all__ = ["Cell", "MethodRow", "aggregate", "load_results"]
+__all__ = ["COST_KEYS", "Cell", "MethodRow", "aggregate", "load_results"]
 
 
 def load_results(out: Path) -> list[dict[str, Any]]:
@@ -38,6 +39,19 @@ def _mean(values: Iterable[float | None]) -> float | None:
 
 def _std(values: list[float]) -> float:
     return statistics.stdev(values) if len(values) > 1 else 0.0
+
+
+def _memory(run: dict[str, Any]) -> float | None:
+    """Training memory: GPU peak allocated where a GPU trained, else peak RSS above the pre-model RSS."""
+    return run.get("gpu_peak_bytes") or run.get("train_memory_bytes")
+
+
+# the costs of a run that the Pareto plots weigh against the score; the same keys as MethodRow.stats
+COST_KEYS: dict[str, Callable[[dict[str, Any]], float | None]] = {
+    "trainable_params": lambda run: run["metrics"]["trainable_params"],
+    "memory_bytes": _memory,
+    "train_tps": lambda run: run["metrics"]["train_tokens_per_second"],
+}
 
 
 @dataclass
@@ -67,6 +81,20 @@ class Cell:
     def score_std(self) -> float:
         return _std(self.scores)
 
+    @property
+    def summary(self) -> Summary:
+        """Mean ± std over seeds, in the form the significance rule of ``adalink experiment`` reads."""
+        return summarize(self.scores)
+
+    @property
+    def majority_baseline(self) -> float | None:
+        """Accuracy of always answering the most frequent class on the scored test examples."""
+        return (self.runs[0]["metrics"].get("majority_baseline") or {}).get(self.task)
+
+    def stat(self, key: str) -> float | None:
+        """Mean over seeds of one of :data:`COST_KEYS`."""
+        return _mean(COST_KEYS[key](r) for r in self.runs)
+
 
 @dataclass
 class MethodRow:
@@ -78,11 +106,6 @@ class MethodRow:
     cells: list[Cell]
     stats: dict[str, float | None] = field(default_factory=dict)
     relative: dict[str, float | None] = field(default_factory=dict)  # efficiency vs full tuning = 100
-
-
-def _memory(run: dict[str, Any]) -> float | None:
-    """Training memory: GPU peak allocated where a GPU trained, else peak RSS above the pre-model RSS."""
-    return run.get("gpu_peak_bytes") or run.get("train_memory_bytes")
 
 
 def aggregate(documents: list[dict[str, Any]]) -> tuple[list[Cell], list[MethodRow]]:

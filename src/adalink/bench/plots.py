@@ -1,4 +1,5 @@
-"""PNG plots of the aggregated bench: score vs trainable parameters (log axis), memory, throughput."""
+"""PNG plots of the aggregated bench: score vs trainable parameters (log axis), memory, throughput, and the Pareto
+frontiers of score against each cost (:data:`.compare.COSTS`) for a profile's methods."""
 
 from __future__ import annotations
 
@@ -6,18 +7,24 @@ import os
 from collections import defaultdict
 from pathlib import Path
 
-from .aggregate import MethodRow
+from .aggregate import Cell, MethodRow
+from .compare import COSTS, Panel, panels
 
-__all__ = ["write_plots"]
+__all__ = ["pareto_file", "write_pareto_plots", "write_plots"]
 
 
-def write_plots(rows: list[MethodRow], directory: Path) -> list[Path]:
-    """One PNG per figure, one panel per (profile, model); returns the files written."""
+def _pyplot():
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    return plt
+
+
+def write_plots(rows: list[MethodRow], directory: Path) -> list[Path]:
+    """One PNG per figure, one panel per (profile, model); returns the files written."""
+    plt = _pyplot()
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     panels: dict[str, list[MethodRow]] = defaultdict(list)
@@ -77,3 +84,50 @@ def write_plots(rows: list[MethodRow], directory: Path) -> list[Path]:
         ),
     )
     return written
+
+
+def pareto_file(directory: Path, profile: str, cost_name: str) -> Path:
+    return Path(directory) / f"pareto_{profile}_{cost_name.replace(' ', '_')}.png"
+
+
+def write_pareto_plots(
+    cells: list[Cell], rows: list[MethodRow], directory: Path, profile: str, first_task: str | None = None
+) -> list[Path]:
+    """One PNG per cost for one profile: score against the cost, one panel per task (``first_task`` first) and the
+    mean over tasks, the frontier's methods filled and joined by a step line; returns the files written."""
+    plt = _pyplot()
+    written = []
+    for cost in COSTS:
+        drawn = [p for p in panels(cells, rows, cost, first_task) if p.points]
+        if not drawn:
+            continue
+        fig, axes = plt.subplots(1, len(drawn), figsize=(6.5 * len(drawn), 5), squeeze=False)
+        for ax, panel in zip(axes[0], drawn, strict=True):
+            _pareto_panel(ax, panel, cost)
+        fig.suptitle(f"profile {profile}: score against {cost.name} (filled: on the Pareto frontier)")
+        fig.tight_layout()
+        path = pareto_file(directory, profile, cost.name)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+        written.append(path)
+    return written
+
+
+def _pareto_panel(ax, panel: Panel, cost) -> None:
+    for method, (score, value) in panel.points.items():
+        on = method in panel.front
+        x, y = value / cost.scale, 100 * score
+        ax.errorbar(x, y, yerr=100 * panel.errors[method], fmt="o", capsize=3, color="C3" if on else "0.55",
+                    mfc="C3" if on else "white", zorder=3 if on else 2)  # fmt: skip
+        weight = "bold" if method == "adalink" else "normal"
+        ax.annotate(method, (x, y), textcoords="offset points", xytext=(4, 4), fontsize=8, fontweight=weight)
+    front = [(panel.points[m][1] / cost.scale, 100 * panel.points[m][0]) for m in panel.front]
+    if len(front) > 1:  # sorted from the best cost: the score rises as the cost worsens
+        ax.step([x for x, _ in front], [y for _, y in front], where="post", color="C3", alpha=0.6)
+    if cost.log:
+        ax.set_xscale("log")
+    ax.set_xlabel(cost.label)
+    ax.set_ylabel("test accuracy (%, mean over seeds)")
+    ax.set_title(panel.title)
+    ax.grid(alpha=0.3)

@@ -10,13 +10,26 @@ from pathlib import Path
 from typing import Any
 
 from .aggregate import Cell, MethodRow, aggregate, load_results
+from .headline import headline_parts, lead_parts
 from .plots import write_plots
+from .profiles import PROFILES
+from .tables import (
+    cells_table,
+    efficiency_table,
+    environment_table,
+    profile_text,
+    raw_table,
+    table,
+    value_text,
+)
 
-__all__ = ["PERF_DIR", "write_report"]
+__all__ = ["PERF_DIR", "SMOKE_PROFILES", "write_report"]
 
 PERF_DIR = "perf"  # <out>/perf/<script>.json written by benchmarks/*.py --json-out
 SERVE_FILE = "serve_load.json"  # written by the serving load test
 PERF_SCRIPTS = ("overhead", "mixed_batch", "train_cost", "length_groups")
+SMOKE_PROFILES = ("quick",)  # profiles that only show every method runs: reported after the comparisons
+ORDER = ("standard", "paper")  # comparison profiles first, the first one with results is the headline
 
 _HEADER = """# Benchmarks
 
@@ -25,12 +38,9 @@ the report alone (no training) with
 
     adalink bench --report-only --out {out} --report {report}
 
-and re-run the comparison with, for example (two CPU cores, < 20 minutes for every method on MiniLM),
-
-    nice -n 10 adalink bench --profile quick --models minilm --tasks tweets,bbc --methods all --threads 2
-
-or the survey's full protocol on a GPU: `adalink bench --profile paper --models minilm,smollm2-135m --tasks
-tweets,bbc --methods all --seeds 0,1,2 --lrs 1e-3,1e-4,1e-5`. The performance scripts are
+Each profile's section gives the command that re-runs it (finished runs are kept: a re-run resumes). The
+survey's full protocol on a GPU is `adalink bench --profile paper --models minilm,smollm2-135m --tasks tweets,bbc
+--methods all --seeds 0,1,2 --lrs 1e-3,1e-4,1e-5`. The performance scripts are
 `python benchmarks/overhead.py`, `benchmarks/mixed_batch.py` and `benchmarks/train_cost.py` (each `--json-out
 {out}/{perf}/<name>.json` to feed this report).
 """
@@ -45,9 +55,10 @@ _METHOD_NOTES = """### How each column is measured
 - **Adapter file**: bytes of the saved `*.safetensors` (the whole model for full tuning; the head included).
 - **Memory**: on a GPU `torch.cuda.max_memory_allocated()` during the run; on CPU the peak resident memory of
   the run's own fresh worker process (`VmHWM`; not `ru_maxrss`, which Linux carries over from the parent
-  across `exec`) minus its resident memory after
-  importing the libraries and loading the data, before the model is loaded: model weights + gradients +
-  optimiser state + activations (+ the evaluation pass, which is smaller). Each run is its own process.
+  across `exec`) minus its resident memory after importing the libraries and loading the data, before the model
+  is loaded: model weights + gradients + optimiser state + activations, read when `adalink train` returns, so the
+  test evaluation and the checkpoint save are inside the peak too (`benchmarks/train_cost.py` below measures the
+  training steps alone). Each run is its own process.
 - **Train tok/s**: non-padding input tokens per second over the whole step window of `adalink train`
   (collation, every micro-batch's forward/backward and the optimiser step; the timer is never reset per
   micro-batch). Runs execute one after another, so on a shared machine this column is noisy; the side-by-side
@@ -56,171 +67,16 @@ _METHOD_NOTES = """### How each column is measured
   (adapter attached) and merged (`merge_and_unload`, mergeable methods only), timed in alternating rounds in
   one process (median round). Relative columns: full tuning = 100; they compare runs made one after another,
   so on a shared machine they are as noisy as the train column (the perf scripts below are side by side).
+- **Significance** (multi-seed profiles): a difference of two methods' mean scores is real when it exceeds 2
+  standard errors `sqrt(s_a²/n_a + s_b²/n_b)`, the rule of `adalink experiment`; one seed means no spread.
+- **Pareto frontier**: the methods that no other method beats on score and cost together (at least as good on
+  both, better on one), on mean scores; the cost is trainable parameters, training memory or training tokens/s.
 - **Forgetting**: models with an LM head: the tuned model's per-token loss minus the base model's on held-out
   generic text (as Hugging Face peft's `method_comparison`); encoder classifiers have no LM head, so we report
   the drift of the backbone's sentence embeddings, `1 - mean cos(base, tuned)` of mean-pooled last hidden
   states on the same text (MiniLM is a sentence-embedding model). Generic text: prose paragraphs of the Python
   reference manual shipped with the interpreter (`pydoc_data.topics`), unrelated to every task. 0 = unchanged.
 """
-
-
-def _num(value: float | None, digits: int = 1) -> str:
-    return "—" if value is None else f"{value:,.{digits}f}"
-
-
-def _mb(value: float | None) -> str:
-    return "—" if value is None else f"{value / 2**20:,.1f}"
-
-
-def _kb(value: float | None) -> str:
-    return "—" if value is None else f"{value / 2**10:,.1f}"
-
-
-def _model(name: str) -> str:
-    return Path(name).name if os.sep in name else name
-
-
-def _params(value: float | None) -> str:
-    if value is None:
-        return "—"
-    return f"{value / 1e6:.4f}" if value < 1e5 else f"{value / 1e6:.2f}"
-
-
-def _score(mean: float, std: float, n: int) -> str:
-    return f"{100 * mean:.2f} ± {100 * std:.2f}" if n > 1 else f"{100 * mean:.2f}"
-
-
-def _table(header: list[str], rows: list[list[str]]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
-    lines += ["| " + " | ".join(row) + " |" for row in rows]
-    return "\n".join(lines)
-
-
-def _environment(documents: list[dict[str, Any]]) -> str:
-    envs = [d["environment"] for d in documents if d.get("environment")]
-    if not envs:
-        return "_No runs yet._"
-    env = envs[-1]
-    dates = sorted(d["finished_at"] for d in documents if d.get("finished_at"))
-    items = [
-        ("CPU", f"{env['cpu']} ({env['cpu_count']} logical CPUs visible)"),
-        ("torch threads per run", str(sorted({e["torch_threads"] for e in envs}))),
-        ("GPU", env.get("gpu") or "none (CPU only)"),
-        ("torch / transformers / Python", f"{env['torch']} / {env['transformers']} / {env['python']}"),
-        ("platform", env["platform"]),
-        ("runs finished", f"{dates[0]} … {dates[-1]}" if dates else "—"),
-    ]
-    return _table(["", ""], [[k, v] for k, v in items])
-
-
-def _efficiency_table(rows: list[MethodRow]) -> str:
-    header = [
-        "Model",
-        "Method",
-        "Score",
-        "Trainable params (M)",
-        "%",
-        "Adapter file (KB)",
-        "Memory (MB)",
-        "Memory (rel.)",
-        "Train tok/s",
-        "Train (rel.)",
-        "Infer (rel.) unmerged",
-        "Infer (rel.) merged",
-        "Forgetting",
-    ]
-    body = []
-    for row in rows:
-        s, r = row.stats, row.relative
-        body.append(
-            [
-                _model(row.model),
-                f"**{row.method}**" if row.method == "adalink" else row.method,
-                _score(s["score"], s["score_std"], s["seeds"]),
-                _params(s["trainable_params"]),
-                _num(s["trainable_pct"], 3),
-                _kb(s["adapter_bytes"]),
-                _mb(s["memory_bytes"]),
-                _num(r.get("memory_bytes")),
-                _num(s["train_tps"], 0),
-                _num(r.get("train_tps")),
-                _num(r.get("infer_tps")),
-                _num(r.get("infer_merged_tps")) if s["infer_merged_tps"] is not None else "not mergeable",
-                _num(s["forgetting"], 4),
-            ]
-        )
-    return _table(header, body)
-
-
-def _cells_table(cells: list[Cell]) -> str:
-    header = [
-        "Model",
-        "Method",
-        "Task",
-        "lr",
-        "Seeds",
-        "Score (test)",
-        "Majority baseline",
-        "Validation sweep (lr: score)",
-        "Steps",
-    ]
-    body = []
-    for c in cells:
-        sweep = ", ".join(f"{lr:g}: {'—' if v is None else f'{100 * v:.2f}'}" for lr, v in sorted(c.sweep.items()))
-        body.append(
-            [
-                _model(c.model),
-                c.method,
-                c.task,
-                f"{c.lr:g}",
-                ",".join(str(r["spec"]["seed"]) for r in c.runs),
-                _score(c.score, c.score_std, len(c.runs)),
-                _num(100 * c.runs[0]["metrics"].get("majority_baseline", {}).get(c.task, float("nan")), 2),
-                sweep if len(c.sweep) > 1 else "(one lr)",
-                str(c.runs[0].get("steps")),
-            ]
-        )
-    return _table(header, body)
-
-
-def _raw_table(documents: list[dict[str, Any]]) -> str:
-    header = ["Model", "Method", "Task", "lr", "Seed", "Score", "Validation", "Train tok/s", "Infer tok/s", "Status"]
-    body = []
-    for d in sorted(documents, key=lambda d: d.get("run_id", "")):
-        s = d["spec"]
-        ok = d.get("status") == "ok"
-        body.append(
-            [
-                _model(s["model"]),
-                s["method"],
-                s["task"],
-                f"{s['lr']:g}",
-                str(s["seed"]),
-                _num(100 * d["score"], 2) if ok else "—",
-                _num(100 * d["validation_score"], 2) if ok and d.get("validation_score") is not None else "—",
-                _num(d["metrics"]["train_tokens_per_second"], 0) if ok else "—",
-                _num(d.get("infer_tokens_per_second"), 0) if ok else "—",
-                "ok" if ok else f"error: {str(d.get('error', ''))[:80]}",
-            ]
-        )
-    return _table(header, body)
-
-
-def _profile_text(documents: list[dict[str, Any]]) -> str:
-    spec = documents[0]["spec"]
-    micro = spec["batch_size"] // spec["grad_accum"]
-    steps = sorted({d.get("steps") for d in documents if d.get("steps")})
-    lrs = sorted({d["spec"]["lr"] for d in documents})
-    seeds = sorted({d["spec"]["seed"] for d in documents})
-    head_lrs = sorted({d["spec"].get("head_lr") or 0 for d in documents})
-    rates = ", ".join(f"{lr:g}" if lr else "the run's learning rate" for lr in head_lrs)
-    head = f" The new classification head (trained by every method, not counted in its parameters) at {rates}."
-    return (
-        f"Protocol: batch {spec['batch_size']} per optimiser step (micro-batch {micro}, the same for every method), "
-        f"max {spec['max_length']} input tokens, {steps} optimiser steps, evaluation on the first "
-        f"{spec['max_eval'] or 'all'} examples per split, AdamW, linear schedule with 10 % warm-up, no weight "
-        f"decay. Learning rates used: {', '.join(f'{lr:g}' for lr in lrs)}; seeds: {seeds}.{head}"
-    )
 
 
 def _render_json_block(title: str, document: Any) -> str:
@@ -238,11 +94,11 @@ def _render_json_block(title: str, document: Any) -> str:
             keys: list[str] = []
             for row in value:
                 keys += [k for k in row if k not in keys]
-            parts += [f"{key}:", "", _table(keys, [[_cell(r.get(k)) for k in keys] for r in value]), ""]
+            parts += [f"{key}:", "", table(keys, [[value_text(r.get(k)) for k in keys] for r in value]), ""]
         else:
             scalars[key] = value
     if scalars:
-        parts += [_table(["", ""], [[k, _cell(v)] for k, v in scalars.items()]), ""]
+        parts += [table(["", ""], [[k, value_text(v)] for k, v in scalars.items()]), ""]
     parts += [f"{note}\n" for note in document.get("notes", [])]
     env = document.get("environment")
     if isinstance(env, dict):
@@ -250,12 +106,63 @@ def _render_json_block(title: str, document: Any) -> str:
     return "\n".join(parts).rstrip()
 
 
-def _cell(value: Any) -> str:
-    if isinstance(value, float):
-        return f"{value:,.3f}" if abs(value) < 100 else f"{value:,.0f}"
-    if isinstance(value, (dict, list)):
-        return json.dumps(value)
-    return str(value)
+def _ordered_profiles(documents: list[dict[str, Any]]) -> list[str]:
+    """Comparison profiles first (``standard`` is the headline when it has results), smoke tests last."""
+    names = {d["spec"]["profile"] for d in documents}
+
+    def rank(name: str) -> tuple[int, int, str]:
+        smoke = name in SMOKE_PROFILES
+        return (smoke, ORDER.index(name) if name in ORDER else len(ORDER), name)
+
+    return sorted(names, key=rank)
+
+
+def _title(profile: str, headline: bool) -> str:
+    if profile in SMOKE_PROFILES:
+        return f"## Smoke test: profile `{profile}`"
+    return f"## {'Headline comparison' if headline else 'Comparison'}: profile `{profile}`"
+
+
+def _intro(profile: str, comparisons: list[str]) -> str:
+    """What the section is for; a smoke test says so and points at the comparison."""
+    known = PROFILES.get(profile)
+    if profile not in SMOKE_PROFILES or known is None:
+        return ""
+    elsewhere = f" The comparison is the `{comparisons[0]}` profile above." if comparisons else (
+        " The comparison is the `standard` profile, not run yet.")  # fmt: skip
+    return (
+        f"A smoke test, not a comparison: {known.max_steps} steps of batch {known.batch_size} and one seed at each "
+        "method's own default rate (< 20 minutes for every method on MiniLM on two CPU cores) show that every method "
+        "trains, saves, merges and is measured; with one seed there is no spread, so no difference in its table can "
+        f"be called real.{elsewhere}"
+    )
+
+
+def _profile_parts(
+    profile: str, documents: list[dict[str, Any]], cells: list[Cell], rows: list[MethodRow], out: Path, report: Path,
+    headline: bool, comparisons: list[str],
+) -> list[str]:  # fmt: skip
+    """One profile's section: what it is, how to reproduce it, its tables, its notes and every run."""
+    mine = [d for d in documents if d["spec"]["profile"] == profile]
+    ok = [d for d in mine if d.get("status") == "ok"]
+    cells = [c for c in cells if c.profile == profile]
+    rows = [r for r in rows if r.profile == profile]
+    parts = [_title(profile, headline), ""]
+    if intro := _intro(profile, comparisons):
+        parts += [intro, ""]
+    if not ok:
+        parts += [*lead_parts(profile, mine), "_No successful runs._", ""]
+    elif profile in SMOKE_PROFILES or profile not in PROFILES:
+        parts += [*lead_parts(profile, mine), profile_text(ok), ""]
+        parts += ["### Efficiency and performance (layout of the survey's Table 5; full tuning = 100)", ""]
+        parts += [efficiency_table(rows, sorted({c.task for c in cells})), ""]
+        parts += ["### Scores per task (chosen learning rate)", "", cells_table(cells), ""]
+    else:
+        parts += headline_parts(profile, mine, cells, rows, report, out / "plots")
+    reading = out / "notes" / f"{profile}.md"  # hand-written reading of this profile's tables, if any
+    if reading.is_file():
+        parts += [reading.read_text().strip(), ""]
+    return [*parts, "### Every run (Appendix B layout)", "", raw_table(mine), ""]
 
 
 def write_report(out: Path, report: Path) -> Path:
@@ -268,42 +175,19 @@ def write_report(out: Path, report: Path) -> Path:
         _HEADER.format(out=out, report=report, date=time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), perf=PERF_DIR),
         "## Environment",
         "",
-        _environment(documents),
+        environment_table(documents),
         "",
     ]
-    for profile in sorted({d["spec"]["profile"] for d in documents}):
-        mine = [d for d in documents if d["spec"]["profile"] == profile]
-        ok = [d for d in mine if d.get("status") == "ok"]
-        parts += [f"## Comparison, profile `{profile}`", ""]
-        if not ok:
-            parts += ["_No successful runs._", ""]
-        else:
-            parts += [_profile_text(ok), ""]
-            parts += ["### Efficiency and performance (layout of the survey's Table 5; full tuning = 100)", ""]
-            parts += [_efficiency_table([r for r in rows if r.profile == profile]), ""]
-            per_task = _cells_table([c for c in cells if c.profile == profile])
-            parts += ["### Scores per task (chosen learning rate)", "", per_task, ""]
-        reading = out / "notes" / f"{profile}.md"  # hand-written reading of this profile's tables, if any
-        if reading.is_file():
-            parts += [reading.read_text().strip(), ""]
-        parts += ["### Every run (Appendix B layout)", "", _raw_table(mine), ""]
+    profiles = _ordered_profiles(documents)
+    comparisons = [p for p in profiles if p not in SMOKE_PROFILES]
+    for profile in profiles:
+        headline = bool(comparisons) and profile == comparisons[0]
+        parts += _profile_parts(profile, documents, cells, rows, out, report, headline, comparisons)
     if plots:
         parts += ["## Plots", ""]
         parts += [f"![{p.stem}]({os.path.relpath(p, report.parent)})" for p in plots]
         parts += [""]
-    parts += [_METHOD_NOTES, "## Performance benchmarks", ""]
-    perf_found = False
-    for name in PERF_SCRIPTS:
-        path = out / PERF_DIR / f"{name}.json"
-        if path.is_file():
-            perf_found = True
-            parts += [_render_json_block(f"`benchmarks/{name}.py`", json.loads(path.read_text())), ""]
-    notes = out / PERF_DIR / "NOTES.md"
-    if notes.is_file():
-        perf_found = True
-        parts += [notes.read_text().strip(), ""]
-    if not perf_found:
-        parts += ["_Not run yet._", ""]
+    parts += [_METHOD_NOTES, *_perf_parts(out)]
     serve = out / SERVE_FILE
     if serve.is_file():
         parts += ["## Serving", "", _render_json_block(f"`{SERVE_FILE}`", json.loads(serve.read_text())), ""]
@@ -312,3 +196,15 @@ def write_report(out: Path, report: Path) -> Path:
     tmp.write_text("\n".join(parts).rstrip() + "\n")
     os.replace(tmp, report)
     return report
+
+
+def _perf_parts(out: Path) -> list[str]:
+    parts = ["## Performance benchmarks", ""]
+    for name in PERF_SCRIPTS:
+        path = out / PERF_DIR / f"{name}.json"
+        if path.is_file():
+            parts += [_render_json_block(f"`benchmarks/{name}.py`", json.loads(path.read_text())), ""]
+    notes = out / PERF_DIR / "NOTES.md"
+    if notes.is_file():
+        parts += [notes.read_text().strip(), ""]
+    return parts if len(parts) > 2 else [*parts, "_Not run yet._", ""]
