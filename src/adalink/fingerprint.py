@@ -7,6 +7,7 @@ module the adapter touches (in float32, so a bf16 copy of the same fp32 base is 
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence, Set
 from typing import Any
 
 import torch
@@ -19,7 +20,7 @@ class FingerprintMismatchError(ValueError):
     """The adapter was trained on a different base model (or a different modality layout)."""
 
 
-def _sha256(tensors: list[torch.Tensor]) -> str:
+def _sha256(tensors: Sequence[torch.Tensor]) -> str:
     digest = hashlib.sha256()
     for tensor in tensors:
         digest.update(str(tuple(tensor.shape)).encode())
@@ -28,7 +29,7 @@ def _sha256(tensors: list[torch.Tensor]) -> str:
 
 
 def base_fingerprint(
-    model: nn.Module, touched: dict[str, nn.Module], exclude: set[int] = frozenset()
+    model: nn.Module, touched: dict[str, nn.Module], exclude: Set[int] = frozenset()
 ) -> dict[str, Any]:
     """``touched``: dotted path -> every base module the adapter reads or changes; parameters whose ``id`` is in
     ``exclude`` (the adapter's own, e.g. inside a parametrisation) are left out."""
@@ -44,7 +45,7 @@ def base_fingerprint(
     }
 
 
-def _module_fingerprint(module: nn.Module, exclude: set[int]) -> dict[str, Any]:
+def _module_fingerprint(module: nn.Module, exclude: Set[int]) -> dict[str, Any]:
     frozen = [p for p in module.parameters() if id(p) not in exclude]
     name = type(module).__name__.removeprefix("Parametrized")  # torch.nn.utils.parametrize renames the class
     return {"type": name, "shapes": [list(p.shape) for p in frozen], "sha256": _sha256(frozen)}

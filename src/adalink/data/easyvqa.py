@@ -297,7 +297,8 @@ def _carve_validation(
     examples: Iterable[VQAExample],
 ) -> tuple[tuple[VQAExample, ...], tuple[VQAExample, ...]]:
     """Split the package's train examples into ``(train, validation)`` by image, each sorted by example key."""
-    train, validation = [], []
+    train: list[VQAExample] = []
+    validation: list[VQAExample] = []
     to_validation: dict[int, bool] = {}
     for example in examples:
         if example.image_id not in to_validation:

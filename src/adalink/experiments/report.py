@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import re
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +32,7 @@ def markdown(
     experiment: Experiment,
     table: dict[str, dict[str, Any]],
     verdicts: list[Verdict],
-    seeds,
+    seeds: Sequence[int],
     stage1: dict[str, Any] | None = None,
 ) -> str:
     """The experiment's section: protocol, table (ours beside the paper's), verdicts and commands.
@@ -117,7 +118,9 @@ def glance(results_dir: Path, names: list[str]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_summary(path: Path, experiment: Experiment, table: dict[str, dict[str, Any]], verdicts, seeds) -> None:
+def write_summary(
+    path: Path, experiment: Experiment, table: dict[str, dict[str, Any]], verdicts: list[Verdict], seeds: Sequence[int]
+) -> None:
     """``summary.json``: per condition the mean/std/n, per-task summaries and per-seed scores; the verdicts."""
     document = {
         "experiment": experiment.name,
@@ -158,11 +161,11 @@ def plot(path: Path, experiment: Experiment, table: dict[str, dict[str, Any]]) -
     stds = [100 * stats[c.label].std for c in done]
     figure, axis = plt.subplots(figsize=(7, 4))
     if experiment.plot == "line":
-        xs = [c.x for c in done]
+        xs = [float(c.x) for c in done if c.x is not None]  # line plots: every condition has its x
         axis.errorbar(xs, means, yerr=stds, marker="o", capsize=4)
         for c in done:
             axis.scatter(
-                [c.x] * len(table[c.label]["scores"]),
+                [float(c.x or 0)] * len(table[c.label]["scores"]),
                 [100 * s for s in table[c.label]["scores"].values()],
                 color="gray",
                 s=10,

@@ -16,7 +16,7 @@ import shutil
 import sys
 import time
 import traceback
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -113,7 +113,7 @@ def run_experiment(
     work_dir: Path,
     keep_outputs: bool = False,
     reverse: bool = False,
-    log=print,
+    log: Callable[[str], None] = print,
 ) -> list[str]:
     """Make every run of ``experiment`` for every seed (seed-major, so a cut-short session has whole seeds).
 

@@ -24,7 +24,7 @@ from functools import lru_cache
 
 import torch
 
-from ..data import Example
+from ..data import Example, VQAExample
 
 __all__ = ["MIXING", "MixedTaskStream", "TaskExample"]
 
@@ -36,7 +36,7 @@ _BLOCK = 4096  # positions whose tasks are drawn together (one generator call)
 @dataclass(frozen=True)
 class TaskExample:
     task: int  # index into the run's task list
-    example: Example
+    example: Example | VQAExample  # a text example, or an easy-VQA question on an image
 
 
 class MixedTaskStream:

@@ -77,7 +77,9 @@ class AdaLinkConfig(MethodConfig):
         banks = nn.ModuleDict(self._build_banks(sites))
 
         def bank_of(site: Site) -> AdaLinkBank:
-            return banks[_UNIFIED if self.unified else site.modality]
+            bank = banks[_UNIFIED if self.unified else site.modality]
+            assert isinstance(bank, AdaLinkBank)
+            return bank
 
         handles: list[Handle] = [h for site in sites for h in hook_site(site, bank_of(site), router)]
 
@@ -100,8 +102,12 @@ class AdaLinkConfig(MethodConfig):
         return Attachment(banks, handles, touched, merge=merge, select_tasks=select_tasks)
 
     def _build_banks(self, sites: list[Site]) -> dict[str, AdaLinkBank]:
-        kwargs = {"dropout": self.dropout, "activation": self.activation, "init": self.init}
+        def bank(dim: int) -> AdaLinkBank:
+            return AdaLinkBank(
+                len(self.tasks), dim, self.rank, dropout=self.dropout, activation=self.activation, init=self.init
+            )
+
         dims = {site.modality: site.dim for site in sites}
         if self.unified:
-            return {_UNIFIED: AdaLinkBank(len(self.tasks), next(iter(dims.values())), self.rank, **kwargs)}
-        return {modality: AdaLinkBank(len(self.tasks), dim, self.rank, **kwargs) for modality, dim in dims.items()}
+            return {_UNIFIED: bank(next(iter(dims.values())))}
+        return {modality: bank(dim) for modality, dim in dims.items()}

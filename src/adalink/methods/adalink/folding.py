@@ -34,7 +34,8 @@ def fold_site(model: nn.Module, site: Site, linear_map: torch.Tensor) -> None:
     """Fold ``E ↦ E (I + linear_map)`` into ``site.module`` in place; ``linear_map`` is (d, d) float64."""
     check_foldable(site)
     module = site.module
-    old_weight = module.weight
+    assert isinstance(module, (nn.Embedding, nn.Linear))  # check_foldable
+    old_weight: torch.Tensor = module.weight
     if isinstance(module, nn.Embedding):
         folded = old_weight.double() + old_weight.double() @ linear_map
         module.weight = nn.Parameter(folded.to(old_weight.dtype), requires_grad=old_weight.requires_grad)
@@ -42,13 +43,13 @@ def fold_site(model: nn.Module, site: Site, linear_map: torch.Tensor) -> None:
         folded = old_weight.double() + linear_map.T @ old_weight.double()
         module.weight = nn.Parameter(folded.to(old_weight.dtype), requires_grad=old_weight.requires_grad)
         if module.bias is not None:
-            bias = module.bias
+            bias: torch.Tensor = module.bias
             new_bias = bias.double() + bias.double() @ linear_map
             module.bias = nn.Parameter(new_bias.to(bias.dtype), requires_grad=bias.requires_grad)
     _untie_output_head(model, old_weight)
 
 
-def _untie_output_head(model: nn.Module, old_weight: nn.Parameter) -> None:
+def _untie_output_head(model: nn.Module, old_weight: torch.Tensor) -> None:
     """Keep a head that was tied to the folded table on the original weights, also after save and reload."""
     head = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
     if head is None or head.weight is not old_weight:

@@ -23,9 +23,12 @@ INPUT_EMBEDDINGS = "input_embeddings"
 class SiteSpec(Protocol):
     """The fields of :class:`~adalink.methods.adalink.AdaLinkConfig` that decide where it attaches."""
 
-    modalities: dict[str, str]
-    unified: bool
-    sides: str
+    @property
+    def modalities(self) -> dict[str, str]: ...
+    @property
+    def unified(self) -> bool: ...
+    @property
+    def sides(self) -> str: ...
 
 
 @dataclass(frozen=True)

@@ -28,7 +28,7 @@ _MAX_LENGTH = 32  # easy-VQA questions are at most 13 MiniLM tokens
 PRETRAIN_FILE = "pretraining.json"
 
 
-def _tokenizer(config: TinyVLMConfig):
+def _tokenizer(config: TinyVLMConfig) -> Any:
     from transformers import AutoTokenizer
 
     return AutoTokenizer.from_pretrained(resolve_text_model_path(config.text_model))
@@ -37,7 +37,7 @@ def _tokenizer(config: TinyVLMConfig):
 @torch.no_grad()
 def evaluate_vlm(
     model: nn.Module,
-    tokenizer,
+    tokenizer: Any,
     examples: Sequence[VQAExample],
     *,
     fmt: VQAFormat | None = None,
@@ -122,7 +122,7 @@ def pretrain_vision(
     labelled = sorted(_image_labels(examples).items())
     if not labelled:
         return []
-    width = vision.norm.normalized_shape[0]
+    width = int(vision.norm.normalized_shape[0])
     heads = nn.ModuleList([nn.Linear(width, len(COLOR_NAMES)), nn.Linear(width, len(SHAPE_NAMES))])
     params = [*vision.parameters(), *heads.parameters()]
     optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=0.01)
@@ -271,7 +271,7 @@ def pretrain_vlm(
 def _train_vqa(
     model: TinyVLM,
     fmt: VQAFormat,
-    tokenizer,
+    tokenizer: Any,
     draw: QuestionSampler,
     settings: Stage1Settings,
     *,
