@@ -1,0 +1,82 @@
+"""One task's adapter in Hugging Face peft's own on-disk format, held in memory until it is written.
+
+peft reads an adapter directory as ``adapter_config.json`` (a ``PeftConfig`` as JSON, ``peft_type`` naming the
+config class) and ``adapter_model.safetensors`` (tensors named as peft's ``save_pretrained`` names them, the adapter
+name removed: ``base_model.model.<module path>.lora_A.weight`` for tuner methods, ``prompt_embeddings`` for prompt
+learning). Writing these two files needs neither peft nor the base model, so exporting does not depend on peft.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import torch
+from safetensors.torch import save_file
+from torch import nn
+
+from ..methods.base import MethodConfig
+
+__all__ = ["CONFIG_NAME", "TASK_FILE", "WEIGHTS_NAME", "AdaptedModel", "ExportError", "PeftAdapter", "tuner_key"]
+
+CONFIG_NAME = "adapter_config.json"  # peft's names (peft.utils.constants)
+WEIGHTS_NAME = "adapter_model.safetensors"
+TASK_FILE = "adalink_task.json"  # beside the adapter: task, labels, prompt template, provenance
+
+
+class ExportError(ValueError):
+    """The adapter cannot be written in peft's format with the same outputs; the message says what can be done."""
+
+
+class AdaptedModel(Protocol):
+    """What the exporter reads from an :class:`adalink.PeftModel` (a protocol, so that ``adalink.peft_model`` can
+    delegate ``save_pretrained(format="peft")`` here without an import circle)."""
+
+    base_model: nn.Module
+    peft_config: MethodConfig
+
+    @property
+    def adapter_modules(self) -> nn.Module: ...
+
+    @property
+    def task_names(self) -> list[str]: ...
+
+
+@dataclass
+class PeftAdapter:
+    """``adapter_config.json`` and ``adapter_model.safetensors`` of one peft adapter."""
+
+    config: dict[str, Any]  # the PeftConfig fields (peft_type, task_type, target_modules, ...)
+    tensors: dict[str, torch.Tensor]  # peft's key names, as in its saved files
+    files: dict[str, str] = field(default_factory=dict)  # further text files written beside them (name -> text)
+
+    def save(self, directory: str | os.PathLike) -> Path:
+        """Write the adapter into ``directory`` (created if needed); each file is replaced atomically."""
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        tensors = {name: t.detach().to("cpu").contiguous().clone() for name, t in self.tensors.items()}
+        _replace(directory / WEIGHTS_NAME, lambda tmp: save_file(tensors, tmp, metadata={"format": "pt"}))
+        for name, text in {CONFIG_NAME: json.dumps(self.config, indent=2, sort_keys=True), **self.files}.items():
+            _replace(directory / name, lambda tmp, text=text: Path(tmp).write_text(text, encoding="utf-8"))
+        return directory
+
+
+def tuner_key(module_path: str, tensor: str) -> str:
+    """peft's saved name of a tuner tensor (LoRA, IA3, LoKr, LN tuning) of the module at ``module_path``."""
+    return f"base_model.model.{module_path}.{tensor}"
+
+
+def _replace(path: Path, write: Callable[[str], Any]) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

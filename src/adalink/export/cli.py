@@ -1,0 +1,31 @@
+"""``adalink export``: a trained run's adapters as standard Hugging Face peft adapter directories."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+__all__ = ["HELP", "add_arguments", "run"]
+
+HELP = "write a run's adapter(s) in Hugging Face peft's own format (one directory per task)"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--adapter", required=True, help="output directory of `adalink train`")
+    parser.add_argument("--out", required=True, help="export root: the task 'default' here, any other task in OUT/TASK")
+    parser.add_argument(
+        "--task", action="extend", nargs="+", default=None, help="task(s) to export (repeatable; default: all)"
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    from .runs import export_run
+
+    try:
+        directories = export_run(args.adapter, args.out, tasks=args.task)
+    except (ValueError, KeyError, FileNotFoundError, ImportError) as err:  # ExportError is a ValueError
+        print(f"adalink export: error: {err}", file=sys.stderr)
+        return 2
+    for directory in directories:
+        print(f"adalink export: wrote {directory}")
+    return 0

@@ -1,0 +1,91 @@
+"""Export an ``adalink train`` output directory: every task's adapter in peft's format, with what a client needs.
+
+Each task directory (see :func:`adalink.export.export_peft` for the layout) gets, beside the adapter:
+
+- the run's tokenizer (with the padding token the run set), so ``AutoTokenizer.from_pretrained(directory)`` works;
+- ``adalink_task.json``: the task's labels and, for a classification run, ``num_labels`` / ``id2label`` of the
+  exported head (a multi-task run's shared head is cut to the task's own rows, so build the base with
+  ``num_labels`` of the task); for a text-to-text run, the exact prompt template the run trained with
+  (``prompt_template.format(text=...)``) and the answer it expects (a space, the label word, end of sequence).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from ..training.artifacts import LoadedRun, load_run, read_run
+from ..training.formats import ClassificationFormat, TextToTextFormat
+from .adapter import ExportError
+from .convert import REFUSED, TaskDetails, export_peft
+from .heads import HeadRows
+
+__all__ = ["export_run", "prompt_template"]
+
+_SLOT = "\x00text\x00"  # stands for the text while the template is built; cannot occur in a task name or label
+
+
+def export_run(
+    run_dir: str | os.PathLike, out_dir: str | os.PathLike, tasks: Sequence[str] | None = None
+) -> list[Path]:
+    """Export the tasks (default: all) of the run in ``run_dir`` under ``out_dir``; returns the task directories.
+
+    Raises:
+        ExportError: The run's method or settings cannot be exported exactly (nothing is written then).
+        FileNotFoundError: ``run_dir`` is not an ``adalink train`` output directory.
+    """
+    run = read_run(run_dir)
+    if not run.get("saves_adapter", True):
+        raise ExportError(f"Cannot export {run_dir}: {REFUSED['full']}.")
+    names = [task["name"] for task in run["tasks"]]
+    chosen = list(tasks) if tasks else names
+    unknown = [t for t in chosen if t not in names]
+    if unknown:  # checked before the base model is loaded
+        raise ExportError(f"Tasks {unknown} are not tasks of the run in {run_dir}; its tasks are {names}.")
+    loaded = load_run(run_dir)
+    details = {name: _details(loaded, names.index(name)) for name in chosen}
+    directories = export_peft(loaded.model, out_dir, tasks=chosen, details=details)
+    for directory in directories:
+        loaded.tokenizer.save_pretrained(directory)
+    return directories
+
+
+def prompt_template(fmt: TextToTextFormat, task: int) -> tuple[str, str]:
+    """(text before, text after) the input text in the prompt ``fmt`` builds for ``task``."""
+    before, after = fmt.prompt(task, _SLOT).split(_SLOT)
+    return before, after
+
+
+def _details(loaded: LoadedRun, task: int) -> TaskDetails:
+    fmt, model = loaded.fmt, loaded.model
+    info_task = fmt.tasks[task]
+    source = info_task.name if loaded.task_aware else model.task_names[0]
+    info: dict[str, Any] = {
+        "format": fmt.name,
+        "label_names": list(info_task.label_names),
+        "base_model": loaded.run.get("model_path", loaded.run.get("model")),
+        "max_length": loaded.run.get("max_length"),
+    }
+    head = None
+    if isinstance(fmt, ClassificationFormat):
+        paths, start = fmt.head_modules(model.get_base_model()), fmt.offsets[task]
+        head = HeadRows(paths[0], start, start + len(info_task.label_names)) if paths else None
+        info.update(num_labels=len(info_task.label_names), id2label=dict(enumerate(info_task.label_names)))
+    elif isinstance(fmt, TextToTextFormat):
+        before, after = prompt_template(fmt, task)
+        eos = loaded.tokenizer.eos_token or loaded.tokenizer.sep_token or ""  # what TextToTextFormat appends
+        info.update(
+            prompt_template=_escape(before) + "{text}" + _escape(after),
+            prompt_prefix=before,
+            prompt_suffix=after,
+            answer_template=" {label}" + _escape(eos),
+            encoder_decoder=fmt.encoder_decoder,
+            decoding="greedy; the answer is the first line of the generation, matched case-insensitively to a label",
+        )
+    return TaskDetails(adapter_task=source, head=head, info=info)
+
+
+def _escape(text: str) -> str:
+    return text.replace("{", "{{").replace("}", "}}")

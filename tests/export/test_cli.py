@@ -1,0 +1,61 @@
+"""`adalink export` end to end: train 2 steps with `adalink train`, export, load with plain peft + transformers."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from peft import PeftModel
+from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+from adalink.cli import main
+from adalink.training.artifacts import load_run
+from tiny_models import save_tiny_checkpoint, write_sentiment_csv
+
+TEXTS = ["great lovely day", "awful poor food", "the movie was not very good"]
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    root = tmp_path_factory.mktemp("export-cli")
+    model = save_tiny_checkpoint(root / "tiny-bert", "bert")
+    data = write_sentiment_csv(root / "sentiment.csv", rows=40)
+    args = ["train", "--model", model, "--train-file", data, "--max-steps", "2", "--batch-size", "4", "--lr", "5e-2"]
+    assert main([*args, "--max-eval", "4", "--output-dir", str(root / "run")]) == 0
+    return root / "run"
+
+
+def test_export_loads_in_plain_peft_with_the_runs_logits_and_head(run_dir, tmp_path, capsys):
+    assert main(["export", "--adapter", str(run_dir), "--out", str(tmp_path)]) == 0
+    directory = tmp_path / "sentiment"  # the task is named after the training file
+    assert f"wrote {directory}" in capsys.readouterr().out
+    info = json.loads((directory / "adalink_task.json").read_text())
+    assert info["label_names"] == ["negative", "positive"] and info["num_labels"] == 2
+    base = AutoModelForSequenceClassification.from_pretrained(info["base_model"], num_labels=info["num_labels"])
+    theirs = PeftModel.from_pretrained(base, directory).eval()
+    tokenizer = AutoTokenizer.from_pretrained(directory)
+    batch = tokenizer(TEXTS, padding=True, return_tensors="pt")
+    ours = load_run(run_dir).model
+    with torch.no_grad():
+        expected = ours(**batch).logits
+        torch.testing.assert_close(theirs(**batch).logits, expected, atol=1e-5, rtol=1e-5)
+        with ours.disable_adapter():
+            assert not torch.allclose(ours(**batch).logits, expected, atol=1e-4)  # the trained link matters
+        base_head = AutoModelForSequenceClassification.from_pretrained(info["base_model"], num_labels=2).classifier
+        assert not torch.allclose(theirs.get_base_model().classifier(torch.ones(1, 32)), base_head(torch.ones(1, 32)))
+
+
+@pytest.mark.parametrize(
+    ("missing_run", "extra", "message"),
+    [
+        (False, ["--task", "nope"], "Tasks ['nope'] are not tasks of the run"),
+        (True, [], "is not an `adalink train` output directory"),
+    ],
+)
+def test_errors_are_reported_on_one_line_with_status_2(run_dir, tmp_path, capsys, missing_run, extra, message):
+    source = tmp_path / "no-run" if missing_run else run_dir
+    assert main(["export", "--adapter", str(source), "--out", str(tmp_path / "out"), *extra]) == 2
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert last.startswith("adalink export: error: ") and message in last
+    assert not (tmp_path / "out").exists()
