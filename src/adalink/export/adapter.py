@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +19,7 @@ import torch
 from safetensors.torch import save_file
 from torch import nn
 
+from ..io import write_atomic
 from ..methods.base import MethodConfig
 
 __all__ = ["CONFIG_NAME", "TASK_FILE", "WEIGHTS_NAME", "AdaptedModel", "ExportError", "PeftAdapter", "tuner_key"]
@@ -60,9 +60,9 @@ class PeftAdapter:
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         tensors = {name: t.detach().to("cpu").contiguous().clone() for name, t in self.tensors.items()}
-        _replace(directory / WEIGHTS_NAME, lambda tmp: save_file(tensors, tmp, metadata={"format": "pt"}))
+        write_atomic(directory / WEIGHTS_NAME, lambda tmp: save_file(tensors, tmp, metadata={"format": "pt"}))
         for name, text in {CONFIG_NAME: json.dumps(self.config, indent=2, sort_keys=True), **self.files}.items():
-            _replace(directory / name, lambda tmp, text=text: Path(tmp).write_text(text, encoding="utf-8"))
+            write_atomic(directory / name, _text_writer(text))
         return directory
 
 
@@ -71,12 +71,8 @@ def tuner_key(module_path: str, tensor: str) -> str:
     return f"base_model.model.{module_path}.{tensor}"
 
 
-def _replace(path: Path, write: Callable[[str], Any]) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+def _text_writer(text: str) -> Callable[[str], None]:
+    def write(path: str) -> None:
+        Path(path).write_text(text, encoding="utf-8")
+
+    return write

@@ -14,11 +14,11 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from ..training.artifacts import LoadedRun, load_run, read_run
 from ..training.formats import ClassificationFormat, TextToTextFormat
-from .adapter import ExportError
+from .adapter import AdaptedModel, ExportError
 from .convert import REFUSED, TaskDetails, export_peft
 from .heads import HeadRows
 
@@ -36,6 +36,7 @@ def export_run(
         ExportError: The run's method or settings cannot be exported exactly (nothing is written then).
         FileNotFoundError: ``run_dir`` is not an ``adalink train`` output directory.
     """
+    run_dir = Path(run_dir)
     run = read_run(run_dir)
     if not run.get("saves_adapter", True):
         raise ExportError(f"Cannot export {run_dir}: {REFUSED['full']}.")
@@ -46,7 +47,8 @@ def export_run(
         raise ExportError(f"Tasks {unknown} are not tasks of the run in {run_dir}; its tasks are {names}.")
     loaded = load_run(run_dir)
     details = {name: _details(loaded, names.index(name)) for name in chosen}
-    directories = export_peft(loaded.model, out_dir, tasks=chosen, details=details)
+    model = cast(AdaptedModel, loaded.model)  # runs that save an adapter load as a PeftModel
+    directories = export_peft(model, out_dir, tasks=chosen, details=details)
     for directory in directories:
         loaded.tokenizer.save_pretrained(directory)
     return directories
@@ -61,7 +63,7 @@ def prompt_template(fmt: TextToTextFormat, task: int) -> tuple[str, str]:
 def _details(loaded: LoadedRun, task: int) -> TaskDetails:
     fmt, model = loaded.fmt, loaded.model
     info_task = fmt.tasks[task]
-    source = info_task.name if loaded.task_aware else model.task_names[0]
+    source = info_task.name if loaded.task_aware else str(model.task_names[0])
     info: dict[str, Any] = {
         "format": fmt.name,
         "label_names": list(info_task.label_names),
