@@ -158,7 +158,10 @@ WORDS = [
 
 
 def save_tiny_checkpoint(directory, kind: str = "bert") -> str:
-    """A tiny model + a real WordPiece tokenizer over a small vocabulary, saved as a local checkpoint directory."""
+    """A tiny model + a real WordPiece tokenizer over a small vocabulary, saved as a local checkpoint directory.
+
+    ``kind``: ``bert`` (encoder), ``gpt2`` or ``llama`` (decoders), ``t5`` (encoder-decoder); [SEP] ends sequences.
+    """
     from pathlib import Path
 
     from transformers import BertTokenizerFast
@@ -182,6 +185,24 @@ def save_tiny_checkpoint(directory, kind: str = "bert") -> str:
             max_position_embeddings=128,
         )
         model = BertModel(config)
+    elif kind == "gpt2":  # tied embeddings, fused attention (Conv1D)
+        config = GPT2Config(
+            vocab_size=len(vocab), n_embd=32, n_layer=2, n_head=2, n_positions=128, bos_token_id=2, eos_token_id=3
+        )
+        model = GPT2LMHeadModel(config)
+    elif kind == "t5":  # encoder-decoder, one table shared with the head
+        config = T5Config(
+            vocab_size=len(vocab),
+            d_model=32,
+            d_ff=64,
+            d_kv=8,
+            num_layers=2,
+            num_heads=4,
+            decoder_start_token_id=0,
+            pad_token_id=0,
+            eos_token_id=3,
+        )
+        model = T5ForConditionalGeneration(config)
     else:
         config = LlamaConfig(
             vocab_size=len(vocab),

@@ -2,10 +2,12 @@
 
 import importlib.util
 import json
+import statistics
 
 import pytest
 
 from adalink.experiments import Scale, build
+from adalink.experiments.runner import run_id
 from tiny_models import save_tiny_checkpoint
 
 
@@ -32,9 +34,17 @@ def test_runner_writes_runs_summary_plot_and_document(finished):
     summary = json.loads((results / "table5.json").read_text())
     experiment = build("table5", Scale(text_model=finished["model"], text_steps=2, text_eval=8))
     assert set(summary["conditions"]) == {c.label for c in experiment.conditions}
-    for condition in summary["conditions"].values():
+    for spec_condition in experiment.conditions:  # every number recomputed from the runs' own files
+        condition = summary["conditions"][spec_condition.label]
         assert condition["n"] == 2 and set(condition["scores"]) == {"0", "1"}
-        assert 0.0 <= condition["mean"] <= 1.0
+        for seed in (0, 1):
+            runs = [
+                json.loads((results / "runs" / f"{run_id(s, seed)}.json").read_text()) for s in spec_condition.specs
+            ]
+            per_task = {task: score for run in runs for task, score in run["per_task"].items()}
+            assert all(round(score * 8) == score * 8 for score in per_task.values()), per_task  # k of 8 examples
+            assert condition["scores"][str(seed)] == sum(per_task.values()) / len(per_task)
+        assert condition["mean"] == statistics.fmean(condition["scores"].values())
     single = summary["conditions"]["AdaLink single-task"]
     assert set(single["per_task"]) == {"tweets", "bbc"}  # pooled from the two single-task runs
     assert len(list((results / "runs").glob("*.json"))) == 2 * 8  # 8 runs per seed

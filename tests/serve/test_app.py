@@ -217,10 +217,17 @@ def test_adapters_come_and_go_without_dropping_requests(classification_runs, sta
         assert answer["probabilities"] == pytest.approx(reference.probabilities, abs=1e-4)
 
     # a long window keeps requests queued (in flight, not answered) while adapters change; a removal flushes them
-    with serving(create_app(served, ServeSettings(batch_window_ms=60_000, max_batch_size=64))) as url:
+    settings = ServeSettings(
+        batch_window_ms=60_000,
+        max_batch_size=64,
+        admin_token="s3cret",
+        adapter_root=str(classification_runs["topic"].parent),
+    )
+    with serving(create_app(served, settings)) as url:
 
         async def scenario() -> None:
-            async with httpx.AsyncClient(base_url=url, timeout=300) as client:
+            admin = {"authorization": "Bearer s3cret"}
+            async with httpx.AsyncClient(base_url=url, timeout=300, headers=admin) as client:
 
                 async def ask(task: str, text: str) -> None:
                     check(task, text, await client.post("/v1/classify", json={"task": task, "inputs": [text]}))
@@ -268,6 +275,8 @@ def test_admin_token_guards_adapter_changes(stack, classification_runs):
     with serving(create_app(stack, ServeSettings(admin_token="s3cret"))) as url:
         assert httpx.delete(f"{url}/v1/adapters/topic").status_code == 401
         assert httpx.post(f"{url}/v1/adapters", json={"path": "x"}).status_code == 401
+        wrong = {"authorization": "Bearer s3cre"}
+        assert httpx.delete(f"{url}/v1/adapters/topic", headers=wrong).status_code == 401
         authorised = {"authorization": "Bearer s3cret"}
         assert httpx.delete(f"{url}/v1/adapters/nope", headers=authorised).status_code == 404
         assert httpx.get(f"{url}/v1/adapters").json()["data"][0]["tasks"] == ["sentiment"]

@@ -34,6 +34,8 @@ def test_refusals_at_start_name_the_problem(classification_runs, text2text_runs,
         (["--adapter", sentiment, "--adapter", str(text2text_runs["topic"])], "trained on different models"),
         (["--adapter", str(classification_runs["model"])], "is not an `adalink train` output directory"),
         (["--adapter", topic, "--max-batch-size", "0"], "--max-batch-size 0 is invalid"),
+        (["--adapter", topic, "--adapter-root", "/no/such/root"], "--adapter-root '/no/such/root' is invalid"),
+        (["--adapter", topic, "--admin-token", "t", "--allow-unauthenticated-admin"], "contradict each other"),
     ]
     for args, message in refusals:
         assert main(["serve", *args]) == 2, args

@@ -53,3 +53,47 @@ def test_load_tokenizer_gives_a_decoder_a_pad_token(tmp_path):
     saved.pad_token, saved.eos_token = None, "[SEP]"
     saved.save_pretrained(directory)
     assert load_tokenizer(directory).pad_token == "[SEP]"
+
+
+def test_a_tokenizer_with_ids_beyond_the_embedding_table_is_refused_before_training(tmp_path, capsys):
+    """A tokenizer that gained an end-of-sequence token the model has no embedding row for: before the check,
+    `adalink train` failed at the first batch with `IndexError: index out of range in self` inside torch."""
+    from transformers import AutoConfig, AutoTokenizer
+
+    from adalink.cli import main
+    from adalink.training.formats import TaskInfo
+    from adalink.training.loading import setup_model
+    from tiny_models import save_tiny_checkpoint, write_sentiment_csv
+
+    directory = save_tiny_checkpoint(tmp_path / "llama", "llama")
+    tokenizer = AutoTokenizer.from_pretrained(directory)
+    rows = AutoConfig.from_pretrained(directory).vocab_size
+    tokenizer.add_tokens([f"<unused{i}>" for i in range(rows - len(tokenizer))])  # ids up to the last row: fine
+    tokenizer.add_special_tokens({"eos_token": "</s>"})  # id `rows`: one past the last embedding row
+    tokenizer.save_pretrained(directory)
+    assert AutoTokenizer.from_pretrained(directory).convert_tokens_to_ids("</s>") == rows
+    with pytest.raises(ValueError, match="have no embedding") as info:
+        setup_model(directory, "auto", [TaskInfo("t", ("a", "b"))])
+    message = str(info.value)
+    assert f"id(s) {rows} '</s>' have" in message and f"has {rows + 1} tokens" in message, message
+    assert f"only {rows} rows" in message
+    assert "resize_token_embeddings" in message
+
+    data = write_sentiment_csv(tmp_path / "s.csv", rows=16)
+    args = ["train", "--model", directory, "--train-file", data, "--max-steps", "1", "--batch-size", "4"]
+    assert main([*args, "--output-dir", str(tmp_path / "run")]) == 2
+    assert "have no embedding" in capsys.readouterr().err
+
+
+def test_an_embedding_table_larger_than_the_tokenizer_is_fine(tmp_path):
+    from transformers import AutoModelForCausalLM
+
+    from adalink.training.formats import TaskInfo
+    from adalink.training.loading import setup_model
+    from tiny_models import save_tiny_checkpoint
+
+    directory = save_tiny_checkpoint(tmp_path / "llama", "llama")
+    model = AutoModelForCausalLM.from_pretrained(directory)
+    model.resize_token_embeddings(model.config.vocab_size + 8)  # padded tables are common
+    model.save_pretrained(directory)
+    assert setup_model(directory, "auto", [TaskInfo("t", ("a", "b"))]).tokenizer is not None

@@ -10,7 +10,11 @@ loading, counting) the same way for every method.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
+import math
+import types
+import typing
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Protocol, TypeVar
@@ -91,6 +95,17 @@ class MethodConfig:
                 setattr(self, spec.name, list(value))
             elif isinstance(value, Mapping):
                 setattr(self, spec.name, dict(value))
+        try:
+            self._check_common_fields()
+            self.validate()
+        except ConfigError:
+            raise
+        except (TypeError, AttributeError, ValueError, KeyError, IndexError) as err:  # a value of the wrong type
+            self._check_types()  # names the field
+            raise ConfigError(f"{type(self).__name__} is invalid: {type(err).__name__}: {err}.") from None
+        self._check_types()  # what the checks above let through, e.g. a NaN where a number is compared
+
+    def _check_common_fields(self) -> None:
         if not all(isinstance(m, str) and m for m in self.modules_to_save):
             raise self.bad("modules_to_save", self.modules_to_save, "a list of dotted module paths")
         if "tasks" in self.field_names():
@@ -100,7 +115,15 @@ class MethodConfig:
             duplicates = sorted({t for t in tasks if tasks.count(t) > 1})
             if duplicates:
                 raise self.bad("tasks", tasks, f"unique task names (duplicated: {duplicates})")
-        self.validate()
+
+    def _check_types(self) -> None:
+        """Every field holds a value of its annotated type (ints for floats too, finite numbers only); the first
+        wrong field is named. Run after :meth:`validate`, whose messages say more where it catches a value first."""
+        hints = _field_types(type(self))
+        for spec in dataclasses.fields(self):
+            value = getattr(self, spec.name)
+            if not _conforms(value, hints[spec.name]):
+                raise self.bad(spec.name, value, _describe(hints[spec.name]))
 
     # ------------------------------------------------------------------------------------------ to implement
     def validate(self) -> None:
@@ -145,8 +168,11 @@ class MethodConfig:
 
     @classmethod
     def from_dict(cls: type[_C], data: Mapping[str, Any]) -> _C:
+        """The config from a JSON object of its fields; anything else raises :class:`ConfigError`."""
+        if not isinstance(data, Mapping):
+            raise ConfigError(f"{cls.__name__} needs a JSON object of its fields; got {type(data).__name__}.")
         known = cls.field_names()
-        unknown = sorted(set(data) - known)
+        unknown = sorted((k for k in data if k not in known), key=repr)
         if unknown:
             raise ConfigError(f"{cls.__name__} got unknown fields {unknown}; known fields are {sorted(known)}.")
         return cls(**data)
@@ -165,6 +191,56 @@ class MethodConfig:
 
 
 _C = TypeVar("_C", bound=MethodConfig)
+
+
+@functools.cache
+def _field_types(cls: type) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
+
+
+def _conforms(value: Any, kind: Any) -> bool:
+    """Whether ``value`` is of type ``kind``: the few annotations method configs use (scalars, ``X | None``,
+    ``Literal``, ``list[X]``, ``dict[K, V]``); any other annotation accepts everything."""
+    origin, args = typing.get_origin(kind), typing.get_args(kind)
+    if kind is bool:
+        return isinstance(value, bool)
+    if kind is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if kind is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    if kind is str:
+        return isinstance(value, str)
+    if origin in (types.UnionType, typing.Union):
+        return any(_conforms(value, option) for option in args)
+    if origin is typing.Literal:
+        return any(value == option and type(value) is type(option) for option in args)
+    if origin is list:
+        return isinstance(value, (list, tuple)) and all(_conforms(item, args[0]) for item in value)
+    if origin is dict:
+        return isinstance(value, dict) and all(
+            _conforms(k, args[0]) and _conforms(v, args[1]) for k, v in value.items()
+        )
+    if kind is type(None):
+        return value is None
+    return True
+
+
+def _describe(kind: Any) -> str:
+    """What a value of ``kind`` is, for error messages."""
+    origin, args = typing.get_origin(kind), typing.get_args(kind)
+    names = {bool: "true or false", int: "an integer", float: "a finite number", str: "a string", type(None): "null"}
+    if kind in names:
+        return names[kind]
+    if origin in (types.UnionType, typing.Union):
+        return " or ".join(_describe(option) for option in args)
+    if origin is typing.Literal:
+        return f"one of {list(args)}"
+    if origin is list:
+        return f"a list of {_describe(args[0]).removeprefix('a ').removeprefix('an ')}s"
+    if origin is dict:
+        return f"an object mapping {_describe(args[0])} to {_describe(args[1])}"
+    return str(kind)
+
 
 # method name -> config class; filled by @register_method as the method modules are imported
 METHOD_CONFIGS: dict[str, type[MethodConfig]] = {}

@@ -4,59 +4,36 @@
 - ``POST /v1/completions``: OpenAI-style; ``model`` names the task (as multi-adapter servers do).
 - ``GET /v1/models`` (the tasks), ``GET /health``, ``GET /metrics`` (Prometheus).
 - ``GET/POST /v1/adapters`` and ``DELETE /v1/adapters/{name}``: change the served adapters at run time; removal
-  refuses new requests for the adapter's tasks, answers those already queued, then detaches it.
+  refuses new requests for the adapter's tasks, answers those already queued, then detaches it. Off unless the
+  operator turns it on, and confined to ``--adapter-root`` (:mod:`.admin`).
 
-Every error is a JSON body in OpenAI's shape, ``{"error": {"message", "type", "param", "code"}}``, with a 4xx status
-for bad requests; nothing a client sends can stop the server.
+Every error is a JSON body in OpenAI's shape, ``{"error": {"message", "type", "param", "code"}}`` (``param`` names
+the request field at fault, or is null), with a 4xx status for bad requests; nothing a client sends can stop the
+server.
 """
 
 from __future__ import annotations
 
-import asyncio
 import time
 import uuid
 from collections.abc import Hashable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
 from typing import Any
 
 import uvicorn
-from fastapi import Depends, FastAPI, Request
+from fastapi import FastAPI
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from .adapter_stack import AdapterStack, Sampling
+from .admin import install_adapter_routes
 from .batcher import DynamicBatcher, Overloaded, ShuttingDown, TaskRetiring
-from .compatibility import AdapterConflictError, read_adapter_run
 from .http import ApiError, LimitAndObserve, install_error_handlers
 from .metrics import CONTENT_TYPE_LATEST, ServerMetrics
+from .settings import ServeSettings
 
 __all__ = ["DrainingServer", "ServeSettings", "create_app"]
-
-
-@dataclass
-class ServeSettings:
-    """Batching and the limits that keep one client from hurting the others."""
-
-    batch_window_ms: float = field(default=5.0, metadata={"help": "how long the first example waits for others"})
-    max_batch_size: int = field(default=32, metadata={"help": "examples per forward pass"})
-    max_queue: int = field(default=1024, metadata={"help": "examples waiting at most; beyond it: 503, retry"})
-    max_items: int = field(default=64, metadata={"help": "inputs (or prompts) per request"})
-    max_input_chars: int = field(default=10_000, metadata={"help": "characters per input or prompt"})
-    max_new_tokens: int = field(default=256, metadata={"help": "largest max_tokens a completion may ask for"})
-    max_body_bytes: int = field(default=1 << 20, metadata={"help": "request body size"})
-    admin_token: str | None = field(
-        default=None, metadata={"help": "if set, POST/DELETE /v1/adapters need 'Authorization: Bearer TOKEN'"}
-    )
-
-    def validate(self) -> None:
-        for name in ("max_batch_size", "max_queue", "max_items", "max_input_chars", "max_new_tokens", "max_body_bytes"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-                raise ValueError(f"--{name.replace('_', '-')} {value!r} is invalid: expected a positive integer.")
-        if not 0 <= self.batch_window_ms <= 60_000:
-            raise ValueError(f"--batch-window-ms {self.batch_window_ms!r} is invalid: expected 0 to 60000.")
 
 
 # ---------------------------------------------------------------------------------------------------- requests
@@ -96,13 +73,6 @@ class CompletionRequest(BaseModel):
         return "best_of" if self.best_of not in (None, 1) else None
 
 
-class AddAdapterRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True)
-
-    path: str = Field(min_length=1, description="an `adalink train` output directory on the server")
-    name: str | None = Field(None, min_length=1, max_length=200, description="default: the directory's name")
-
-
 # --------------------------------------------------------------------------------------------------------- app
 def create_app(stack: AdapterStack, settings: ServeSettings | None = None) -> FastAPI:
     """The ASGI app serving ``stack``; batching starts with the app's lifespan and drains when it ends."""
@@ -124,7 +94,6 @@ def create_app(stack: AdapterStack, settings: ServeSettings | None = None) -> Fa
         max_queue=settings.max_queue,
         metrics=metrics,
     )
-    admin_lock = asyncio.Lock()
 
     @asynccontextmanager
     async def lifespan(_: FastAPI):
@@ -163,11 +132,11 @@ def create_app(stack: AdapterStack, settings: ServeSettings | None = None) -> Fa
             raise ApiError(404, f"Unknown task {task!r}; served tasks: {list(stack.tasks)}.", param=param)
         return task
 
-    async def submit(key: Hashable, task: str, payloads: list[Any]) -> list[Any]:
+    async def submit(key: Hashable, task: str, payloads: list[Any], param: str) -> list[Any]:
         try:
             return await batcher.submit(key, task, payloads)
         except TaskRetiring as err:
-            raise ApiError(404, str(err), param="task") from None
+            raise ApiError(404, str(err), param=param) from None
         except (Overloaded, ShuttingDown) as err:
             raise ApiError(503, str(err), "overloaded_error") from None
 
@@ -175,7 +144,7 @@ def create_app(stack: AdapterStack, settings: ServeSettings | None = None) -> Fa
     async def classify(body: ClassifyRequest) -> dict[str, Any]:
         task = served(body.task, "task")
         texts = texts_of(body.inputs, "inputs")
-        results = await submit(("classify",), task, [(task, text) for text in texts])
+        results = await submit(("classify",), task, [(task, text) for text in texts], "task")
         data = [
             {"index": i, "label": r.label, "probabilities": r.probabilities}
             | ({"generated": r.generated} if r.generated is not None else {})
@@ -207,7 +176,7 @@ def create_app(stack: AdapterStack, settings: ServeSettings | None = None) -> Fa
                 param="prompt",
             )
         key = ("complete", body.temperature, body.top_p)
-        results = await submit(key, task, [(task, ids, body.max_tokens) for ids in prompts])
+        results = await submit(key, task, [(task, ids, body.max_tokens) for ids in prompts], "model")
         choices, generated = [], 0
         for i, result in enumerate(results):
             text, reason = _cut_at_stop(stack.decode(result.token_ids), stops, result.finish_reason)
@@ -238,55 +207,8 @@ def create_app(stack: AdapterStack, settings: ServeSettings | None = None) -> Fa
         metrics.queue_depth.set(batcher.depth)
         return Response(metrics.render(), media_type=CONTENT_TYPE_LATEST)
 
-    _install_adapter_routes(app, stack, batcher, admin_lock, settings)
+    install_adapter_routes(app, stack, batcher, settings)
     return app
-
-
-def _install_adapter_routes(
-    app: FastAPI, stack: AdapterStack, batcher: DynamicBatcher, lock: asyncio.Lock, settings: ServeSettings
-) -> None:
-    def authorised(request: Request) -> None:
-        if settings.admin_token and request.headers.get("authorization") != f"Bearer {settings.admin_token}":
-            raise ApiError(401, "Changing adapters needs 'Authorization: Bearer <admin token>'.")
-
-    def listing() -> dict[str, Any]:
-        adapters = [
-            {"name": a.name, "path": str(a.directory), "tasks": [t.name for t in a.tasks], "method": a.config.method}
-            for a in stack.adapters.values()
-        ]
-        return {"object": "list", "data": adapters}
-
-    @app.get("/v1/adapters")
-    async def adapters() -> dict[str, Any]:
-        return listing()
-
-    @app.post("/v1/adapters", status_code=201, dependencies=[Depends(authorised)])
-    async def add_adapter(body: AddAdapterRequest) -> dict[str, Any]:
-        async with lock:
-            try:
-                adapter = await asyncio.to_thread(read_adapter_run, body.path, body.name)
-                tasks = await batcher.in_model_thread(stack.add, adapter)
-            except AdapterConflictError as err:
-                raise ApiError(409, str(err), param="name") from None
-            except (OSError, ValueError) as err:  # unreadable, corrupt or incompatible run, another base model
-                raise ApiError(400, str(err), param="path") from None
-        app.state.metrics.tasks.set(len(stack.tasks))
-        return {"name": adapter.name, "tasks": tasks}
-
-    @app.delete("/v1/adapters/{name}", dependencies=[Depends(authorised)])
-    async def remove_adapter(name: str) -> dict[str, Any]:
-        async with lock:
-            if name not in stack.adapters:
-                raise ApiError(404, f"No adapter named {name!r}; served: {sorted(stack.adapters)}.", param="name")
-            tasks = [t.name for t in stack.adapters[name].tasks]
-            batcher.retire(tasks)  # new requests for these tasks get 404; queued ones are still answered
-            try:
-                await batcher.drained(tasks)
-                await batcher.in_model_thread(stack.remove, name)
-            finally:
-                batcher.unretire(tasks)
-        app.state.metrics.tasks.set(len(stack.tasks))
-        return {"name": name, "tasks": tasks}
 
 
 def _model_card(stack: AdapterStack, task) -> dict[str, Any]:

@@ -64,6 +64,8 @@ def run(args: argparse.Namespace) -> int:
     from .app import DrainingServer, ServeSettings, create_app
 
     settings = ServeSettings(**{f.name: getattr(args, f.name) for f in dataclasses.fields(ServeSettings)})
+    if settings.admin_token is None:  # from the environment: a token on the command line shows in `ps`
+        settings.admin_token = os.environ.get("ADALINK_ADMIN_TOKEN") or None
     try:
         settings.validate()
         if args.threads is not None:
@@ -82,6 +84,13 @@ def run(args: argparse.Namespace) -> int:
         f"http://{args.host}:{args.port}",
         flush=True,
     )
+    if settings.allow_unauthenticated_admin:
+        print(
+            "adalink serve: WARNING: --allow-unauthenticated-admin: anyone who can reach "
+            f"{args.host}:{args.port} can add and remove adapters. Use --admin-token on any shared network.",
+            file=sys.stderr,
+            flush=True,
+        )
     server = DrainingServer(
         create_app(stack, settings),
         host=args.host,

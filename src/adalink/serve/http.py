@@ -16,14 +16,21 @@ __all__ = ["ApiError", "LimitAndObserve", "error_response", "install_error_handl
 
 
 class ApiError(HTTPException):
-    """An answer with a 4xx/5xx status and an OpenAI-style error body."""
+    """An answer with a 4xx/5xx status and an OpenAI-style error body (``kind``: its ``type``, by default the
+    status's own, e.g. 404 ``not_found_error``; ``param``: the request field at fault)."""
 
-    def __init__(self, status: int, message: str, kind: str = "invalid_request_error", param: str | None = None):
+    def __init__(self, status: int, message: str, kind: str | None = None, param: str | None = None):
         super().__init__(status, message)
         self.message, self.kind, self.param = message, kind, param
 
 
-_KINDS = {401: "authentication_error", 404: "not_found_error", 409: "conflict_error", 413: "invalid_request_error"}
+_KINDS = {
+    401: "authentication_error",
+    403: "permission_error",
+    404: "not_found_error",
+    409: "conflict_error",
+    413: "invalid_request_error",
+}
 
 
 def error_response(status: int, message: str, kind: str | None = None, param: str | None = None) -> JSONResponse:
@@ -33,22 +40,39 @@ def error_response(status: int, message: str, kind: str | None = None, param: st
     return JSONResponse(body, status_code=status, headers=headers)
 
 
+def _field_path(location: tuple) -> str | None:
+    """The request field a pydantic error location names, as ``inputs`` or ``inputs[0]``; None for the whole body.
+
+    The request models are flat, so the first part is a field; later strings are the union member pydantic tried
+    (``inputs.list[str].0``): dropped, indices kept.
+    """
+    parts = [part for part in location if part != "body"]
+    if not parts:
+        return None
+    return str(parts[0]) + "".join(f"[{part}]" for part in parts[1:] if isinstance(part, int))
+
+
 def _validation_message(err: RequestValidationError) -> tuple[str, str | None]:
-    problems, param = [], None
+    """(message naming every problem, the field at fault: the most precise path of the first field named)."""
+    problems, params = [], []
     for problem in err.errors():
-        location = [str(part) for part in problem.get("loc", ()) if part != "body"]
         if problem.get("type") == "json_invalid":
             return f"The body is not valid JSON: {problem.get('ctx', {}).get('error', problem.get('msg'))}.", None
-        where = ".".join(location) or "body"
-        param = param or where
-        problems.append(f"{where}: {problem.get('msg')}")
+        param = _field_path(tuple(problem.get("loc", ())))
+        params.append(param)
+        problems.append(f"{param or 'body'}: {problem.get('msg')}")
+    problems = list(dict.fromkeys(problems))  # one line per problem, whichever union member reported it
+    named = [p for p in params if p is not None]
+    field = named[0].split("[")[0] if named else None
+    param = max((p for p in named if p.split("[")[0] == field), key=len) if named else None
     return "Invalid request: " + "; ".join(problems[:5]) + ("; ..." if len(problems) > 5 else "") + ".", param
 
 
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def invalid(_: Request, err: RequestValidationError) -> JSONResponse:
-        return error_response(400, *_validation_message(err))
+        message, param = _validation_message(err)
+        return error_response(400, message, param=param)
 
     @app.exception_handler(HTTPException)
     async def httperror_response(_: Request, err: HTTPException) -> JSONResponse:

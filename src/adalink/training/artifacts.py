@@ -172,7 +172,10 @@ def merge_run(directory: str | Path, out: str | Path, *, task: str | None = None
         task = names[0]
     if task not in names:
         raise ValueError(f"--task {task!r} is not one of this run's tasks {names}.")
-    model = loaded.model.merge_and_unload(task=task) if loaded.task_aware else loaded.model
+    # a PeftModel folds its adapter (its one task when it has no tasks: BitFit, LN tuning); full tuning is plain
+    model = loaded.model
+    if isinstance(model, PeftModel):
+        model = model.merge_and_unload(task=task if loaded.task_aware else None)
     if isinstance(loaded.fmt, ClassificationFormat):
         _keep_task_head(model, loaded.fmt, names.index(task))
     out = Path(out)

@@ -17,7 +17,16 @@ from ..data import TASK_NAMES, TextClassificationData, VQAData, load_easyvqa, lo
 from .args import TrainArgs
 from .formats import ClassificationFormat, TaskInfo, TextToTextFormat, make_format
 
-__all__ = ["VLM_ALIAS", "VQA_TASK", "Format", "ModelSetup", "load_tasks", "load_tokenizer", "setup_model"]
+__all__ = [
+    "VLM_ALIAS",
+    "VQA_TASK",
+    "Format",
+    "ModelSetup",
+    "check_vocabulary",
+    "load_tasks",
+    "load_tokenizer",
+    "setup_model",
+]
 
 VQA_TASK = "easyvqa"
 VLM_ALIAS = "easyvqa-vlm"  # the stage-1 TinyVLM (vision side trained on easy-VQA, MiniLM frozen), built once
@@ -70,7 +79,9 @@ def setup_model(model: str, format_name: str, tasks: list[TaskInfo]) -> ModelSet
     if format_name == "vqa" or any(t.name == VQA_TASK for t in tasks):
         return _setup_vlm(model, tasks)
     resolved = resolve_model(model)
-    return ModelSetup(resolved.path, make_format(format_name, tasks, resolved.kind), load_tokenizer(resolved.path))
+    tokenizer = load_tokenizer(resolved.path)
+    check_vocabulary(tokenizer, _embedding_rows(resolved.path), model)
+    return ModelSetup(resolved.path, make_format(format_name, tasks, resolved.kind), tokenizer)
 
 
 def _setup_vlm(model: str, tasks: list[TaskInfo]) -> ModelSetup:
@@ -92,3 +103,37 @@ def load_tokenizer(path: str) -> Any:
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token or tokenizer.sep_token
     return tokenizer
+
+
+def _embedding_rows(path: str) -> int | None:
+    """Rows of the model's input embedding table, from its config (no weights loaded); None if it does not say."""
+    from transformers import AutoConfig
+
+    config = AutoConfig.from_pretrained(path)
+    rows = getattr(config.get_text_config(), "vocab_size", None)
+    return rows if isinstance(rows, int) else None
+
+
+def check_vocabulary(tokenizer: Any, rows: int | None, model: str) -> None:
+    """Refuse a tokenizer with token ids that the model's embedding table has no row for.
+
+    Such an id fails deep inside torch (``IndexError: index out of range in self``) at the first batch that holds
+    it, e.g. a tokenizer class that adds an end-of-sequence token on reload (which the text-to-text targets end
+    with). A table with more rows than the tokenizer has tokens is common (padded for speed) and fine.
+
+    Raises:
+        ValueError: Naming the tokens (ids and strings), both sizes and what to do.
+    """
+    if rows is None:
+        return
+    beyond = sorted((index, token) for token, index in tokenizer.get_vocab().items() if index >= rows)
+    if not beyond:
+        return
+    shown = ", ".join(f"{index} {token!r}" for index, token in beyond[:5])
+    more = f" and {len(beyond) - 5} more" if len(beyond) > 5 else ""
+    raise ValueError(
+        f"--model {model}: the tokenizer has {len(tokenizer)} tokens but the model's embedding table has only "
+        f"{rows} rows, so token id(s) {shown}{more} have no embedding and would fail inside the model. Use the "
+        "model's own tokenizer, or give the model rows for them and save it: "
+        "model.resize_token_embeddings(len(tokenizer)); model.save_pretrained(DIR); tokenizer.save_pretrained(DIR)."
+    )
