@@ -99,3 +99,13 @@ def test_sigterm_answers_every_queued_request_then_exits(classification_runs):
         if process.poll() is None:
             process.kill()
             process.wait()
+
+
+def test_engine_vllm_without_vllm_says_how_to_install_it(tmp_path, monkeypatch, capsys):
+    from adalink.cli import main
+
+    monkeypatch.delenv("ADALINK_VLLM_PYTHON", raising=False)
+    monkeypatch.setenv("PATH", str(tmp_path))  # no `vllm` command anywhere
+    code = main(["serve", "--engine", "vllm", "--adapter", str(tmp_path), "--vllm-python", str(tmp_path / "none")])
+    assert code == 2
+    assert "adalink serve: error:" in capsys.readouterr().err

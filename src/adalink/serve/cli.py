@@ -39,6 +39,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-access-log", action="store_true", help="do not log one line per request")
     parser.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
     parser.add_argument("--ignore-fingerprint", action="store_true", help="load adapters onto a different base")
+    parser.add_argument(
+        "--engine",
+        choices=["adalink", "vllm"],
+        default="adalink",
+        help="adalink: this server (every format); vllm: export each task's adapter and start vLLM's OpenAI server "
+        "on them, one model name per task (text-to-text runs on a decoder; see docs/vllm.md)",
+    )
+    parser.add_argument(
+        "--vllm-python", default=None, help="--engine vllm: the Python that has vLLM (default: $ADALINK_VLLM_PYTHON)"
+    )
     add_dataclass_options(parser, ServeSettings)
 
 
@@ -56,6 +66,8 @@ def parse_adapters(values: list[str]) -> dict[str, str]:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.engine == "vllm":
+        return _run_vllm(args)
     import torch
 
     from ..fingerprint import FingerprintMismatchError
@@ -102,3 +114,21 @@ def run(args: argparse.Namespace) -> int:
     )
     server.run()
     return 0
+
+
+def _run_vllm(args: argparse.Namespace) -> int:
+    """``--engine vllm``: export the runs and run vLLM's server in the foreground until it exits."""
+    from .vllm_engine import VllmError, VllmNotInstalledError, launch_vllm
+
+    try:
+        process = launch_vllm(
+            parse_adapters(args.adapter), host=args.host, port=args.port, vllm_python=args.vllm_python
+        )
+    except (VllmError, VllmNotInstalledError, ValueError, FileNotFoundError) as err:
+        print(f"adalink serve: error: {err}", file=sys.stderr)
+        return 2
+    try:
+        return process.wait()
+    except KeyboardInterrupt:
+        process.terminate()
+        return process.wait()
