@@ -130,18 +130,7 @@ def _train(spec: BenchRun, steps: int, out: Path, rss_before: int) -> dict[str, 
 
 
 def _validation_score(spec: BenchRun, loaded, datasets: list) -> float:
-    from ..training.evaluation import evaluate
-
-    scores = evaluate(
-        loaded.model,
-        loaded.task_aware,
-        loaded.fmt,
-        loaded.tokenizer,
-        datasets,
-        split="validation",
-        max_examples=spec.max_eval,
-        max_length=spec.max_length,
-    )
+    scores = loaded.evaluate(datasets, split="validation", max_examples=spec.max_eval)  # run.json: spec.max_length
     return sum(scores.values()) / len(scores)
 
 

@@ -42,6 +42,19 @@ class LoadedRun:
     def task_names(self) -> list[str]:
         return [t.name for t in self.fmt.tasks]
 
+    def evaluate(self, datasets: list, *, split: str, max_examples: int | None) -> dict[str, float]:
+        """Accuracy per task on ``split`` (first ``max_examples``), at the run's own ``max_length``."""
+        return evaluate(
+            self.model,
+            self.task_aware,
+            self.fmt,
+            self.tokenizer,
+            datasets,
+            split=split,
+            max_examples=max_examples,
+            max_length=self.run["max_length"],
+        )
+
 
 def read_run(directory: str | Path) -> dict[str, Any]:
     """The ``run.json`` of a run directory (model, format, tasks and labels, max_length, ...)."""
@@ -82,16 +95,7 @@ def evaluate_run(
 ) -> dict[str, float]:
     loaded = load_run(directory, model=model, ignore_fingerprint=ignore_fingerprint)
     datasets = load_tasks(TrainArgs(**loaded.run["args"]))
-    scores = evaluate(
-        loaded.model,
-        loaded.task_aware,
-        loaded.fmt,
-        loaded.tokenizer,
-        datasets,
-        split=split,
-        max_examples=max_eval,
-        max_length=loaded.run["max_length"],
-    )
+    scores = loaded.evaluate(datasets, split=split, max_examples=max_eval)
     result = {"split": split, "score": sum(scores.values()) / len(scores), "per_task": scores}
     write_json_atomic(loaded.directory / f"eval-{split}.json", result)
     print(json.dumps(result, indent=2))
