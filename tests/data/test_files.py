@@ -1,4 +1,4 @@
-"""User data files: CSV / JSON Lines loading, validation errors and deterministic splits."""
+"""User data files: CSV / JSON Lines / Parquet / saved-dataset loading, validation errors and deterministic splits."""
 
 import csv
 import json
@@ -166,7 +166,7 @@ def test_wrong_json_types(tmp_path):
         load_file_task(path)
 
 
-@pytest.mark.parametrize("filename", ["data.tsv", "data.json", "data"])
+@pytest.mark.parametrize("filename", ["data.tsv", "data.txt", "data"])
 def test_unknown_extension(tmp_path, filename):
     path = tmp_path / filename
     path.write_text("text,label\na,b\n", encoding="utf-8")
@@ -174,6 +174,55 @@ def test_unknown_extension(tmp_path, filename):
         load_file_task(path)
     for extension in SUPPORTED_EXTENSIONS:
         assert extension in str(info.value)
+
+
+@pytest.mark.parametrize("kind", ["json", "parquet", "saved", "dict"])
+def test_other_formats_give_the_csv_task(tmp_path, kind):
+    expected = load_file_task(_write_csv(tmp_path / "a.csv", _ROWS), name="x")
+    path = tmp_path / f"a.{kind}"
+    if kind == "json":
+        _write_jsonl(path, _ROWS)
+    else:
+        datasets = pytest.importorskip("datasets")
+        dataset = datasets.Dataset.from_list(_ROWS)
+        if kind == "parquet":
+            dataset.to_parquet(str(path))
+        elif kind == "saved":
+            dataset.save_to_disk(str(path))
+        else:
+            datasets.DatasetDict({"train": dataset, "test": dataset.select(range(3))}).save_to_disk(str(path))
+    assert load_file_task(path, name="x") == expected
+    assert load_file_task(_write_csv(tmp_path / "t.csv", _ROWS[:50]), path, name="x").validation
+
+
+def test_non_string_text_in_parquet_names_the_row(tmp_path):
+    datasets = pytest.importorskip("datasets")
+    path = tmp_path / "d.parquet"
+    datasets.Dataset.from_list([{"text": 1, "label": "a"}, {"text": 2, "label": "b"}]).to_parquet(str(path))
+    with pytest.raises(DataFileError, match=r"--train-file .*d\.parquet, row 1: expected a string in text column"):
+        load_file_task(path)
+
+
+def test_mixed_integer_and_decimal_json_labels_are_decimals(tmp_path):
+    # Deliberate change with datasets: such a column is read as floats (the old reader gave "2" and "1.5").
+    task = load_file_task(
+        _write_jsonl(tmp_path / "n.jsonl", [{"text": f"t{i}", "label": (2, 1.5)[i % 2]} for i in range(9)])
+    )
+    assert task.label_names == ("1.5", "2.0")
+
+
+def test_eval_file_errors_name_the_eval_flag(tmp_path):
+    train = _write_csv(tmp_path / "train.csv", _ROWS)
+    evaluation = tmp_path / "eval.csv"
+    evaluation.write_text("text,label\na,pos\nb,pos,extra\n", encoding="utf-8")
+    with pytest.raises(DataFileError, match=r"--eval-file .*eval\.csv, line 3: expected 2 fields like the header row"):
+        load_file_task(train, evaluation)
+
+
+def test_missing_column_hint_names_the_options(tmp_path):
+    path = _write_jsonl(tmp_path / "d.jsonl", [{"sentence": "hi", "label": "a"}])
+    with pytest.raises(DataFileError, match=r"--text-column / --label-column"):
+        load_file_task(path)
 
 
 def test_missing_file(tmp_path):

@@ -1,6 +1,6 @@
-"""Random bytes and encodings in the CSV / JSONL files ``adalink train --train-file`` reads
-(:func:`adalink.data.load_file_task`): a task, or a ``DataFileError`` that names the file; never another
-exception. Where the damage sits on one line, the error names that line too."""
+"""Random bytes and encodings in the CSV / JSONL / Parquet files ``adalink train --train-file`` reads
+(:func:`adalink.data.load_file_task`, through ``datasets``): a task, or a ``DataFileError`` that names the file;
+never another exception. Where the damage sits on one line, the error names that line too."""
 
 from __future__ import annotations
 
@@ -52,7 +52,7 @@ def _splice(draw, data: bytes) -> bytes:
 
 
 @FUZZ
-@given(data=st.data(), suffix=st.sampled_from([".csv", ".jsonl"]))
+@given(data=st.data(), suffix=st.sampled_from([".csv", ".jsonl", ".json"]))
 def test_random_bytes_and_encodings_give_a_task_or_a_data_file_error(tmp_path, data, suffix):
     content = data.draw(csv_bytes() if suffix == ".csv" else jsonl_bytes())
     if data.draw(st.booleans()):
@@ -63,46 +63,37 @@ def test_random_bytes_and_encodings_give_a_task_or_a_data_file_error(tmp_path, d
 
 
 @FUZZ
-@given(content=st.binary(max_size=300), suffix=st.sampled_from([".csv", ".jsonl"]))
+@given(content=st.binary(max_size=300), suffix=st.sampled_from([".csv", ".jsonl", ".json", ".parquet"]))
 @example(content=b"text,label\n" + b"a" * 200_000 + b",b\n", suffix=".csv")  # over csv's field size limit
 @example(content=b"text,label\na\x00b,c\n", suffix=".csv")
+@example(content=b"PAR1" + b"\x00" * 20 + b"PAR1", suffix=".parquet")  # magic bytes around nothing
+@example(content=b'[{"text": "a", "label": "b"}]', suffix=".json")  # a JSON array, not JSON Lines
 def test_arbitrary_bytes_give_a_task_or_a_data_file_error(tmp_path, content, suffix):
     path = tmp_path / f"data{suffix}"
     path.write_bytes(content)
     _load_or_refuse(path)
 
 
-# Found by the fuzzing above; each needs a fix in src/adalink/data/files.py (described in the test's reason).
-_NEEDS_A_FIX = "src/adalink/data/files.py lets it through (strict xfail: passes once fixed)"
-
-
+# Found by the fuzzing above (once strict xfails); the error must name the file and the line.
 @pytest.mark.parametrize(
-    "content",
+    ("content", "found"),
     [
+        pytest.param(b'{"text": "\\ud800", "label": "a"}\n', "lone surrogate", id="lone-surrogate-escape"),
+        pytest.param(b'{"text": "a", "label": ' + b"1" * 5000 + b"}\n", "4300 digits", id="integer-over-4300-digits"),
         pytest.param(
-            b'{"text": "\\ud800", "label": "a"}\n',
-            marks=pytest.mark.xfail(strict=True, raises=UnicodeEncodeError, reason=f"lone surrogate: {_NEEDS_A_FIX}"),
-            id="lone-surrogate-escape",
-        ),
-        pytest.param(
-            b'{"text": "a", "label": ' + b"1" * 5000 + b"}\n",
-            marks=pytest.mark.xfail(strict=True, raises=ValueError, reason=f"int digit limit: {_NEEDS_A_FIX}"),
-            id="integer-over-4300-digits",
-        ),
-        pytest.param(
-            b'{"text": "a", "label": "b"}\n' + b"[" * 100_000 + b"\n",
-            marks=pytest.mark.xfail(strict=True, raises=RecursionError, reason=f"deep nesting: {_NEEDS_A_FIX}"),
-            id="deeply-nested-line",
+            b'{"text": "a", "label": "b"}\n' + b"[" * 100_000 + b"\n", "nesting too deep", id="deeply-nested-line"
         ),
     ],
 )
-def test_jsonl_lines_that_json_reads_but_a_task_cannot_hold(tmp_path, content):
+def test_jsonl_lines_that_json_reads_but_a_task_cannot_hold(tmp_path, content, found):
     path = tmp_path / "data.jsonl"
     path.write_bytes(content)
-    _load_or_refuse(path)
+    with pytest.raises(DataFileError) as info:
+        load_file_task(path)
+    line = content.count(b"\n")
+    assert str(path) in str(info.value) and f"line {line}:" in str(info.value) and found in str(info.value)
 
 
-@pytest.mark.xfail(strict=True, reason=f"the message names the file only: {_NEEDS_A_FIX}")
 @pytest.mark.parametrize("suffix", [".csv", ".jsonl"])
 def test_a_byte_that_is_not_utf8_is_reported_with_its_line(tmp_path, suffix):
     lines = ["text,label"] if suffix == ".csv" else []
