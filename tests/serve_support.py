@@ -70,6 +70,26 @@ def make_runs(root: Path, kind: str) -> dict[str, Path]:
     }
 
 
+CHAT_TEMPLATE = (
+    "{% for m in messages %}{{ m['role'] }}: {{ m['content'] }}\n{% endfor %}"
+    "{% if add_generation_prompt %}assistant:{% endif %}"
+)
+
+
+def copy_with_chat_template(model: Path, out: Path) -> Path:
+    """A copy of checkpoint ``model`` (same weights, so its runs' fingerprints match) whose tokenizer has a chat
+    template, as an instruction-tuned model's has."""
+    import shutil
+
+    from transformers import AutoTokenizer
+
+    shutil.copytree(model, out)
+    tokenizer = AutoTokenizer.from_pretrained(out)
+    tokenizer.chat_template = CHAT_TEMPLATE
+    tokenizer.save_pretrained(out)
+    return out
+
+
 @contextlib.contextmanager
 def serving(app) -> Iterator[str]:
     """Run ``app`` under uvicorn on a free loopback port; yields the base URL, drains and stops on exit."""

@@ -81,11 +81,29 @@ def test_paths_outside_the_root_get_one_answer_whatever_exists(classification_ru
 
         missing = client.post("/v1/adapters", json={"path": "no-such-run"}, headers=ADMIN)  # inside: says why
         assert missing.status_code == 400 and "run.json is missing" in missing.json()["error"]["message"]
+        assert missing.json()["error"]["message"].startswith("no-such-run is not") and str(root) not in missing.text
         added = client.post("/v1/adapters", json={"path": "link-in", "name": "t"}, headers=ADMIN)
         assert added.status_code == 201 and added.json() == {"name": "t", "tasks": ["topic"]}, added.text
         assert client.delete("/v1/adapters/t", headers=ADMIN).status_code == 200
         absolute = client.post("/v1/adapters", json={"path": str(root / "topic")}, headers=ADMIN)
         assert absolute.status_code == 201, absolute.text
+
+
+def test_no_answer_shows_a_server_path_to_a_client_without_the_token(classification_runs):
+    run = classification_runs["sentiment"]
+    with _client(classification_runs, admin_token="s3cret") as client:
+        public = client.get("/v1/adapters")
+        listed = {"name": "sentiment", "tasks": ["sentiment"], "method": "adalink", "format": "classification"}
+        assert public.status_code == 200 and public.json()["data"] == [listed]
+        wrong = client.get("/v1/adapters", headers={"authorization": "Bearer s3cre"})
+        assert wrong.json() == public.json()
+        assert client.get("/v1/adapters", headers=ADMIN).json()["data"] == [listed | {"path": str(run)}]
+        answers = [public, client.get("/v1/models"), client.get("/health"), client.get("/metrics")]
+        answers += [client.post("/v1/classify", json={"task": "nope", "inputs": ["a"]})]
+        answers += [client.post("/v1/completions", json={"model": "sentiment", "prompt": "a"})]
+        for answer in answers:
+            assert str(run.parent) not in answer.text and "/tmp" not in answer.text, answer.text
+        assert client.get("/v1/models").json()["data"][0]["base_model"] == "tiny-bert"  # a local model by name
 
 
 def test_an_explicit_opt_out_allows_changes_without_a_token(classification_runs, roots):

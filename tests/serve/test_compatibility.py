@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import pytest
 
@@ -35,3 +36,27 @@ def test_runs_that_cannot_be_served_are_refused_on_their_own(tmp_path, run, matc
     (tmp_path / "run.json").write_text(json.dumps({"model": "m", "tasks": [], **run}))
     with pytest.raises(IncompatibleAdapterError, match=match):
         read_adapter_run(tmp_path)
+
+
+def test_an_sft_run_is_served_as_a_text_to_text_run(text2text_runs, tmp_path):
+    """A generative format other than text2text ("sft": prompt/response pairs, no labels) generates the same way."""
+    from fastapi.testclient import TestClient
+
+    from adalink.serve import AdapterStack
+    from adalink.serve.app import create_app
+
+    sft = tmp_path / "topic-sft"
+    shutil.copytree(text2text_runs["topic"], sft)
+    run = json.loads((sft / "run.json").read_text())
+    run["format"], run["tasks"] = "sft", [{"name": "topic"}]
+    (sft / "run.json").write_text(json.dumps(run))
+    stack = AdapterStack.from_runs([sft])
+    assert stack.generative and stack.format_name == "sft" and stack.tasks["topic"].labels == ()
+    prompt = stack.encode("good food")
+    expected = AdapterStack.from_runs([text2text_runs["topic"]]).complete([("topic", prompt, 6)])
+    assert stack.complete([("topic", prompt, 6)]) == expected
+    with TestClient(create_app(stack)) as client:
+        answer = client.post("/v1/completions", json={"model": "topic", "prompt": "good food", "temperature": 0})
+        assert answer.status_code == 200 and answer.json()["choices"][0]["text"]
+        refused = client.post("/v1/classify", json={"task": "topic", "inputs": ["good food"]})
+        assert refused.status_code == 400 and "no labels" in refused.json()["error"]["message"]

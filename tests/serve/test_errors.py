@@ -90,14 +90,36 @@ def test_completion_errors(classification, text2text):
         ({"model": "topic", "prompt": "a", "max_tokens": 9}, 400, "max_tokens", "max_tokens is at most 8"),
         ({"model": "topic", "prompt": "a", "temperature": 3}, 400, "temperature", "less than or equal to 2"),
         ({"model": "topic", "prompt": "a", "top_p": 0}, 400, "top_p", "greater than 0"),
-        ({"model": "topic", "prompt": "a", "n": 2}, 400, "n", "n=2 is not supported"),
-        ({"model": "topic", "prompt": "a", "stream": True}, 400, "stream", "not supported"),
+        ({"model": "topic", "prompt": "a", "n": 0}, 400, "n", "greater than or equal to 1"),
+        ({"model": "topic", "prompt": ["a", "b"], "n": 40}, 400, "n", "asks 80 choices; at most 64"),
+        ({"model": "topic", "prompt": "a", "echo": True}, 400, "echo", "echo=True is not supported"),
+        ({"model": "topic", "prompt": "a", "best_of": 2}, 400, "best_of", "not supported"),
+        ({"model": "topic", "prompt": "a", "stream": True, "logprobs": 1}, 400, "logprobs", "not supported"),
+        ({"model": "topic", "prompt": "a", "stream": "yes"}, 400, "stream", "valid boolean"),
         ({"model": "topic", "prompt": "a", "stop": [""]}, 400, "stop", "stop takes up to 4 non-empty strings"),
         ({"model": "topic", "prompt": "a", "stop": 5}, 400, "stop", "stop: "),
         ({"model": "topic", "prompt": "a " * 200, "max_tokens": 8}, 400, "prompt", "This model's context is"),
     ]
     for document, status, param, message in cases:  # max_tokens within the limit unless the case sets it
         assert_error(text2text.post("/v1/completions", json={"max_tokens": 4, **document}), status, param, message)
+
+
+def test_chat_errors(classification, text2text):
+    chat = [{"role": "user", "content": "good food"}]
+    refused = classification.post("/v1/chat/completions", json={"model": "topic", "messages": chat})
+    assert_error(refused, 400, "model", "classification head")
+    no_template = text2text.post("/v1/chat/completions", json={"model": "topic", "messages": chat})
+    assert_error(no_template, 400, "messages", "no chat template")
+    cases = [
+        ({"messages": chat}, 400, "model", "model: Field required"),
+        ({"model": "nope", "messages": chat}, 404, "model", "Unknown task 'nope'"),
+        ({"model": "topic"}, 400, "messages", "messages: Field required"),
+        ({"model": "topic", "messages": [{"content": "a"}]}, 400, "messages[0]", "Field required"),
+        ({"model": "topic", "messages": "hi"}, 400, "messages", "valid list"),
+        ({"model": "topic", "messages": chat, "stream": True, "temperature": 3}, 400, "temperature", "less than"),
+    ]
+    for document, status, param, message in cases:
+        assert_error(text2text.post("/v1/chat/completions", json=document), status, param, message)
 
 
 def test_read_only_endpoints_refuse_other_methods(classification):

@@ -21,10 +21,13 @@ given, settings = hypothesis.given, hypothesis.settings
 EXAMPLES = 150
 CLASSIFY = {"task": "topic", "inputs": ["good food", "awful service"]}
 COMPLETE = {"model": "topic", "prompt": "good food", "max_tokens": 2, "temperature": 0}
+CHAT = {"model": "topic", "messages": [{"role": "user", "content": "good food"}], "max_tokens": 2, "temperature": 0}
+CHAT_EXTRA = ["n", "stop", "stream", "stream_options", "seed", "max_completion_tokens", "tools", "response_format"]
 ADD = {"path": "runs/topic", "name": "topic2"}
 BODIES = {
     "/v1/classify": near(CLASSIFY, ["labels", "model"]),
     "/v1/completions": near(COMPLETE, ["n", "stop", "top_p", "stream", "logprobs", "best_of"]),
+    "/v1/chat/completions": near(CHAT, CHAT_EXTRA),
     "/v1/adapters": near(ADD),
 }
 
@@ -90,3 +93,29 @@ def test_random_completions_on_a_text_to_text_server(text2text, document):
     content = json.dumps(document).encode()
     _check(client.post("/v1/completions", content=content, headers={"content-type": "application/json"}))
     assert client.post("/v1/completions", json=COMPLETE).json()["choices"] == expected
+
+
+def _messages() -> st.SearchStrategy:
+    """Chat messages near valid ones: odd roles, contents of every JSON type, text and other parts."""
+    part = st.fixed_dictionaries({"type": st.sampled_from(["text", "image_url", ""]), "text": JSON})
+    content = st.one_of(st.text(max_size=30), st.lists(part, max_size=3), JSON)
+    message = st.fixed_dictionaries({"role": st.sampled_from(["user", "assistant", "system", "", "x" * 70])})
+    message = st.builds(lambda m, c: m | {"content": c}, message, content) | JSON
+    return st.lists(message, max_size=4) | JSON
+
+
+@pytest.fixture(scope="module")
+def chat(text2text_runs, chat_model):
+    stack = AdapterStack.from_runs([text2text_runs["topic"]], model=str(chat_model))
+    with TestClient(create_app(stack, ServeSettings(batch_window_ms=0, max_new_tokens=4, max_items=4))) as client:
+        expected = client.post("/v1/chat/completions", json=CHAT).json()["choices"]
+        yield client, expected
+
+
+@settings(max_examples=EXAMPLES // 3, deadline=None)
+@given(document=near(CHAT, CHAT_EXTRA), messages=_messages())
+def test_random_chats_on_a_server_with_a_chat_template(chat, document, messages):
+    client, expected = chat
+    content = json.dumps(document | {"messages": messages}).encode()
+    _check(client.post("/v1/chat/completions", content=content, headers={"content-type": "application/json"}))
+    assert client.post("/v1/chat/completions", json=CHAT).json()["choices"] == expected

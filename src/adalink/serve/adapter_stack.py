@@ -18,7 +18,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-from torch import nn
 
 from ..fingerprint import check_fingerprint
 from ..methods.base import MethodConfig
@@ -26,6 +25,7 @@ from ..peft_model import PeftModel, get_peft_model
 from ..training.formats import ClassificationFormat, TaskInfo, TextToTextFormat, pad_rows
 from ..training.loading import setup_model
 from .compatibility import (
+    GENERATIVE_FORMATS,
     SERVED_FORMATS,
     AdapterConflictError,
     AdapterRun,
@@ -36,6 +36,7 @@ from .compatibility import (
     stacked_config,
     stacked_head,
 )
+from .generation import Completion, RowStreamer, Sampling, TokenFeed, eos_ids, generation_config, kept_tokens
 from .padding import length_groups
 
 __all__ = ["AdapterStack", "Classification", "Completion", "Sampling", "ServedTask"]
@@ -58,18 +59,6 @@ class Classification:
     generated: str | None = None  # text-to-text tasks: the generated answer
 
 
-@dataclass(frozen=True)
-class Completion:
-    token_ids: list[int]
-    finish_reason: str  # "stop" (end of sequence) or "length" (max_tokens reached)
-
-
-@dataclass(frozen=True)
-class Sampling:
-    temperature: float = 0.0  # 0 = greedy
-    top_p: float = 1.0
-
-
 class AdapterStack:
     """A frozen base model serving the tasks of many adapters, one forward pass per mixed batch.
 
@@ -84,8 +73,10 @@ class AdapterStack:
         if format_name not in SERVED_FORMATS:
             raise IncompatibleAdapterError(f"format {format_name!r}: expected one of {list(SERVED_FORMATS)}.")
         self.model_name, self.format_name = model, format_name
+        self.generative = format_name in GENERATIVE_FORMATS  # answers completions and chat (text-to-text, sft)
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-        setup = setup_model(model, format_name, [TaskInfo("base", ("a", "b"))])
+        # every generative format loads its base as text-to-text does (a causal or sequence-to-sequence LM)
+        setup = setup_model(model, "text2text" if self.generative else format_name, [TaskInfo("base", ("a", "b"))])
         self._encoder_decoder = isinstance(setup.fmt, TextToTextFormat) and setup.fmt.encoder_decoder
         self.tokenizer = setup.tokenizer
         # encode/decode for the request handlers' thread: one fast tokenizer must not serve two threads at once
@@ -226,8 +217,8 @@ class AdapterStack:
             self.model = model.to(self.device).eval().requires_grad_(False)
             fmt = self._format(infos)
             for adapter in adapters:
-                answer_tokens = 0  # as `adalink predict` reads its run's labels
-                if isinstance(fmt, TextToTextFormat):
+                answer_tokens = 0  # as `adalink predict` reads its run's labels (none: /v1/classify refuses)
+                if isinstance(fmt, TextToTextFormat) and all(t.label_names for t in adapter.tasks):
                     own = TextToTextFormat(adapter.tasks, encoder_decoder=False)
                     answer_tokens = own.max_new_tokens(self.tokenizer)
                 for task in adapter.tasks:
@@ -238,7 +229,7 @@ class AdapterStack:
 
     def _format(self, tasks: list[TaskInfo]) -> ClassificationFormat | TextToTextFormat:
         """The served format over ``tasks`` (every served task's labels, in order)."""
-        if self.format_name == "text2text":
+        if self.generative:
             return TextToTextFormat(tasks, encoder_decoder=self._encoder_decoder)
         return ClassificationFormat(tasks)
 
@@ -292,22 +283,44 @@ class AdapterStack:
 
     @torch.inference_mode()
     def complete(
-        self, requests: Sequence[tuple[str, list[int], int]], sampling: Sampling = Sampling()
+        self,
+        requests: Sequence[tuple[str, list[int], int]],
+        sampling: Sampling | None = None,
+        feeds: Sequence[TokenFeed | None] | None = None,
     ) -> list[Completion]:
-        """Continue (task, prompt token ids, max new tokens) triples, whatever their tasks, in one ``generate``."""
+        """Continue (task, prompt token ids, max new tokens) triples, whatever their tasks, in one ``generate``.
+
+        ``sampling``: greedy by default. ``feeds`` (one per request, or None) receive each row's tokens while it is
+        generated (see :mod:`.generation`); the results are the same either way.
+        """
         if not requests:
             return []
-        if self.format_name != "text2text":
+        if not self.generative:
             raise ValueError("Completions need a text-to-text (decoder or encoder-decoder) server.")
         task_ids = self._task_ids([task for task, _, _ in requests])
-        return self._generate(task_ids, [ids for _, ids, _ in requests], [n for _, _, n in requests], sampling)
+        prompts, budgets = [ids for _, ids, _ in requests], [n for _, _, n in requests]
+        return self._generate(task_ids, prompts, budgets, sampling or Sampling(), feeds)
 
-    def encode(self, text: str) -> list[int]:
-        """Prompt token ids, as :meth:`complete` takes them (with the tokenizer's special tokens, as in training)."""
-        return self._client_tokenizer(text)["input_ids"]
+    def encode(self, text: str, *, special_tokens: bool = True) -> list[int]:
+        """Prompt token ids, as :meth:`complete` takes them (with the tokenizer's special tokens, as in training;
+        ``special_tokens=False`` for a text that already holds them, such as a rendered chat)."""
+        return self._client_tokenizer(text, add_special_tokens=special_tokens)["input_ids"]
 
     def decode(self, token_ids: list[int]) -> str:
-        return self._client_tokenizer.decode(token_ids, skip_special_tokens=True)
+        """The text of generated tokens, as generated: no clean-up of spaces, which would rewrite text across token
+        boundaries (``do n't`` -> ``don't``), so the text of a row's first tokens is the start of its whole text
+        and a stream never has to take back what it sent."""
+        return self._client_tokenizer.decode(token_ids, skip_special_tokens=True, clean_up_tokenization_spaces=False)
+
+    @property
+    def chat_template(self) -> str | None:
+        """The tokenizer's chat template (a Jinja string), or None: then the model cannot be chatted with."""
+        template = getattr(self._client_tokenizer, "chat_template", None)
+        return template or None
+
+    def render_chat(self, messages: list[dict[str, Any]]) -> str:
+        """``messages`` rendered by the tokenizer's chat template, with the cue for the assistant's answer."""
+        return self._client_tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
 
     @property
     def context_length(self) -> int | None:
@@ -328,52 +341,32 @@ class AdapterStack:
         return rows
 
     def _generate(
-        self, task_ids: torch.Tensor, prompts: list[list[int]], budgets: list[int], sampling: Sampling
+        self,
+        task_ids: torch.Tensor,
+        prompts: list[list[int]],
+        budgets: list[int],
+        sampling: Sampling,
+        feeds: Sequence[TokenFeed | None] | None = None,
     ) -> list[Completion]:
         """One ``generate`` for all rows; each row keeps at most its own budget of new tokens and stops at EOS."""
         encoder_decoder = self._encoder_decoder
         pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
         padded = pad_rows(prompts, pad, left=not encoder_decoder)  # decoders continue from the right edge
         input_ids, mask, width = padded["input_ids"], padded["attention_mask"], padded["input_ids"].shape[1]
-        config = _generation_config(self.base, max(budgets), sampling, pad)
+        config = generation_config(self.base, max(budgets), sampling, pad)
+        eos = eos_ids(config.eos_token_id)
+        streamer = RowStreamer(feeds, budgets, eos) if feeds and any(f is not None for f in feeds) else None
+        if sampling.seed is not None and sampling.temperature > 0:
+            torch.manual_seed(sampling.seed)  # the model thread is the only one that samples
         output = self.model.generate(
             input_ids=input_ids.to(self.device),
             attention_mask=mask.to(self.device),
             task=task_ids,
             generation_config=config,
+            streamer=streamer,
         )
         new_tokens = output[:, 1:] if encoder_decoder else output[:, width:]  # drop the decoder start / the prompt
-        eos = _as_set(config.eos_token_id)
-        completions = []
-        for row, budget in zip(new_tokens.tolist(), budgets, strict=True):
-            row = row[:budget]
-            stop = next((i for i, token in enumerate(row) if token in eos), None)
-            completions.append(Completion(row[:stop], "length") if stop is None else Completion(row[:stop], "stop"))
-        return completions
-
-
-def _generation_config(base: nn.Module, max_new_tokens: int, sampling: Sampling, pad: int):
-    config = copy.deepcopy(base.generation_config)
-    sample = sampling.temperature > 0
-    config.update(
-        max_new_tokens=max_new_tokens,
-        min_new_tokens=None,
-        do_sample=sample,
-        num_beams=1,
-        temperature=sampling.temperature if sample else None,
-        top_p=sampling.top_p if sample else None,
-        top_k=None,  # OpenAI semantics: nucleus sampling only
-        pad_token_id=pad,
-    )
-    if config.eos_token_id is None:
-        config.eos_token_id = getattr(base.config, "eos_token_id", None)
-    return config
-
-
-def _as_set(value: int | list[int] | None) -> set[int]:
-    if value is None:
-        return set()
-    return {value} if isinstance(value, int) else set(value)
+        return [kept_tokens(row, budget, eos) for row, budget in zip(new_tokens.tolist(), budgets, strict=True)]
 
 
 @contextlib.contextmanager

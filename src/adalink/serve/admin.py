@@ -5,6 +5,10 @@ they need ``Authorization: Bearer TOKEN``, compared in constant time) or with ``
 ``POST`` loads only run directories under ``--adapter-root``: a path that resolves outside it (``..``, an absolute
 path elsewhere, a symlink out of it, or run files that are symlinks out of it) gets one answer whatever exists
 there, so the API cannot be used to probe the server's file system.
+
+``GET /v1/adapters`` answers anyone, but shows where the adapters lie on the server's disk only to a request with the
+admin token: paths say how the server is laid out (users, mounts, checkpoints). Messages about a run under
+``--adapter-root`` name it relative to that root, as the request did.
 """
 
 from __future__ import annotations
@@ -58,24 +62,29 @@ def install_adapter_routes(app: FastAPI, stack: AdapterStack, batcher: DynamicBa
     root = Path(os.path.realpath(settings.adapter_root)) if settings.adapter_root else None
     expected = f"Bearer {settings.admin_token}".encode() if settings.admin_token else None
 
+    def has_token(request: Request) -> bool:
+        given = request.headers.get("authorization", "").encode("latin-1")  # headers are decoded as latin-1
+        return expected is not None and hmac.compare_digest(given, expected)
+
     def authorised(request: Request) -> None:
         if not settings.admin_enabled:
             raise ApiError(403, _OFF, "permission_error")
-        if expected is not None:
-            given = request.headers.get("authorization", "").encode("latin-1")  # headers are decoded as latin-1
-            if not hmac.compare_digest(given, expected):
-                raise ApiError(401, "Changing adapters needs 'Authorization: Bearer <admin token>'.")
+        if expected is not None and not has_token(request):
+            raise ApiError(401, "Changing adapters needs 'Authorization: Bearer <admin token>'.")
 
-    def listing() -> dict[str, Any]:
-        adapters = [
-            {"name": a.name, "path": str(a.directory), "tasks": [t.name for t in a.tasks], "method": a.config.method}
-            for a in stack.adapters.values()
-        ]
-        return {"object": "list", "data": adapters}
+    def relative(message: str) -> str:
+        """``message`` with the adapter root's own path left out (runs under it are named as requests name them)."""
+        return message.replace(f"{root}{os.sep}", "").replace(str(root), ".") if root is not None else message
 
     @app.get("/v1/adapters")
-    async def adapters() -> dict[str, Any]:
-        return listing()
+    async def adapters(request: Request) -> dict[str, Any]:
+        admin = has_token(request)
+        listed = [
+            {"name": a.name, "tasks": [t.name for t in a.tasks], "method": a.config.method, "format": a.run["format"]}
+            | ({"path": str(a.directory)} if admin else {})
+            for a in stack.adapters.values()
+        ]
+        return {"object": "list", "data": listed}
 
     @app.post("/v1/adapters", status_code=201, dependencies=[Depends(authorised)])
     async def add_adapter(body: AddAdapterRequest) -> dict[str, Any]:
@@ -90,9 +99,9 @@ def install_adapter_routes(app: FastAPI, stack: AdapterStack, batcher: DynamicBa
                 adapter = await asyncio.to_thread(read_adapter_run, directory, body.name)
                 tasks = await batcher.in_model_thread(stack.add, adapter)
             except AdapterConflictError as err:
-                raise ApiError(409, str(err), param="name") from None
+                raise ApiError(409, relative(str(err)), param="name") from None
             except (OSError, ValueError) as err:  # unreadable, corrupt or incompatible run, another base model
-                raise ApiError(400, str(err), param="path") from None
+                raise ApiError(400, relative(str(err)), param="path") from None
         app.state.metrics.tasks.set(len(stack.tasks))
         return {"name": adapter.name, "tasks": tasks}
 

@@ -107,6 +107,16 @@ class DynamicBatcher:
     # ------------------------------------------------------------------------------------------- requests
     async def submit(self, key: Hashable, task: str, payloads: Sequence[Any]) -> list[Any]:
         """Queue one request's examples (all of one task) and wait for their results, in order."""
+        results = await asyncio.gather(*self.enqueue(key, task, payloads), return_exceptions=True)
+        for result in results:
+            if isinstance(result, BaseException):
+                raise result
+        return results
+
+    def enqueue(self, key: Hashable, task: str, payloads: Sequence[Any]) -> list[asyncio.Future]:
+        """Queue one request's examples (all of one task) now; their futures, in order. Raises at once if the
+        server cannot take them (a streamed answer must be refused before its response starts). Cancelling a
+        future that has not run yet drops its example."""
         if self._closing or self._loop_task is None:
             raise ShuttingDown("The server is shutting down and takes no new requests.")
         if task in self._retiring:
@@ -120,11 +130,7 @@ class DynamicBatcher:
         self._queued[task] += len(items)
         self._metrics.queue_depth.set(len(self._pending))
         self._wakeup.set()
-        results = await asyncio.gather(*(item.future for item in items), return_exceptions=True)
-        for result in results:
-            if isinstance(result, BaseException):
-                raise result
-        return results
+        return [item.future for item in items]
 
     async def in_model_thread(self, fn: Callable[..., _T], *args: Any) -> _T:
         """Run ``fn(*args)`` in the model thread, between two batches."""

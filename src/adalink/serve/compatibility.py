@@ -26,6 +26,7 @@ from ..training.artifacts import read_run
 from ..training.formats import TaskInfo
 
 __all__ = [
+    "GENERATIVE_FORMATS",
     "SERVED_FORMATS",
     "AdapterConflictError",
     "AdapterRun",
@@ -37,7 +38,10 @@ __all__ = [
     "stacked_head",
 ]
 
-SERVED_FORMATS = ("classification", "text2text")
+# Formats whose runs generate text with the base's own LM head (decoders, encoder-decoders): they answer completions
+# and chat. "sft" (supervised fine-tuning on prompt/response pairs) is served exactly as "text2text" is.
+GENERATIVE_FORMATS = frozenset({"text2text", "sft"})
+SERVED_FORMATS = ("classification", "text2text", "sft")
 # Config fields that only shape training; adapters that differ in them still share one forward pass.
 _TRAINING_ONLY = frozenset({"tasks", "modules_to_save", "dropout", "init"})
 # Per method, fields whose differences are absorbed by zero-padding the stacked tensors (exact, see module docstring).
@@ -65,7 +69,7 @@ class AdapterRun:
 
     @property
     def tasks(self) -> list[TaskInfo]:
-        return [TaskInfo(t["name"], tuple(t["label_names"])) for t in self.run["tasks"]]
+        return [TaskInfo(t["name"], tuple(t.get("label_names", ()))) for t in self.run["tasks"]]  # sft: no labels
 
 
 def read_adapter_run(directory: str | os.PathLike, name: str | None = None) -> AdapterRun:

@@ -130,7 +130,15 @@ class LimitAndObserve:
             self.metrics.latency.labels(endpoint).observe(time.perf_counter() - began)
 
 
-_ENDPOINTS = ("/v1/classify", "/v1/completions", "/v1/models", "/v1/adapters", "/health", "/metrics")
+_ENDPOINTS = (
+    "/v1/classify",
+    "/v1/completions",
+    "/v1/chat/completions",
+    "/v1/models",
+    "/v1/adapters",
+    "/health",
+    "/metrics",
+)
 
 
 def _endpoint(path: str) -> str:

@@ -43,6 +43,7 @@ from typing import Any
 
 from ..export import ExportError, export_run
 from ..training.artifacts import read_run
+from .compatibility import GENERATIVE_FORMATS
 
 __all__ = [
     "VLLM_INSTALL",
@@ -275,8 +276,9 @@ def _check_run(directory: str | os.PathLike) -> dict[str, Any]:
             f"{directory} is a classification run: its task head is not part of the language model vLLM serves. "
             f"Classification heads stay on adalink serve (`adalink serve --adapter {directory}`)."
         )
-    if run.get("format") != "text2text":
-        raise VllmError(f"{directory} is a {run.get('format')!r} run; vLLM serves text-to-text runs (text2text).")
+    if run.get("format") not in GENERATIVE_FORMATS:
+        formats = ", ".join(sorted(GENERATIVE_FORMATS))
+        raise VllmError(f"{directory} is a {run.get('format')!r} run; vLLM serves text-to-text runs ({formats}).")
     if not run.get("saves_adapter", True):
         raise VllmError(
             f"{directory} is a full fine-tuning run, with no adapter: serve its model with vLLM directly "
