@@ -1,6 +1,7 @@
 """The ``adalink`` command line: ``train``, ``eval``, ``predict``, ``merge`` and the subsystems' commands.
 
-Options of ``train`` are generated from :class:`adalink.training.args.TrainArgs` (one typed field, one flag).
+Options of ``train`` are generated from :class:`adalink.training.args.TrainArgs` (one typed field, one flag); with
+``--config run.yaml`` they come from a file first and the flags given override it (:mod:`adalink.training.config_file`).
 ``adalink train`` with no options runs the demo: AdaLink on the packaged MiniLM and packaged tweets.
 Each other subsystem (``methods``, ``serve``, ``bench``, ``experiment``, ``export``) is a module with ``HELP``,
 ``add_arguments(parser)`` and ``run(args) -> int``, listed in ``_SUBCOMMANDS``.
@@ -9,7 +10,6 @@ Each other subsystem (``methods``, ``serve``, ``bench``, ``experiment``, ``expor
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import importlib
 import sys
 from collections.abc import Sequence
@@ -44,6 +44,9 @@ def _parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--max-eval", type=int, default=None, help="first N examples per task")
     evaluate.add_argument("--model", default=None, help="load onto this base instead of the one the run used")
     evaluate.add_argument("--ignore-fingerprint", action="store_true", help="load onto a different base on purpose")
+    evaluate.add_argument(
+        "--base-only", action="store_true", help="score the base model with the adapter turned off (zero-shot)"
+    )
 
     predict = commands.add_parser("predict", help="predict labels for lines of text or JSONL")
     predict.add_argument("--adapter", required=True, help="output directory of `adalink train`")
@@ -82,14 +85,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command in _SUBCOMMANDS:
         return importlib.import_module(_SUBCOMMANDS[args.command]).run(args)
     from .training import artifacts
-    from .training.args import TrainArgs
     from .training.checkpoints import CheckpointError
+    from .training.config_file import resolve_args
     from .training.loop import TrainingDivergedError, train
 
     try:
         if args.command == "train":
-            options = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainArgs)}
-            train(TrainArgs(**options))
+            train(resolve_args(args))
         elif args.command == "eval":
             artifacts.evaluate_run(
                 args.adapter,
@@ -97,6 +99,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 max_eval=args.max_eval,
                 model=args.model,
                 ignore_fingerprint=args.ignore_fingerprint,
+                base_only=args.base_only,
             )
         elif args.command == "predict":
             artifacts.predict_run(

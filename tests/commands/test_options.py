@@ -1,9 +1,12 @@
-"""Options generated from a typed dataclass: one field, one flag, with its type, default and help."""
+"""Options generated from a typed dataclass: one field, one flag, with its type, default and help; the flags really
+given are known apart from defaults."""
 
 import argparse
 from dataclasses import dataclass, field
 
-from adalink.commands.options import add_dataclass_options
+import pytest
+
+from adalink.commands.options import OptionSpec, add_dataclass_options, given_options, option_specs
 
 
 @dataclass
@@ -14,12 +17,41 @@ class _Settings:
     verbose: bool = field(default=False, metadata={"help": "say more"})
 
 
-def test_each_field_becomes_a_typed_flag_with_its_default():
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser()
     add_dataclass_options(parser, _Settings)
+    return parser
+
+
+def test_each_field_becomes_a_typed_flag_with_its_default():
+    parser = _parser()
     assert vars(parser.parse_args([])) == {"steps": 3, "rate": None, "name": "x", "verbose": False}
     parsed = parser.parse_args(["--steps", "7", "--rate", "0.5", "--name", "y", "--verbose"])
-    assert vars(parsed) == {"steps": 7, "rate": 0.5, "name": "y", "verbose": True}
-    assert _Settings(**vars(parsed)) == _Settings(7, 0.5, "y", True)
+    values = {k: v for k, v in vars(parsed).items() if k in {"steps", "rate", "name", "verbose"}}
+    assert values == {"steps": 7, "rate": 0.5, "name": "y", "verbose": True}
+    assert _Settings(**values) == _Settings(7, 0.5, "y", True)
     help_text = " ".join(parser.format_help().split())
     assert "how many (default: 3)" in help_text and "how fast" in help_text and "(default: None)" not in help_text
+
+
+def test_the_flags_given_are_known_even_at_their_default_values():
+    parser = _parser()
+    assert given_options(parser.parse_args([])) == set()
+    assert given_options(parser.parse_args(["--steps", "3", "--verbose"])) == {"steps", "verbose"}
+    # through a subcommand's parser too, as `adalink train` parses them
+    top = argparse.ArgumentParser()
+    add_dataclass_options(top.add_subparsers(dest="command").add_parser("run"), _Settings)
+    assert given_options(top.parse_args(["run", "--name", "x"])) == {"name"}
+
+
+def test_option_specs_describe_the_fields_for_files_too():
+    specs = {s.name: s for s in option_specs(_Settings)}
+    assert specs["rate"] == OptionSpec("rate", float, True, None, "how fast")
+    assert specs["steps"].flag == "--steps" and not specs["steps"].optional and specs["verbose"].kind is bool
+
+    @dataclass
+    class _Listed:
+        items: list[int] = field(default_factory=list)
+
+    with pytest.raises(TypeError, match=r"_Listed.items: type list\[int\] is not one of"):
+        option_specs(_Listed)

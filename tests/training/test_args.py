@@ -47,3 +47,22 @@ def test_task_mixing_is_validated_and_kept_out_of_old_resume_keys():
     assert TrainArgs(task_mixing="sqrt").resume_key()["task_mixing"] == "sqrt"
     with pytest.raises(ValueError, match="--max-length 0 is invalid"):
         TrainArgs(max_length=0).validate()
+
+
+def test_evaluation_options_are_validated():
+    with pytest.raises(ValueError, match="--eval-every -1 is invalid"):
+        TrainArgs(eval_every=-1).validate()
+    with pytest.raises(ValueError, match="--early-stopping-patience -2 is invalid"):
+        TrainArgs(eval_every=5, early_stopping_patience=-2).validate()
+    with pytest.raises(ValueError, match="needs --eval-every"):
+        TrainArgs(early_stopping_patience=3).validate()
+    TrainArgs(eval_every=5, early_stopping_patience=3, report_to="tensorboard,mlflow").validate()
+
+
+def test_the_resume_key_holds_what_changes_the_result_and_not_how_the_run_is_watched():
+    plain = TrainArgs().resume_key()
+    assert not {"config", "report_to", "logging_dir", "eval_every", "early_stopping_patience", "max_eval"} & set(plain)
+    watched = TrainArgs(config="run.yaml", report_to="all", logging_dir="logs").resume_key()
+    assert watched == plain  # checkpoints of runs from before these options still resume
+    selected = TrainArgs(eval_every=50, early_stopping_patience=3, max_eval=100).resume_key()
+    assert (selected["eval_every"], selected["early_stopping_patience"], selected["max_eval"]) == (50, 3, 100)

@@ -8,14 +8,18 @@ import torch
 from adalink.training.checkpoints import (
     CheckpointError,
     latest_checkpoint,
+    load_trainable,
+    read_best,
     read_checkpoint,
     restore_rng,
     rng_state,
+    set_rng_state,
+    trainable_tensors,
     write_checkpoint,
 )
 
 
-def _write(root, step, keep=2):
+def _write(root, step, keep=2, best=True):
     return write_checkpoint(
         root,
         step,
@@ -25,6 +29,7 @@ def _write(root, step, keep=2):
         rng_states=[rng_state()],
         state={"tokens": step},
         keep=keep,
+        best={"w": torch.full((2,), step / 2)} if best else None,
     )
 
 
@@ -78,7 +83,31 @@ def test_checkpoints_get_the_permissions_of_the_umask(tmp_path):
         assert stat.S_IMODE(file.stat().st_mode) == 0o644, file.name
 
 
-@pytest.mark.parametrize("name", ["trainable.safetensors", "optimizer.pt", "rng-0.pt", "state.json"])
+def test_the_best_weights_are_kept_beside_the_trainable_ones(tmp_path):
+    assert read_best(_write(tmp_path / "a", 10))["w"].tolist() == [5.0, 5.0]
+    assert read_best(_write(tmp_path / "b", 10, best=False)) is None  # a run without --eval-every
+
+
+def test_trainable_tensors_round_trip_and_misfits_are_refused():
+    model, other = torch.nn.Linear(2, 2), torch.nn.Linear(2, 2)
+    model.bias.requires_grad_(False)
+    other.bias.requires_grad_(False)
+    load_trainable(other, trainable_tensors(model), "the best weights")
+    assert torch.equal(other.weight, model.weight) and trainable_tensors(model).keys() == {"weight"}
+    with pytest.raises(CheckpointError, match=r"the best weights does not fit .*\['weight'\]"):
+        load_trainable(other, {"weight": torch.zeros(3, 2)}, "the best weights")
+
+
+def test_set_rng_state_puts_back_what_rng_state_took():
+    state = rng_state()
+    expected = torch.rand(2)
+    set_rng_state(state)
+    assert torch.equal(torch.rand(2), expected)
+
+
+@pytest.mark.parametrize(
+    "name", ["trainable.safetensors", "optimizer.pt", "rng-0.pt", "state.json", "best.safetensors"]
+)
 def test_a_damaged_or_swapped_file_is_refused(tmp_path, name):
     _write(tmp_path / "a", 10)
     path = latest_checkpoint(tmp_path / "a")
@@ -90,6 +119,9 @@ def test_a_damaged_or_swapped_file_is_refused(tmp_path, name):
         (path / name).write_bytes(content)
         with pytest.raises(CheckpointError, match="corrupt"):
             read_checkpoint(path)
+        if name in ("best.safetensors", "state.json"):
+            with pytest.raises(CheckpointError, match="corrupt"):
+                read_best(path)
 
 
 def test_checkpoints_from_before_the_checksums_still_load(tmp_path):

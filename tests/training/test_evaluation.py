@@ -5,7 +5,7 @@ from types import SimpleNamespace
 import pytest
 
 from adalink.data import Example
-from adalink.training.evaluation import evaluate, predict_batch
+from adalink.training.evaluation import evaluate, exact_match, predict_batch, rouge_l
 from adalink.training.formats import TaskInfo
 from adalink.training.loading import setup_model
 from adalink.training.stream import TaskExample
@@ -29,3 +29,30 @@ def test_scores_are_the_share_of_right_predictions_and_the_mode_is_restored(tmp_
     predicted = predict_batch(model.eval(), False, setup.fmt, setup.tokenizer, items, 16, details)
     assert scores == {"t": pytest.approx(sum(p == e.label for p, e in zip(predicted, examples, strict=False)) / 4)}
     assert len(details) == 4 and all(sum(row) == pytest.approx(1.0, abs=1e-5) for row in details)  # rounded
+
+
+def test_rouge_l_and_exact_match_of_generations():
+    assert exact_match([" The  Cat sat\n", "a dog"], ["the cat sat", "a cat"]) == 0.5  # spaces and case ignored
+    assert exact_match(["yes\nand more"], ["yes"], first_line=True) == 1.0 and exact_match([], []) == 0.0
+    assert rouge_l(["the cat sat on the mat"], ["the cat sat"]) == pytest.approx(2 * 1 * 0.5 / 1.5)  # P 1/2, R 1
+    assert rouge_l(["x\nthe cat sat"], ["the cat sat"], first_line=True) == 0.0
+
+
+def test_sft_scores_are_rouge_l_of_the_greedy_generations(tmp_path):
+    from adalink.data import GenerationData, GenerationExample
+    from adalink.training.evaluation import generate_texts
+
+    setup = setup_model(save_tiny_checkpoint(tmp_path / "llama", "llama"), "sft", [TaskInfo("g", ())])
+    model = setup.build_base(seed=0).eval()
+    examples = tuple(GenerationExample(f"say {text}", text) for text in TEXTS)
+    data = GenerationData("g", examples, (), examples, max_new_tokens=5)
+    rouge, exact = {}, {}
+    scores = evaluate(
+        model, False, setup.fmt, setup.tokenizer, [data], split="test", max_examples=None, max_length=16,
+        batch_size=2, rouge_l=rouge, exact_match=exact,
+    )  # fmt: skip
+    items = [TaskExample(0, e) for e in examples]
+    generated = generate_texts(model, False, setup.fmt, setup.tokenizer, items, 16, 5)
+    assert all(len(setup.tokenizer(text, add_special_tokens=False)["input_ids"]) <= 5 for text in generated)
+    assert scores == rouge == {"g": pytest.approx(rouge_l(generated, list(TEXTS)))}
+    assert exact == {"g": exact_match(generated, list(TEXTS))}

@@ -1,6 +1,8 @@
 """SIGKILL `adalink train` at many moments of one run (random ones, and ones aimed at a checkpoint being written and
 at the final save): after every kill the run directory holds a loadable last good state, and `--resume` runs on to
-the same adapter, bit for bit, as an uninterrupted run.
+the same adapter, bit for bit, as an uninterrupted run. The runs score the validation split every 10 steps
+(``--eval-every``), so the best weights and scores so far go through every checkpoint too, and the final save writes
+both the best adapter and ``last/``.
 
 The runs checkpoint every step (``--save-every 1``), so most of their time is spent writing checkpoints and a kill
 at a random time often lands inside one. Nothing in the product code helps the test: it only watches the directory.
@@ -25,10 +27,10 @@ from safetensors.torch import load_file
 
 from adalink.cli import main
 from adalink.io import read_adapter
-from adalink.training.checkpoints import latest_checkpoint, read_checkpoint
+from adalink.training.checkpoints import latest_checkpoint, read_best, read_checkpoint
 from tiny_models import save_tiny_checkpoint, write_sentiment_csv
 
-MAX_STEPS = 60
+MAX_STEPS, EVAL_EVERY = 60, 10
 START_TIMEOUT = 240  # seconds for a process to get going (imports on a busy machine)
 
 
@@ -43,6 +45,7 @@ def _args(tiny, out: Path) -> list[str]:
         *("train", "--model", tiny["model"], "--train-file", tiny["data"], "--output-dir", str(out)),
         *("--rank", "4", "--lr", "1e-2", "--batch-size", "8", "--seed", "7", "--max-eval", "16"),
         *("--max-steps", str(MAX_STEPS), "--save-every", "1", "--keep-checkpoints", "2"),
+        *("--eval-every", str(EVAL_EVERY)),
     ]
 
 
@@ -59,6 +62,7 @@ def _writing_checkpoint(out: Path) -> bool:
 
 
 def _saving_outputs(out: Path) -> bool:
+    """The final save is under way: the best adapter is being written into the run directory (after last/)."""
     return _latest_step(out) == MAX_STEPS and any(p.name.startswith(".adapter_") for p in os.scandir(out))
 
 
@@ -96,8 +100,12 @@ def _assert_last_good_state(out: Path) -> int:
         step = state["step"]
         assert checkpoint.name == f"step-{step:08d}" and 1 <= step <= MAX_STEPS and len(state["history"]) == step
         assert scheduler["last_epoch"] == step and tensors
+        evaluated = [h["step"] for h in state["selection"]["history"]]
+        assert evaluated == list(range(EVAL_EVERY, step + 1, EVAL_EVERY))
+        assert (read_best(checkpoint) is not None) == (step >= EVAL_EVERY)  # verified against its checksum
     if (out / "metrics.json").exists():  # written last: everything before it is complete
         read_adapter(out)
+        read_adapter(out / "last")
         json.loads((out / "run.json").read_text())
     return step
 
@@ -150,9 +158,10 @@ def test_kills_at_any_moment_leave_a_loadable_state_and_resume_to_the_same_adapt
     finally:
         torch.set_num_threads(threads)
     assert _assert_last_good_state(out) == MAX_STEPS
-    a, b = load_file(out / "adapter_model.safetensors"), load_file(whole / "adapter_model.safetensors")
-    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), "not bit-identical"
+    for adapter in ("adapter_model.safetensors", "last/adapter_model.safetensors"):
+        a, b = load_file(out / adapter), load_file(whole / adapter)
+        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), f"{adapter}: not bit-identical"
     final_state = f"checkpoints/step-{MAX_STEPS:08d}/state.json"
-    history = [json.loads((d / final_state).read_text())["history"] for d in (out, whole)]
-    assert history[0] == history[1]
+    states = [json.loads((d / final_state).read_text()) for d in (out, whole)]
+    assert states[0]["history"] == states[1]["history"] and states[0]["selection"] == states[1]["selection"]
     print(f"kills: {outcomes}; steps after each: {steps}; {time.monotonic() - started:.0f} s")

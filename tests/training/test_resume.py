@@ -1,8 +1,10 @@
 """A training run killed with SIGKILL and resumed with ``--resume`` ends bit-identical to an uninterrupted one.
 
 The runs are real ``python -m adalink train`` subprocesses on a tiny local BERT (dropout on, so the restored RNG
-state matters too). Every subprocess gets ``OMP_NUM_THREADS=1``: the same thread count in every run keeps CPU
-kernels bit-reproducible, and one thread per run keeps steps fast on a busy 2-core machine.
+state matters too), with ``--eval-every`` and early stopping: the best step lies before the kill, so its weights,
+the scores so far and the patience counter must all come back from the checkpoint. Every subprocess gets
+``OMP_NUM_THREADS=1``: the same thread count in every run keeps CPU kernels bit-reproducible, and one thread per run
+keeps steps fast on a busy 2-core machine.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from safetensors.torch import load_file
 from adalink.cli import main
 from tiny_models import save_tiny_checkpoint, write_sentiment_csv
 
-MAX_STEPS, SAVE_EVERY = 400, 50
+MAX_STEPS, SAVE_EVERY, EVAL_EVERY, PATIENCE = 400, 50, 25, 6
 CHECKPOINT_TIMEOUT = 180  # seconds for the first run to write a mid-run checkpoint (imports included)
 RUN_TIMEOUT = 300  # seconds for a whole run
 
@@ -61,6 +63,7 @@ def _train_command(tiny, output_dir: Path) -> list[str]:
         *(sys.executable, "-m", "adalink", "train", "--model", tiny["model"], "--train-file", tiny["data"]),
         *("--rank", "4", "--lr", "1e-2", "--batch-size", "16", "--seed", "5", "--max-eval", "32"),
         *("--max-steps", str(MAX_STEPS), "--save-every", str(SAVE_EVERY), "--output-dir", str(output_dir)),
+        *("--eval-every", str(EVAL_EVERY), "--early-stopping-patience", str(PATIENCE)),
     ]
 
 
@@ -107,14 +110,23 @@ def test_sigkilled_run_resumes_bit_identical_to_an_uninterrupted_one(tiny, tmp_p
     assert "Resuming from" in resumed_log and f"(step {killed_at})" in resumed_log, _tail(tmp_path / "A-resumed.log")
     _run(_train_command(tiny, uninterrupted), tmp_path / "B.log")
 
-    _assert_same_tensors(
-        load_file(killed / "adapter_model.safetensors"), load_file(uninterrupted / "adapter_model.safetensors")
+    for adapter in ("adapter_model.safetensors", "last/adapter_model.safetensors"):  # the best step's, the last's
+        _assert_same_tensors(load_file(killed / adapter), load_file(uninterrupted / adapter))
+    metrics_a, metrics_b = (json.loads((d / "metrics.json").read_text()) for d in (killed, uninterrupted))
+    for key in ("eval_history", "best_step", "best_validation_score", "stopped_at_step", "score", "per_task"):
+        assert metrics_a[key] == metrics_b[key], key
+    stopped = metrics_b["stopped_at_step"]
+    assert metrics_b["stopped_early"] and killed_at < stopped < MAX_STEPS and metrics_b["best_step"] < killed_at, (
+        "expected the best step before the kill and the early stop after it; adjust the settings",
+        killed_at,
+        metrics_b["best_step"],
+        stopped,
     )
     # the bookkeeping carried through the checkpoint matches too: the per-step losses and the token count
-    final = f"checkpoints/step-{MAX_STEPS:08d}/state.json"
+    final = f"checkpoints/step-{stopped:08d}/state.json"
     state_a, state_b = (json.loads((d / final).read_text()) for d in (killed, uninterrupted))
-    assert state_a["history"] == state_b["history"] and len(state_a["history"]) == MAX_STEPS
-    assert state_a["tokens"] == state_b["tokens"]
+    assert state_a["history"] == state_b["history"] and len(state_a["history"]) == stopped
+    assert state_a["tokens"] == state_b["tokens"] and state_a["selection"] == state_b["selection"]
 
 
 def _quick_args(tiny, output_dir: Path, *extra: str) -> list[str]:
@@ -132,6 +144,14 @@ def test_resume_with_changed_settings_is_refused(tiny, tmp_path, capsys):
     assert "different settings for ['lr']" in err, err
     # settings outside the resume key (checkpointing, evaluation size) may change
     assert main([*_quick_args(tiny, tmp_path, "--lr", "1e-2"), "--save-every", "2", "--max-eval", "4", "--resume"]) == 0
+    assert "Resuming from" in capsys.readouterr().out
+    # evaluation during training is part of the key (it decides the saved weights and when the run stops), and so
+    # are the settings of that evaluation (how many examples, how long a generated answer)
+    assert main([*_quick_args(tiny, tmp_path, "--lr", "1e-2"), "--eval-every", "3", "--resume"]) == 2
+    assert "different settings for ['eval_every', 'max_eval', 'max_new_tokens']" in capsys.readouterr().err
+    # trackers and the configuration file are not: they describe the run, they do not change it
+    resumed = [*_quick_args(tiny, tmp_path, "--lr", "1e-2"), "--report-to", "tensorboard", "--resume"]
+    assert main([*resumed, "--config", str(tmp_path / "config.yaml")]) == 0
     assert "Resuming from" in capsys.readouterr().out
     # a setting left out of the key at its default is still named when it changed
     assert main(_quick_args(tiny, tmp_path / "mixed", "--task-mixing", "sqrt")) == 0

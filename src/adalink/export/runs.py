@@ -6,7 +6,9 @@ Each task directory (see :func:`adalink.export.export_peft` for the layout) gets
 - ``adalink_task.json``: the task's labels and, for a classification run, ``num_labels`` / ``id2label`` of the
   exported head (a multi-task run's shared head is cut to the task's own rows, so build the base with
   ``num_labels`` of the task); for a text-to-text run, the exact prompt template the run trained with
-  (``prompt_template.format(text=...)``) and the answer it expects (a space, the label word, end of sequence).
+  (``prompt_template.format(text=...)``) and the answer it expects (a space, the label word, end of sequence); for
+  an sft run, how its prompts were given (as is, or chat messages through the tokenizer's chat template, which the
+  exported tokenizer holds) and how its responses end (:mod:`adalink.training.sft`).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from typing import Any, cast
 
 from ..training.artifacts import LoadedRun, load_run, read_run
 from ..training.formats import ClassificationFormat, TextToTextFormat
+from ..training.sft import SFTFormat, eos_id
 from .adapter import AdaptedModel, ExportError
 from .convert import REFUSED, TaskDetails, export_peft
 from .heads import HeadRows
@@ -75,6 +78,8 @@ def _details(loaded: LoadedRun, task: int) -> TaskDetails:
         paths, start = fmt.head_modules(model.get_base_model()), fmt.offsets[task]
         head = HeadRows(paths[0], start, start + len(info_task.label_names)) if paths else None
         info.update(num_labels=len(info_task.label_names), id2label=dict(enumerate(info_task.label_names)))
+    elif isinstance(fmt, SFTFormat):
+        info.update(_sft_details(loaded, fmt))
     elif isinstance(fmt, TextToTextFormat):
         before, after = prompt_template(fmt, task)
         eos = loaded.tokenizer.eos_token or loaded.tokenizer.sep_token or ""  # what TextToTextFormat appends
@@ -87,6 +92,21 @@ def _details(loaded: LoadedRun, task: int) -> TaskDetails:
             decoding="greedy; the answer is the first line of the generation, matched case-insensitively to a label",
         )
     return TaskDetails(adapter_task=source, head=head, info=info)
+
+
+def _sft_details(loaded: LoadedRun, fmt: SFTFormat) -> dict[str, Any]:
+    end = eos_id(loaded.tokenizer)
+    space = "none (encoder-decoder)" if fmt.encoder_decoder else "one space when the prompt does not end in whitespace"
+    return {
+        "encoder_decoder": fmt.encoder_decoder,
+        "prompt": "the prompt as given, tokenized with the tokenizer's special tokens; chat messages rendered by the "
+        "tokenizer's chat template with add_generation_prompt=True, tokenized without adding special tokens",
+        "response_template": "{response}" + _escape(loaded.tokenizer.convert_ids_to_tokens(end)),
+        "response_space_before": space,
+        "eos_token_id": end,
+        "max_new_tokens": loaded.max_new_tokens,
+        "decoding": "greedy, stopped at eos_token_id; scored by ROUGE-L F1 and exact match of the stripped text",
+    }
 
 
 def _escape(text: str) -> str:

@@ -15,7 +15,9 @@ from typing import Any
 from ..data import TASK_NAMES
 from ..methods.base import METHOD_CONFIGS
 from .methods import method_names
+from .precision import DTYPES, QUANTIZATIONS, BaseLoading
 from .stream import MIXING
+from .tracking import tracker_names
 
 __all__ = ["TrainArgs"]
 
@@ -53,12 +55,21 @@ class TrainArgs:
     schedule: str = field(default="linear", metadata={"help": "linear (warmup + linear decay) or rsqrt"})
     warmup_ratio: float = field(default=0.1, metadata={"help": "fraction of steps spent warming up"})
     max_grad_norm: float = field(default=1.0, metadata={"help": "gradient clipping (0 = off)"})
-    format: str = field(default="auto", metadata={"help": "auto, classification or text2text"})
+    format: str = field(
+        default="auto",
+        metadata={
+            "help": "auto, classification, text2text or sft (generative: prompt -> response, from --train-file or "
+            "--task headlines; auto picks it for a generative task)"
+        },
+    )
     output_dir: str | None = field(default=None, metadata={"help": "default runs/<model>-<task>-<method>"})
     save_every: int = field(default=100, metadata={"help": "checkpoint every N steps"})
     keep_checkpoints: int = field(default=2, metadata={"help": "checkpoints kept"})
     resume: bool = field(default=False, metadata={"help": "continue from the last checkpoint in --output-dir"})
-    max_eval: int | None = field(default=None, metadata={"help": "evaluate on the first N test examples per task"})
+    max_eval: int | None = field(
+        default=None,
+        metadata={"help": "evaluate on the first N test examples per task (and N validation ones for --eval-every)"},
+    )
     train_file: str | None = field(default=None, metadata={"help": "your own CSV/JSONL training data"})
     eval_file: str | None = field(default=None, metadata={"help": "your own CSV/JSONL evaluation data"})
     text_column: str = field(default="text", metadata={"help": "text column of --train-file/--eval-file"})
@@ -77,6 +88,53 @@ class TrainArgs:
             "help": "easyvqa only: comma-separated question types to train and test on (color, shape, yesno-color, "
             "yesno-shape; e.g. yesno-shape, the type held out of stage 1); default all"
         },
+    )
+    # evaluation, config and tracking
+    eval_every: int = field(
+        default=0,
+        metadata={
+            "help": "score the validation split every N steps (and at the last); the run directory then holds the "
+            "best-scoring adapter (the last one under last/) and the test score is the best one's (0 = off)"
+        },
+    )
+    early_stopping_patience: int = field(
+        default=0,
+        metadata={"help": "with --eval-every: stop after N evaluations without a better mean score (0 = never)"},
+    )
+    config: str | None = field(
+        default=None,
+        metadata={
+            "help": "YAML file of these options (keys: the option names with underscores, e.g. max_steps: 300); "
+            "options given on the command line override it. Every run directory holds its own as config.yaml"
+        },
+    )
+    report_to: str = field(
+        default="none",
+        metadata={"help": "trackers, comma-separated: tensorboard, mlflow, trackio, wandb, all (installed) or none"},
+    )
+    logging_dir: str | None = field(default=None, metadata={"help": "where trackers write (default <output-dir>/logs)"})
+    # generative (sft)
+    prompt_column: str = field(default="prompt", metadata={"help": "--format sft: prompt column of --train-file"})
+    response_column: str = field(default="response", metadata={"help": "--format sft: response column of --train-file"})
+    max_new_tokens: int = field(default=64, metadata={"help": "--format sft: longest generated response (tokens)"})
+    # precision and memory
+    dtype: str = field(
+        default="float32",
+        metadata={
+            "help": "dtype of the frozen base weights: float32, bfloat16 or float16 (the method's own parameters and "
+            "the optimiser state stay float32)"
+        },
+    )
+    quantize: str = field(
+        default="none",
+        metadata={
+            "help": "quantize the frozen base's linear layers: none, int8 (torchao weight-only; CPU or GPU), nf4 or "
+            "int8-bnb (bitsandbytes; made for a GPU); see docs/scaling.md"
+        },
+    )
+    gradient_checkpointing: bool = field(
+        default=False,
+        metadata={"help": "recompute the blocks' activations in the backward pass (transformers' own, non-reentrant)"},
     )
 
     def resolved_output_dir(self) -> Path:
@@ -99,11 +157,30 @@ class TrainArgs:
             ("lr", self.lr is None or self.lr > 0, "a positive number"),
             ("head_lr", self.head_lr is None or self.head_lr > 0, "a positive number"),
             ("task_mixing", self.task_mixing in MIXING, " or ".join(MIXING)),
+            ("eval_every", self.eval_every >= 0, "0 (off) or a positive integer"),
+            ("early_stopping_patience", self.early_stopping_patience >= 0, "0 (never) or a positive integer"),
         ]
         for name, ok, expected in checks:
             if not ok:
                 raise ValueError(f"--{name.replace('_', '-')} {getattr(self, name)!r} is invalid: expected {expected}.")
+        if self.early_stopping_patience and not self.eval_every:
+            raise ValueError("--early-stopping-patience counts evaluations: it needs --eval-every N.")
+        tracker_names(self.report_to)  # fails early on an unknown tracker
         self.method_options()  # fails early on a malformed --method-config
+        self._validate_precision()
+
+    def _validate_precision(self) -> None:
+        if self.dtype not in DTYPES:
+            raise ValueError(f"--dtype {self.dtype!r} is invalid: expected one of {', '.join(DTYPES)}.")
+        if self.quantize not in QUANTIZATIONS:
+            raise ValueError(f"--quantize {self.quantize!r} is invalid: expected one of {', '.join(QUANTIZATIONS)}.")
+        if self.method == "full" and (self.dtype != "float32" or self.quantize != "none"):
+            raise ValueError(
+                f"--dtype {self.dtype} --quantize {self.quantize} does not apply to --method full: full tuning trains "
+                "the base weights themselves, which need float32 (use --mixed-precision bf16 for lower-precision "
+                "compute, or a PEFT method over a lower-precision base)."
+            )
+        BaseLoading.from_options(asdict(self)).check_method(self.method)
 
     def method_options(self) -> dict[str, Any]:
         """``--method-config`` as a dict of config fields (empty when not given).
@@ -137,9 +214,22 @@ class TrainArgs:
     def resume_key(self) -> dict[str, Any]:
         """What must not change between a run and its resumption."""
         skip = {"resume", "output_dir", "save_every", "keep_checkpoints", "max_eval"}
+        skip |= {"config", "report_to", "logging_dir"}  # how the run was described and watched, not what it does
         key = {k: v for k, v in asdict(self).items() if k not in skip}
+        if self.eval_every:  # the validation examples scored pick the best step
+            key["max_eval"] = self.max_eval
+        for name in ("eval_every", "early_stopping_patience"):  # checkpoints from before these options still resume
+            if not key[name]:
+                del key[name]
         if key["task_mixing"] == "proportional":  # checkpoints from before --task-mixing existed still resume
             del key["task_mixing"]
+        del key["gradient_checkpointing"]  # the same gradients, recomputed or kept: either may resume the other
+        if not self.eval_every:  # then it only shapes the test evaluation, after training
+            del key["max_new_tokens"]
+        defaults = (("dtype", "float32"), ("quantize", "none"), ("prompt_column", "prompt"))
+        for name, default in (*defaults, ("response_column", "response")):  # older checkpoints still resume
+            if key[name] == default:
+                del key[name]
         for name in ("model", "train_file", "eval_file"):  # one file, however it is spelled
             if key[name] and os.path.exists(key[name]):
                 key[name] = os.path.abspath(key[name])

@@ -2,6 +2,7 @@
 
 A run directory holds ``run.json`` (model, format, tasks and labels), ``metrics.json`` and either an adapter
 (``adapter_config.json`` + ``adapter_model.safetensors``) or, for full tuning, a whole model under ``model/``.
+An sft run (:mod:`.sft`) predicts generated responses instead of labels, and is evaluated by ROUGE-L and exact match.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Iterator
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,14 +18,16 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..data import Example
+from ..data import DEFAULT_MAX_NEW_TOKENS, Example, GenerationExample, chat_example
 from ..io import write_json_atomic
 from ..peft_model import PeftModel
 from .args import TrainArgs
-from .evaluation import evaluate, predict_batch
+from .evaluation import evaluate, generate_texts, predict_batch
 from .formats import ClassificationFormat, TaskInfo, TextToTextFormat
 from .loading import load_tasks, load_tokenizer, setup_model
 from .outputs import RUN_FILE
+from .precision import BaseLoading
+from .sft import SFTFormat
 from .stream import TaskExample
 
 __all__ = ["LoadedRun", "evaluate_run", "load_run", "merge_run", "predict_run", "read_run"]
@@ -35,15 +39,18 @@ class LoadedRun:
     run: dict[str, Any]
     model: nn.Module
     task_aware: bool
-    fmt: ClassificationFormat | TextToTextFormat
+    fmt: ClassificationFormat | TextToTextFormat | SFTFormat
     tokenizer: Any
 
     @property
     def task_names(self) -> list[str]:
         return [t.name for t in self.fmt.tasks]
 
-    def evaluate(self, datasets: list, *, split: str, max_examples: int | None) -> dict[str, float]:
-        """Accuracy per task on ``split`` (first ``max_examples``), at the run's own ``max_length``."""
+    def evaluate(
+        self, datasets: list, *, split: str, max_examples: int | None, **generative: dict[str, float]
+    ) -> dict[str, float]:
+        """The score per task on ``split`` (first ``max_examples``), at the run's own ``max_length``; ``generative``:
+        the ``rouge_l`` / ``exact_match`` dicts of :func:`~adalink.training.evaluation.evaluate`."""
         return evaluate(
             self.model,
             self.task_aware,
@@ -53,7 +60,13 @@ class LoadedRun:
             split=split,
             max_examples=max_examples,
             max_length=self.run["max_length"],
+            **generative,
         )
+
+    @property
+    def max_new_tokens(self) -> int:
+        """sft: the longest generation of ``adalink predict`` (the run's ``--max-new-tokens``, else the default)."""
+        return self.run.get("args", {}).get("max_new_tokens") or DEFAULT_MAX_NEW_TOKENS
 
 
 def read_run(directory: str | Path) -> dict[str, Any]:
@@ -75,7 +88,8 @@ def load_run(directory: str | Path, *, model: str | None = None, ignore_fingerpr
     setup = setup_model(model or run["model"], run["format"], tasks)
     fmt, tokenizer = setup.fmt, setup.tokenizer
     if run["saves_adapter"]:
-        base = setup.build_base(seed=run["seed"]).eval()
+        loading = BaseLoading.from_options(run.get("args", {})).for_inference()  # the base as it was trained on
+        base = setup.build_base(seed=run["seed"], loading=loading).eval()
         loaded: nn.Module = PeftModel.from_pretrained(base, directory, ignore_fingerprint=ignore_fingerprint)
     else:  # full tuning saved the whole model (and, for text models, its tokenizer) under model/
         loaded = setup.build_base(seed=run["seed"], weights=directory / "model").eval()
@@ -92,49 +106,85 @@ def evaluate_run(
     max_eval: int | None = None,
     model: str | None = None,
     ignore_fingerprint: bool = False,
+    base_only: bool = False,
 ) -> dict[str, float]:
+    """Score a run on ``split``, print and write ``eval-<split>.json``; returns the score per task.
+
+    An sft run's score is ROUGE-L, and the file also holds ROUGE-L and exact match per task. ``base_only``: score
+    the base model alone, the run's adapter disabled (``eval-<split>-base.json``): the zero-shot score with the
+    run's own prompts, tokenizer and generation settings.
+    """
     loaded = load_run(directory, model=model, ignore_fingerprint=ignore_fingerprint)
     datasets = load_tasks(TrainArgs(**loaded.run["args"]))
-    scores = loaded.evaluate(datasets, split=split, max_examples=max_eval)
-    result = {"split": split, "score": sum(scores.values()) / len(scores), "per_task": scores}
-    write_json_atomic(loaded.directory / f"eval-{split}.json", result)
+    generative: dict[str, dict[str, float]] = {}
+    if isinstance(loaded.fmt, SFTFormat):
+        generative = {"rouge_l": {}, "exact_match": {}}
+    with _adapter_disabled(loaded) if base_only else nullcontext():
+        scores = loaded.evaluate(datasets, split=split, max_examples=max_eval, **generative)
+    result: dict[str, Any] = {"split": split, "score": sum(scores.values()) / len(scores), "per_task": scores}
+    if generative:
+        result = {"split": split, "metric": SFTFormat.metric, **result, **generative}
+    write_json_atomic(loaded.directory / f"eval-{split}{'-base' if base_only else ''}.json", result)
     print(json.dumps(result, indent=2))
     return scores
 
 
-def _read_requests(source: str) -> Iterator[tuple[int, str, str | None]]:
-    """(line number, text, task or None) from plain text lines or JSONL objects {"text": ..., "task": ...}."""
+def _adapter_disabled(loaded: LoadedRun):
+    if not isinstance(loaded.model, PeftModel):
+        raise ValueError(f"{loaded.directory} holds a fully fine-tuned model, not an adapter: it has no base to score.")
+    return loaded.model.disable_adapter()
+
+
+def _read_lines(source: str) -> Iterator[tuple[int, str | dict[str, Any]]]:
+    """(line number, the line or its JSON object) for every non-blank line of ``source`` (``-``: stdin)."""
     handle = sys.stdin if source == "-" else open(source, encoding="utf-8")  # noqa: SIM115 - closed below
     try:
         for number, line in enumerate(handle, start=1):
             line = line.rstrip("\n")
             if not line.strip():
                 continue
-            if line.lstrip().startswith("{"):
-                try:
-                    item = json.loads(line)
-                except json.JSONDecodeError as err:
-                    raise ValueError(f"{source}, line {number}: invalid JSON ({err}).") from None
-                if not isinstance(item.get("text"), str):
-                    raise ValueError(f'{source}, line {number}: expected a string field "text", found {item!r}.')
-                yield number, item["text"], item.get("task")
-            else:
-                yield number, line, None
+            if not line.lstrip().startswith("{"):
+                yield number, line
+                continue
+            try:
+                yield number, json.loads(line)
+            except json.JSONDecodeError as err:
+                raise ValueError(f"{source}, line {number}: invalid JSON ({err}).") from None
     finally:
         if handle is not sys.stdin:
             handle.close()
 
 
+def _read_requests(source: str, *, sft: bool) -> Iterator[tuple[int, Example | GenerationExample, str | None]]:
+    """(line number, example, task or None) from plain text lines or JSONL objects: ``{"text": ..., "task": ...}``,
+    or for an sft run ``{"prompt": ...}`` / ``{"messages": [...]}`` (chat turns before the answer) and a plain line
+    is a prompt."""
+    for number, item in _read_lines(source):
+        where = f"{source}, line {number}"
+        if isinstance(item, str):
+            yield number, GenerationExample(item, "") if sft else Example(item, 0), None
+        elif sft and "messages" in item:
+            yield number, chat_example(item["messages"], where, with_response=False), item.get("task")
+        elif sft:
+            if not isinstance(item.get("prompt"), str) or not item["prompt"].strip():
+                raise ValueError(f'{where}: expected a string field "prompt" or a "messages" list, found {item!r}.')
+            yield number, GenerationExample(item["prompt"], ""), item.get("task")
+        else:
+            if not isinstance(item.get("text"), str):
+                raise ValueError(f'{where}: expected a string field "text", found {item!r}.')
+            yield number, Example(item["text"], 0), item.get("task")
+
+
 def predict_run(
     directory: str | Path, source: str, target: str, *, default_task: str | None = None, batch_size: int = 32
 ) -> int:
-    """Write one JSONL prediction per input line; returns the number of predictions."""
+    """Write one JSONL prediction per input line (sft: the generated response); returns the number of predictions."""
     loaded = load_run(directory)
     names = loaded.task_names
     if default_task is None and len(names) == 1:
         default_task = names[0]
     items: list[TaskExample] = []
-    for number, text, task in _read_requests(source):
+    for number, example, task in _read_requests(source, sft=isinstance(loaded.fmt, SFTFormat)):
         task = task or default_task
         if task not in names:
             raise ValueError(
@@ -142,28 +192,53 @@ def predict_run(
                 + ("; pass --task" if task is None else "")
                 + "."
             )
-        items.append(TaskExample(names.index(task), Example(text, 0)))
+        items.append(TaskExample(names.index(task), example))
     out = sys.stdout if target == "-" else open(target, "w", encoding="utf-8")  # noqa: SIM115 - closed below
     try:
         for start in range(0, len(items), batch_size):
             chunk = items[start : start + batch_size]
-            details: list = []
-            labels = predict_batch(
-                loaded.model, loaded.task_aware, loaded.fmt, loaded.tokenizer, chunk, loaded.run["max_length"], details
-            )
-            for item, label, detail in zip(chunk, labels, details, strict=True):
-                info = loaded.fmt.tasks[item.task]
-                record = {
-                    "task": info.name,
-                    "text": item.example.text,
-                    "label": info.label_names[label] if label >= 0 else None,
-                }
-                record["probabilities" if isinstance(detail, list) else "generated"] = detail
-                out.write(json.dumps(record) + "\n")
+            records = _generations(loaded, chunk) if isinstance(loaded.fmt, SFTFormat) else _labels(loaded, chunk)
+            out.writelines(json.dumps(record) + "\n" for record in records)
     finally:
         if out is not sys.stdout:
             out.close()
     return len(items)
+
+
+def _labels(loaded: LoadedRun, chunk: list[TaskExample]) -> list[dict[str, Any]]:
+    details: list = []
+    labels = predict_batch(
+        loaded.model, loaded.task_aware, loaded.fmt, loaded.tokenizer, chunk, loaded.run["max_length"], details
+    )
+    records = []
+    for item, label, detail in zip(chunk, labels, details, strict=True):
+        info = loaded.fmt.tasks[item.task]
+        record = {
+            "task": info.name,
+            "text": item.example.text,
+            "label": info.label_names[label] if label >= 0 else None,
+        }
+        record["probabilities" if isinstance(detail, list) else "generated"] = detail
+        records.append(record)
+    return records
+
+
+def _generations(loaded: LoadedRun, chunk: list[TaskExample]) -> list[dict[str, Any]]:
+    texts = generate_texts(
+        loaded.model,
+        loaded.task_aware,
+        loaded.fmt,
+        loaded.tokenizer,
+        chunk,
+        loaded.run["max_length"],
+        loaded.max_new_tokens,
+    )
+    records = []
+    for item, text in zip(chunk, texts, strict=True):
+        example = item.example
+        asked = {"prompt": example.prompt} if example.messages is None else {"messages": example.chat}
+        records.append({"task": loaded.fmt.tasks[item.task].name, **asked, "generated": text.strip()})
+    return records
 
 
 def merge_run(directory: str | Path, out: str | Path, *, task: str | None = None) -> Path:

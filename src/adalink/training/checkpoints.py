@@ -2,7 +2,8 @@
 
 A checkpoint is a directory ``checkpoints/step-00000040/`` holding the trainable tensors (safetensors), the
 optimiser and scheduler state and every process's RNG state (``torch.save``, read back with ``weights_only=True``:
-plain tensors and numbers, nothing executed), and ``state.json``. It is written under a temporary name and
+plain tensors and numbers, nothing executed), ``state.json``, and with ``--eval-every`` the best weights so far
+(``best.safetensors``, :func:`read_best`). It is written under a temporary name and
 renamed into place, then ``checkpoints/latest`` is atomically pointed at it; older ones beyond ``keep`` go after.
 A process killed at any moment therefore leaves ``latest`` naming a complete checkpoint (or no ``latest`` at all).
 
@@ -28,10 +29,22 @@ from safetensors.torch import load_file, save_file
 
 from ..io import file_sha256, fsync_path, make_temp_dir, write_atomic
 
-__all__ = ["CheckpointError", "latest_checkpoint", "read_checkpoint", "restore_rng", "rng_state", "write_checkpoint"]
+__all__ = [
+    "CheckpointError",
+    "latest_checkpoint",
+    "load_trainable",
+    "read_best",
+    "read_checkpoint",
+    "restore_rng",
+    "rng_state",
+    "set_rng_state",
+    "trainable_tensors",
+    "write_checkpoint",
+]
 
 LATEST = "latest"
 STATE = "state.json"
+BEST = "best.safetensors"  # the best weights of --eval-every
 _FILES, _SELF = "files_sha256", "state_sha256"  # state.json's checksums: of the other files, of itself
 # what torch.load raises on a damaged file (an unreadable zip, a cut pickle, a refused type)
 _LOAD_ERRORS = (OSError, RuntimeError, ValueError, EOFError, pickle.UnpicklingError)
@@ -51,14 +64,19 @@ def write_checkpoint(
     rng_states: list[dict[str, Any]],
     state: dict[str, Any],
     keep: int,
+    best: dict[str, torch.Tensor] | None = None,
 ) -> Path:
-    """Write checkpoint ``step`` (``rng_states``: one per process, by rank) and point ``latest`` at it."""
+    """Write checkpoint ``step`` (``rng_states``: one per process, by rank; ``best``: the best weights so far, if
+    any) and point ``latest`` at it."""
     root.mkdir(parents=True, exist_ok=True)
     final = root / f"step-{step:08d}"
     tmp = make_temp_dir(root, f".{final.name}.")
     try:
         tensors = {k: v.detach().cpu().contiguous() for k, v in trainable.items()}
         write_atomic(tmp / "trainable.safetensors", lambda path: save_file(tensors, path))  # umask's mode, not 0o600
+        if best is not None:
+            best_tensors = {k: v.detach().cpu().contiguous() for k, v in best.items()}
+            write_atomic(tmp / BEST, lambda path: save_file(best_tensors, path))
         torch.save({"optimizer": optimizer, "scheduler": scheduler}, tmp / "optimizer.pt")
         for rank, rng in enumerate(rng_states):
             torch.save(rng, tmp / f"rng-{rank}.pt")
@@ -125,13 +143,30 @@ def read_checkpoint(path: Path) -> tuple[dict[str, torch.Tensor], dict, dict, di
         raise CheckpointError(f"{path} is corrupt: {type(err).__name__}: {err}") from None
 
 
+def read_best(path: Path) -> dict[str, torch.Tensor] | None:
+    """The best weights checkpoint ``path`` keeps (``--eval-every``), verified against ``state.json``'s checksum;
+    None when it keeps none.
+
+    Raises:
+        CheckpointError: The file is missing, truncated, corrupt or from another checkpoint.
+    """
+    _read_state(path, only=BEST)  # fails if state.json lists the file and it is missing or differs
+    if not (path / BEST).is_file():
+        return None
+    try:
+        return load_file(path / BEST)
+    except (OSError, SafetensorError) as err:
+        raise CheckpointError(f"{path / BEST} is corrupt: {type(err).__name__}: {err}") from None
+
+
 def _state_sha256(document: dict[str, Any]) -> str:
     canonical = json.dumps({k: v for k, v in document.items() if k != _SELF}, sort_keys=True)
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
 
 
-def _read_state(path: Path) -> dict[str, Any]:
-    """``state.json`` of checkpoint ``path``, once its own checksum and those of the other files match."""
+def _read_state(path: Path, only: str | None = None) -> dict[str, Any]:
+    """``state.json`` of checkpoint ``path``, once its own checksum and those of the other files (or of file
+    ``only`` alone) match."""
     file = path / STATE
     try:
         state = json.loads(file.read_text(encoding="utf-8"))
@@ -145,12 +180,37 @@ def _read_state(path: Path) -> dict[str, Any]:
     if state[_SELF] != _state_sha256(state) or not isinstance(files, dict):
         raise CheckpointError(f"{file} was changed after it was written or is corrupt (its checksum differs).")
     for name, expected in sorted(files.items()):
+        if only is not None and name != only:
+            continue
         if not (path / name).is_file() or file_sha256(path / name) != expected:
             raise CheckpointError(
                 f"{path / name} is missing, truncated or corrupt, or comes from another checkpoint (its SHA-256 "
                 f"differs from the one {STATE} records). Resume from an older checkpoint or start afresh."
             )
     return {k: v for k, v in state.items() if k not in (_FILES, _SELF)}
+
+
+def trainable_tensors(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """CPU copies of ``model``'s trainable parameters, by name: what a checkpoint keeps of the weights."""
+    return {n: p.detach().to("cpu", copy=True) for n, p in model.named_parameters() if p.requires_grad}
+
+
+def load_trainable(model: torch.nn.Module, tensors: dict[str, torch.Tensor], source: Path | str) -> None:
+    """Copy :func:`trainable_tensors` (from ``source``, named in errors) into ``model``.
+
+    Raises:
+        CheckpointError: Their names or shapes do not fit ``model``'s trainable parameters.
+    """
+    params = {name: p for name, p in model.named_parameters() if p.requires_grad}
+    wrong = sorted(n for n in params if n not in tensors or tensors[n].shape != params[n].shape)
+    if wrong or set(tensors) - set(params):
+        raise CheckpointError(
+            f"{source} does not fit this run's trainable parameters (missing or differently shaped: {wrong[:5]}, "
+            f"unexpected: {sorted(set(tensors) - set(params))[:5]})."
+        )
+    with torch.no_grad():
+        for name, param in params.items():
+            param.copy_(tensors[name])
 
 
 def rng_state() -> dict[str, Any]:
@@ -169,6 +229,11 @@ def restore_rng(path: Path, rank: int) -> None:
         state = torch.load(file, weights_only=True)
     except _LOAD_ERRORS as err:
         raise CheckpointError(f"{file} is corrupt: {type(err).__name__}: {err}") from None
+    set_rng_state(state)
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    """Put back a state :func:`rng_state` took."""
     torch.set_rng_state(state["torch"])
     random.setstate(state["python"])
     if "cuda" in state and torch.cuda.is_available():

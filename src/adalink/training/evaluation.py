@@ -1,27 +1,35 @@
-"""Scoring a model on a split (accuracy, or exact match and ROUGE-L for text-to-text) and predicting one batch.
+"""Scoring a model on a split (accuracy; exact match and ROUGE-L for text-to-text and sft) and predicting one batch.
 
 ``adalink train`` scores its test split here, ``adalink eval`` and ``predict`` (:mod:`.artifacts`) and the bench
 call the same functions, so a score means the same thing wherever it is read.
+
+- classification: accuracy per task.
+- text-to-text: exact match of the generated label word (:meth:`TextToTextFormat.parse`); ROUGE-L on request.
+- sft (:mod:`.sft`): ROUGE-L F1 of the greedy generation against the reference response (``rouge-score``, the
+  survey's metric for generative tasks, which credits near misses); exact match on request.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 
-from ..data import TextClassificationData
+from ..data import DEFAULT_MAX_NEW_TOKENS, TextClassificationData
 from .calls import routed_call, routed_generate, to_device
 from .formats import ClassificationFormat, TextToTextFormat
 from .progress import progress_bar
+from .sft import SFTFormat, eos_id
 from .stream import TaskExample
 
-__all__ = ["evaluate", "predict_batch"]
+__all__ = ["evaluate", "exact_match", "generate_texts", "predict_batch", "rouge_l"]
 
 
 @torch.no_grad()
 def evaluate(
     model: torch.nn.Module,
     task_aware: bool,
-    fmt: ClassificationFormat | TextToTextFormat,
+    fmt: ClassificationFormat | TextToTextFormat | SFTFormat,
     tokenizer,
     datasets: list[TextClassificationData],
     *,
@@ -30,28 +38,56 @@ def evaluate(
     max_length: int,
     batch_size: int = 64,
     rouge_l: dict[str, float] | None = None,
+    exact_match: dict[str, float] | None = None,
 ) -> dict[str, float]:
-    """Accuracy (exact match for text-to-text) per task on ``split``.
+    """The score per task on ``split``: accuracy (exact match for text-to-text, ROUGE-L F1 for sft).
 
-    For text-to-text, ``rouge_l`` (if given) receives each task's mean ROUGE-L F1 of the generated answers against
-    the label words (``rouge-score``, the survey's metric for generative tasks), which credits near misses.
+    ``rouge_l`` / ``exact_match`` (if given) receive each generative task's mean ROUGE-L F1 / exact match of the
+    generated answers against the references (for text-to-text, the label words).
     """
     was_training = model.training
     model.eval()
     scores = {}
     for task, data in enumerate(datasets):
         examples = list(getattr(data, split))[:max_examples]
-        correct, generated = 0, []
+        predicted: list[int] = []  # label indices (not for sft)
+        generated: list = []  # generated texts (generative formats), or classification probabilities
         for start in progress_bar(range(0, len(examples), batch_size), desc=f"eval {data.name}", leave=False):
             chunk = [TaskExample(task, e) for e in examples[start : start + batch_size]]
-            predicted = predict_batch(model, task_aware, fmt, tokenizer, chunk, max_length, generated)
-            correct += sum(int(p == item.example.label) for p, item in zip(predicted, chunk, strict=True))
-        scores[data.name] = correct / max(1, len(examples))
-        if rouge_l is not None and isinstance(fmt, TextToTextFormat):
-            references = [data.label_names[e.label] for e in examples]
-            rouge_l[data.name] = _rouge_l(generated, references)
+            if isinstance(fmt, SFTFormat):
+                limit = getattr(data, "max_new_tokens", DEFAULT_MAX_NEW_TOKENS)
+                generated += generate_texts(model, task_aware, fmt, tokenizer, chunk, max_length, limit)
+            else:
+                predicted += predict_batch(model, task_aware, fmt, tokenizer, chunk, max_length, generated)
+        if isinstance(fmt, SFTFormat):
+            references = [e.response for e in examples]
+            scores[data.name] = _record(data.name, generated, references, rouge_l, exact_match, whole=True)
+            continue
+        hits = sum(int(p == e.label) for p, e in zip(predicted, examples, strict=True))
+        scores[data.name] = hits / max(1, len(examples))
+        if isinstance(fmt, TextToTextFormat) and (rouge_l is not None or exact_match is not None):
+            _record(data.name, generated, [data.label_names[e.label] for e in examples], rouge_l, exact_match)
     model.train(was_training)
     return scores
+
+
+def _record(
+    name: str,
+    generated: list[str],
+    references: list[str],
+    rouge: dict[str, float] | None,
+    exact: dict[str, float] | None,
+    *,
+    whole: bool = False,
+) -> float:
+    """Store the task's ROUGE-L / exact match where asked; returns ROUGE-L (of whole generations, or of their first
+    line, as a label word is read)."""
+    score = rouge_l(generated, references, first_line=not whole)
+    if rouge is not None:
+        rouge[name] = score
+    if exact is not None:
+        exact[name] = exact_match(generated, references, first_line=not whole)
+    return score
 
 
 def predict_batch(
@@ -59,35 +95,72 @@ def predict_batch(
 ) -> list[int]:
     """Label index (within each example's task) per item; -1 when a generated answer matches no label.
 
-    ``details`` (if given) receives each item's label probabilities (classification) or generated text.
+    ``details`` (if given) receives each item's label probabilities (classification) or generated text. For sft,
+    which has no labels, see :func:`generate_texts`.
     """
-    device = next(model.parameters()).device
     if isinstance(fmt, ClassificationFormat):
-        batch = to_device(fmt.collate(items, tokenizer, max_length), device)
+        batch = to_device(fmt.collate(items, tokenizer, max_length), next(model.parameters()).device)
         labels, probabilities = fmt.predict(routed_call(model, task_aware), batch)
         if details is not None:
             details.extend(probabilities)
         return labels
-    batch = to_device(fmt.generation_batch(items, tokenizer, max_length), device)
-    inputs = {k: v for k, v in batch.items() if k != "task_ids"}
-    sequences = routed_generate(model, task_aware)(
-        inputs,
-        batch["task_ids"],
-        max_new_tokens=fmt.max_new_tokens(tokenizer),
-        do_sample=False,
-        pad_token_id=tokenizer.pad_token_id,
-    )
-    new_tokens = sequences if fmt.encoder_decoder else sequences[:, inputs["input_ids"].shape[1] :]
-    texts = tokenizer.batch_decode(new_tokens, skip_special_tokens=True)
+    texts = generate_texts(model, task_aware, fmt, tokenizer, items, max_length, fmt.max_new_tokens(tokenizer))
     if details is not None:
         details.extend(texts)
     return [fmt.parse(item.task, text) for item, text in zip(items, texts, strict=True)]
 
 
-def _rouge_l(generated: list[str], references: list[str]) -> float:
+def generate_texts(
+    model,
+    task_aware: bool,
+    fmt: TextToTextFormat | SFTFormat,
+    tokenizer,
+    items: Sequence[TaskExample],
+    max_length: int,
+    max_new_tokens: int,
+) -> list[str]:
+    """The greedy generation for each item (its prompt cut to ``max_length`` tokens), routed to its task.
+
+    sft generation stops at the token its responses end with (:func:`adalink.training.sft.eos_id`); text-to-text at
+    the model's own end of sequence.
+    """
+    batch = to_device(fmt.generation_batch(items, tokenizer, max_length), next(model.parameters()).device)
+    inputs = {k: v for k, v in batch.items() if k != "task_ids"}
+    stop = {"eos_token_id": eos_id(tokenizer)} if isinstance(fmt, SFTFormat) else {}
+    sequences = routed_generate(model, task_aware)(
+        inputs,
+        batch["task_ids"],
+        max_new_tokens=max_new_tokens,
+        do_sample=False,
+        pad_token_id=tokenizer.pad_token_id,
+        **stop,
+    )
+    new_tokens = sequences if fmt.encoder_decoder else sequences[:, inputs["input_ids"].shape[1] :]
+    return tokenizer.batch_decode(new_tokens, skip_special_tokens=True)
+
+
+def rouge_l(generated: list[str], references: list[str], *, first_line: bool = False) -> float:
+    """Mean ROUGE-L F1 (``rouge-score``, its default tokenizer) of the stripped generations (``first_line``: only
+    their first line, as a label word is read) against the references; 0.0 for no pairs."""
     from rouge_score import rouge_scorer
 
     scorer = rouge_scorer.RougeScorer(["rougeL"])
     pairs = zip(generated, references, strict=True)
-    values = [scorer.score(ref, gen.strip().split("\n")[0]).get("rougeL").fmeasure for gen, ref in pairs]
+    values = [scorer.score(ref, _answer(gen, first_line)).get("rougeL").fmeasure for gen, ref in pairs]
     return sum(values) / max(1, len(values))
+
+
+def exact_match(generated: list[str], references: list[str], *, first_line: bool = False) -> float:
+    """Share of generations equal to their reference, whitespace-normalised and case-insensitive; 0.0 for none."""
+    pairs = zip(generated, references, strict=True)
+    hits = [_normal(_answer(gen, first_line)) == _normal(ref) for gen, ref in pairs]
+    return sum(hits) / max(1, len(hits))
+
+
+def _answer(generated: str, first_line: bool) -> str:
+    text = generated.strip()
+    return text.split("\n")[0] if first_line else text
+
+
+def _normal(text: str) -> str:
+    return " ".join(text.split()).lower()

@@ -17,6 +17,7 @@ import torch
 from torch import nn
 from transformers import AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoModelForSequenceClassification
 
+from .precision import BaseLoading, load_base
 from .stream import TaskExample
 
 __all__ = ["FORMATS", "ClassificationFormat", "TaskInfo", "TextToTextFormat", "make_format"]
@@ -46,15 +47,23 @@ class ClassificationFormat:
         for i, (offset, size) in enumerate(zip(self.offsets, sizes, strict=True)):
             self.mask[i, offset : offset + size] = True
 
-    def build_base(self, path: str, *, seed: int) -> nn.Module:
+    def build_base(self, path: str, *, seed: int, loading: BaseLoading | None = None) -> nn.Module:
+        """The encoder with a new head over every task's labels (initialised from ``seed``); ``loading``: dtype,
+        quantization and checkpointing of the frozen base (the head stays float32)."""
         id2label = {
             self.offsets[i] + j: f"{t.name}:{label}"
             for i, t in enumerate(self.tasks)
             for j, label in enumerate(t.label_names)
         }
         torch.manual_seed(seed)  # the new head's init
-        return AutoModelForSequenceClassification.from_pretrained(
-            path, num_labels=self.num_labels, id2label=id2label, label2id={v: k for k, v in id2label.items()}
+        return load_base(
+            AutoModelForSequenceClassification,
+            path,
+            loading=loading or BaseLoading(),
+            heads=self.head_modules,
+            num_labels=self.num_labels,
+            id2label=id2label,
+            label2id={v: k for k, v in id2label.items()},
         )
 
     @staticmethod
@@ -106,9 +115,11 @@ class TextToTextFormat:
     def __init__(self, tasks: Sequence[TaskInfo], *, encoder_decoder: bool) -> None:
         self.tasks, self.encoder_decoder = list(tasks), encoder_decoder
 
-    def build_base(self, path: str, *, seed: int) -> nn.Module:
+    def build_base(self, path: str, *, seed: int, loading: BaseLoading | None = None) -> nn.Module:
+        """The language model; ``loading``: dtype, quantization and checkpointing of the frozen base."""
         torch.manual_seed(seed)
-        return (AutoModelForSeq2SeqLM if self.encoder_decoder else AutoModelForCausalLM).from_pretrained(path)
+        auto_class = AutoModelForSeq2SeqLM if self.encoder_decoder else AutoModelForCausalLM
+        return load_base(auto_class, path, loading=loading or BaseLoading())
 
     @staticmethod
     def head_modules(model: nn.Module) -> list[str]:
@@ -220,11 +231,12 @@ def pad_rows(sequences: Sequence[Sequence[int]], value: int, *, left: bool = Fal
     return {"input_ids": ids, "attention_mask": mask}
 
 
-FORMATS = ("auto", "classification", "text2text")
+FORMATS = ("auto", "classification", "text2text", "sft")  # sft: adalink.training.sft, wrapping text2text (loading.py)
 
 
 def make_format(name: str, tasks: Sequence[TaskInfo], model_kind: str) -> ClassificationFormat | TextToTextFormat:
-    """``auto``: classification for encoders, text-to-text for decoders and encoder-decoders."""
+    """``auto``: classification for encoders, text-to-text for decoders and encoder-decoders. ``sft``: the text-to-text
+    format that :class:`adalink.training.sft.SFTFormat` wraps (:func:`adalink.training.loading.setup_model`)."""
     if name not in FORMATS:
         raise ValueError(f"--format {name!r} is invalid: expected one of {list(FORMATS)}.")
     if name == "auto":
@@ -232,5 +244,5 @@ def make_format(name: str, tasks: Sequence[TaskInfo], model_kind: str) -> Classi
     if name == "classification":
         return ClassificationFormat(tasks)
     if model_kind == "encoder":
-        raise ValueError("--format text2text needs a decoder or encoder-decoder model; this model is an encoder.")
+        raise ValueError(f"--format {name} needs a decoder or encoder-decoder model; this model is an encoder.")
     return TextToTextFormat(tasks, encoder_decoder=model_kind == "encoder-decoder")

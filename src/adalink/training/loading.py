@@ -8,14 +8,25 @@ text-to-text) from the easy-VQA runs on the stage-1 TinyVLM: ``adalink train``, 
 
 from __future__ import annotations
 
+from inspect import signature
 from pathlib import Path
 from typing import Any, NamedTuple
 
 from torch import nn
 
-from ..data import TASK_NAMES, TextClassificationData, VQAData, load_easyvqa, load_file_task, load_text_task
+from ..data import (
+    TASK_NAMES,
+    GenerationData,
+    TextClassificationData,
+    VQAData,
+    load_easyvqa,
+    load_file_task,
+    load_text_task,
+)
 from .args import TrainArgs
 from .formats import ClassificationFormat, TaskInfo, TextToTextFormat, make_format
+from .precision import BaseLoading
+from .sft import SFTFormat, is_sft, load_sft_tasks
 
 __all__ = [
     "VLM_ALIAS",
@@ -30,7 +41,7 @@ __all__ = [
 
 VQA_TASK = "easyvqa"
 VLM_ALIAS = "easyvqa-vlm"  # the stage-1 TinyVLM (vision side trained on easy-VQA, MiniLM frozen), built once
-Format = ClassificationFormat | TextToTextFormat
+Format = ClassificationFormat | TextToTextFormat | SFTFormat
 
 
 class ModelSetup(NamedTuple):
@@ -40,13 +51,28 @@ class ModelSetup(NamedTuple):
     fmt: Format  # how examples become batches, losses and predictions (VQAFormat for easy-VQA)
     tokenizer: Any
 
-    def build_base(self, *, seed: int, weights: str | Path | None = None) -> nn.Module:
+    def build_base(
+        self, *, seed: int, weights: str | Path | None = None, loading: BaseLoading | None = None
+    ) -> nn.Module:
         """The base model with the format's head (new ones initialised from ``seed``); ``weights``: a directory to
-        load instead of :attr:`path` (a fully fine-tuned run's own model)."""
-        return self.fmt.build_base(str(weights or self.path), seed=seed)
+        load instead of :attr:`path` (a fully fine-tuned run's own model); ``loading``: the frozen base's dtype,
+        quantization and checkpointing (:mod:`.precision`; default float32, none, off)."""
+        path = str(weights or self.path)
+        if loading is None or loading.is_default:
+            return self.fmt.build_base(path, seed=seed)
+        if not any(
+            p.name == "loading" or p.kind is p.VAR_KEYWORD for p in signature(self.fmt.build_base).parameters.values()
+        ):
+            raise ValueError(
+                f"--dtype, --quantize and --gradient-checkpointing do not apply to the {self.fmt.name} format: it "
+                "builds its own model (the easy-VQA TinyVLM) as float32."
+            )
+        return self.fmt.build_base(path, seed=seed, loading=loading)
 
 
-def load_tasks(args: TrainArgs) -> list[TextClassificationData | VQAData]:
+def load_tasks(args: TrainArgs) -> list[TextClassificationData | VQAData | GenerationData]:
+    if is_sft(args):  # generative: --format sft, or a generative --task (adalink.training.sft)
+        return load_sft_tasks(args)
     if args.train_file:
         data = load_file_task(
             args.train_file, args.eval_file, text_column=args.text_column, label_column=args.label_column
@@ -81,7 +107,10 @@ def setup_model(model: str, format_name: str, tasks: list[TaskInfo]) -> ModelSet
     resolved = resolve_model(model)
     tokenizer = load_tokenizer(resolved.path)
     check_vocabulary(tokenizer, _embedding_rows(resolved.path), model)
-    return ModelSetup(resolved.path, make_format(format_name, tasks, resolved.kind), tokenizer)
+    if format_name == "auto" and any(not t.label_names for t in tasks):  # generative tasks have no labels
+        format_name = "sft"
+    fmt = make_format(format_name, tasks, resolved.kind)
+    return ModelSetup(resolved.path, SFTFormat(fmt) if format_name == "sft" else fmt, tokenizer)
 
 
 def _setup_vlm(model: str, tasks: list[TaskInfo]) -> ModelSetup:

@@ -3,6 +3,11 @@
 The loop runs under ``accelerate`` (one process, or several with ``accelerate launch``); the data order is a pure
 function of (seed, step) (:mod:`.stream`), so checkpoints need no data-loader state and a resumed run matches an
 uninterrupted one bit for bit on CPU.
+
+With ``--eval-every`` the main process scores the validation split every N steps (:mod:`.selection`: best weights,
+early stopping), the other processes wait for its scores. Evaluation draws no random numbers in the training stream:
+the RNG state is taken before and put back after it, so the dropout masks, and the weights, of a run with evaluation
+are those of the same run without it. Trackers (:mod:`.tracking`) receive the losses, scores and configuration.
 """
 
 from __future__ import annotations
@@ -11,7 +16,7 @@ import math
 import os
 import time
 from contextlib import nullcontext
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -20,17 +25,35 @@ import torch
 from ..data import TextClassificationData, VQAData
 from .args import TrainArgs
 from .calls import routed_call, to_device
-from .checkpoints import CheckpointError, latest_checkpoint, read_checkpoint, restore_rng, rng_state, write_checkpoint
+from .checkpoints import (
+    CheckpointError,
+    latest_checkpoint,
+    load_trainable,
+    read_best,
+    read_checkpoint,
+    restore_rng,
+    rng_state,
+    set_rng_state,
+    trainable_tensors,
+    write_checkpoint,
+)
+from .config_file import CONFIG_FILE, write_config
 from .evaluation import evaluate
 from .formats import TaskInfo
 from .loading import ModelSetup, load_tasks, setup_model
 from .methods import AttachedMethod, attach_method
 from .optimizer import build_optimizer, build_schedule, head_parameter_ids
 from .outputs import run_metrics, save_outputs
+from .precision import BaseLoading, check_trainable_dtype
 from .progress import progress_bar
+from .selection import Selection
+from .sharding import check_sharded_run, enable_fsdp_on_cpu, full_trainable, is_sharded
 from .stream import MixedTaskStream
+from .tracking import end_tracking, log_scores, log_step, logging_dir, start_tracking, trackers
 
-__all__ = ["TrainingDivergedError", "train"]
+__all__ = ["LAST_DIR", "TrainingDivergedError", "train"]
+
+LAST_DIR = "last"  # with --eval-every: the last step's adapter, beside the best one
 
 
 class TrainingDivergedError(RuntimeError):
@@ -48,6 +71,7 @@ class _Run:
     scheduler: torch.optim.lr_scheduler.LambdaLR
     stream: MixedTaskStream
     checkpoints: Path
+    selection: Selection  # --eval-every's scores, best weights and early stopping
 
 
 @dataclass
@@ -64,25 +88,39 @@ class _Totals:
 
 
 def train(args: TrainArgs) -> dict[str, Any]:
-    """Train, evaluate on the test split(s), save the adapter, ``run.json`` and ``metrics.json``."""
+    """Train, evaluate on the test split(s), save the adapter, ``config.yaml``, ``run.json`` and ``metrics.json``."""
     args.validate()
-    accelerator = _accelerator(args)
+    out = args.resolved_output_dir()
+    names = trackers(args.report_to)  # a missing tracker package is named before anything is loaded
+    accelerator = _accelerator(args, names)
     datasets = load_tasks(args)
     run = _build(args, datasets)
     totals = _resume_or_start(args, accelerator, run)
+    if accelerator.is_main_process:  # after a refused --resume, the run's own config.yaml stays
+        out.mkdir(parents=True, exist_ok=True)
+        write_config(out / CONFIG_FILE, args)
     run.model, run.optimizer = accelerator.prepare(run.model, run.optimizer)
-    _train_steps(args, accelerator, run, totals)
-    metrics = _evaluate_and_save(args, accelerator, run, datasets, totals)
+    start_tracking(accelerator, names, logging_dir(out, args.logging_dir), out.resolve().name, asdict(args))
+    try:
+        _train_steps(args, accelerator, run, datasets, totals)
+        metrics = _evaluate_and_save(args, accelerator, run, datasets, totals)
+    finally:
+        end_tracking(accelerator)
     accelerator.wait_for_everyone()
     return metrics
 
 
-def _accelerator(args: TrainArgs):
+def _accelerator(args: TrainArgs, log_with: list[str]):
     """The process group, refused when the launcher and accelerate disagree or the batch does not split evenly."""
     from accelerate import Accelerator
 
     # On a machine without CUDA, gloo on CPU; without cpu=True accelerate would start lone single-process runs.
-    accelerator = Accelerator(mixed_precision=args.mixed_precision, cpu=not torch.cuda.is_available())
+    accelerator = Accelerator(
+        mixed_precision=args.mixed_precision,
+        cpu=not torch.cuda.is_available(),
+        log_with=log_with or None,
+        project_dir=str(logging_dir(args.resolved_output_dir(), args.logging_dir)),
+    )
     world = accelerator.num_processes
     launched = int(os.environ.get("WORLD_SIZE", "1"))
     if launched != world:
@@ -95,13 +133,16 @@ def _accelerator(args: TrainArgs):
             f"--batch-size {args.batch_size} must split evenly over {world} process(es) "
             f"x --grad-accum {args.grad_accum}."
         )
+    enable_fsdp_on_cpu(accelerator)  # FSDP asked for on a machine without CUDA (accelerate would run DDP)
+    check_sharded_run(args, accelerator)
     return accelerator
 
 
 def _build(args: TrainArgs, datasets: list[TextClassificationData | VQAData]) -> _Run:
     """The base model with the method attached, its optimiser and schedule, and the stream of training batches."""
     setup = setup_model(args.model, args.format, [TaskInfo(d.name, d.label_names) for d in datasets])
-    base = setup.build_base(seed=args.seed)
+    loading = BaseLoading.from_options(asdict(args))  # --dtype, --quantize, --gradient-checkpointing
+    base = setup.build_base(seed=args.seed, loading=loading)
     attached = attach_method(
         args.method,
         base,
@@ -113,6 +154,7 @@ def _build(args: TrainArgs, datasets: list[TextClassificationData | VQAData]) ->
         options=args.method_options(),
     )
     model = attached.model
+    check_trainable_dtype(model, loading, args.method)
     trainable = [p for p in model.parameters() if p.requires_grad]
     optimizer = build_optimizer(args, trainable, head_parameter_ids(model, setup.fmt))
     scheduler = build_schedule(args, optimizer)
@@ -120,11 +162,13 @@ def _build(args: TrainArgs, datasets: list[TextClassificationData | VQAData]) ->
         [d.train for d in datasets], seed=args.seed, global_batch_size=args.batch_size, mixing=args.task_mixing
     )
     checkpoints = args.resolved_output_dir() / "checkpoints"
-    return _Run(setup, attached, model, optimizer, scheduler, stream, checkpoints)
+    selection = Selection(args.eval_every, args.early_stopping_patience, args.max_steps)
+    return _Run(setup, attached, model, optimizer, scheduler, stream, checkpoints, selection)
 
 
 def _resume_or_start(args: TrainArgs, accelerator, run: _Run) -> _Totals:
-    """With ``--resume``, restore the last checkpoint (weights, optimiser, schedule, RNG); else seed dropout."""
+    """With ``--resume``, restore the last checkpoint (weights, optimiser, schedule, RNG, the selection state of
+    ``--eval-every``); else seed dropout."""
     checkpoint = latest_checkpoint(run.checkpoints) if args.resume else None
     if args.resume and checkpoint is None:
         accelerator.print(f"--resume: no checkpoint in {run.checkpoints}; starting from step 0.")
@@ -136,7 +180,9 @@ def _resume_or_start(args: TrainArgs, accelerator, run: _Run) -> _Totals:
     if state["args"] != key:
         changed = sorted(k for k in state["args"].keys() | key.keys() if state["args"].get(k) != key.get(k))
         raise ValueError(f"--resume: {checkpoint} was made with different settings for {changed}; pass the same ones.")
-    _restore_trainable(run.model, tensors, checkpoint)
+    load_trainable(run.model, tensors, checkpoint)
+    if run.selection.enabled:
+        run.selection.restore(state["selection"], read_best(checkpoint))
     try:
         run.optimizer.load_state_dict(optim_state)
         run.scheduler.load_state_dict(sched_state)
@@ -147,22 +193,13 @@ def _resume_or_start(args: TrainArgs, accelerator, run: _Run) -> _Totals:
     return _Totals(state["step"], state["tokens"], state["train_seconds"], state["history"])
 
 
-def _restore_trainable(model: torch.nn.Module, tensors: dict[str, torch.Tensor], checkpoint: Path) -> None:
-    """Copy a checkpoint's trainable tensors into ``model``, refusing names or shapes that do not fit it."""
-    params = {name: p for name, p in model.named_parameters() if p.requires_grad}
-    wrong = sorted(n for n in params if n not in tensors or tensors[n].shape != params[n].shape)
-    if wrong or set(tensors) - set(params):
-        raise CheckpointError(
-            f"{checkpoint} does not fit this run's trainable parameters (missing or differently shaped: {wrong[:5]}, "
-            f"unexpected: {sorted(set(tensors) - set(params))[:5]})."
-        )
-    with torch.no_grad():
-        for name, param in params.items():
-            param.copy_(tensors[name])
-
-
-def _train_steps(args: TrainArgs, accelerator, run: _Run, totals: _Totals) -> None:
-    """Steps ``totals.step + 1 .. --max-steps``, with a progress bar and a checkpoint every ``--save-every``."""
+def _train_steps(
+    args: TrainArgs, accelerator, run: _Run, datasets: list[TextClassificationData | VQAData], totals: _Totals
+) -> None:
+    """Steps ``totals.step + 1 .. --max-steps`` with a progress bar, a validation score every ``--eval-every`` and a
+    checkpoint every ``--save-every``; early stopping ends them sooner (and checkpoints where it stopped)."""
+    if run.selection.stopped:  # resumed after early stopping had ended the run
+        return
     call = routed_call(run.model, run.attached.task_aware)
     run.model.train()
     progress = progress_bar(
@@ -187,15 +224,74 @@ def _train_steps(args: TrainArgs, accelerator, run: _Run, totals: _Totals) -> No
         totals.tokens += int(accelerator.reduce(torch.tensor(step_tokens, device=accelerator.device), reduction="sum"))
         totals.history.append(round(mean_loss, 6))
         totals.step = step + 1
-        recent = totals.history[-20:]
-        progress.set_postfix(
-            loss=f"{sum(recent) / len(recent):.4f}",
-            lr=f"{run.scheduler.get_last_lr()[0]:.2e}",
-            tok_s=f"{totals.tokens / max(totals.seconds, 1e-9):.0f}",
-        )
-        if totals.step % args.save_every == 0 or totals.step == args.max_steps:
+        _report_step(accelerator, run, totals, progress)
+        if run.selection.due(totals.step):
+            _validate(args, accelerator, run, datasets, totals.step, progress)
+        if totals.step % args.save_every == 0 or totals.step == args.max_steps or run.selection.stopped:
             _checkpoint(args, accelerator, run, totals)
+        if run.selection.stopped:
+            break
     progress.close()
+
+
+def _report_step(accelerator, run: _Run, totals: _Totals, progress) -> None:
+    """The progress bar's postfix (mean loss of the last 20 steps) and the trackers' scalars of this step."""
+    recent = totals.history[-20:]
+    learning_rate = run.scheduler.get_last_lr()[0]
+    tokens_per_second = totals.tokens / max(totals.seconds, 1e-9)
+    postfix = {
+        "loss": f"{sum(recent) / len(recent):.4f}",
+        "lr": f"{learning_rate:.2e}",
+        "tok_s": f"{tokens_per_second:.0f}",
+    }
+    if run.selection.history:
+        postfix["val"] = f"{run.selection.history[-1]['score']:.4f}"
+    progress.set_postfix(postfix)
+    log_step(
+        accelerator,
+        totals.step,
+        loss=totals.history[-1],
+        learning_rate=learning_rate,
+        tokens_per_second=tokens_per_second,
+    )
+
+
+def _validate(
+    args: TrainArgs, accelerator, run: _Run, datasets: list[TextClassificationData | VQAData], step: int, progress
+) -> None:
+    """Score the validation split on the main process (the others receive its scores), record them in
+    ``run.selection`` (keeping the weights if they are the best yet), print and log them. The RNG state is put back
+    afterwards, so evaluation does not shift the training's dropout masks."""
+    unwrapped = accelerator.unwrap_model(run.model)
+    scores = None
+    if accelerator.is_main_process:
+        training_rng = rng_state()
+        scores = evaluate(
+            unwrapped,
+            run.attached.task_aware,
+            run.setup.fmt,
+            run.setup.tokenizer,
+            datasets,
+            split="validation",
+            max_examples=args.max_eval,
+            max_length=args.max_length,
+        )
+        set_rng_state(training_rng)
+    if accelerator.num_processes > 1:
+        from accelerate.utils import broadcast_object_list
+
+        scores = broadcast_object_list([scores])[0]
+    keep = accelerator.is_main_process  # only the main process writes checkpoints and outputs
+    selection = run.selection
+    selection.record(step, scores, lambda: trainable_tensors(unwrapped) if keep else None)
+    log_scores(accelerator, "eval", step, scores)
+    if accelerator.is_main_process:
+        stop = f"; no better score in {selection.patience} evaluations: stopping early" if selection.stopped else ""
+        progress.write(
+            f"step {step}: validation {selection.history[-1]['score']:.4f} "
+            f"({', '.join(f'{k} {v:.4f}' for k, v in scores.items())}); "
+            f"best {selection.best_score:.4f} at step {selection.best_step}{stop}"
+        )
 
 
 def _accumulate_gradients(args: TrainArgs, accelerator, run: _Run, call, step: int) -> tuple[float, int]:
@@ -240,30 +336,53 @@ def _checkpoint(args: TrainArgs, accelerator, run: _Run, totals: _Totals) -> Non
     from accelerate.utils import gather_object
 
     rng_states = gather_object([rng_state()]) if accelerator.num_processes > 1 else [rng_state()]
+    sharded = full_trainable(accelerator, run.model) if is_sharded(accelerator) else None  # every process gathers
     if accelerator.is_main_process:
         unwrapped = accelerator.unwrap_model(run.model)
+        state = {"args": args.resume_key(), **totals.checkpoint_state()}
+        if run.selection.enabled:
+            state["selection"] = run.selection.checkpoint_state()
         write_checkpoint(
             run.checkpoints,
             totals.step,
-            trainable={n: p for n, p in unwrapped.named_parameters() if p.requires_grad},
+            trainable=trainable_tensors(unwrapped) if sharded is None else sharded,
             optimizer=run.optimizer.state_dict(),
             scheduler=run.scheduler.state_dict(),
             rng_states=rng_states,
-            state={"args": args.resume_key(), **totals.checkpoint_state()},
+            state=state,
             keep=args.keep_checkpoints,
+            best=run.selection.best_weights,
         )
     accelerator.wait_for_everyone()
+
+
+def _unsharded_copy(args: TrainArgs, accelerator, run: _Run, datasets: list[TextClassificationData | VQAData]) -> _Run:
+    """On the main process, the run rebuilt unsharded with the trained weights every process gathered."""
+    tensors = full_trainable(accelerator, run.model)
+    if not accelerator.is_main_process:
+        return run
+    copy = _build(args, datasets)
+    load_trainable(copy.model, tensors, "the sharded run's gathered weights")
+    return replace(run, attached=copy.attached, model=copy.model)
 
 
 def _evaluate_and_save(
     args: TrainArgs, accelerator, run: _Run, datasets: list[TextClassificationData | VQAData], totals: _Totals
 ) -> dict[str, Any]:
-    """On the main process: score the test split(s), write the outputs and print the score; elsewhere ``{}``."""
+    """On the main process: with ``--eval-every`` keep the last weights under ``last/`` and go back to the best ones;
+    score the test split(s), write the outputs and print the score; elsewhere ``{}``."""
+    if is_sharded(accelerator):  # a sharded model's forward pass is collective: use an unsharded copy on the main one
+        run = _unsharded_copy(args, accelerator, run, datasets)
     unwrapped = accelerator.unwrap_model(run.model)
     if not accelerator.is_main_process:
         return {}
     path, fmt, tokenizer = run.setup
+    out, selection = args.resolved_output_dir(), run.selection
+    if selection.enabled:
+        save_outputs(out / LAST_DIR, args, path, fmt, run.attached.saves_adapter, unwrapped, tokenizer, None)
+        load_trainable(unwrapped, selection.best_weights, f"the best weights (step {selection.best_step})")
     rouge_l: dict[str, float] = {}
+    exact_match: dict[str, float] = {}
     scores = evaluate(
         unwrapped,
         run.attached.task_aware,
@@ -274,16 +393,22 @@ def _evaluate_and_save(
         max_examples=args.max_eval,
         max_length=args.max_length,
         rouge_l=rouge_l,
+        exact_match=exact_match,
     )
     metrics = run_metrics(
         args, datasets, scores, unwrapped, fmt, tokens=totals.tokens, seconds=totals.seconds, history=totals.history
     )
     if rouge_l:
         metrics["rouge_l"] = rouge_l
-    out = args.resolved_output_dir()
+    if exact_match and fmt.name == "sft":  # text2text's score is already exact match
+        metrics["exact_match"] = exact_match
+    if selection.enabled:
+        metrics.update(selection.summary(), last_adapter=LAST_DIR)
+    log_scores(accelerator, "test", totals.step, scores)
     save_outputs(out, args, path, fmt, run.attached.saves_adapter, unwrapped, tokenizer, metrics)
+    best = f" with the weights of step {selection.best_step} (best on validation)" if selection.enabled else ""
     print(
         f"{fmt.name} {metrics['metric']} on test: {metrics['score']:.4f} "
-        f"({', '.join(f'{k} {v:.4f}' for k, v in metrics['per_task'].items())}); saved to {out}"
+        f"({', '.join(f'{k} {v:.4f}' for k, v in metrics['per_task'].items())}){best}; saved to {out}"
     )
     return metrics

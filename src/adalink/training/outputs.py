@@ -1,5 +1,10 @@
 """What a finished run leaves in its output directory: the adapter (or, for full tuning, the whole model under
-``model/``), ``run.json`` (how to rebuild it: model, format, tasks and labels, arguments) and ``metrics.json``."""
+``model/``), ``run.json`` (how to rebuild it: model, format, tasks and labels, arguments) and ``metrics.json``.
+
+With ``--eval-every`` the directory holds the weights of the best validation score, and ``last/`` (the same files,
+no ``metrics.json``) those of the last step; ``adalink eval --adapter <run>/last`` scores them. ``config.yaml``
+(:mod:`.config_file`) is written when the run starts.
+"""
 
 from __future__ import annotations
 
@@ -38,7 +43,7 @@ def run_metrics(
     trainable = [p for p in params if p.requires_grad]
     return {
         "score": sum(scores.values()) / len(scores),
-        "metric": "exact_match" if fmt.name == "text2text" else "accuracy",
+        "metric": getattr(fmt, "metric", "exact_match" if fmt.name == "text2text" else "accuracy"),
         "per_task": scores,
         "majority_baseline": {d.name: d.majority_baseline(split="test", max_examples=args.max_eval) for d in datasets},
         "trainable_params": sum(p.numel() for p in trainable if id(p) not in heads),
@@ -47,7 +52,7 @@ def run_metrics(
         "train_seconds": round(seconds, 3),
         "train_tokens": tokens,
         "train_tokens_per_second": round(tokens / max(seconds, 1e-9), 1),
-        "steps": args.max_steps,
+        "steps": len(history),  # --max-steps, or fewer when --early-stopping-patience stopped the run
         "initial_loss": _mean(history[:10]),  # mean of the first 10 steps
         "final_loss": _mean(history[-10:]),  # mean of the last 10 steps
         "model": args.model,
@@ -65,9 +70,10 @@ def save_outputs(
     saves_adapter: bool,
     model: torch.nn.Module,
     tokenizer: Any,
-    metrics: dict[str, Any],
+    metrics: dict[str, Any] | None,
 ) -> None:
-    """Write the adapter (or the whole model and its tokenizer), ``run.json`` and ``metrics.json`` into ``out``."""
+    """Write the adapter (or the whole model and its tokenizer), ``run.json`` and ``metrics.json`` (unless
+    ``metrics`` is None) into ``out``; ``metrics.json`` comes last, so its presence means the rest is complete."""
     out.mkdir(parents=True, exist_ok=True)
     if saves_adapter:
         model.save_pretrained(out)
@@ -86,7 +92,8 @@ def save_outputs(
         "args": asdict(args),
     }
     write_json_atomic(out / RUN_FILE, run)
-    write_json_atomic(out / METRICS_FILE, metrics)
+    if metrics is not None:
+        write_json_atomic(out / METRICS_FILE, metrics)
 
 
 def _mean(values: list[float]) -> float | None:

@@ -1,0 +1,99 @@
+"""Sharded training through accelerate's FSDP2: what the training loop needs beyond data-parallel (DDP) runs.
+
+Launch with the repository's config: ``accelerate launch --config_file configs/accelerate/fsdp.yaml -m adalink train
+...`` (``docs/scaling.md``). FSDP2 (``torch.distributed.fsdp.fully_shard``) shards every parameter, frozen base and
+adapter alike, over the processes; each forward pass gathers a block's weights and frees them again, and gradients are
+reduce-scattered, so each process holds ``1 / N`` of the weights, gradients and optimiser state.
+
+Three things differ from DDP, and this module does them:
+
+- accelerate (1.x) shards only on accelerators: on a machine without one it would silently fall back to DDP. Where
+  FSDP is asked for on CPU (the tests, over gloo), :func:`enable_fsdp_on_cpu` sets accelerate's state to FSDP, so the
+  same FSDP2 code path runs there as on GPUs.
+- A parameter is a ``DTensor`` holding this process's shard: :func:`full_trainable` gathers the trainable ones (a
+  collective: every process calls it) for checkpoints and the saved adapter.
+- A forward pass is a collective too, so the main process cannot evaluate the sharded model alone: the loop rebuilds
+  an unsharded copy there with the gathered weights (:func:`is_sharded` tells it when).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import torch
+
+from .args import TrainArgs
+
+__all__ = ["check_sharded_run", "enable_fsdp_on_cpu", "fsdp_requested", "full_trainable", "is_sharded"]
+
+
+def fsdp_requested() -> bool:
+    """Whether ``accelerate launch`` was asked for FSDP (``--use_fsdp`` or a config with ``distributed_type: FSDP``)."""
+    return os.environ.get("ACCELERATE_USE_FSDP", "false").lower() == "true"
+
+
+def is_sharded(accelerator: Any) -> bool:
+    from accelerate.utils import DistributedType
+
+    return accelerator.distributed_type == DistributedType.FSDP
+
+
+def enable_fsdp_on_cpu(accelerator: Any) -> None:
+    """On a machine without CUDA, run the FSDP that was asked for (accelerate would fall back to DDP).
+
+    Raises:
+        ValueError: FSDP1 was asked for: only FSDP2 runs over gloo on CPU.
+    """
+    if not fsdp_requested() or torch.cuda.is_available() or accelerator.num_processes < 2 or is_sharded(accelerator):
+        return
+    from accelerate.state import PartialState
+    from accelerate.utils import DistributedType, FullyShardedDataParallelPlugin
+
+    plugin = FullyShardedDataParallelPlugin()  # from the launcher's FSDP_* environment
+    if plugin.fsdp_version != 2:
+        raise ValueError(
+            f"FSDP version {plugin.fsdp_version} on CPU: only FSDP2 (fsdp_version: 2, torch's fully_shard) runs over "
+            "gloo; use configs/accelerate/fsdp.yaml."
+        )
+    accelerator.state.distributed_type = DistributedType.FSDP
+    accelerator.state.fsdp_plugin = plugin
+    PartialState().distributed_type = DistributedType.FSDP  # as accelerate does on GPUs: a later state reads it there
+
+
+def check_sharded_run(args: TrainArgs, accelerator: Any) -> None:
+    """Refuse what a sharded run does not support yet, naming the option.
+
+    Raises:
+        ValueError: With ``--resume`` (the optimiser state is sharded), ``--eval-every`` (validation during training
+            would be a collective forward pass on the main process alone) or ``--quantize`` (FSDP2 cannot shard
+            torchao's or bitsandbytes' packed weights here).
+    """
+    if not is_sharded(accelerator):
+        return
+    refused = {
+        "--resume": args.resume,
+        "--eval-every": args.eval_every > 0,
+        f"--quantize {args.quantize}": args.quantize != "none",
+    }
+    given = [flag for flag, on in refused.items() if on]
+    if given:
+        raise ValueError(
+            f"{', '.join(given)} is not supported with FSDP (sharded) training yet; use DDP "
+            "(configs/accelerate/ddp.yaml) or drop it. See docs/scaling.md."
+        )
+    version = accelerator.state.fsdp_plugin.fsdp_version
+    accelerator.print(f"Sharded training: FSDP{version} over {accelerator.num_processes} processes.")
+
+
+def full_trainable(accelerator: Any, model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """CPU copies of the (prepared) model's trainable parameters, by name, whole: a sharded one is gathered from every
+    process. Every process must call it (in a sharded run it is a collective); each gets the same tensors."""
+    from torch.distributed.tensor import DTensor
+
+    tensors = {}
+    for name, param in accelerator.unwrap_model(model).named_parameters():
+        if param.requires_grad:
+            whole = param.full_tensor() if isinstance(param, DTensor) else param
+            tensors[name] = whole.detach().to("cpu", copy=True)
+    return tensors

@@ -1,0 +1,96 @@
+"""``--report-to``: the names it takes, a missing tracker refused before training with the pip line, and what a run
+logs, read back from TensorBoard's event files and MLflow's local file store."""
+
+import importlib.util
+import json
+import os
+
+import pytest
+import yaml
+
+from adalink.cli import main
+from adalink.training.args import TrainArgs
+from adalink.training.tracking import TRACKERS, tracker_names
+from tiny_models import save_tiny_checkpoint, write_sentiment_csv
+
+MAX_STEPS, EVAL_EVERY = 8, 4
+
+
+def _installed(package: str) -> bool:
+    return importlib.util.find_spec(package) is not None
+
+
+def test_names_all_and_none():
+    assert tracker_names("none") == [] and tracker_names("MLflow, tensorboard") == ["tensorboard", "mlflow"]
+    assert tracker_names("all") == [t for t in TRACKERS if _installed(t)]
+    for bad in ("tensorbored", "none,wandb", ""):
+        with pytest.raises(ValueError, match=r"--report-to .* is invalid: expected none, all, or a comma-separated"):
+            TrainArgs(report_to=bad).validate()
+
+
+@pytest.mark.parametrize("tracker", ["wandb", "trackio"])
+def test_a_missing_tracker_is_refused_before_training_with_the_pip_line(tracker, tmp_path, capsys):
+    if _installed(tracker):
+        pytest.skip(f"{tracker} is installed here")
+    out = tmp_path / "run"
+    assert main(["train", "--report-to", f"tensorboard,{tracker}", "--output-dir", str(out)]) == 2
+    assert f"pip install 'adalink[{tracker}]'" in capsys.readouterr().err
+    assert not out.exists()  # nothing was loaded or written
+
+
+@pytest.fixture(scope="module")
+def tracked_run(tmp_path_factory):
+    pytest.importorskip("tensorboard")
+    pytest.importorskip("mlflow")
+    root = tmp_path_factory.mktemp("tracking")
+    model = save_tiny_checkpoint(root / "tiny-bert", "bert")
+    data = write_sentiment_csv(root / "s.csv", 60)
+    out = root / "run"
+    args = [
+        *("train", "--model", model, "--train-file", data, "--output-dir", str(out), "--rank", "2"),
+        *("--batch-size", "8", "--max-steps", str(MAX_STEPS), "--eval-every", str(EVAL_EVERY), "--max-eval", "8"),
+        *("--report-to", "tensorboard,mlflow"),
+    ]
+    assert main(args) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    state = json.loads((out / "checkpoints" / f"step-{MAX_STEPS:08d}" / "state.json").read_text())
+    return {"out": out, "metrics": metrics, "losses": state["history"]}
+
+
+def test_tensorboard_holds_the_loss_of_every_step_and_the_scores(tracked_run):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    logs = tracked_run["out"] / "logs" / "run"  # <logging dir>/<run name>
+    events = EventAccumulator(str(logs))
+    events.Reload()
+    scalars = {tag: [(e.step, e.value) for e in events.Scalars(tag)] for tag in events.Tags()["scalars"]}
+    losses = tracked_run["losses"]
+    assert [step for step, _ in scalars["train/loss"]] == list(range(1, MAX_STEPS + 1))
+    assert [value for _, value in scalars["train/loss"]] == pytest.approx(losses, abs=1e-6)  # stored as float32
+    assert {"train/learning_rate", "train/tokens_per_second", "eval/s", "test/score"} <= scalars.keys()
+    history = tracked_run["metrics"]["eval_history"]
+    assert scalars["eval/score"] == [(h["step"], pytest.approx(h["score"])) for h in history]
+    assert [s for s, _ in scalars["eval/score"]] == [EVAL_EVERY, 2 * EVAL_EVERY]
+    assert scalars["test/score"] == [(MAX_STEPS, pytest.approx(tracked_run["metrics"]["score"]))]
+    (hparams,) = logs.glob("*/hparams.yml")  # the configuration accelerate stores beside the events
+    logged = yaml.safe_load(hparams.read_text())
+    assert logged["max_steps"] == MAX_STEPS and logged["lr"] == "None" and logged["report_to"] == "tensorboard,mlflow"
+
+
+def test_mlflow_writes_a_local_file_store_with_params_and_metrics(tracked_run):
+    import mlflow
+    from mlflow.tracking import MlflowClient
+
+    store = tracked_run["out"] / "logs" / "mlruns"
+    assert store.is_dir() and os.environ["MLFLOW_ALLOW_FILE_STORE"] == "true"
+    client = MlflowClient(tracking_uri=store.as_uri())
+    (run,) = client.search_runs([client.get_experiment_by_name("run").experiment_id])
+    assert run.info.status == "FINISHED" and mlflow.get_tracking_uri().startswith("file:")
+    assert run.data.params["max_steps"] == str(MAX_STEPS) and run.data.params["head_lr"] == "None"
+    history = client.get_metric_history(run.info.run_id, "train/loss")
+    assert [m.step for m in history] == list(range(1, MAX_STEPS + 1))
+    assert [m.value for m in history] == pytest.approx(tracked_run["losses"], abs=1e-9)
+    scores = client.get_metric_history(run.info.run_id, "eval/score")
+    assert [(m.step, m.value) for m in scores] == [
+        (h["step"], h["score"]) for h in tracked_run["metrics"]["eval_history"]
+    ]
