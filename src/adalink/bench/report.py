@@ -200,6 +200,12 @@ def write_report(out: Path, report: Path) -> Path:
 
 def _perf_parts(out: Path) -> list[str]:
     parts = ["## Performance benchmarks", ""]
+    parts += [
+        "Training memory at scale (float32, bfloat16 and int8 bases, with and without activation checkpointing, "
+        "AdaLink, LoRA and full tuning on SmolLM2-135M, projected to 1B, 7B and 13B): "
+        "[benchmarks/MEMORY.md](benchmarks/MEMORY.md), written by `benchmarks/memory.py`.",
+        "",
+    ]
     for name in PERF_SCRIPTS:
         path = out / PERF_DIR / f"{name}.json"
         if path.is_file():
@@ -207,4 +213,4 @@ def _perf_parts(out: Path) -> list[str]:
     notes = out / PERF_DIR / "NOTES.md"
     if notes.is_file():
         parts += [notes.read_text().strip(), ""]
-    return parts if len(parts) > 2 else [*parts, "_Not run yet._", ""]
+    return parts if len(parts) > 4 else [*parts, "_Not run yet._", ""]
