@@ -1,9 +1,10 @@
 """Packaged datasets for examples, tests and the training CLI.
 
 See :mod:`adalink.data.text_tasks` for how each task is read, :mod:`adalink.data.cleaning` for how every text task
-is cleaned and split, :mod:`adalink.data.files` for tasks read from the user's own CSV / JSON Lines files,
-:mod:`adalink.data.easyvqa` for the synthetic visual question answering data (questions; the images are read by
-:mod:`adalink.data.images`), and :mod:`adalink.data.generation` for generative (prompt -> response) tasks.
+is cleaned and split, :mod:`adalink.data.files` for tasks read from the user's own files (CSV, JSON Lines, Parquet,
+``save_to_disk`` directories; read by :mod:`adalink.data.tables`), :mod:`adalink.data.easyvqa` for the synthetic
+visual question answering data (questions; the images are read by :mod:`adalink.data.images`), and
+:mod:`adalink.data.generation` for generative (prompt -> response) tasks.
 """
 
 from .cleaning import Example

@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..data import TASK_NAMES
+from ..data import GENERATION_TASK_NAMES, TASK_NAMES
 from ..methods.base import METHOD_CONFIGS
 from .methods import method_names
 from .precision import DTYPES, QUANTIZATIONS, BaseLoading
@@ -29,7 +29,11 @@ class TrainArgs:
         metadata={"help": "minilm, smollm2-135m, a local directory or a cached hub name; easyvqa: easyvqa-vlm"},
     )
     task: str = field(
-        default="tweets", metadata={"help": f"comma-separated tasks from {', '.join(TASK_NAMES)}, or easyvqa (images)"}
+        default="tweets",
+        metadata={
+            "help": f"comma-separated tasks from {', '.join(TASK_NAMES)} (classification), "
+            f"{', '.join(GENERATION_TASK_NAMES)} (generative, --format sft) or easyvqa (images)"
+        },
     )
     method: str = field(default="adalink", metadata={"help": "one of: " + ", ".join(method_names())})
     rank: int = field(default=8, metadata={"help": "AdaLink rank r"})
@@ -70,8 +74,17 @@ class TrainArgs:
         default=None,
         metadata={"help": "evaluate on the first N test examples per task (and N validation ones for --eval-every)"},
     )
-    train_file: str | None = field(default=None, metadata={"help": "your own CSV/JSONL training data"})
-    eval_file: str | None = field(default=None, metadata={"help": "your own CSV/JSONL evaluation data"})
+    train_file: str | None = field(
+        default=None,
+        metadata={
+            "help": "your own training data: CSV, JSON Lines, Parquet or a datasets save_to_disk directory; split "
+            "80/10/10 unless --eval-file is given"
+        },
+    )
+    eval_file: str | None = field(
+        default=None,
+        metadata={"help": "held-out data in any --train-file format, split 50/50 into validation and test"},
+    )
     text_column: str = field(default="text", metadata={"help": "text column of --train-file/--eval-file"})
     label_column: str = field(default="label", metadata={"help": "label column of --train-file/--eval-file"})
     mixed_precision: str = field(default="no", metadata={"help": "no, fp16 or bf16 (accelerate)"})
