@@ -10,6 +10,18 @@ def text_model_name(request) -> str:
     return request.param
 
 
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Tiny models run fastest on one thread (far faster than on several when the cores are shared); module scope, so
+    that module-scoped training runs use it too. Request it with ``pytest.mark.usefixtures("one_torch_thread")``."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 def pytest_configure(config) -> None:
     # slow cells (a subprocess each, e.g. a SIGKILLed `adalink train`); CI runs them too: -m "not slow" skips them
     config.addinivalue_line("markers", "slow: slow test (subprocesses); run in CI, `-m 'not slow'` skips it locally")

@@ -161,12 +161,7 @@ def workspace(tmp_path_factory):
     return {"root": root, "data": write_pairs(root / "pairs.jsonl"), "models": models}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _train(workspace, name: str, kind: str, method: str, *extra: str) -> dict:
