@@ -16,9 +16,10 @@ import hashlib
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-__all__ = ["Example", "deduplicate", "normalise_text", "split_examples", "split_key"]
+__all__ = ["Example", "deduplicate", "normalise_text", "split_examples", "split_held_out", "split_key"]
 
 _TRAIN_END, _VALIDATION_END = 0.8, 0.9
+_HELD_OUT_VALIDATION_END = 0.5  # a separate eval file: half validation, half test
 
 
 @dataclass(frozen=True)
@@ -87,3 +88,18 @@ def split_examples(
         index = 0 if key < _TRAIN_END else 1 if key < _VALIDATION_END else 2
         splits[index].append(example)
     return tuple(splits[0]), tuple(splits[1]), tuple(splits[2])
+
+
+def split_held_out(examples: Iterable[Example]) -> tuple[tuple[Example, ...], tuple[Example, ...]]:
+    """Split a held-out set (the user's ``--eval-file``) 50/50 into validation/test by :func:`split_key`.
+
+    Args:
+        examples: Deduplicated examples in any order.
+
+    Returns:
+        ``(validation, test)``, each sorted by ``(split key, text)``.
+    """
+    keyed = sorted(((split_key(example.text), example.text, example) for example in examples), key=lambda k: k[:2])
+    validation = tuple(example for key, _, example in keyed if key < _HELD_OUT_VALIDATION_END)
+    test = tuple(example for key, _, example in keyed if key >= _HELD_OUT_VALIDATION_END)
+    return validation, test

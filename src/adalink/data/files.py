@@ -42,7 +42,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from .cleaning import Example, deduplicate, normalise_text, split_examples, split_key
+from .cleaning import deduplicate, normalise_text, split_examples, split_held_out, split_key
 from .tables import SUPPORTED_EXTENSIONS, DataFileError, MissingColumnError, read_table, row_location
 from .text_tasks import TextClassificationData
 
@@ -52,7 +52,6 @@ __all__ = [
     "load_file_task",
 ]
 
-_EVAL_VALIDATION_END = 0.5
 _COLUMNS_HINT = "Choose the columns with text_column / label_column (--text-column / --label-column in the CLI)."
 
 
@@ -120,21 +119,6 @@ def _shown(value: Any) -> str:
         return repr(value)[:80]
 
 
-def _split_eval(examples: list[Example]) -> tuple[tuple[Example, ...], tuple[Example, ...]]:
-    """Split eval examples 50/50 into validation/test by :func:`~adalink.data.cleaning.split_key`.
-
-    Args:
-        examples: Deduplicated examples in any order.
-
-    Returns:
-        ``(validation, test)``, each sorted by ``(split key, text)``.
-    """
-    keyed = sorted(((split_key(example.text), example.text, example) for example in examples), key=lambda k: k[:2])
-    validation = tuple(example for key, _, example in keyed if key < _EVAL_VALIDATION_END)
-    test = tuple(example for key, _, example in keyed if key >= _EVAL_VALIDATION_END)
-    return validation, test
-
-
 def load_file_task(
     train_file: str | Path,
     eval_file: str | Path | None = None,
@@ -194,5 +178,5 @@ def load_file_task(
                 "every text appears with conflicting labels."
             )
         train = tuple(sorted(train_examples, key=lambda example: (split_key(example.text), example.text)))
-        validation, test = _split_eval(eval_examples)
+        validation, test = split_held_out(eval_examples)
     return TextClassificationData(name or train_path.stem, label_names, train, validation, test)

@@ -41,7 +41,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .cleaning import Example, normalise_text, split_examples, split_key
+from .cleaning import Example, normalise_text, split_examples, split_held_out, split_key
 from .tables import DataFileError, MissingColumnError, read_table, row_location
 from .text_tasks import read_bbc_articles
 
@@ -57,7 +57,6 @@ __all__ = [
 
 DEFAULT_MAX_NEW_TOKENS = 64
 MESSAGES_COLUMN = "messages"
-_EVAL_VALIDATION_END = 0.5
 _HEADLINE_INSTRUCTION = "Write the headline of this news article."
 _LEAD_WORDS = 60
 
@@ -202,9 +201,9 @@ def load_generation_file(
         train, validation, test = _split(train_rows)
     else:
         train = tuple(sorted(train_rows, key=_order))
-        held_out = sorted(_read_examples(Path(eval_file), "--eval-file", prompt_column, response_column), key=_order)
-        validation = tuple(e for e in held_out if split_key(e.key) < _EVAL_VALIDATION_END)
-        test = tuple(e for e in held_out if split_key(e.key) >= _EVAL_VALIDATION_END)
+        held_out = _read_examples(Path(eval_file), "--eval-file", prompt_column, response_column)
+        proxies = [Example(e.key, index) for index, e in enumerate(held_out)]
+        validation, test = (tuple(held_out[proxy.label] for proxy in part) for part in split_held_out(proxies))
     return GenerationData(name or Path(train_file).stem, train, validation, test)
 
 
