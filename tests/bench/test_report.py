@@ -56,13 +56,16 @@ def test_standard_is_the_headline_and_says_how_much_is_finished(report):
 def test_scores_verdicts_and_sweep(report):
     text = report["text"]
     assert "| full | 5e-05 | 3 | 91.00 ± 1.00 | +9.0 (s.e. 1.3): **better** | — |" in text
-    assert "| **adalink** | 6e-03 | 3 | 82.00 ± 2.00 | — | -9.0 (s.e. 1.3): **worse** |" in text
+    assert "| **adalink** | 6e-03 (highest swept) | 3 | 82.00 ± 2.00 | — | -9.0 (s.e. 1.3): **worse** |" in text
     assert (
         "| lora | 3e-04 (provisional) | 1 | 83.00 | +1.0 (one seed: no spread) | -8.0 (one seed: no spread) |" in text
     )
     assert "Against full tuning: worse (1): adalink; one seed: no spread (1): lora." in text
     assert "| minilm | tweets | **adalink** | 70.00 at 6e-04 | 75.00 at 2e-03 | **78.00 at 6e-03** |" in text
     assert "| minilm | tweets | lora | **80.00 at 3e-04** | — | — |" in text
+    # AdaLink's best validation rate is the top of its sweep (full tuning's is inside it; lora's sweep is unfinished)
+    assert "1 of 2 finished sweeps chose their highest rate: **adalink** (minilm)." in text
+    assert "| **adalink** | 6e-03 (highest swept) | 1 | 60.00 |" in text  # bbc re-uses tweets' rate and its doubt
 
 
 def test_pareto_plots_frontiers_survey_and_notes(report):

@@ -1,0 +1,26 @@
+"""Which methods chose a learning rate at the edge of their sweep (the report's doubt about under-tuning)."""
+
+from adalink.bench.aggregate import Cell
+from adalink.bench.headline import sweep_edges
+
+
+def _cell(method: str, lr: float, sweep: dict[float, float | None], task: str = "tweets") -> Cell:
+    return Cell("standard", "minilm", task, method, lr, runs=[], sweep=sweep)
+
+
+def test_highest_and_lowest_rates_are_edges_inside_is_not():
+    cells = [
+        _cell("adalink", 6e-3, {6e-4: 0.70, 2e-3: 0.75, 6e-3: 0.78}),
+        _cell("lora_all", 3e-4, {3e-4: 0.88, 1e-3: 0.86, 3e-3: 0.68}),
+        _cell("full", 5e-5, {1.5e-5: 0.85, 5e-5: 0.88, 1.5e-4: 0.86}),
+        _cell("adalink", 6e-3, {}, task="bbc"),  # re-uses the rate: no sweep of its own
+    ]
+    assert sweep_edges(cells) == {("minilm", "adalink"): "highest", ("minilm", "lora_all"): "lowest"}
+
+
+def test_unfinished_or_failed_sweeps_are_not_judged():
+    cells = [
+        _cell("lora", 3e-4, {3e-4: 0.80}),  # one rate so far
+        _cell("dora", 1e-3, {3e-4: 0.80, 1e-3: 0.86, 3e-3: None}),  # its top rate failed: 1x is not an edge choice
+    ]
+    assert sweep_edges(cells) == {}
