@@ -32,6 +32,7 @@ _SUBCOMMANDS: dict[str, str] = {
 
 def _parser() -> argparse.ArgumentParser:
     from .training.args import TrainArgs
+    from .training.precision import DTYPES
 
     parser = argparse.ArgumentParser(prog="adalink", description="Non-intrusive parameter-efficient fine-tuning.")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -59,6 +60,12 @@ def _parser() -> argparse.ArgumentParser:
     merge.add_argument("--adapter", required=True, help="output directory of `adalink train`")
     merge.add_argument("--out", required=True, help="directory of the plain checkpoint")
     merge.add_argument("--task", default=None, help="the task to fold (needed when the run has several)")
+    merge.add_argument(
+        "--dtype",
+        choices=list(DTYPES),
+        default=None,
+        help="dtype of the saved checkpoint (default: the base checkpoint's own); the fold itself is float32",
+    )
 
     for name, module_name in _SUBCOMMANDS.items():
         try:
@@ -106,7 +113,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 args.adapter, args.input, args.output, default_task=args.task, batch_size=args.batch_size
             )
         else:
-            artifacts.merge_run(args.adapter, args.out, task=args.task)
+            artifacts.merge_run(args.adapter, args.out, task=args.task, dtype=args.dtype)
     except (ValueError, KeyError, ImportError, FileNotFoundError, TrainingDivergedError, CheckpointError) as err:
         print(f"adalink {args.command}: error: {err}", file=sys.stderr)
         return 2

@@ -161,3 +161,33 @@ def test_failed_add_leaves_the_served_stack_as_it_was(stack, classification_runs
     assert len(stack.base.get_input_embeddings()._forward_hooks) == 1  # no hooks left behind by the failed build
     after = stack.classify([("topic", TEXTS[1]), ("sentiment", TEXTS[1])])
     assert [a.probabilities for a in after] == [b.probabilities for b in before]
+
+
+def test_a_lower_precision_base_answers_as_the_float32_one(stack, classification_runs, text2text_runs):
+    runs = [classification_runs["sentiment"], classification_runs["topic"]]
+    for loading in ({"dtype": "bfloat16"}, {"quantize": "int8"}):
+        low = AdapterStack.from_runs(runs, **loading)
+        assert low.base.bert.embeddings.word_embeddings.weight.dtype == (
+            torch.bfloat16 if "dtype" in loading else torch.float32
+        )
+        assert low.base.classifier.weight.dtype == torch.float32  # the adapters' stacked heads stay float32
+        requests = [(task, text) for text in TEXTS for task in ("sentiment", "topic")]
+        for ours, reference in zip(low.classify(requests), stack.classify(requests), strict=True):
+            assert list(ours.probabilities.values()) == pytest.approx(list(reference.probabilities.values()), abs=0.05)
+    generative = AdapterStack.from_runs([text2text_runs["sentiment"]], dtype="bfloat16")
+    (completion,) = generative.complete([("sentiment", generative.encode("good movie"), 4)])
+    assert 1 <= len(completion.token_ids) <= 4
+
+
+def test_the_base_is_held_as_the_adapters_trained_unless_told(classification_runs, tmp_path):
+    from adalink.cli import main
+
+    data = write_topic_csv(tmp_path / "topic.csv", rows=40)
+    args = ["train", "--model", str(classification_runs["model"]), "--train-file", data, "--max-steps", "1"]
+    args += ["--batch-size", "8", "--max-eval", "4", "--dtype", "bfloat16", "--output-dir", str(tmp_path / "bf16")]
+    assert main(args) == 0
+    assert AdapterStack.from_runs([tmp_path / "bf16"]).loading.dtype == "bfloat16"
+    mixed = [classification_runs["sentiment"], tmp_path / "bf16"]
+    with pytest.raises(IncompatibleAdapterError, match=r"different dtype \['bfloat16', 'float32'\].*--dtype"):
+        AdapterStack.from_runs(mixed)
+    assert AdapterStack.from_runs(mixed, dtype="float32").loading.dtype == "float32"

@@ -268,3 +268,38 @@ def test_train_records_the_loading_and_a_run_is_loaded_back_the_same_way(llama, 
     expected = "Int8Tensor" if HAS_TORCHAO else "Parameter"
     assert type(base.model.layers[0].self_attn.q_proj.weight).__name__ == expected
     assert not base.model.gradient_checkpointing  # only while training
+
+
+def test_merge_folds_into_the_float32_base_whatever_the_run_trained_on(llama, tmp_path):
+    from safetensors.torch import load_file
+
+    from adalink.training.artifacts import load_run, merge_run
+    from adalink.training.loop import train
+    from tiny_models import write_sentiment_csv
+
+    quantize = "int8" if HAS_TORCHAO else "none"
+    args = TrainArgs(
+        model=llama,
+        train_file=write_sentiment_csv(tmp_path / "s.csv", 40),
+        method="lora",  # a method that folds into the quantized layers' own weights
+        dtype="bfloat16",
+        quantize=quantize,
+        max_steps=2,
+        batch_size=4,
+        max_eval=4,
+        output_dir=str(tmp_path / "run"),
+    )
+    train(args)
+    merged = merge_run(tmp_path / "run", tmp_path / "merged")
+    tensors = load_file(str(merged / "model.safetensors"))
+    assert {t.dtype for t in tensors.values()} == {torch.float32}  # the tiny base is stored float32
+    unmerged = load_run(tmp_path / "run", loading=BaseLoading()).model  # the adapter on the float32 base
+    plain = type(unmerged.get_base_model()).from_pretrained(merged).eval()  # a causal LM: a text-to-text run
+    ids = torch.randint(5, 60, (2, 9), generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        expected = unmerged(input_ids=ids, attention_mask=torch.ones_like(ids)).logits
+        assert torch.allclose(plain(input_ids=ids).logits, expected, atol=1e-5)
+    half = merge_run(tmp_path / "run", tmp_path / "merged-bf16", dtype="bfloat16")
+    assert {t.dtype for t in load_file(str(half / "model.safetensors")).values()} == {torch.bfloat16}
+    with pytest.raises(ValueError, match=r"--dtype 'int8' is invalid"):
+        merge_run(tmp_path / "run", tmp_path / "bad", dtype="int8")

@@ -24,6 +24,7 @@ from ..methods.base import MethodConfig
 from ..peft_model import PeftModel, get_peft_model
 from ..training.formats import ClassificationFormat, TaskInfo, TextToTextFormat, pad_rows
 from ..training.loading import setup_model
+from ..training.precision import BaseLoading, keep_float32
 from .compatibility import (
     GENERATIVE_FORMATS,
     SERVED_FORMATS,
@@ -32,6 +33,7 @@ from .compatibility import (
     IncompatibleAdapterError,
     fill_stacked,
     read_adapter_run,
+    served_loading,
     shared_fields,
     stacked_config,
     stacked_head,
@@ -69,12 +71,21 @@ class AdapterStack:
             print(result.task, result.label, result.probabilities)
     """
 
-    def __init__(self, model: str, format_name: str, *, device: str | torch.device | None = None) -> None:
+    def __init__(
+        self,
+        model: str,
+        format_name: str,
+        *,
+        device: str | torch.device | None = None,
+        loading: BaseLoading | None = None,
+    ) -> None:
+        """``loading``: the base's dtype and quantization (default float32); adapters and heads stay float32."""
         if format_name not in SERVED_FORMATS:
             raise IncompatibleAdapterError(f"format {format_name!r}: expected one of {list(SERVED_FORMATS)}.")
         self.model_name, self.format_name = model, format_name
         self.generative = format_name in GENERATIVE_FORMATS  # answers completions and chat (text-to-text, sft)
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        self.loading = (loading or BaseLoading()).for_inference()
         # every generative format loads its base as text-to-text does (a causal or sequence-to-sequence LM)
         setup = setup_model(model, "text2text" if self.generative else format_name, [TaskInfo("base", ("a", "b"))])
         self._encoder_decoder = isinstance(setup.fmt, TextToTextFormat) and setup.fmt.encoder_decoder
@@ -85,7 +96,7 @@ class AdapterStack:
         # (transformers runs its tensor-parallel check, and warns, whenever modeling_utils logs above WARNING)
         quiet = logging.ERROR if isinstance(setup.fmt, ClassificationFormat) else logging.NOTSET
         with _log_level(("transformers.modeling_utils", "transformers.distributed.tensor_parallel"), quiet):
-            self.base = setup.build_base(seed=0).eval().requires_grad_(False).to(self.device)
+            self.base = setup.build_base(seed=0, loading=self.loading).eval().requires_grad_(False).to(self.device)
         self._head = setup.fmt.head_modules(self.base)[0] if isinstance(setup.fmt, ClassificationFormat) else None
         self.adapters: dict[str, AdapterRun] = {}
         self.tasks: dict[str, ServedTask] = {}
@@ -103,9 +114,12 @@ class AdapterStack:
         model: str | None = None,
         device: str | torch.device | None = None,
         ignore_fingerprint: bool = False,
+        dtype: str | None = None,
+        quantize: str | None = None,
     ) -> AdapterStack:
         """Load the base once and every run's adapter; ``runs`` maps adapter names to directories, or lists the
-        directories (named after themselves). ``model`` defaults to the model the runs were trained on."""
+        directories (named after themselves). ``model`` defaults to the model the runs were trained on; ``dtype``
+        and ``quantize`` (:class:`~adalink.training.precision.BaseLoading`) to how the runs held it."""
         named = runs.items() if isinstance(runs, Mapping) else [(None, d) for d in runs]
         adapters = [read_adapter_run(directory, name) for name, directory in named]
         if not adapters:
@@ -123,7 +137,8 @@ class AdapterStack:
             raise IncompatibleAdapterError(
                 f"The adapters mix formats {formats}; one server serves one format. Start one server per format."
             )
-        stack = cls(model, formats[0], device=device)
+        loading = served_loading(adapters, dtype=dtype, quantize=quantize)
+        stack = cls(model, formats[0], device=device, loading=loading)
         stack._ignore_fingerprint = ignore_fingerprint
         stack.add(*adapters)
         return stack
@@ -152,6 +167,10 @@ class AdapterStack:
                 f"Adapter {adapter.name!r} uses method {adapter.config.method!r}, the served ones "
                 f"{profile.method!r}: one forward pass routes one method. Serve it from its own process."
             )
+        try:
+            self.loading.check_method(adapter.config.method)
+        except ValueError as err:
+            raise IncompatibleAdapterError(f"Adapter {adapter.name!r} cannot be served on this base: {err}") from None
         mine, theirs = shared_fields(adapter.config), shared_fields(profile)
         for field in sorted(k for k in mine if mine[k] != theirs.get(k)):
             raise IncompatibleAdapterError(
@@ -210,7 +229,10 @@ class AdapterStack:
             try:
                 fill_stacked(model, adapters)
                 if self._head is not None:
-                    setattr(self.base, self._head, stacked_head(self._head, adapters).to(self.device))
+                    head = stacked_head(self._head, adapters).to(self.device)
+                    if self.loading.converts:
+                        keep_float32(head)  # a bf16/int8 base's features enter the float32 head as float32
+                    setattr(self.base, self._head, head)
             except Exception:
                 model.unload()  # never leave a half-built stack's hooks on the base
                 raise

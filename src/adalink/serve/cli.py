@@ -7,6 +7,10 @@ import dataclasses
 import logging
 import os
 import sys
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .adapter_stack import AdapterStack
 
 __all__ = ["HELP", "add_arguments", "parse_adapters", "run"]
 
@@ -15,6 +19,7 @@ HELP = "serve the tasks of trained adapters over HTTP, mixed-task requests batch
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     from ..commands.options import add_dataclass_options
+    from ..training.precision import DTYPES, QUANTIZATIONS
     from .app import ServeSettings
 
     parser.add_argument(
@@ -39,6 +44,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-access-log", action="store_true", help="do not log one line per request")
     parser.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
     parser.add_argument("--ignore-fingerprint", action="store_true", help="load adapters onto a different base")
+    parser.add_argument(
+        "--dtype",
+        choices=list(DTYPES),
+        default=None,
+        help="--engine adalink: dtype of the shared base's weights (default: the one the adapters trained on; "
+        "adapters and heads stay float32)",
+    )
+    parser.add_argument(
+        "--quantize",
+        choices=list(QUANTIZATIONS),
+        default=None,
+        help="--engine adalink: quantize the base's linear layers, torchao int8 or bitsandbytes nf4 / int8-bnb "
+        "(default: as the adapters trained)",
+    )
     parser.add_argument(
         "--engine",
         choices=["adalink", "vllm"],
@@ -67,6 +86,9 @@ def parse_adapters(values: list[str]) -> dict[str, str]:
 
 def run(args: argparse.Namespace) -> int:
     if args.engine == "vllm":
+        if args.dtype is not None or args.quantize is not None:
+            print("adalink serve: error: --dtype and --quantize apply to --engine adalink only.", file=sys.stderr)
+            return 2
         return _run_vllm(args)
     import torch
 
@@ -84,14 +106,19 @@ def run(args: argparse.Namespace) -> int:
             torch.set_num_threads(args.threads)
         adapters = parse_adapters(args.adapter)
         stack = AdapterStack.from_runs(
-            adapters, model=args.model, device=args.device, ignore_fingerprint=args.ignore_fingerprint
+            adapters,
+            model=args.model,
+            device=args.device,
+            ignore_fingerprint=args.ignore_fingerprint,
+            dtype=args.dtype,
+            quantize=args.quantize,
         )
     except (ValueError, KeyError, ImportError, FileNotFoundError, AdapterFileError, FingerprintMismatchError) as err:
         print(f"adalink serve: error: {err}", file=sys.stderr)
         return 2
     logging.basicConfig(level=args.log_level.upper(), format="%(levelname)s:     %(name)s: %(message)s")
     print(
-        f"adalink serve: {stack.model_name} ({stack.format_name}) on {stack.device}, adapters "
+        f"adalink serve: {stack.model_name} ({stack.format_name}, {_loading_text(stack)}) on {stack.device}, adapters "
         f"{', '.join(f'{a.name} -> {[t.name for t in a.tasks]}' for a in stack.adapters.values())}; "
         f"http://{args.host}:{args.port}",
         flush=True,
@@ -114,6 +141,11 @@ def run(args: argparse.Namespace) -> int:
     )
     server.run()
     return 0
+
+
+def _loading_text(stack: AdapterStack) -> str:
+    loading = stack.loading
+    return loading.dtype + ("" if loading.quantize == "none" else f", {loading.quantize}")
 
 
 def _run_vllm(args: argparse.Namespace) -> int:

@@ -24,6 +24,7 @@ from ..methods.base import MethodConfig, config_from_dict
 from ..peft_model import PeftModel
 from ..training.artifacts import read_run
 from ..training.formats import TaskInfo
+from ..training.precision import BaseLoading
 
 __all__ = [
     "GENERATIVE_FORMATS",
@@ -33,6 +34,7 @@ __all__ = [
     "IncompatibleAdapterError",
     "fill_stacked",
     "read_adapter_run",
+    "served_loading",
     "shared_fields",
     "stacked_config",
     "stacked_head",
@@ -167,3 +169,21 @@ def stacked_head(path: str, adapters: Sequence[AdapterRun]) -> nn.Linear:
         head.weight.copy_(torch.cat(weights))
         head.bias.copy_(torch.cat(biases))
     return head.requires_grad_(False)
+
+
+def served_loading(adapters: Sequence[AdapterRun], *, dtype: str | None, quantize: str | None) -> BaseLoading:
+    """How to hold the shared base: ``dtype`` and ``quantize`` where given, else what every adapter was trained on
+    (``adalink eval`` scores a run on the base as it trained; serving it the same way answers the same)."""
+    chosen = {"dtype": dtype, "quantize": quantize}
+    for field, value in chosen.items():
+        if value is not None:
+            continue
+        trained = sorted({getattr(BaseLoading.from_options(a.run.get("args", {})), field) for a in adapters})
+        if len(trained) > 1:
+            flag = f"--{field}"
+            raise IncompatibleAdapterError(
+                f"The adapters were trained on bases with different {field} {trained}; one server holds one base. "
+                f"Choose it with {flag} (every adapter loads onto any {field}: their fingerprint is the float32 one)."
+            )
+        chosen[field] = trained[0] if trained else None
+    return BaseLoading(dtype=chosen["dtype"] or "float32", quantize=chosen["quantize"] or "none")

@@ -26,7 +26,7 @@ from .evaluation import evaluate, generate_texts, predict_batch
 from .formats import ClassificationFormat, TaskInfo, TextToTextFormat
 from .loading import load_tasks, load_tokenizer, setup_model
 from .outputs import RUN_FILE
-from .precision import BaseLoading
+from .precision import DTYPES, BaseLoading, stored_dtype
 from .sft import SFTFormat
 from .stream import TaskExample
 
@@ -41,6 +41,7 @@ class LoadedRun:
     task_aware: bool
     fmt: ClassificationFormat | TextToTextFormat | SFTFormat
     tokenizer: Any
+    base_path: str  # the base checkpoint's directory
 
     @property
     def task_names(self) -> list[str]:
@@ -80,15 +81,22 @@ def read_run(directory: str | Path) -> dict[str, Any]:
         raise ValueError(f"{run_file} is corrupt or truncated (not valid JSON: {err}).") from None
 
 
-def load_run(directory: str | Path, *, model: str | None = None, ignore_fingerprint: bool = False) -> LoadedRun:
-    """Rebuild the base model of a run and attach its adapter (refused on a different base model)."""
+def load_run(
+    directory: str | Path,
+    *,
+    model: str | None = None,
+    ignore_fingerprint: bool = False,
+    loading: BaseLoading | None = None,
+) -> LoadedRun:
+    """Rebuild the base model of a run and attach its adapter (refused on a different base model); ``loading``:
+    how to hold the base (default: as the run trained on it, without checkpointing)."""
     directory = Path(directory)
     run = read_run(directory)
     tasks = [TaskInfo(t["name"], tuple(t["label_names"])) for t in run["tasks"]]
     setup = setup_model(model or run["model"], run["format"], tasks)
     fmt, tokenizer = setup.fmt, setup.tokenizer
     if run["saves_adapter"]:
-        loading = BaseLoading.from_options(run.get("args", {})).for_inference()  # the base as it was trained on
+        loading = loading or BaseLoading.from_options(run.get("args", {})).for_inference()
         base = setup.build_base(seed=run["seed"], loading=loading).eval()
         loaded: nn.Module = PeftModel.from_pretrained(base, directory, ignore_fingerprint=ignore_fingerprint)
     else:  # full tuning saved the whole model (and, for text models, its tokenizer) under model/
@@ -96,7 +104,7 @@ def load_run(directory: str | Path, *, model: str | None = None, ignore_fingerpr
         if not isinstance(loaded, PeftModel) and (directory / "model" / "tokenizer_config.json").is_file():
             tokenizer = load_tokenizer(str(directory / "model"))
     task_aware = isinstance(loaded, PeftModel) and "tasks" in loaded.peft_config.field_names()
-    return LoadedRun(directory, run, loaded.eval(), task_aware, fmt, tokenizer)
+    return LoadedRun(directory, run, loaded.eval(), task_aware, fmt, tokenizer, setup.path)
 
 
 def evaluate_run(
@@ -241,9 +249,16 @@ def _generations(loaded: LoadedRun, chunk: list[TaskExample]) -> list[dict[str, 
     return records
 
 
-def merge_run(directory: str | Path, out: str | Path, *, task: str | None = None) -> Path:
-    """Fold the adapter (one task) into a plain checkpoint that ``transformers`` loads without adalink."""
-    loaded = load_run(directory)
+def merge_run(directory: str | Path, out: str | Path, *, task: str | None = None, dtype: str | None = None) -> Path:
+    """Fold the adapter (one task) into a plain checkpoint that ``transformers`` loads without adalink.
+
+    The adapter is folded into the float32 base, whatever dtype or quantization it trained on (it loads there: its
+    fingerprint is the float32 one), and the checkpoint is saved in ``dtype``: by default the dtype the base
+    checkpoint is stored in (a fully fine-tuned run's own model: float32).
+    """
+    if dtype is not None and dtype not in DTYPES:
+        raise ValueError(f"--dtype {dtype!r} is invalid: expected one of {list(DTYPES)}.")
+    loaded = load_run(directory, loading=BaseLoading())
     names = loaded.task_names
     if task is None:
         if len(names) > 1:
@@ -257,10 +272,13 @@ def merge_run(directory: str | Path, out: str | Path, *, task: str | None = None
         model = model.merge_and_unload(task=task if loaded.task_aware else None)
     if isinstance(loaded.fmt, ClassificationFormat):
         _keep_task_head(model, loaded.fmt, names.index(task))
+    if dtype is None:
+        dtype = stored_dtype(loaded.base_path) if loaded.run["saves_adapter"] else "float32"
+    model.to(DTYPES[dtype])
     out = Path(out)
     model.save_pretrained(out)
     loaded.tokenizer.save_pretrained(out)
-    print(f"Folded task {task!r} of {directory} into a plain {type(model).__name__} checkpoint at {out}.")
+    print(f"Folded task {task!r} of {directory} into a plain {type(model).__name__} checkpoint ({dtype}) at {out}.")
     return out
 
 

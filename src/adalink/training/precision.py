@@ -36,7 +36,9 @@ __all__ = [
     "BaseLoading",
     "check_trainable_dtype",
     "enable_checkpointing",
+    "keep_float32",
     "load_base",
+    "stored_dtype",
 ]
 
 DTYPES: dict[str, torch.dtype] = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -161,7 +163,7 @@ def load_base(
     if _stored_as_wanted(path, loading):
         model = auto_class.from_pretrained(path, dtype=loading.torch_dtype, **kwargs)  # nothing is rounded: its
         for name in heads(model):  # float32 upcast, and so its fingerprint, is the float32 base's
-            _keep_float32(model.get_submodule(name))
+            keep_float32(model.get_submodule(name))
     elif loading.quantize in _BNB:
         model = _load_bitsandbytes(auto_class, path, loading, heads, **kwargs)
     else:
@@ -182,7 +184,7 @@ def _convert(model: nn.Module, loading: BaseLoading, heads: list[str]) -> None:
         if loading.dtype == "float32":
             _own_storage(model)
     for name in heads:
-        _keep_float32(model.get_submodule(name))
+        keep_float32(model.get_submodule(name))
     keep_float_fingerprints(model, fingerprints, loaded_as={"dtype": loading.dtype, "quantize": loading.quantize})
 
 
@@ -191,10 +193,17 @@ def _stored_as_wanted(path: str, loading: BaseLoading) -> bool:
     float32 copy in memory) and nothing needs quantizing."""
     if loading.quantize != "none" or loading.dtype == "float32":
         return False
+    return stored_dtype(path) == loading.dtype
+
+
+def stored_dtype(path: str) -> str:
+    """The dtype a checkpoint's config says its weights are stored in, a key of :data:`DTYPES` (float32 when the
+    config names none, or one that is not a float dtype)."""
     from transformers import AutoConfig
 
     stored = getattr(AutoConfig.from_pretrained(path), "dtype", None)
-    return (DTYPES.get(stored) if isinstance(stored, str) else stored) == loading.torch_dtype
+    names = {dtype: name for name, dtype in DTYPES.items()}
+    return stored if stored in DTYPES else names.get(stored, "float32")
 
 
 def _cast_frozen(model: nn.Module, dtype: torch.dtype, *, keep: Sequence[str]) -> None:
@@ -290,13 +299,14 @@ def _load_bitsandbytes(
         if quantized:
             raise RuntimeError(f"bitsandbytes quantized layers {quantized} of the head {name!r}; it must train.")
         head.to(torch.float32).load_state_dict(state)
-        _keep_float32(head)
+        keep_float32(head)
     keep_float_fingerprints(model, fingerprints, loaded_as={"dtype": loading.dtype, "quantize": loading.quantize})
     return model
 
 
-def _keep_float32(head: nn.Module) -> None:
-    """A trainable head stays float32 in a lower-precision base: cast its inputs, keep its float32 output."""
+def keep_float32(head: nn.Module) -> None:
+    """A new head (trained, or a served adapter's) stays float32 in a lower-precision base: cast its inputs to
+    float32, keep its float32 output."""
     head.to(torch.float32)
 
     def cast_inputs(module: nn.Module, args: tuple) -> tuple:
