@@ -8,7 +8,9 @@ import shutil
 import pytest
 
 from adalink import AdaLinkConfig
+from adalink.io import read_adapter
 from adalink.serve.compatibility import IncompatibleAdapterError, read_adapter_run, shared_fields, stacked_config
+from serve_support import rewrite_adapter
 
 
 def test_training_only_fields_and_rank_need_not_agree_but_the_activation_must():
@@ -60,3 +62,27 @@ def test_an_sft_run_is_served_as_a_text_to_text_run(text2text_runs, tmp_path):
         assert answer.status_code == 200 and answer.json()["choices"][0]["text"]
         refused = client.post("/v1/classify", json={"task": "topic", "inputs": ["good food"]})
         assert refused.status_code == 400 and "no labels" in refused.json()["error"]["message"]
+
+
+def test_text_to_text_and_sft_runs_share_one_server(text2text_runs, tmp_path):
+    """Both generative formats generate with the base's LM head: one stack routes a mixed batch of their tasks."""
+    from adalink.serve import AdapterStack
+
+    sft = tmp_path / "notes-sft"
+    shutil.copytree(text2text_runs["topic"], sft)
+    run = json.loads((sft / "run.json").read_text())
+    run["format"], run["tasks"] = "sft", [{"name": "notes"}]
+    (sft / "run.json").write_text(json.dumps(run))
+    document, tensors = read_adapter(sft)
+    document["config"]["tasks"] = ["notes"]
+    rewrite_adapter(sft, document, tensors)
+    mixed = AdapterStack.from_runs([text2text_runs["sentiment"], sft])
+    assert mixed.generative and mixed.tasks["notes"].labels == () and mixed.tasks["sentiment"].labels
+    prompts = [("notes", mixed.encode("good food"), 5), ("sentiment", mixed.encode("good food"), 5)]
+    alone = AdapterStack.from_runs([sft]).complete(prompts[:1]) + AdapterStack.from_runs(
+        [text2text_runs["sentiment"]]
+    ).complete(prompts[1:])
+    assert mixed.complete(prompts) == alone
+    texts = ["good food", "sad"]
+    expected = AdapterStack.from_runs([text2text_runs["sentiment"]]).classify([("sentiment", t) for t in texts])
+    assert mixed.classify([("sentiment", t) for t in texts]) == expected

@@ -1,13 +1,16 @@
 """The streamed rule and the finished rule of a row agree: a row streamed step by step ends with exactly the tokens,
-and the finish reason, that the finished row keeps (its budget, its first end-of-sequence token)."""
+and the finish reason, that the finished row keeps (its budget, its first end-of-sequence token). Generation stops
+at the model's EOS ids and at the tokenizer's, the one sft training ends responses with."""
 
 from __future__ import annotations
 
 import random
+from types import SimpleNamespace
 
 import torch
+from transformers import GenerationConfig
 
-from adalink.serve.generation import Completion, RowStreamer, kept_tokens
+from adalink.serve.generation import Completion, RowStreamer, Sampling, generation_config, kept_tokens
 
 EOS = {2, 9}
 PAD = 0
@@ -52,3 +55,17 @@ def test_kept_tokens():
     assert kept_tokens([5, 6, 2, 7], 2, EOS) == Completion([5, 6], "length")  # the budget ends it before EOS
     assert kept_tokens([5, 6, 2], 3, EOS) == Completion([5, 6], "stop")
     assert kept_tokens([5, 6], 5, EOS) == Completion([5, 6], "length")  # generate stopped: every budget was spent
+
+
+def test_generation_stops_at_the_model_eos_and_the_tokenizer_eos():
+    def stops(model_eos, config_eos, tokenizer_eos):
+        base = SimpleNamespace(
+            generation_config=GenerationConfig(eos_token_id=model_eos), config=SimpleNamespace(eos_token_id=config_eos)
+        )
+        return generation_config(base, 4, Sampling(), PAD, tokenizer_eos=tokenizer_eos).eos_token_id
+
+    assert stops(2, None, 7) == [2, 7]  # a model whose generation config names another end than its tokenizer's
+    assert stops([2, 5], None, 5) == [2, 5]
+    assert stops(2, None, 2) == 2 and stops(2, None, None) == 2
+    assert stops(None, 3, 7) == [3, 7]  # no generation config EOS: the model config's
+    assert stops(None, None, None) is None

@@ -25,6 +25,7 @@ from ..peft_model import PeftModel, get_peft_model
 from ..training.formats import ClassificationFormat, TaskInfo, TextToTextFormat, pad_rows
 from ..training.loading import setup_model
 from ..training.precision import BaseLoading, keep_float32
+from ..training.sft import end_token
 from .compatibility import (
     GENERATIVE_FORMATS,
     SERVED_FORMATS,
@@ -133,12 +134,14 @@ class AdapterStack:
                 )
             model = trained_on[0]
         formats = sorted({a.run["format"] for a in adapters})
-        if len(formats) > 1:
+        if len(formats) > 1 and not set(formats) <= GENERATIVE_FORMATS:
             raise IncompatibleAdapterError(
-                f"The adapters mix formats {formats}; one server serves one format. Start one server per format."
+                f"The adapters mix formats {formats}; one server serves classification runs or generative "
+                f"({', '.join(sorted(GENERATIVE_FORMATS))}) runs. Start one server per kind."
             )
         loading = served_loading(adapters, dtype=dtype, quantize=quantize)
-        stack = cls(model, formats[0], device=device, loading=loading)
+        generated_as = "text2text" if len(formats) > 1 else formats[0]  # sft is served exactly as text2text
+        stack = cls(model, generated_as, device=device, loading=loading)
         stack._ignore_fingerprint = ignore_fingerprint
         stack.add(*adapters)
         return stack
@@ -157,9 +160,10 @@ class AdapterStack:
                     f"Task {task.name!r} of adapter {adapter.name!r} ({adapter.directory}) is already served by "
                     f"adapter {other.name!r} ({other.directory}); each task name must be unique on a server."
                 )
-        if adapter.run["format"] != self.format_name:
+        if (adapter.run["format"] in GENERATIVE_FORMATS) != self.generative:
+            served = f"generative ({', '.join(sorted(GENERATIVE_FORMATS))})" if self.generative else self.format_name
             raise IncompatibleAdapterError(
-                f"Adapter {adapter.name!r} is a {adapter.run['format']} run; this server serves {self.format_name}."
+                f"Adapter {adapter.name!r} is a {adapter.run['format']} run; this server serves {served} runs."
             )
         profile = self._profile or (serving[0].config if serving else adapter.config)
         if adapter.config.method != profile.method:
@@ -375,7 +379,7 @@ class AdapterStack:
         pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
         padded = pad_rows(prompts, pad, left=not encoder_decoder)  # decoders continue from the right edge
         input_ids, mask, width = padded["input_ids"], padded["attention_mask"], padded["input_ids"].shape[1]
-        config = generation_config(self.base, max(budgets), sampling, pad)
+        config = generation_config(self.base, max(budgets), sampling, pad, tokenizer_eos=end_token(self.tokenizer))
         eos = eos_ids(config.eos_token_id)
         streamer = RowStreamer(feeds, budgets, eos) if feeds and any(f is not None for f in feeds) else None
         if sampling.seed is not None and sampling.temperature > 0:

@@ -82,7 +82,12 @@ class RowStreamer(BaseStreamer):
             self._feeds[i](list(self._rows[i]), Completion(list(self._rows[i]), reason))
 
 
-def generation_config(base: nn.Module, max_new_tokens: int, sampling: Sampling, pad: int):
+def generation_config(
+    base: nn.Module, max_new_tokens: int, sampling: Sampling, pad: int, *, tokenizer_eos: int | None = None
+):
+    """The base's generation config for one batch; it stops at the model's EOS ids and at ``tokenizer_eos`` (the
+    token an sft run learnt to end its responses with, ``adalink.training.sft.eos_id``), which a model's config
+    does not always list."""
     config = copy.deepcopy(base.generation_config)
     sample = sampling.temperature > 0
     config.update(
@@ -97,6 +102,9 @@ def generation_config(base: nn.Module, max_new_tokens: int, sampling: Sampling, 
     )
     if config.eos_token_id is None:
         config.eos_token_id = getattr(base.config, "eos_token_id", None)
+    stops = eos_ids(config.eos_token_id) | ({tokenizer_eos} if tokenizer_eos is not None else set())
+    if stops:
+        config.eos_token_id = sorted(stops) if len(stops) > 1 else next(iter(stops))
     return config
 
 

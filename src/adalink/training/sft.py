@@ -47,7 +47,7 @@ from .args import TrainArgs
 from .formats import ModelCall, TaskInfo, TextToTextFormat, pad_rows
 from .stream import TaskExample
 
-__all__ = ["SFTFormat", "classification_as_generation", "is_sft", "load_sft_tasks"]
+__all__ = ["SFTFormat", "classification_as_generation", "end_token", "eos_id", "is_sft", "load_sft_tasks"]
 
 
 class SFTFormat:
@@ -133,9 +133,16 @@ class SFTFormat:
         return batch
 
 
-def eos_id(tokenizer) -> int:
-    """The token that ends every response (end of sequence, or the separator of tokenizers without one)."""
+def end_token(tokenizer) -> int | None:
+    """The token that ends every response: end of sequence, or the separator of tokenizers without one (None: no
+    such token)."""
     token = tokenizer.eos_token_id if tokenizer.eos_token_id is not None else tokenizer.sep_token_id
+    return None if token is None else int(token)
+
+
+def eos_id(tokenizer) -> int:
+    """:func:`end_token`, refused when the tokenizer has none."""
+    token = end_token(tokenizer)
     if token is None:
         raise ValueError("The tokenizer has no end-of-sequence (or separator) token: sft needs one to end responses.")
     return int(token)
