@@ -1,9 +1,11 @@
-"""``--report-to``: the names it takes, a missing tracker refused before training with the pip line, and what a run
-logs, read back from TensorBoard's event files and MLflow's local file store."""
+"""``--report-to``: the names it takes, a missing tracker refused before training with the pip line, what a run logs,
+read back from TensorBoard's event files and MLflow's local file store, Weights & Biases offline, and a resumed run
+continuing its tracker runs."""
 
 import importlib.util
 import json
 import os
+import shutil
 
 import pytest
 import yaml
@@ -94,3 +96,57 @@ def test_mlflow_writes_a_local_file_store_with_params_and_metrics(tracked_run):
     assert [(m.step, m.value) for m in scores] == [
         (h["step"], h["score"]) for h in tracked_run["metrics"]["eval_history"]
     ]
+
+
+def test_a_resumed_run_continues_its_tracker_runs(tracked_run, tmp_path):
+    """A run killed between two checkpoints and resumed: TensorBoard shows every step once, MLflow one run."""
+    from mlflow.tracking import MlflowClient
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    out, resumed_from = tmp_path / "run", MAX_STEPS - EVAL_EVERY
+    first = json.loads((tracked_run["out"] / "run.json").read_text())["args"]
+    args = [*("train", "--output-dir", str(out), "--report-to", "tensorboard,mlflow", "--rank", "2")]
+    args += [*("--model", first["model"], "--train-file", first["train_file"], "--save-every", str(resumed_from))]
+    args += [*("--batch-size", "8", "--max-steps", str(MAX_STEPS), "--eval-every", str(EVAL_EVERY), "--max-eval", "8")]
+    assert main(args) == 0
+    checkpoints = out / "checkpoints"
+    losses = json.loads((checkpoints / f"step-{MAX_STEPS:08d}" / "state.json").read_text())["history"]
+    shutil.rmtree(checkpoints / f"step-{MAX_STEPS:08d}")  # killed after logging the last steps, before checkpointing
+    (checkpoints / "latest").write_text(f"step-{resumed_from:08d}\n")
+    assert main([*args, "--resume", "--save-every", "1000"]) == 0  # a changed option: MLflow keeps the first value
+
+    events = EventAccumulator(str(out / "logs" / "run"))
+    events.Reload()
+    steps = [e.step for e in events.Scalars("train/loss")]
+    assert steps == list(range(1, MAX_STEPS + 1))  # the first attempt's steps after the checkpoint are purged
+    assert [e.value for e in events.Scalars("train/loss")] == pytest.approx(losses, abs=1e-6)
+    assert [e.step for e in events.Scalars("test/score")] == [MAX_STEPS]
+
+    client = MlflowClient(tracking_uri=(out / "logs" / "mlruns").as_uri())
+    (run,) = client.search_runs([client.get_experiment_by_name("run").experiment_id])  # one run, reopened
+    assert run.info.status == "FINISHED" and "resume" not in run.data.params
+    assert run.data.params["save_every"] == str(resumed_from)
+    history = client.get_metric_history(run.info.run_id, "train/loss")
+    assert [m.step for m in history] == [*range(1, MAX_STEPS + 1), *range(resumed_from + 1, MAX_STEPS + 1)]
+    assert {m.step: m.value for m in history} == {s: pytest.approx(v, abs=1e-9) for s, v in enumerate(losses, 1)}
+
+
+def test_weights_and_biases_runs_offline_and_a_resumption_reopens_its_run(tracked_run, tmp_path, monkeypatch):
+    """Weights & Biases writes an offline run under the logging dir (nothing reaches the network); after a kill and
+    --resume, the resumed attempt logs into the same run id (``wandb sync`` then uploads one run)."""
+    pytest.importorskip("wandb")
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    out = tmp_path / "run"
+    first = json.loads((tracked_run["out"] / "run.json").read_text())["args"]
+    args = [*("train", "--output-dir", str(out), "--report-to", "wandb", "--rank", "2", "--save-every", "2")]
+    args += [*("--model", first["model"], "--train-file", first["train_file"], "--batch-size", "8")]
+    args += ["--max-steps", "4", "--max-eval", "8"]
+    assert main(args) == 0
+    run_id = json.loads((out / "logs" / "tracker-runs.json").read_text())["wandb"]
+    (offline,) = (out / "logs" / "wandb").rglob(f"offline-run-*-{run_id}")
+    assert (offline / f"run-{run_id}.wandb").stat().st_size > 0
+    shutil.rmtree(out / "checkpoints" / "step-00000004")
+    (out / "checkpoints" / "latest").write_text("step-00000002\n")
+    assert main([*args, "--resume"]) == 0
+    attempts = sorted((out / "logs" / "wandb").rglob("offline-run-*"))
+    assert len(attempts) == 2 and all(a.name.endswith(f"-{run_id}") for a in attempts)

@@ -100,7 +100,9 @@ def train(args: TrainArgs) -> dict[str, Any]:
         out.mkdir(parents=True, exist_ok=True)
         write_config(out / CONFIG_FILE, args)
     run.model, run.optimizer = accelerator.prepare(run.model, run.optimizer)
-    start_tracking(accelerator, names, logging_dir(out, args.logging_dir), out.resolve().name, asdict(args))
+    resumed_at = totals.step if args.resume else None
+    logs = logging_dir(out, args.logging_dir)
+    start_tracking(accelerator, names, logs, out.resolve().name, asdict(args), resumed_at=resumed_at)
     try:
         _train_steps(args, accelerator, run, datasets, totals)
         metrics = _evaluate_and_save(args, accelerator, run, datasets, totals)

@@ -16,18 +16,28 @@ Logs go under ``--logging-dir`` (default ``<output_dir>/logs``; TensorBoard's in
 name being the output directory's name). Nothing reaches the network: MLflow writes a local
 file store ``<logs>/mlruns`` (``MLFLOW_ALLOW_FILE_STORE=true``, which MLflow 3 asks for), Weights & Biases runs in
 offline mode (``WANDB_MODE=offline``, files under ``<logs>/wandb``), trackio keeps its SQLite files in
-``<logs>/trackio`` (``TRACKIO_DIR``). A resumed run starts a new tracker run that logs from the resumed step on.
+``<logs>/trackio`` (``TRACKIO_DIR``).
+
+A run resumed with ``--resume`` continues its tracker runs rather than starting new ones: TensorBoard purges the
+events from the checkpoint's step on (``purge_step``: what the killed attempt logged after its last checkpoint is
+hidden, and logged again), MLflow and Weights & Biases reopen the run whose id ``<logs>/tracker-runs.json`` keeps.
+The steps between the checkpoint and the kill appear twice in MLflow's metric history, with equal values (a resumed
+run is bit-exact). ``--resume`` itself is not a hyperparameter and is not logged.
 """
 
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 from pathlib import Path
 from typing import Any
 
+from ..io import write_json_atomic
+
 __all__ = [
     "TRACKERS",
+    "TRACKER_RUNS_FILE",
     "end_tracking",
     "log_scores",
     "log_step",
@@ -38,6 +48,7 @@ __all__ = [
 ]
 
 TRACKERS = ("tensorboard", "mlflow", "trackio", "wandb")
+TRACKER_RUNS_FILE = "tracker-runs.json"  # in the logging dir: tracker -> the id of the run a resumption continues
 # tracker -> the packages that provide it (any one will do)
 _PACKAGES = {
     "tensorboard": ("tensorboard", "tensorboardX"),
@@ -89,13 +100,21 @@ def logging_dir(output_dir: Path, chosen: str | None) -> Path:
     return Path(chosen) if chosen else output_dir / "logs"
 
 
-def start_tracking(accelerator, names: list[str], logs: Path, run_name: str, config: dict[str, Any]) -> None:
+def start_tracking(
+    accelerator, names: list[str], logs: Path, run_name: str, config: dict[str, Any], *, resumed_at: int | None = None
+) -> None:
     """Point the trackers ``names`` at local storage under ``logs`` and start a run ``run_name`` with ``config`` (the
-    run's options) as its hyperparameters. No-op without trackers."""
+    run's options) as its hyperparameters; ``resumed_at``: the step a ``--resume`` restored (0: none found), whose
+    tracker runs are continued. No-op without trackers."""
     if not names:
         return
     logs = logs.resolve()
+    previous = _read_runs(logs) if resumed_at is not None else {}
     init_kwargs: dict[str, dict[str, Any]] = {}
+    if "tensorboard" in names and resumed_at is not None:
+        init_kwargs["tensorboard"] = {"purge_step": resumed_at + 1}  # steps are logged from 1
+    if previous.get("mlflow"):
+        init_kwargs["mlflow"] = {"run_id": previous["mlflow"]}
     if "mlflow" in names:
         os.environ["MLFLOW_ALLOW_FILE_STORE"] = "true"  # MLflow 3 refuses a file store without it
         import mlflow
@@ -105,10 +124,20 @@ def start_tracking(accelerator, names: list[str], logs: Path, run_name: str, con
         os.environ["WANDB_MODE"] = "offline"
         (logs / "wandb").mkdir(parents=True, exist_ok=True)
         init_kwargs["wandb"] = {"mode": "offline", "dir": str(logs / "wandb")}
+        if previous.get("wandb"):
+            init_kwargs["wandb"].update(id=previous["wandb"], resume="allow")
     if "trackio" in names:
         os.environ["TRACKIO_DIR"] = str(logs / "trackio")  # read when trackio is first imported
-    hparams = {k: "None" if v is None else v for k, v in config.items()}
-    accelerator.init_trackers(run_name, config=hparams, init_kwargs=init_kwargs)
+    hparams = {k: "None" if v is None else v for k, v in config.items() if k != "resume"}
+    accelerator.init_trackers(run_name, init_kwargs=init_kwargs)
+    for tracker in accelerator.trackers:
+        if tracker.name == "mlflow" and previous.get("mlflow"):
+            if accelerator.is_main_process:
+                _log_new_params(hparams)  # MLflow refuses to change a logged parameter
+        else:
+            tracker.store_init_configuration(hparams)
+    if accelerator.is_main_process:
+        _write_runs(logs, accelerator)
 
 
 def log_step(accelerator, step: int, *, loss: float, learning_rate: float, tokens_per_second: float) -> None:
@@ -131,6 +160,41 @@ def end_tracking(accelerator) -> None:
     for tracker in accelerator.trackers:
         tracker.finish()
     accelerator.trackers.clear()
+
+
+def _read_runs(logs: Path) -> dict[str, str]:
+    path = logs / TRACKER_RUNS_FILE
+    if not path.is_file():
+        return {}
+    try:
+        runs = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return {}  # a damaged file: start new tracker runs rather than fail the resumption
+    return {k: v for k, v in runs.items() if isinstance(v, str)} if isinstance(runs, dict) else {}
+
+
+def _write_runs(logs: Path, accelerator) -> None:
+    """Keep the ids of the MLflow and Weights & Biases runs just started, for a later ``--resume``."""
+    ids = {}
+    for tracker in accelerator.trackers:
+        if tracker.name == "mlflow":
+            ids["mlflow"] = tracker.tracker.info.run_id
+        elif tracker.name == "wandb":
+            ids["wandb"] = tracker.run.id
+    if ids:
+        logs.mkdir(parents=True, exist_ok=True)
+        write_json_atomic(logs / TRACKER_RUNS_FILE, ids)
+
+
+def _log_new_params(hparams: dict[str, Any]) -> None:
+    """Log to the active (reopened) MLflow run the parameters it does not hold yet; those it holds with another value
+    (a resumption may change --save-every, --max-eval, ...) keep their first value."""
+    import mlflow
+
+    held = mlflow.get_run(mlflow.active_run().info.run_id).data.params
+    new = {k: v for k, v in hparams.items() if k not in held}
+    if new:
+        mlflow.log_params(new)
 
 
 def _installed(tracker: str) -> bool:
