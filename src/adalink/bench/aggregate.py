@@ -33,8 +33,8 @@ def load_results(out: Path) -> list[dict[str, Any]]:
 
 
 def _mean(values: Iterable[float | None]) -> float | None:
-    values = [v for v in values if v is not None]
-    return sum(values) / len(values) if values else None
+    present = [v for v in values if v is not None]
+    return sum(present) / len(present) if present else None
 
 
 def _std(values: list[float]) -> float:
@@ -104,7 +104,8 @@ class MethodRow:
     model: str
     method: str
     cells: list[Cell]
-    stats: dict[str, float | None] = field(default_factory=dict)
+    # see aggregate(): numbers (None where no run measured one), counts, 'forgetting_kind' (str | None), 'gpu' (bool)
+    stats: dict[str, Any] = field(default_factory=dict)
     relative: dict[str, float | None] = field(default_factory=dict)  # efficiency vs full tuning = 100
 
 
@@ -119,6 +120,7 @@ def aggregate(documents: list[dict[str, Any]]) -> tuple[list[Cell], list[MethodR
         first_seed = min(r["spec"]["seed"] for r in runs)
         sweep_runs = [r for r in runs if r["spec"]["seed"] == first_seed]
         lr = best_lr(sweep_runs)
+        assert lr is not None  # sweep_runs are ok runs, at least one (the first seed's)
         chosen = [r for r in runs if r["spec"]["lr"] == lr]
         for r in chosen:
             r.setdefault("memory_bytes", _memory(r))

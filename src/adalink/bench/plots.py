@@ -5,15 +5,23 @@ from __future__ import annotations
 
 import os
 from collections import defaultdict
+from collections.abc import Callable
 from pathlib import Path
+from types import ModuleType
+from typing import TYPE_CHECKING
 
 from .aggregate import Cell, MethodRow
-from .compare import COSTS, Panel, panels
+from .compare import COSTS, Cost, Panel, panels
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+
+_Draw = Callable[["Axes", list[MethodRow]], None]  # draws one (profile, model) panel of a figure
 
 __all__ = ["pareto_file", "write_pareto_plots", "write_plots"]
 
 
-def _pyplot():
+def _pyplot() -> ModuleType:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -35,7 +43,7 @@ def write_plots(rows: list[MethodRow], directory: Path) -> list[Path]:
         return []
     written = []
 
-    def figure(name: str, draw) -> None:
+    def figure(name: str, draw: _Draw) -> None:
         fig, axes = plt.subplots(1, len(panels), figsize=(6.5 * len(panels), 4.5), squeeze=False)
         for ax, (title, panel) in zip(axes[0], panels.items(), strict=True):
             draw(ax, panel)
@@ -46,7 +54,7 @@ def write_plots(rows: list[MethodRow], directory: Path) -> list[Path]:
         plt.close(fig)
         written.append(path)
 
-    def scatter(ax, panel: list[MethodRow]) -> None:
+    def scatter(ax: Axes, panel: list[MethodRow]) -> None:
         for row in panel:
             x = max(row.stats["trainable_params"] or 1, 1)
             ax.errorbar(x, 100 * row.stats["score"], yerr=100 * row.stats["score_std"], fmt="o", capsize=3)
@@ -56,8 +64,8 @@ def write_plots(rows: list[MethodRow], directory: Path) -> list[Path]:
         ax.set_ylabel("score (mean over tasks, %)")
         ax.grid(alpha=0.3)
 
-    def bars(keys: list[tuple[str, str]], ylabel: str, scale: float, relative: bool = False):
-        def draw(ax, panel: list[MethodRow]) -> None:
+    def bars(keys: list[tuple[str, str]], ylabel: str, scale: float, relative: bool = False) -> _Draw:
+        def draw(ax: Axes, panel: list[MethodRow]) -> None:
             width = 0.8 / len(keys)
             for i, (key, label) in enumerate(keys):
                 values = [(row.relative if relative else row.stats).get(key) or 0 for row in panel]
@@ -114,7 +122,7 @@ def write_pareto_plots(
     return written
 
 
-def _pareto_panel(ax, panel: Panel, cost) -> None:
+def _pareto_panel(ax: Axes, panel: Panel, cost: Cost) -> None:
     for method, (score, value) in panel.points.items():
         on = method in panel.front
         x, y = value / cost.scale, 100 * score

@@ -105,16 +105,17 @@ def run_bench(plan: BenchPlan, out: Path, *, retry_failed: bool = False, timeout
                         results.extend(sweep)
                         chosen[method], seeds = best_lr(sweep), seeds[1:]
                     for seed in seeds:
-                        if chosen[method] is None:  # every sweep run failed: the seeds have nothing to re-run
+                        rate = chosen[method]
+                        if rate is None:  # every sweep run failed: the seeds have nothing to re-run
                             progress.update(1)
                             continue
-                        results.append(one(model, task, method, chosen[method], seed, False))
+                        results.append(one(model, task, method, rate, seed, False))
     finally:
         progress.close()
     return results
 
 
-def _one(spec: BenchRun, out: Path, progress, retry_failed: bool, timeout_s: int) -> dict[str, Any]:
+def _one(spec: BenchRun, out: Path, progress: tqdm, retry_failed: bool, timeout_s: int) -> dict[str, Any]:
     progress.set_postfix_str(f"{spec.model_slug} {spec.task} {spec.method} lr={spec.lr:g} seed={spec.seed}")
     done = read_result(out, spec)
     if done is not None and (done.get("status") == "ok" or not retry_failed):

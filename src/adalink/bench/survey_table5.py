@@ -147,7 +147,13 @@ def sentence(column: Column, ours: Mapping[str, float]) -> str:
     methods = sorted(m for m in ours if m != "full" and m in TABLE5["T5-Large"])
     if not methods:
         return "No method in common with the survey has results yet."
-    near = {m: survey_value("T5-Large", m, column.key) for m in methods}
+
+    def survey(size: str, method: str) -> float:
+        value = survey_value(size, method, column.key)
+        assert value is not None  # methods have a T5-Large row, and every size has the same rows
+        return value
+
+    near = {m: survey("T5-Large", m) for m in methods}
     rho = spearman([ours[m] for m in methods], [near[m] for m in methods])
     order = f"rank order against T5-Large: Spearman ρ = {rho:.2f}" if rho is not None else "too few methods to rank"
     if not column.relative:
@@ -160,7 +166,7 @@ def sentence(column: Column, ours: Mapping[str, float]) -> str:
     def side(value: float) -> bool:
         return value < 100 if column.below else value > 100
 
-    counts = ", ".join(f"{sum(side(survey_value(s, m, column.key)) for m in methods)} on {s}" for s in SIZES)
+    counts = ", ".join(f"{sum(side(survey(s, m)) for m in methods)} on {s}" for s in SIZES)
     differ = sorted((m for m in methods if side(ours[m]) != side(near[m])), key=lambda m: -abs(ours[m] - near[m]))
     gap = statistics.median(ours[m] - near[m] for m in methods)
     text = (

@@ -212,7 +212,7 @@ def raw_table(documents: list[dict[str, Any]]) -> str:
 def profile_text(documents: list[dict[str, Any]]) -> str:
     spec = documents[0]["spec"]
     micro = spec["batch_size"] // spec["grad_accum"]
-    steps = sorted({d.get("steps") for d in documents if d.get("steps")})
+    steps = sorted({d["steps"] for d in documents if d.get("steps")})
     lrs = sorted({d["spec"]["lr"] for d in documents})
     seeds = sorted({d["spec"]["seed"] for d in documents})
     head_lrs = sorted({d["spec"].get("head_lr") or 0 for d in documents})

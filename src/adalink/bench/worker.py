@@ -13,8 +13,9 @@ import sys
 import tempfile
 import time
 import traceback
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -30,11 +31,16 @@ from .measure import (
     time_throughput,
 )
 
+if TYPE_CHECKING:
+    from transformers import AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoModelForSequenceClassification
+
+    from ..training.artifacts import LoadedRun
+
 __all__ = ["main", "run_spec"]
 
 
-def _caller(model: torch.nn.Module, task_aware: bool):
-    def call(batch: dict[str, torch.Tensor], **kwargs: Any):
+def _caller(model: torch.nn.Module, task_aware: bool) -> Callable[..., Any]:
+    def call(batch: dict[str, torch.Tensor], **kwargs: Any) -> Any:
         inputs = {k: v for k, v in batch.items() if k in ("input_ids", "attention_mask", "token_type_ids")}
         if task_aware:
             return model(**inputs, task=batch["task_ids"], **kwargs)
@@ -54,6 +60,7 @@ def _preload(model: str, tasks: list) -> None:
 
     path, fmt, _ = setup_model(model, "auto", tasks)
     config = AutoConfig.from_pretrained(path)
+    auto_class: type[AutoModelForSequenceClassification | AutoModelForSeq2SeqLM | AutoModelForCausalLM]
     if isinstance(fmt, ClassificationFormat):
         from transformers import AutoModelForSequenceClassification as auto_class
     elif getattr(fmt, "encoder_decoder", False):
@@ -129,12 +136,12 @@ def _train(spec: BenchRun, steps: int, out: Path, rss_before: int) -> dict[str, 
     }
 
 
-def _validation_score(spec: BenchRun, loaded, datasets: list) -> float:
+def _validation_score(spec: BenchRun, loaded: LoadedRun, datasets: list) -> float:
     scores = loaded.evaluate(datasets, split="validation", max_examples=spec.max_eval)  # run.json: spec.max_length
     return sum(scores.values()) / len(scores)
 
 
-def _inference_speeds(spec: BenchRun, loaded, datasets: list, out: Path) -> dict[str, Any]:
+def _inference_speeds(spec: BenchRun, loaded: LoadedRun, datasets: list, out: Path) -> dict[str, Any]:
     """Inference throughput unmerged and merged (where the method merges), alternating rounds over the same
     batches, and the largest difference between the two models' logits."""
     from ..peft_model import PeftModel
@@ -176,7 +183,7 @@ def _inference_speeds(spec: BenchRun, loaded, datasets: list, out: Path) -> dict
     return result
 
 
-def _forgetting(spec: BenchRun, loaded, datasets: list) -> dict[str, Any]:
+def _forgetting(spec: BenchRun, loaded: LoadedRun, datasets: list) -> dict[str, Any]:
     """How far the tuned model drifted from its base on held-out generic text: the language-modelling loss added
     (text-to-text), or 1 - the mean cosine similarity of the pooled embeddings (classification)."""
     from ..training.formats import ClassificationFormat, TaskInfo

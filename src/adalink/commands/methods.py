@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -44,7 +45,9 @@ def _meta_model(name_or_path: str) -> nn.Module:
     return AutoModel.from_config(AutoConfig.from_pretrained(resolve_model(name_or_path).path))
 
 
-def describe_methods(model_factory=None, *, rank: int | None = None) -> list[MethodInfo]:
+def describe_methods(
+    model_factory: Callable[[], nn.Module] | None = None, *, rank: int | None = None
+) -> list[MethodInfo]:
     """One :class:`MethodInfo` per registered method (plus ``full``), counted on fresh models from ``model_factory``."""
     rows = []
     for name in sorted(METHOD_CONFIGS):
@@ -54,7 +57,9 @@ def describe_methods(model_factory=None, *, rank: int | None = None) -> list[Met
     return rows
 
 
-def _describe(name: str, cls: type[MethodConfig], config: MethodConfig, model_factory) -> MethodInfo:
+def _describe(
+    name: str, cls: type[MethodConfig], config: MethodConfig, model_factory: Callable[[], nn.Module] | None
+) -> MethodInfo:
     info = MethodInfo(name, None, None, cls.mergeable, "tasks" in cls.field_names(), cls.default_lr, cls.source)
     if model_factory is None:
         return info

@@ -12,6 +12,7 @@ import argparse
 import dataclasses
 import types
 import typing
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -60,9 +61,15 @@ def option_specs(cls: type) -> list[OptionSpec]:
 class _Given(argparse.Action):
     """Store the value (a switch: ``const``) and note the field as given on the command line."""
 
-    def __call__(self, parser, namespace, values, option_string=None) -> None:
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: str | Sequence[Any] | None,
+        option_string: str | None = None,
+    ) -> None:
         setattr(namespace, self.dest, self.const if self.nargs == 0 else values)
-        given = getattr(namespace, _GIVEN, set())
+        given: set[str] = getattr(namespace, _GIVEN, set())
         setattr(namespace, _GIVEN, given | {self.dest})
 
 

@@ -8,12 +8,14 @@ the adapter file holds only ``Δ``, unloading restores the base exactly, and mer
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from torch import nn
 from torch.nn.utils import parametrize
 
 from ..routing import Router
-from .base import Attachment, Undo
+from .base import Attachment, Handle, Undo
 
 __all__ = ["AdditiveDelta", "attach_deltas"]
 
@@ -46,7 +48,7 @@ def attach_deltas(targets: dict[str, tuple[nn.Module, str]], router: Router) -> 
     ``W + Δ``. The returned attachment saves the deltas under their tensor paths (dots as ``__``) and merges
     by writing ``W + Δ`` into ``W``."""
     deltas = nn.ModuleDict()
-    handles: list[Undo] = []
+    handles: list[Handle] = []
     orders = {id(module): list(module._parameters) for module, _ in targets.values()}  # before any change
     for path, (module, name) in targets.items():
         delta = AdditiveDelta(getattr(module, name))
@@ -63,7 +65,7 @@ def attach_deltas(targets: dict[str, tuple[nn.Module, str]], router: Router) -> 
     return Attachment(deltas, handles, touched, merge=merge)
 
 
-def _remover(module: nn.Module, name: str, order: list[str], *, leave_parametrized: bool):
+def _remover(module: nn.Module, name: str, order: list[str], *, leave_parametrized: bool) -> Callable[[], None]:
     """Undo one parametrisation; ``order`` is the module's parameter order before any (removal appends)."""
 
     def remove() -> None:

@@ -33,7 +33,7 @@ from torch import nn
 
 from ..routing import Router, TaskIds
 from .activations import ACTIVATIONS
-from .base import Attachment, MethodConfig, register_method
+from .base import Attachment, Handle, MethodConfig, register_method
 from .roles import find_role, layer_of
 
 __all__ = [
@@ -143,7 +143,7 @@ class BottleneckConfig(MethodConfig):
 
     def attach(self, model: nn.Module, router: Router) -> Attachment:
         banks = nn.ModuleDict()
-        handles = []
+        handles: list[Handle] = []
         touched: dict[str, nn.Module] = {}
         for role in self.sites:
             for path, module in self.find_sites(model, role).items():
@@ -204,7 +204,7 @@ class ParallelAdapterConfig(BottleneckConfig):
 
     def attach(self, model: nn.Module, router: Router) -> Attachment:
         banks = nn.ModuleDict()
-        handles = []
+        handles: list[Handle] = []
         touched: dict[str, nn.Module] = {}
         for ffn_path, ffn, out_path, out in parallel_pairs(model, self):
             dim = hidden_size(out, out_path, "out")
@@ -280,7 +280,7 @@ class InputSlot:
     def __init__(self) -> None:
         self._value: ContextVar[torch.Tensor | None] = ContextVar(f"adalink_slot_{id(self)}", default=None)
 
-    def capture_hook(self, router: Router):
+    def capture_hook(self, router: Router) -> Callable[..., None]:
         def hook(module: nn.Module, args: tuple, kwargs: dict) -> None:
             if not router.disabled:
                 value = args[0] if args else next(v for v in kwargs.values() if isinstance(v, torch.Tensor))
@@ -296,7 +296,7 @@ class InputSlot:
         return value
 
 
-def _sequential_hook(bank: BottleneckBank, router: Router, path: str):
+def _sequential_hook(bank: BottleneckBank, router: Router, path: str) -> Callable[..., torch.Tensor | None]:
     where = f"the adapter after {path!r}"
 
     def hook(module: nn.Module, args: tuple, output: torch.Tensor) -> torch.Tensor | None:
@@ -307,7 +307,9 @@ def _sequential_hook(bank: BottleneckBank, router: Router, path: str):
     return hook
 
 
-def _parallel_hook(bank: BottleneckBank, router: Router, slot: InputSlot, scaling: float, path: str):
+def _parallel_hook(
+    bank: BottleneckBank, router: Router, slot: InputSlot, scaling: float, path: str
+) -> Callable[..., torch.Tensor | None]:
     where = f"the parallel adapter of {path!r}"
 
     def hook(module: nn.Module, args: tuple, output: torch.Tensor) -> torch.Tensor | None:

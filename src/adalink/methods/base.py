@@ -119,7 +119,8 @@ class MethodConfig:
     def _check_types(self) -> None:
         """Every field holds a value of its annotated type (ints for floats too, finite numbers only); the first
         wrong field is named. Run after :meth:`validate`, whose messages say more where it catches a value first."""
-        hints = _field_types(type(self))
+        cls: type = type(self)  # as `type`: mypy takes the class of an eq dataclass (`__hash__ = None`) as unhashable
+        hints = _field_types(cls)
         for spec in dataclasses.fields(self):
             value = getattr(self, spec.name)
             if not _conforms(value, hints[spec.name]):

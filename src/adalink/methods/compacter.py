@@ -19,6 +19,7 @@ change: the up projection's ``t`` starts at zero, so the adapted model starts ex
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -28,7 +29,7 @@ from torch import nn
 from ..errors import ConfigError
 from ..routing import Router, TaskIds
 from .adapters import ACTIVATIONS, BottleneckConfig, bottleneck_width, hidden_size, module_key, rows_of
-from .base import Attachment, register_method
+from .base import Attachment, Handle, register_method
 
 __all__ = ["CompacterConfig", "CompacterPlusPlusConfig", "LowRankPHM", "kronecker_matmul"]
 
@@ -81,7 +82,9 @@ class LowRankPHM(nn.Module):
     def dense(self, rule: torch.Tensor, task: int) -> torch.Tensor:
         """The full (k, l) matrix ``Σ_i A_i ⊗ s_i t_iᵀ`` of one task (for tests and inspection, never in forward)."""
         b = self.left[task] @ self.right[task]  # (n, k/n, l/n)
-        return sum(torch.kron(a, b_i) for a, b_i in zip(rule[task], b, strict=True))
+        total = sum(torch.kron(a, b_i) for a, b_i in zip(rule[task], b, strict=True))
+        assert isinstance(total, torch.Tensor)  # a sum of phm_dim >= 1 products, never the empty sum 0
+        return total
 
     def select_tasks(self, indices: list[int]) -> None:
         with torch.no_grad():
@@ -148,7 +151,8 @@ class CompacterConfig(BottleneckConfig):
 
     def attach(self, model: nn.Module, router: Router) -> Attachment:
         modules = _CompacterModules(len(self.tasks), self.phm_dim, self.rule_init_std)
-        handles, touched = [], {}
+        handles: list[Handle] = []
+        touched: dict[str, nn.Module] = {}
         for role in self.sites:
             for path, module in self.find_sites(model, role).items():
                 dim = hidden_size(module, path, "out")
@@ -176,7 +180,9 @@ class CompacterPlusPlusConfig(CompacterConfig):
     sites: ClassVar[tuple[str, ...]] = ("ffn_out",)
 
 
-def _hook(adapter: _CompacterAdapter, modules: _CompacterModules, router: Router, path: str):
+def _hook(
+    adapter: _CompacterAdapter, modules: _CompacterModules, router: Router, path: str
+) -> Callable[..., torch.Tensor | None]:
     where = f"the Compacter adapter after {path!r}"
 
     def hook(module: nn.Module, args: tuple, output: torch.Tensor) -> torch.Tensor | None:

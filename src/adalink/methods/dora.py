@@ -15,6 +15,7 @@ thirds get one DoRA each (row norms are per output feature, so slices decompose 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -22,7 +23,7 @@ import torch
 from torch import nn
 
 from ..routing import Router, TaskIds
-from .base import Attachment, register_method
+from .base import Attachment, Handle, register_method
 from .lora import LinearSite, LoRABank, LoRAFields, find_linear_sites
 
 __all__ = ["DoRAConfig", "DoRALayer"]
@@ -63,7 +64,7 @@ class DoRALayer(nn.Module):
         self.magnitude = nn.Parameter(self.magnitude.data[indices].clone(), requires_grad=self.magnitude.requires_grad)
 
 
-def _hook(site: LinearSite, layer: DoRALayer, router: Router):
+def _hook(site: LinearSite, layer: DoRALayer, router: Router) -> Callable[..., torch.Tensor | None]:
     end = site.start + site.out_features
     where = f"the dora layer {site.path!r}"
 
@@ -94,8 +95,9 @@ class DoRAConfig(LoRAFields):
     def attach(self, model: nn.Module, router: Router) -> Attachment:
         sites = find_linear_sites(model, self.targets, self.roles, method=self.method)
         scale, tasks = self.alpha / self.rank, len(self.tasks)
-        layers = nn.ModuleDict({s.key: DoRALayer(s, tasks, self.rank, scale, self.dropout) for s in sites})
-        handles = [s.module.register_forward_hook(_hook(s, layers[s.key], router)) for s in sites]
+        by_key = {s.key: DoRALayer(s, tasks, self.rank, scale, self.dropout) for s in sites}
+        layers = nn.ModuleDict(by_key)
+        handles: list[Handle] = [s.module.register_forward_hook(_hook(s, by_key[s.key], router)) for s in sites]
 
         def merge(task: int) -> None:
             with torch.no_grad():

@@ -13,7 +13,7 @@ weight), input rescaling the columns of ``W``.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import ClassVar
 
@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from ..routing import Router, TaskIds
-from .base import Attachment, MethodConfig, register_method
+from .base import Attachment, Handle, MethodConfig, register_method
 from .lora import LINEAR_ROLES, LinearSite, check_targets, find_linear_sites
 
 __all__ = ["IA3Config", "IA3Vectors"]
@@ -49,7 +49,7 @@ def _rows(x: torch.Tensor) -> int:
     return x.shape[0] if x.dim() >= 2 else 1
 
 
-def _output_hook(site: LinearSite, vectors: IA3Vectors, router: Router):
+def _output_hook(site: LinearSite, vectors: IA3Vectors, router: Router) -> Callable[..., torch.Tensor | None]:
     where = f"the (IA)3 layer {site.path!r}"
 
     def hook(module: nn.Module, args: tuple, output: torch.Tensor) -> torch.Tensor | None:
@@ -64,7 +64,7 @@ def _output_hook(site: LinearSite, vectors: IA3Vectors, router: Router):
     return hook
 
 
-def _input_hook(site: LinearSite, vectors: IA3Vectors, router: Router):
+def _input_hook(site: LinearSite, vectors: IA3Vectors, router: Router) -> Callable[..., tuple | None]:
     where = f"the (IA)3 feed-forward layer {site.path!r}"
 
     def hook(module: nn.Module, args: tuple) -> tuple | None:
@@ -77,20 +77,25 @@ def _input_hook(site: LinearSite, vectors: IA3Vectors, router: Router):
 
 
 def _attach_ia3(outputs: Sequence[LinearSite], inputs: Sequence[LinearSite], router: Router, tasks: int) -> Attachment:
-    out_vectors = nn.ModuleDict({s.key: IA3Vectors(tasks, s.out_features) for s in outputs})
-    in_vectors = nn.ModuleDict({s.key: IA3Vectors(tasks, s.in_features) for s in inputs})
-    handles = [s.module.register_forward_hook(_output_hook(s, out_vectors[s.key], router)) for s in outputs]
-    handles += [s.module.register_forward_pre_hook(_input_hook(s, in_vectors[s.key], router)) for s in inputs]
+    out_by_key = {s.key: IA3Vectors(tasks, s.out_features) for s in outputs}
+    in_by_key = {s.key: IA3Vectors(tasks, s.in_features) for s in inputs}
+    out_vectors, in_vectors = nn.ModuleDict(out_by_key), nn.ModuleDict(in_by_key)
+    handles: list[Handle] = [
+        s.module.register_forward_hook(_output_hook(s, out_by_key[s.key], router)) for s in outputs
+    ]
+    handles += [s.module.register_forward_pre_hook(_input_hook(s, in_by_key[s.key], router)) for s in inputs]
 
     def merge(task: int) -> None:
         with torch.no_grad():
             for s in outputs:
                 scale = out_vectors[s.key].scale[task]
-                s.weight().mul_(scale[:, None].to(s.module.weight.dtype))  # rows of W (columns of a Conv1D)
-                if s.bias() is not None:
-                    s.bias().mul_(scale.to(s.module.bias.dtype))
+                weight, bias = s.weight(), s.bias()
+                weight.mul_(scale[:, None].to(weight.dtype))  # rows of W (columns of a Conv1D)
+                if bias is not None:
+                    bias.mul_(scale.to(bias.dtype))
             for s in inputs:
-                s.weight().mul_(in_vectors[s.key].scale[task][None, :].to(s.module.weight.dtype))
+                weight = s.weight()
+                weight.mul_(in_vectors[s.key].scale[task][None, :].to(weight.dtype))
 
     def select_tasks(indices: list[int]) -> None:
         for vectors in (*out_vectors.values(), *in_vectors.values()):

@@ -29,7 +29,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..routing import Router, TaskIds
-from .base import Attachment, MethodConfig, register_method
+from .base import Attachment, Handle, MethodConfig, register_method
 from .roles import RoleError, find_role
 
 __all__ = [
@@ -219,7 +219,7 @@ def attach_lora(
 def attach_banks(sites: Sequence[LinearSite], banks: nn.ModuleDict, router: Router, method: str) -> Attachment:
     """Hook ``banks[site.key]`` (any module with ``forward(x, ids)``, ``delta_weight(task)`` and
     ``select_tasks(indices)``) onto every site; merge adds one task's ``delta_weight`` to each site's weight."""
-    handles = [add_output_hook(s, banks[s.key], router, method) for s in sites]
+    handles: list[Handle] = [add_output_hook(s, banks[s.key], router, method) for s in sites]
 
     def merge(task: int) -> None:
         with torch.no_grad():

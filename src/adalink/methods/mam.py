@@ -44,7 +44,7 @@ def combine(parts: Mapping[str, Attachment]) -> Attachment:
 
     def loaded() -> None:
         for part in parts.values():
-            if getattr(part, "loaded", None) is not None:
+            if part.loaded is not None:
                 part.loaded()
 
     return Attachment(modules, handles, touched, select_tasks=select_tasks, loaded=loaded)
@@ -95,7 +95,7 @@ class MAMConfig(MethodConfig):
             raise type(err)(str(err).replace("ParallelAdapterConfig.", "MAMConfig.")) from None
 
     @classmethod
-    def for_training(cls, *, rank: int, dropout: float, tasks: list[str], heads: list[str], **extra: Any):
+    def for_training(cls, *, rank: int, dropout: float, tasks: list[str], heads: list[str], **extra: Any) -> MAMConfig:
         """``adalink train --rank R`` sets the parallel adapter's width m = R; ``--dropout`` its input dropout."""
         return cls(bottleneck=rank, dropout=dropout, tasks=list(tasks), modules_to_save=list(heads), **extra)
 

@@ -16,6 +16,7 @@ self-attention (as Hugging Face peft does in effect); encoder-only models (BERT)
 from __future__ import annotations
 
 import inspect
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -27,7 +28,7 @@ from transformers import DynamicCache, EncoderDecoderCache
 from ..errors import ConfigError
 from ..routing import Router, TaskIds
 from ._cache import cache_argument, find_cache
-from .base import Attachment, MethodConfig, register_method
+from .base import Attachment, Handle, MethodConfig, register_method
 
 __all__ = ["PrefixBank", "PrefixTuningConfig", "attach_prefix", "prefix_geometry"]
 
@@ -57,7 +58,9 @@ class PrefixTuningConfig(MethodConfig):
         self.check_positive_int("encoder_hidden_size")
 
     @classmethod
-    def for_training(cls, *, rank: int, dropout: float, tasks: list[str], heads: list[str], **extra: Any):
+    def for_training(
+        cls, *, rank: int, dropout: float, tasks: list[str], heads: list[str], **extra: Any
+    ) -> PrefixTuningConfig:
         """``--rank`` and ``--dropout`` have no prefix-tuning meaning: keep the defaults."""
         del rank, dropout
         return cls(tasks=list(tasks), modules_to_save=list(heads), **extra)
@@ -183,13 +186,15 @@ def attach_prefix(
     ).to(model.get_input_embeddings().weight.device)
     encoder_decoder = bool(getattr(model.config, "is_encoder_decoder", False))
     hook = _prefix_hook(model, bank, router, (num_virtual_tokens, layers, kv_heads, head_dim), encoder_decoder)
-    handles = [model.register_forward_pre_hook(hook, with_kwargs=True)]
+    handles: list[Handle] = [model.register_forward_pre_hook(hook, with_kwargs=True)]
     return Attachment(
         nn.ModuleDict({"bank": bank}), handles, {}, select_tasks=bank.select_tasks, loaded=bank.materialise
     )
 
 
-def _prefix_hook(model: nn.Module, bank: PrefixBank, router: Router, shape: tuple[int, ...], encoder_decoder: bool):
+def _prefix_hook(
+    model: nn.Module, bank: PrefixBank, router: Router, shape: tuple[int, ...], encoder_decoder: bool
+) -> Callable[..., tuple[tuple, dict] | None]:
     n, layers, kv_heads, head_dim = shape
     positional = [
         p.name

@@ -15,6 +15,7 @@ positions) by ``n``. For T5 a second pre-hook lengthens the decoder's cross-atte
 from __future__ import annotations
 
 import inspect
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -24,7 +25,7 @@ from torch import nn
 
 from ..routing import Router, TaskIds
 from ._cache import find_cache
-from .base import Attachment, MethodConfig, register_method
+from .base import Attachment, Handle, MethodConfig, register_method
 
 __all__ = ["PromptBank", "PromptTuningConfig", "attach_prompt"]
 
@@ -58,7 +59,9 @@ class PromptTuningConfig(MethodConfig):
         self.check_probability("dropout")
 
     @classmethod
-    def for_training(cls, *, rank: int, dropout: float, tasks: list[str], heads: list[str], **extra: Any):
+    def for_training(
+        cls, *, rank: int, dropout: float, tasks: list[str], heads: list[str], **extra: Any
+    ) -> PromptTuningConfig:
         """``--rank`` is a bottleneck width elsewhere, not a prompt length: keep the default length here."""
         del rank
         return cls(dropout=dropout, tasks=list(tasks), modules_to_save=list(heads), **extra)
@@ -123,14 +126,18 @@ def attach_prompt(model: nn.Module, config: PromptTuningConfig, router: Router) 
     n = config.num_virtual_tokens
     encoder_decoder = bool(getattr(getattr(model, "config", None), "is_encoder_decoder", False))
     entry = model.get_encoder() if encoder_decoder else model
-    handles = [entry.register_forward_pre_hook(_input_hook(entry, bank, embedding, router, n), with_kwargs=True)]
+    handles: list[Handle] = [
+        entry.register_forward_pre_hook(_input_hook(entry, bank, embedding, router, n), with_kwargs=True)
+    ]
     if encoder_decoder:  # the decoder attends over the n extra encoder states too
         decoder = model.get_decoder()
         handles.append(decoder.register_forward_pre_hook(_cross_mask_hook(router, n), with_kwargs=True))
     return Attachment(nn.ModuleDict({"bank": bank}), handles, {}, select_tasks=bank.select_tasks)
 
 
-def _input_hook(entry: nn.Module, bank: PromptBank, embedding: nn.Module, router: Router, n: int):
+def _input_hook(
+    entry: nn.Module, bank: PromptBank, embedding: nn.Module, router: Router, n: int
+) -> Callable[..., tuple[tuple, dict] | None]:
     positional = [
         p.name
         for p in inspect.signature(entry.forward).parameters.values()
@@ -186,7 +193,7 @@ def _lengthen(kwargs: dict, n: int, first: bool = False) -> None:
         kwargs["cache_position"] = torch.arange(position[-1] + 1 + n, device=position.device) if first else position + n
 
 
-def _cross_mask_hook(router: Router, n: int):
+def _cross_mask_hook(router: Router, n: int) -> Callable[..., tuple[tuple, dict] | None]:
     def hook(module: nn.Module, args: tuple, kwargs: dict) -> tuple[tuple, dict] | None:
         mask, states = kwargs.get("encoder_attention_mask"), kwargs.get("encoder_hidden_states")
         if router.disabled or mask is None or states is None or mask.shape[-1] != states.shape[1] - n:

@@ -23,6 +23,7 @@ start exactly at the base. It is not mergeable (the gates depend on the input).
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -33,7 +34,7 @@ from ..routing import Router, TaskIds
 from ._cache import find_cache
 from .activations import ACTIVATIONS
 from .adapters import BottleneckBank, adapter_sites, bottleneck_width, hidden_size, module_key, rows_of
-from .base import Attachment, MethodConfig, register_method
+from .base import Attachment, Handle, MethodConfig, register_method
 from .lora import LoRABank, add_output_hook, find_linear_sites
 from .mam import combine
 from .prefix_tuning import attach_prefix
@@ -41,6 +42,7 @@ from .prefix_tuning import attach_prefix
 __all__ = ["TaskGate", "UniPELTConfig", "gated_adapters", "gated_lora", "gated_prefix"]
 
 _GATED = "_adalink_unipelt_gated"  # marks a cache layer whose prefix has been gated
+_Parts = tuple[nn.ModuleDict, list[Handle], dict[str, nn.Module]]  # (modules, handles, touched) of one gated part
 
 
 class TaskGate(nn.Module):
@@ -88,9 +90,11 @@ class _Gated(nn.Module):
         self.gate.select_tasks(indices)
 
 
-def gated_lora(model: nn.Module, router: Router, config: UniPELTConfig) -> tuple[nn.ModuleDict, list, dict]:
+def gated_lora(model: nn.Module, router: Router, config: UniPELTConfig) -> _Parts:
     """LoRA on ``config.lora_targets`` with ``W x + G_L(x) · LoRA(x)``; returns (modules, handles, touched)."""
-    modules, handles, touched = nn.ModuleDict(), [], {}
+    modules = nn.ModuleDict()
+    handles: list[Handle] = []
+    touched: dict[str, nn.Module] = {}
     tasks = len(config.tasks)
     for site in find_linear_sites(model, config.lora_targets, config.roles, method=config.method):
         bank = LoRABank(
@@ -106,9 +110,11 @@ def gated_lora(model: nn.Module, router: Router, config: UniPELTConfig) -> tuple
     return modules, handles, touched
 
 
-def gated_adapters(model: nn.Module, router: Router, config: UniPELTConfig) -> tuple[nn.ModuleDict, list, dict]:
+def gated_adapters(model: nn.Module, router: Router, config: UniPELTConfig) -> _Parts:
     """A bottleneck adapter after every FFN: ``h + G_A(h) · Δ(h)``; returns (modules, handles, touched)."""
-    modules, handles, touched = nn.ModuleDict(), [], {}
+    modules = nn.ModuleDict()
+    handles: list[Handle] = []
+    touched: dict[str, nn.Module] = {}
     tasks = len(config.tasks)
     for path, module in adapter_sites(model, "ffn_out", config.roles, method=config.method).items():
         dim = hidden_size(module, path, "out")
@@ -120,7 +126,7 @@ def gated_adapters(model: nn.Module, router: Router, config: UniPELTConfig) -> t
     return modules, handles, touched
 
 
-def _gated_adapter_hook(gated: _Gated, router: Router, path: str):
+def _gated_adapter_hook(gated: _Gated, router: Router, path: str) -> Callable[..., torch.Tensor | None]:
     where = f"the UniPELT adapter after {path!r}"
 
     def hook(module: nn.Module, args: tuple, output: torch.Tensor) -> torch.Tensor | None:
@@ -152,6 +158,7 @@ def gated_prefix(model: nn.Module, router: Router, config: UniPELTConfig) -> Att
         touched[path] = module
 
     def select_tasks(indices: list[int]) -> None:
+        assert prefix.select_tasks is not None  # attach_prefix always sets it
         prefix.select_tasks(indices)
         for gate in gates.values():
             gate.select_tasks(indices)
@@ -169,7 +176,7 @@ def _prefixed_attention(model: nn.Module, config: UniPELTConfig) -> dict[str, nn
     return found
 
 
-def _prefix_gate_hook(gate: TaskGate, router: Router, config: UniPELTConfig, path: str):
+def _prefix_gate_hook(gate: TaskGate, router: Router, config: UniPELTConfig, path: str) -> Callable[..., None]:
     where = f"the UniPELT prefix gate of {path!r}"
 
     def hook(module: nn.Module, args: tuple, kwargs: dict) -> None:
@@ -231,17 +238,19 @@ class UniPELTConfig(MethodConfig):
         self.check_probability("dropout")
 
     @classmethod
-    def for_training(cls, *, rank: int, dropout: float, tasks: list[str], heads: list[str], **extra: Any):
+    def for_training(
+        cls, *, rank: int, dropout: float, tasks: list[str], heads: list[str], **extra: Any
+    ) -> UniPELTConfig:
         """``adalink train --rank R`` sets the adapter width m = R; LoRA keeps UniPELT's r = 8."""
         return cls(bottleneck=rank, dropout=dropout, tasks=list(tasks), modules_to_save=list(heads), **extra)
 
     def attach(self, model: nn.Module, router: Router) -> Attachment:
-        parts = {"lora": gated_lora(model, router, self), "adapter": gated_adapters(model, router, self)}
-        parts = {name: Attachment(*part, select_tasks=_select(part[0])) for name, part in parts.items()}
+        built = {"lora": gated_lora(model, router, self), "adapter": gated_adapters(model, router, self)}
+        parts = {name: Attachment(*part, select_tasks=_select(part[0])) for name, part in built.items()}
         return combine({**parts, "prefix": gated_prefix(model, router, self)})
 
 
-def _select(gated: nn.ModuleDict):
+def _select(gated: nn.ModuleDict) -> Callable[[list[int]], None]:
     def select_tasks(indices: list[int]) -> None:
         for module in gated.values():
             module.select_tasks(indices)
