@@ -161,3 +161,13 @@ def test_the_unauthenticated_opt_out_is_announced_loudly(classification_runs, mo
     assert "WARNING: --allow-unauthenticated-admin" in capsys.readouterr().err
     assert main(["serve", "--adapter", str(classification_runs["topic"])]) == 0
     assert "--allow-unauthenticated-admin" not in capsys.readouterr().err
+
+
+def test_a_task_clash_names_adapters_not_where_they_live(roots):
+    """The served run lies outside --adapter-root, so the root-relative rewrite cannot hide its path: only names."""
+    stack = AdapterStack.from_runs([roots["outside"] / "topic2"])
+    settings = ServeSettings(admin_token="s3cret", adapter_root=str(roots["root"]))
+    with TestClient(create_app(stack, settings)) as client:
+        clash = client.post("/v1/adapters", json={"path": "topic"}, headers=ADMIN)
+    assert clash.status_code == 409 and "already served by adapter 'topic2'" in clash.text, clash.text
+    assert str(roots["outside"]) not in clash.text and "/tmp" not in clash.text, clash.text

@@ -143,9 +143,12 @@ def test_adapter_errors(classification, classification_runs):
         ({"path": "no-such-run"}, 400, "path", "run.json is missing"),
         ({"path": "/etc"}, 403, "path", "under the server's --adapter-root"),
         ({"path": "topic"}, 409, "name", "already served"),
+        ({"path": "topic", "name": "again"}, 409, "name", "Task 'topic' of adapter 'again' is already served by"),
     ]
     for document, status, param, message in cases:
-        assert_error(post("/v1/adapters", json=document, headers=ADMIN), status, param, message)
+        response = post("/v1/adapters", json=document, headers=ADMIN)
+        assert_error(response, status, param, message)
+        assert "/tmp" not in response.text, response.text  # runs are named, never located on the server's disk
     response = classification.delete("/v1/adapters/nope", headers=ADMIN)
     assert_error(response, 404, "name", "No adapter named 'nope'")
     off = ServeSettings()  # the default: run-time changes are off

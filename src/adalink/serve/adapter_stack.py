@@ -156,9 +156,9 @@ class AdapterStack:
         for task in adapter.tasks:
             if task.name in taken:
                 other = taken[task.name]
-                raise AdapterConflictError(
-                    f"Task {task.name!r} of adapter {adapter.name!r} ({adapter.directory}) is already served by "
-                    f"adapter {other.name!r} ({other.directory}); each task name must be unique on a server."
+                raise AdapterConflictError(  # names only: a directory would show the server's disk to clients
+                    f"Task {task.name!r} of adapter {adapter.name!r} is already served by adapter {other.name!r}; "
+                    "each task name must be unique on a server."
                 )
         if (adapter.run["format"] in GENERATIVE_FORMATS) != self.generative:
             served = f"generative ({', '.join(sorted(GENERATIVE_FORMATS))})" if self.generative else self.format_name
