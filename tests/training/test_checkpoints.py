@@ -9,6 +9,8 @@ from adalink.training.checkpoints import (
     CheckpointError,
     latest_checkpoint,
     load_trainable,
+    optimizer_state_by_index,
+    optimizer_state_by_name,
     read_best,
     read_checkpoint,
     restore_rng,
@@ -130,3 +132,21 @@ def test_checkpoints_from_before_the_checksums_still_load(tmp_path):
     del state["files_sha256"], state["state_sha256"]
     (path / "state.json").write_text(json.dumps(state))
     assert read_checkpoint(path)[3] == {"tokens": 10, "step": 10}
+
+
+def test_an_optimiser_state_moves_between_index_and_name_keys():
+    """A sharded run's checkpoint keys the optimiser state by parameter name; either form loads into either run."""
+    model = torch.nn.Sequential(torch.nn.Linear(3, 2), torch.nn.Linear(2, 1))
+    optimizer = torch.optim.AdamW([{"params": [model[1].weight]}, {"params": [model[0].weight], "lr": 0.5}])
+    model(torch.ones(1, 3)).sum().backward()
+    optimizer.step()
+    names = ["1.weight", "0.weight"]  # the optimiser's order
+    by_name = optimizer_state_by_name(optimizer.state_dict(), names)
+    assert [g["params"] for g in by_name["param_groups"]] == [["1.weight"], ["0.weight"]]
+    assert torch.equal(by_name["state"]["0.weight"]["exp_avg"], optimizer.state[model[0].weight]["exp_avg"])
+    assert optimizer_state_by_name(by_name, names) is by_name
+    back = optimizer_state_by_index(by_name, names)
+    assert back["param_groups"] == optimizer.state_dict()["param_groups"]
+    assert back["state"].keys() == optimizer.state_dict()["state"].keys()
+    with pytest.raises(CheckpointError, match=r"names parameters this run lacks: \['0.weight'\]"):
+        optimizer_state_by_index(by_name, ["1.weight", "2.weight"])

@@ -14,10 +14,12 @@ where one process sums the whole batch at once, so float32 sums run in a differe
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
 import torch
+from safetensors.torch import load_file
 
 from launch_support import assert_same_training, launched, one_process, run_logged, train_env
 from tiny_models import save_tiny_checkpoint, write_sentiment_csv
@@ -72,6 +74,44 @@ def test_two_sharded_processes_match_one_and_save_the_same_weights(tiny, tmp_pat
         assert document[sharded] == document[one]
     run = json.loads((sharded / "run.json").read_text())
     assert run["saves_adapter"] == (method != "full")
+    if method == "adalink":
+        _check_resumption(tiny, extra, one, sharded, tmp_path)
+
+
+def _killed_after(run: Path, copy: Path, step: int) -> Path:
+    """A copy of ``run`` as if killed after the checkpoint of ``step`` (the later ones and the outputs never made)."""
+    shutil.copytree(run / "checkpoints", copy / "checkpoints")
+    for later in (copy / "checkpoints").glob("step-*"):
+        if int(later.name.split("-")[1]) > step:
+            shutil.rmtree(later)
+    (copy / "checkpoints" / "latest").write_text(f"step-{step:08d}\n")
+    return copy
+
+
+def _check_resumption(tiny, extra: list[str], one: Path, sharded: Path, tmp_path: Path) -> None:
+    """A sharded checkpoint holds the whole optimiser state by parameter name: a killed sharded run resumes sharded
+    (the same weights as never killed, to the last bit of float32), and also resumes in one process."""
+    weights = "adapter_model.safetensors"
+    again = _killed_after(sharded, tmp_path / "resumed-sharded", 20)
+    log = run_logged(
+        launched([*_train_args(tiny, "adalink", extra, again), "--resume"], config="fsdp"),
+        tmp_path / "resumed-sharded.log",
+        train_env(),
+    )
+    assert "Resuming from" in log and "(step 20)" in log
+    saved = torch.load(again / "checkpoints" / "step-00000020" / "optimizer.pt", weights_only=True)["optimizer"]
+    assert all(isinstance(name, str) for name in saved["state"])  # whole, by parameter name: not rank 0's shard
+    resumed, whole = load_file(again / weights), load_file(sharded / weights)
+    assert resumed.keys() == whole.keys()
+    for name in whole:
+        torch.testing.assert_close(resumed[name], whole[name], atol=1e-7, rtol=0)
+    alone = _killed_after(sharded, tmp_path / "resumed-alone", 20)  # 2 ranks' checkpoint, 1 process: rank 0's RNG
+    run_logged(
+        one_process([*_train_args(tiny, "adalink", extra, alone), "--resume"]), tmp_path / "alone.log", train_env()
+    )
+    resumed, reference = load_file(alone / weights), load_file(one / weights)
+    for name in reference:
+        torch.testing.assert_close(resumed[name], reference[name], atol=ATOL, rtol=RTOL)
 
 
 def test_what_a_sharded_run_cannot_do_yet_is_refused_by_name(tiny, tmp_path):

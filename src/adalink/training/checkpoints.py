@@ -33,6 +33,8 @@ __all__ = [
     "CheckpointError",
     "latest_checkpoint",
     "load_trainable",
+    "optimizer_state_by_index",
+    "optimizer_state_by_name",
     "read_best",
     "read_checkpoint",
     "restore_rng",
@@ -211,6 +213,35 @@ def load_trainable(model: torch.nn.Module, tensors: dict[str, torch.Tensor], sou
     with torch.no_grad():
         for name, param in params.items():
             param.copy_(tensors[name])
+
+
+def optimizer_state_by_name(state: dict, names: list[str]) -> dict:
+    """An optimiser state keyed by parameter index (``Optimizer.state_dict()``) re-keyed by parameter name, ``names``
+    being the optimiser's parameters in its order (the form a sharded run's checkpoint holds); by name: unchanged."""
+    if _keyed_by_name(state):
+        return state
+    groups = [{**g, "params": [names[i] for i in g["params"]]} for g in state["param_groups"]]
+    return {"state": {names[i]: v for i, v in state["state"].items()}, "param_groups": groups}
+
+
+def optimizer_state_by_index(state: dict, names: list[str]) -> dict:
+    """The inverse of :func:`optimizer_state_by_name`: what ``Optimizer.load_state_dict`` reads.
+
+    Raises:
+        CheckpointError: A name is not one of ``names``.
+    """
+    if not _keyed_by_name(state):
+        return state
+    index = {name: i for i, name in enumerate(names)}
+    unknown = sorted({n for g in state["param_groups"] for n in g["params"]} - index.keys())
+    if unknown:
+        raise CheckpointError(f"The checkpoint's optimiser state names parameters this run lacks: {unknown[:5]}.")
+    groups = [{**g, "params": [index[n] for n in g["params"]]} for g in state["param_groups"]]
+    return {"state": {index[n]: v for n, v in state["state"].items()}, "param_groups": groups}
+
+
+def _keyed_by_name(state: dict) -> bool:
+    return any(isinstance(n, str) for g in state.get("param_groups", []) for n in g.get("params", []))
 
 
 def rng_state() -> dict[str, Any]:

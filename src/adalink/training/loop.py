@@ -16,7 +16,7 @@ import math
 import os
 import time
 from contextlib import nullcontext
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -25,18 +25,7 @@ import torch
 from ..data import TextClassificationData, VQAData
 from .args import TrainArgs
 from .calls import routed_call, to_device
-from .checkpoints import (
-    CheckpointError,
-    latest_checkpoint,
-    load_trainable,
-    read_best,
-    read_checkpoint,
-    restore_rng,
-    rng_state,
-    set_rng_state,
-    trainable_tensors,
-    write_checkpoint,
-)
+from .checkpoints import latest_checkpoint, load_trainable, rng_state, set_rng_state, trainable_tensors
 from .config_file import CONFIG_FILE, write_config
 from .evaluation import evaluate
 from .formats import TaskInfo
@@ -46,6 +35,7 @@ from .optimizer import build_optimizer, build_schedule, head_parameter_ids
 from .outputs import run_metrics, save_outputs
 from .precision import BaseLoading, check_trainable_dtype
 from .progress import progress_bar
+from .resumption import Totals, load_sharded_optimizer, resume_or_start, save_checkpoint
 from .selection import Selection
 from .sharding import check_sharded_run, enable_fsdp_on_cpu, full_trainable, is_sharded
 from .stream import MixedTaskStream
@@ -74,19 +64,6 @@ class _Run:
     selection: Selection  # --eval-every's scores, best weights and early stopping
 
 
-@dataclass
-class _Totals:
-    """Progress that checkpoints carry over a resumption."""
-
-    step: int = 0  # optimiser steps done
-    tokens: int = 0  # input tokens trained on, all processes
-    seconds: float = 0.0  # time spent in steps (not in evaluation or checkpoints)
-    history: list[float] = field(default_factory=list)  # mean loss of every step
-
-    def checkpoint_state(self) -> dict[str, Any]:
-        return {"tokens": self.tokens, "train_seconds": self.seconds, "history": self.history}
-
-
 def train(args: TrainArgs) -> dict[str, Any]:
     """Train, evaluate on the test split(s), save the adapter, ``config.yaml``, ``run.json`` and ``metrics.json``."""
     args.validate()
@@ -95,11 +72,13 @@ def train(args: TrainArgs) -> dict[str, Any]:
     accelerator = _accelerator(args, names)
     datasets = load_tasks(args)
     run = _build(args, datasets)
-    totals = _resume_or_start(args, accelerator, run)
+    totals, sharded_state = resume_or_start(args, accelerator, run)
     if accelerator.is_main_process:  # after a refused --resume, the run's own config.yaml stays
         out.mkdir(parents=True, exist_ok=True)
         write_config(out / CONFIG_FILE, args)
     run.model, run.optimizer = accelerator.prepare(run.model, run.optimizer)
+    if sharded_state is not None:  # a sharded optimiser takes its state once its parameters are sharded
+        load_sharded_optimizer(accelerator, run, sharded_state)
     resumed_at = totals.step if args.resume else None
     logs = logging_dir(out, args.logging_dir)
     start_tracking(accelerator, names, logs, out.resolve().name, asdict(args), resumed_at=resumed_at)
@@ -168,35 +147,8 @@ def _build(args: TrainArgs, datasets: list[TextClassificationData | VQAData]) ->
     return _Run(setup, attached, model, optimizer, scheduler, stream, checkpoints, selection)
 
 
-def _resume_or_start(args: TrainArgs, accelerator, run: _Run) -> _Totals:
-    """With ``--resume``, restore the last checkpoint (weights, optimiser, schedule, RNG, the selection state of
-    ``--eval-every``); else seed dropout."""
-    checkpoint = latest_checkpoint(run.checkpoints) if args.resume else None
-    if args.resume and checkpoint is None:
-        accelerator.print(f"--resume: no checkpoint in {run.checkpoints}; starting from step 0.")
-    if checkpoint is None:
-        torch.manual_seed(args.seed * 7919 + accelerator.process_index)  # dropout masks: per process, reproducible
-        return _Totals()
-    tensors, optim_state, sched_state, state = read_checkpoint(checkpoint)
-    key = args.resume_key()
-    if state["args"] != key:
-        changed = sorted(k for k in state["args"].keys() | key.keys() if state["args"].get(k) != key.get(k))
-        raise ValueError(f"--resume: {checkpoint} was made with different settings for {changed}; pass the same ones.")
-    load_trainable(run.model, tensors, checkpoint)
-    if run.selection.enabled:
-        run.selection.restore(state["selection"], read_best(checkpoint))
-    try:
-        run.optimizer.load_state_dict(optim_state)
-        run.scheduler.load_state_dict(sched_state)
-    except (ValueError, KeyError, TypeError) as err:
-        raise CheckpointError(f"{checkpoint}: its optimiser state does not fit this run ({err}).") from None
-    restore_rng(checkpoint, accelerator.process_index)
-    accelerator.print(f"Resuming from {checkpoint} (step {state['step']}).")
-    return _Totals(state["step"], state["tokens"], state["train_seconds"], state["history"])
-
-
 def _train_steps(
-    args: TrainArgs, accelerator, run: _Run, datasets: list[TextClassificationData | VQAData], totals: _Totals
+    args: TrainArgs, accelerator, run: _Run, datasets: list[TextClassificationData | VQAData], totals: Totals
 ) -> None:
     """Steps ``totals.step + 1 .. --max-steps`` with a progress bar, a validation score every ``--eval-every`` and a
     checkpoint every ``--save-every``; early stopping ends them sooner (and checkpoints where it stopped)."""
@@ -230,13 +182,13 @@ def _train_steps(
         if run.selection.due(totals.step):
             _validate(args, accelerator, run, datasets, totals.step, progress)
         if totals.step % args.save_every == 0 or totals.step == args.max_steps or run.selection.stopped:
-            _checkpoint(args, accelerator, run, totals)
+            save_checkpoint(args, accelerator, run, totals)
         if run.selection.stopped:
             break
     progress.close()
 
 
-def _report_step(accelerator, run: _Run, totals: _Totals, progress) -> None:
+def _report_step(accelerator, run: _Run, totals: Totals, progress) -> None:
     """The progress bar's postfix (mean loss of the last 20 steps) and the trackers' scalars of this step."""
     recent = totals.history[-20:]
     learning_rate = run.scheduler.get_last_lr()[0]
@@ -333,31 +285,6 @@ def _apply_update(args: TrainArgs, accelerator, run: _Run) -> None:
     run.optimizer.zero_grad(set_to_none=True)
 
 
-def _checkpoint(args: TrainArgs, accelerator, run: _Run, totals: _Totals) -> None:
-    """Every process's RNG state gathered; the main process writes the checkpoint of step ``totals.step``."""
-    from accelerate.utils import gather_object
-
-    rng_states = gather_object([rng_state()]) if accelerator.num_processes > 1 else [rng_state()]
-    sharded = full_trainable(accelerator, run.model) if is_sharded(accelerator) else None  # every process gathers
-    if accelerator.is_main_process:
-        unwrapped = accelerator.unwrap_model(run.model)
-        state = {"args": args.resume_key(), **totals.checkpoint_state()}
-        if run.selection.enabled:
-            state["selection"] = run.selection.checkpoint_state()
-        write_checkpoint(
-            run.checkpoints,
-            totals.step,
-            trainable=trainable_tensors(unwrapped) if sharded is None else sharded,
-            optimizer=run.optimizer.state_dict(),
-            scheduler=run.scheduler.state_dict(),
-            rng_states=rng_states,
-            state=state,
-            keep=args.keep_checkpoints,
-            best=run.selection.best_weights,
-        )
-    accelerator.wait_for_everyone()
-
-
 def _unsharded_copy(args: TrainArgs, accelerator, run: _Run, datasets: list[TextClassificationData | VQAData]) -> _Run:
     """On the main process, the run rebuilt unsharded with the trained weights every process gathered."""
     tensors = full_trainable(accelerator, run.model)
@@ -369,7 +296,7 @@ def _unsharded_copy(args: TrainArgs, accelerator, run: _Run, datasets: list[Text
 
 
 def _evaluate_and_save(
-    args: TrainArgs, accelerator, run: _Run, datasets: list[TextClassificationData | VQAData], totals: _Totals
+    args: TrainArgs, accelerator, run: _Run, datasets: list[TextClassificationData | VQAData], totals: Totals
 ) -> dict[str, Any]:
     """On the main process: with ``--eval-every`` keep the last weights under ``last/`` and go back to the best ones;
     score the test split(s), write the outputs and print the score; elsewhere ``{}``."""

@@ -5,13 +5,16 @@ Launch with the repository's config: ``accelerate launch --config_file configs/a
 adapter alike, over the processes; each forward pass gathers a block's weights and frees them again, and gradients are
 reduce-scattered, so each process holds ``1 / N`` of the weights, gradients and optimiser state.
 
-Three things differ from DDP, and this module does them:
+Four things differ from DDP, and this module does them:
 
 - accelerate (1.x) shards only on accelerators: on a machine without one it would silently fall back to DDP. Where
   FSDP is asked for on CPU (the tests, over gloo), :func:`enable_fsdp_on_cpu` sets accelerate's state to FSDP, so the
   same FSDP2 code path runs there as on GPUs.
 - A parameter is a ``DTensor`` holding this process's shard: :func:`full_trainable` gathers the trainable ones (a
   collective: every process calls it) for checkpoints and the saved adapter.
+- The optimiser state is sharded like the parameters: :func:`full_optimizer_state` gathers it whole, keyed by
+  parameter name, for checkpoints (so ``--resume`` works, on FSDP or not), and :func:`load_full_optimizer_state` puts
+  such a state back into the sharded optimiser, each process taking its shard.
 - A forward pass is a collective too, so the main process cannot evaluate the sharded model alone: the loop rebuilds
   an unsharded copy there with the gathered weights (:func:`is_sharded` tells it when).
 """
@@ -25,7 +28,16 @@ import torch
 
 from .args import TrainArgs
 
-__all__ = ["check_sharded_run", "enable_fsdp_on_cpu", "fsdp_requested", "full_trainable", "is_sharded"]
+__all__ = [
+    "check_sharded_run",
+    "enable_fsdp_on_cpu",
+    "fsdp_requested",
+    "full_optimizer_state",
+    "full_trainable",
+    "is_sharded",
+    "load_full_optimizer_state",
+    "optimizer_order",
+]
 
 
 def fsdp_requested() -> bool:
@@ -65,14 +77,12 @@ def check_sharded_run(args: TrainArgs, accelerator: Any) -> None:
     """Refuse what a sharded run does not support yet, naming the option.
 
     Raises:
-        ValueError: With ``--resume`` (the optimiser state is sharded), ``--eval-every`` (validation during training
-            would be a collective forward pass on the main process alone) or ``--quantize`` (FSDP2 cannot shard
-            torchao's or bitsandbytes' packed weights here).
+        ValueError: With ``--eval-every`` (validation during training would be a collective forward pass on the main
+            process alone) or ``--quantize`` (FSDP2 cannot shard torchao's or bitsandbytes' packed weights here).
     """
     if not is_sharded(accelerator):
         return
     refused = {
-        "--resume": args.resume,
         "--eval-every": args.eval_every > 0,
         f"--quantize {args.quantize}": args.quantize != "none",
     }
@@ -97,3 +107,31 @@ def full_trainable(accelerator: Any, model: torch.nn.Module) -> dict[str, torch.
             whole = param.full_tensor() if isinstance(param, DTensor) else param
             tensors[name] = whole.detach().to("cpu", copy=True)
     return tensors
+
+
+def optimizer_order(model: torch.nn.Module, optimizer: Any) -> list[str]:
+    """The names of the optimiser's parameters, in its order (the order of ``Optimizer.state_dict()``'s indices)."""
+    names = {id(p): n for n, p in model.named_parameters()}
+    return [names[id(p)] for group in _torch_optimizer(optimizer).param_groups for p in group["params"]]
+
+
+def full_optimizer_state(accelerator: Any, model: torch.nn.Module, optimizer: Any) -> dict:
+    """The whole optimiser state of a sharded run, keyed by parameter name, on the main process (the others get an
+    empty dict). A collective: every process must call it."""
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_optimizer_state_dict
+
+    options = StateDictOptions(full_state_dict=True, cpu_offload=True)
+    return get_optimizer_state_dict(accelerator.unwrap_model(model), _torch_optimizer(optimizer), options=options)
+
+
+def load_full_optimizer_state(accelerator: Any, model: torch.nn.Module, optimizer: Any, state: dict) -> None:
+    """Put a whole optimiser state keyed by parameter name (every process has it) into the sharded optimiser: each
+    process keeps its shard. A collective: every process must call it."""
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, set_optimizer_state_dict
+
+    options = StateDictOptions(full_state_dict=True)
+    set_optimizer_state_dict(accelerator.unwrap_model(model), _torch_optimizer(optimizer), state, options=options)
+
+
+def _torch_optimizer(optimizer: Any) -> torch.optim.Optimizer:
+    return getattr(optimizer, "optimizer", optimizer)  # accelerate's AcceleratedOptimizer wraps torch's
