@@ -1,5 +1,6 @@
 """Two CPU processes sharding the model with FSDP2 (``configs/accelerate/fsdp.yaml``, gloo) train what one process
-trains with the same global batch, and save the same adapter file (tensors within float32 summation order).
+trains with the same global batch, and save the same adapter file (tensors within float32 summation order); with
+``--eval-every`` the validation scores are one process's, and a killed sharded run resumes (sharded, or in one process).
 
 torch's FSDP2 (``fully_shard``) runs over gloo on CPU; accelerate (1.x) shards only on accelerators, so the harness
 switches its state to FSDP where FSDP was asked for without CUDA (:func:`adalink.training.sharding.enable_fsdp_on_cpu`):
@@ -52,7 +53,12 @@ def _train_args(tiny, method: str, extra: list[str], output_dir: Path) -> list[s
 @pytest.mark.parametrize(
     ("method", "extra", "weights"),
     [
-        ("adalink", ["--rank", "4", "--dropout", "0", "--lr", "2e-2"], "adapter_model.safetensors"),
+        # with validation every 10 steps: a sharded run scores its weights on an unsharded copy on the main process
+        (
+            "adalink",
+            ["--rank", "4", "--dropout", "0", "--lr", "2e-2", "--eval-every", "10"],
+            "adapter_model.safetensors",
+        ),
         ("full", ["--lr", "1e-3"], "model/model.safetensors"),
     ],
     ids=["adalink", "full"],
@@ -75,6 +81,10 @@ def test_two_sharded_processes_match_one_and_save_the_same_weights(tiny, tmp_pat
     run = json.loads((sharded / "run.json").read_text())
     assert run["saves_adapter"] == (method != "full")
     if method == "adalink":
+        history = {d: json.loads((d / "metrics.json").read_text())["eval_history"] for d in (one, sharded)}
+        assert [h["step"] for h in history[sharded]] == [10, 20, 30]
+        for ours, theirs in zip(history[sharded], history[one], strict=True):
+            assert ours["score"] == pytest.approx(theirs["score"], abs=1e-6)
         _check_resumption(tiny, extra, one, sharded, tmp_path)
 
 
@@ -115,6 +125,7 @@ def _check_resumption(tiny, extra: list[str], one: Path, sharded: Path, tmp_path
 
 
 def test_what_a_sharded_run_cannot_do_yet_is_refused_by_name(tiny, tmp_path):
-    args = _train_args(tiny, "adalink", ["--eval-every", "10"], tmp_path / "refused")
-    with pytest.raises(AssertionError, match="--eval-every is not supported with FSDP"):
+    pytest.importorskip("torchao", reason="--quantize int8 needs torchao: pip install 'adalink[quant]'")
+    args = _train_args(tiny, "adalink", ["--quantize", "int8"], tmp_path / "refused")
+    with pytest.raises(AssertionError, match="--quantize int8 is not supported with FSDP"):
         run_logged(launched(args, config="fsdp"), tmp_path / "refused.log", train_env())

@@ -62,6 +62,7 @@ class _Run:
     stream: MixedTaskStream
     checkpoints: Path
     selection: Selection  # --eval-every's scores, best weights and early stopping
+    unsharded: _Run | None = None  # a sharded run's unsharded copy on the main process, built once, for evaluation
 
 
 def train(args: TrainArgs) -> dict[str, Any]:
@@ -213,16 +214,18 @@ def _report_step(accelerator, run: _Run, totals: Totals, progress) -> None:
 def _validate(
     args: TrainArgs, accelerator, run: _Run, datasets: list[TextClassificationData | VQAData], step: int, progress
 ) -> None:
-    """Score the validation split on the main process (the others receive its scores), record them in
-    ``run.selection`` (keeping the weights if they are the best yet), print and log them. The RNG state is put back
-    afterwards, so evaluation does not shift the training's dropout masks."""
-    unwrapped = accelerator.unwrap_model(run.model)
+    """Score the validation split on the main process (the others receive its scores; a sharded run's weights are
+    gathered into its unsharded copy), record them in ``run.selection`` (keeping the weights if they are the best
+    yet), print and log them. The RNG state is put back afterwards, so evaluation (and building the copy) does not
+    shift the training's dropout masks."""
+    training_rng = rng_state()
+    scored = _unsharded_copy(args, accelerator, run, datasets) if is_sharded(accelerator) else run
+    unwrapped = accelerator.unwrap_model(scored.model)
     scores = None
     if accelerator.is_main_process:
-        training_rng = rng_state()
         scores = evaluate(
             unwrapped,
-            run.attached.task_aware,
+            scored.attached.task_aware,
             run.setup.fmt,
             run.setup.tokenizer,
             datasets,
@@ -230,7 +233,7 @@ def _validate(
             max_examples=args.max_eval,
             max_length=args.max_length,
         )
-        set_rng_state(training_rng)
+    set_rng_state(training_rng)
     if accelerator.num_processes > 1:
         from accelerate.utils import broadcast_object_list
 
@@ -286,13 +289,16 @@ def _apply_update(args: TrainArgs, accelerator, run: _Run) -> None:
 
 
 def _unsharded_copy(args: TrainArgs, accelerator, run: _Run, datasets: list[TextClassificationData | VQAData]) -> _Run:
-    """On the main process, the run rebuilt unsharded with the trained weights every process gathered."""
+    """On the main process, the run's unsharded copy (built on first use) holding the trained weights every process
+    gathered; elsewhere ``run``. A collective: every process calls it."""
     tensors = full_trainable(accelerator, run.model)
     if not accelerator.is_main_process:
         return run
-    copy = _build(args, datasets)
-    load_trainable(copy.model, tensors, "the sharded run's gathered weights")
-    return replace(run, attached=copy.attached, model=copy.model)
+    if run.unsharded is None:
+        copy = _build(args, datasets)
+        run.unsharded = replace(run, attached=copy.attached, model=copy.model)
+    load_trainable(run.unsharded.model, tensors, "the sharded run's gathered weights")
+    return run.unsharded
 
 
 def _evaluate_and_save(

@@ -16,7 +16,8 @@ Four things differ from DDP, and this module does them:
   parameter name, for checkpoints (so ``--resume`` works, on FSDP or not), and :func:`load_full_optimizer_state` puts
   such a state back into the sharded optimiser, each process taking its shard.
 - A forward pass is a collective too, so the main process cannot evaluate the sharded model alone: the loop rebuilds
-  an unsharded copy there with the gathered weights (:func:`is_sharded` tells it when).
+  an unsharded copy there once and loads the gathered weights into it for every evaluation (``--eval-every`` and the
+  final one; :func:`is_sharded` tells it when).
 """
 
 from __future__ import annotations
@@ -77,19 +78,13 @@ def check_sharded_run(args: TrainArgs, accelerator: Any) -> None:
     """Refuse what a sharded run does not support yet, naming the option.
 
     Raises:
-        ValueError: With ``--eval-every`` (validation during training would be a collective forward pass on the main
-            process alone) or ``--quantize`` (FSDP2 cannot shard torchao's or bitsandbytes' packed weights here).
+        ValueError: With ``--quantize`` (FSDP2 cannot shard torchao's or bitsandbytes' packed weights here).
     """
     if not is_sharded(accelerator):
         return
-    refused = {
-        "--eval-every": args.eval_every > 0,
-        f"--quantize {args.quantize}": args.quantize != "none",
-    }
-    given = [flag for flag, on in refused.items() if on]
-    if given:
+    if args.quantize != "none":
         raise ValueError(
-            f"{', '.join(given)} is not supported with FSDP (sharded) training yet; use DDP "
+            f"--quantize {args.quantize} is not supported with FSDP (sharded) training yet; use DDP "
             "(configs/accelerate/ddp.yaml) or drop it. See docs/scaling.md."
         )
     version = accelerator.state.fsdp_plugin.fsdp_version
