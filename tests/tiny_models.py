@@ -160,7 +160,8 @@ WORDS = [
 def save_tiny_checkpoint(directory, kind: str = "bert") -> str:
     """A tiny model + a real WordPiece tokenizer over a small vocabulary, saved as a local checkpoint directory.
 
-    ``kind``: ``bert`` (encoder), ``gpt2`` or ``llama`` (decoders), ``t5`` (encoder-decoder); [SEP] ends sequences.
+    ``kind``: ``bert`` or ``roberta`` (encoders; RoBERTa's classification head is dense -> out_proj), ``gpt2`` or
+    ``llama`` (decoders), ``t5`` (encoder-decoder); [SEP] ends sequences.
     """
     from pathlib import Path
 
@@ -185,6 +186,19 @@ def save_tiny_checkpoint(directory, kind: str = "bert") -> str:
             max_position_embeddings=128,
         )
         model = BertModel(config)
+    elif kind == "roberta":
+        from transformers import RobertaConfig, RobertaModel
+
+        config = RobertaConfig(
+            vocab_size=len(vocab),
+            hidden_size=32,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            intermediate_size=64,
+            max_position_embeddings=130,  # RoBERTa's positions start after its padding index
+            pad_token_id=0,
+        )
+        model = RobertaModel(config)
     elif kind == "gpt2":  # tied embeddings, fused attention (Conv1D)
         config = GPT2Config(
             vocab_size=len(vocab), n_embd=32, n_layer=2, n_head=2, n_positions=128, bos_token_id=2, eos_token_id=3

@@ -22,6 +22,7 @@ import torch
 from ..fingerprint import check_fingerprint
 from ..methods.base import MethodConfig
 from ..peft_model import PeftModel, get_peft_model
+from ..training.calls import routed_call
 from ..training.formats import ClassificationFormat, TaskInfo, TextToTextFormat, pad_rows
 from ..training.loading import setup_model
 from ..training.precision import BaseLoading, keep_float32
@@ -277,11 +278,9 @@ class AdapterStack:
         if isinstance(self.fmt, TextToTextFormat):
             return self._classify_by_generation(requests, task_ids)
         rows = self._encode([text for _, text in requests], [self.tasks[t].max_length for t in tasks])
-        results: list[Classification | None] = [None] * len(requests)
-
-        def call(inputs: dict[str, torch.Tensor], ids: torch.Tensor):
-            return self.model(**inputs, task=ids)
-
+        results: dict[int, Classification] = {}  # request index -> its answer: the groups cover every index
+        assert self.model is not None  # built: the tasks were found
+        call = routed_call(self.model, task_aware=True)
         for group in length_groups([len(row["input_ids"]) for row in rows]):
             padded = self.tokenizer.pad([rows[i] for i in group], padding=True, return_tensors="pt")
             batch = {key: value.to(self.device) for key, value in padded.items()}
@@ -290,9 +289,11 @@ class AdapterStack:
             for i, index, probabilities in zip(group, indices, distributions, strict=True):
                 labels = self.tasks[tasks[i]].labels
                 results[i] = Classification(tasks[i], labels[index], dict(zip(labels, probabilities, strict=True)))
-        return results  # type: ignore[return-value]  (every slot is filled: the groups cover every index)
+        return [results[i] for i in range(len(requests))]
 
-    def _classify_by_generation(self, requests: Sequence[tuple[str, str]], task_ids: torch.Tensor):
+    def _classify_by_generation(
+        self, requests: Sequence[tuple[str, str]], task_ids: torch.Tensor
+    ) -> list[Classification]:
         encoded = [  # as in training: a long text is cut, never the prompt's frame and its answer cue
             self.fmt.prompt_ids(self.tokenizer, int(i), text, self.tasks[task].max_length)
             for i, (task, text) in zip(task_ids, requests, strict=True)

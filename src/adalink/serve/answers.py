@@ -52,7 +52,7 @@ class CompletionAnswer:
         listed = [self.choice(i, text, reason) for i, (text, reason) in enumerate(choices)]
         return self._envelope(self.object, listed) | {"usage": counts}
 
-    def choice(self, index: int, text: str, reason: str) -> dict[str, Any]:
+    def choice(self, index: int, text: str, reason: str | None) -> dict[str, Any]:
         return {"index": index, "text": text, "logprobs": None, "finish_reason": reason}
 
     def opening(self, index: int) -> dict[str, Any] | None:
@@ -75,7 +75,7 @@ class ChatAnswer(CompletionAnswer):
 
     object, chunk_object, prefix = "chat.completion", "chat.completion.chunk", "chatcmpl"
 
-    def choice(self, index: int, text: str, reason: str) -> dict[str, Any]:
+    def choice(self, index: int, text: str, reason: str | None) -> dict[str, Any]:
         message = {"role": "assistant", "content": text}
         return {"index": index, "message": message, "logprobs": None, "finish_reason": reason}
 

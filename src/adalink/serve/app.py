@@ -15,7 +15,8 @@ server.
 
 from __future__ import annotations
 
-from collections.abc import Hashable
+import socket
+from collections.abc import AsyncIterator, Hashable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from typing import Any
@@ -25,7 +26,7 @@ from fastapi import FastAPI
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from .adapter_stack import AdapterStack
+from .adapter_stack import AdapterStack, ServedTask
 from .admin import install_adapter_routes
 from .batcher import DynamicBatcher
 from .completions import install_completion_routes
@@ -70,7 +71,7 @@ def create_app(stack: AdapterStack, settings: ServeSettings | None = None) -> Fa
     )
 
     @asynccontextmanager
-    async def lifespan(_: FastAPI):
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         batcher.start()
         metrics.tasks.set(len(stack.tasks))
         try:
@@ -119,7 +120,7 @@ def create_app(stack: AdapterStack, settings: ServeSettings | None = None) -> Fa
     return app
 
 
-def _model_card(stack: AdapterStack, task) -> dict[str, Any]:
+def _model_card(stack: AdapterStack, task: ServedTask) -> dict[str, Any]:
     return {
         "id": task.name,
         "object": "model",
@@ -144,6 +145,6 @@ class DrainingServer(uvicorn.Server):
         super().__init__(uvicorn.Config(app, **options))
         self._batcher: DynamicBatcher = app.state.batcher
 
-    async def shutdown(self, sockets=None) -> None:
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
         self._batcher.stop_accepting()
         await super().shutdown(sockets=sockets)

@@ -174,7 +174,9 @@ class DynamicBatcher:
 
     def _take(self) -> list[_Item]:
         """Up to ``max_batch_size`` live items with the oldest item's key, in arrival order."""
-        key, batch, rest = self._pending[0].key, [], deque()
+        key = self._pending[0].key
+        batch: list[_Item] = []
+        rest: deque[_Item] = deque()
         while self._pending:
             item = self._pending.popleft()
             if item.future.done():  # its request was cancelled (client gone)

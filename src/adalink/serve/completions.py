@@ -43,7 +43,9 @@ class _Plan:
     key: Hashable  # the batcher's key: rows with equal keys may share a generate
 
 
-def install_completion_routes(app: FastAPI, stack: AdapterStack, batcher: DynamicBatcher, settings: ServeSettings):
+def install_completion_routes(
+    app: FastAPI, stack: AdapterStack, batcher: DynamicBatcher, settings: ServeSettings
+) -> None:
     def generative_task(model: str) -> str:
         task = served_task(stack, model, "model")
         if not stack.generative:

@@ -10,10 +10,14 @@ from __future__ import annotations
 import copy
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, cast
 
 import torch
 from torch import nn
 from transformers.generation.streamers import BaseStreamer
+
+if TYPE_CHECKING:
+    from transformers import GenerationConfig
 
 __all__ = ["Completion", "RowStreamer", "Sampling", "TokenFeed", "eos_ids", "generation_config", "kept_tokens"]
 
@@ -68,8 +72,8 @@ class RowStreamer(BaseStreamer):
             self._rows[i].append(token)
             if len(self._rows[i]) >= self._budgets[i]:
                 self._end(i, "length")
-            elif self._feeds[i] is not None:
-                self._feeds[i](list(self._rows[i]), None)
+            elif (feed := self._feeds[i]) is not None:
+                feed(list(self._rows[i]), None)
 
     def end(self) -> None:
         for i, ended in enumerate(self._ended):
@@ -78,17 +82,17 @@ class RowStreamer(BaseStreamer):
 
     def _end(self, i: int, reason: str) -> None:
         self._ended[i] = True
-        if self._feeds[i] is not None:
-            self._feeds[i](list(self._rows[i]), Completion(list(self._rows[i]), reason))
+        if (feed := self._feeds[i]) is not None:
+            feed(list(self._rows[i]), Completion(list(self._rows[i]), reason))
 
 
 def generation_config(
     base: nn.Module, max_new_tokens: int, sampling: Sampling, pad: int, *, tokenizer_eos: int | None = None
-):
+) -> GenerationConfig:
     """The base's generation config for one batch; it stops at the model's EOS ids and at ``tokenizer_eos`` (the
     token an sft run learnt to end its responses with, ``adalink.training.sft.eos_id``), which a model's config
     does not always list."""
-    config = copy.deepcopy(base.generation_config)
+    config = cast("GenerationConfig", copy.deepcopy(base.generation_config))  # nn.Module types it Tensor | Module
     sample = sampling.temperature > 0
     config.update(
         max_new_tokens=max_new_tokens,

@@ -9,6 +9,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .metrics import ServerMetrics
 
@@ -93,23 +94,23 @@ class _BodyTooLarge(ApiError):
 class LimitAndObserve:
     """ASGI middleware: refuse oversized bodies (413) and count every answer with its latency."""
 
-    def __init__(self, app, *, limit: int, metrics: ServerMetrics) -> None:
+    def __init__(self, app: ASGIApp, *, limit: int, metrics: ServerMetrics) -> None:
         self.app, self.limit, self.metrics = app, limit, metrics
 
-    async def __call__(self, scope, receive, send) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         began, status, received = time.perf_counter(), 500, 0
         endpoint = _endpoint(scope["path"])
 
-        async def observed_send(message) -> None:
+        async def observed_send(message: Message) -> None:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
             await send(message)
 
-        async def limited_receive():
+        async def limited_receive() -> Message:
             nonlocal received
             message = await receive()
             received += len(message.get("body", b""))

@@ -33,13 +33,17 @@ class _Diverged(RuntimeError):
     """A row's final text does not continue what was already sent (its batch failed and ran again, sampling)."""
 
 
+# (row, its tokens so far, None) after a step; (row, its tokens, Completion) at its end; (row, None, its future)
+_Update = tuple[int, list[int] | None, Completion | asyncio.Future[Completion] | None]
+
+
 class RowFeeds:
     """One request's rows, as the updates its stream waits for: (row, tokens so far, None) after each step, from
     the model thread; (row, None, Completion or future) when the row has ended or its queued example settled."""
 
     def __init__(self) -> None:
         self._loop = asyncio.get_running_loop()
-        self._updates: asyncio.Queue[tuple[int, list[int] | None, object]] = asyncio.Queue()
+        self._updates: asyncio.Queue[_Update] = asyncio.Queue()
 
     def feed(self, row: int) -> TokenFeed:
         def push(ids: list[int], final: Completion | None) -> None:  # runs in the model thread
@@ -48,14 +52,14 @@ class RowFeeds:
 
         return push
 
-    def watch(self, futures: list[asyncio.Future]) -> None:
+    def watch(self, futures: list[asyncio.Future[Completion]]) -> None:
         for row, future in enumerate(futures):
             future.add_done_callback(functools.partial(self._settled, row))
 
-    def _settled(self, row: int, future: asyncio.Future) -> None:
+    def _settled(self, row: int, future: asyncio.Future[Completion]) -> None:
         self._updates.put_nowait((row, None, future))
 
-    async def next(self) -> tuple[int, list[int] | None, object]:
+    async def next(self) -> _Update:
         return await self._updates.get()
 
 
@@ -125,6 +129,7 @@ async def stream_events(
             if isinstance(final, asyncio.Future):
                 final = final.result()  # the row's Completion, or its batch's error
             if final is None:
+                assert ids is not None  # a step's update carries the row's tokens
                 text = deltas[row].update(ids)
                 if text:
                     yield sse(answer.chunk(row, text))

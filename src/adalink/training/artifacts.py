@@ -8,9 +8,10 @@ An sft run (:mod:`.sft`) predicts generated responses instead of labels, and is 
 from __future__ import annotations
 
 import json
+import os
 import sys
-from collections.abc import Iterator
-from contextlib import nullcontext
+from collections.abc import Iterator, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,15 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..data import DEFAULT_MAX_NEW_TOKENS, Example, GenerationExample, chat_example
+from ..data import (
+    DEFAULT_MAX_NEW_TOKENS,
+    Example,
+    GenerationData,
+    GenerationExample,
+    TextClassificationData,
+    VQAData,
+    chat_example,
+)
 from ..io import write_json_atomic
 from ..peft_model import PeftModel
 from .args import TrainArgs
@@ -48,7 +57,13 @@ class LoadedRun:
         return [t.name for t in self.fmt.tasks]
 
     def evaluate(
-        self, datasets: list, *, split: str, max_examples: int | None, **generative: dict[str, float]
+        self,
+        datasets: Sequence[TextClassificationData | VQAData | GenerationData],
+        *,
+        split: str,
+        max_examples: int | None,
+        rouge_l: dict[str, float] | None = None,
+        exact_match: dict[str, float] | None = None,
     ) -> dict[str, float]:
         """The score per task on ``split`` (first ``max_examples``), at the run's own ``max_length``; ``generative``:
         the ``rouge_l`` / ``exact_match`` dicts of :func:`~adalink.training.evaluation.evaluate`."""
@@ -61,7 +76,8 @@ class LoadedRun:
             split=split,
             max_examples=max_examples,
             max_length=self.run["max_length"],
-            **generative,
+            rouge_l=rouge_l,
+            exact_match=exact_match,
         )
 
     @property
@@ -70,7 +86,7 @@ class LoadedRun:
         return self.run.get("args", {}).get("max_new_tokens") or DEFAULT_MAX_NEW_TOKENS
 
 
-def read_run(directory: str | Path) -> dict[str, Any]:
+def read_run(directory: str | os.PathLike[str]) -> dict[str, Any]:
     """The ``run.json`` of a run directory (model, format, tasks and labels, max_length, ...)."""
     run_file = Path(directory) / RUN_FILE
     if not run_file.is_file():
@@ -137,7 +153,7 @@ def evaluate_run(
     return scores
 
 
-def _adapter_disabled(loaded: LoadedRun):
+def _adapter_disabled(loaded: LoadedRun) -> AbstractContextManager[None]:
     if not isinstance(loaded.model, PeftModel):
         raise ValueError(f"{loaded.directory} holds a fully fine-tuned model, not an adapter: it has no base to score.")
     return loaded.model.disable_adapter()
@@ -205,7 +221,8 @@ def predict_run(
     try:
         for start in range(0, len(items), batch_size):
             chunk = items[start : start + batch_size]
-            records = _generations(loaded, chunk) if isinstance(loaded.fmt, SFTFormat) else _labels(loaded, chunk)
+            fmt = loaded.fmt
+            records = _generations(loaded, fmt, chunk) if isinstance(fmt, SFTFormat) else _labels(loaded, fmt, chunk)
             out.writelines(json.dumps(record) + "\n" for record in records)
     finally:
         if out is not sys.stdout:
@@ -213,14 +230,16 @@ def predict_run(
     return len(items)
 
 
-def _labels(loaded: LoadedRun, chunk: list[TaskExample]) -> list[dict[str, Any]]:
-    details: list = []
+def _labels(
+    loaded: LoadedRun, fmt: ClassificationFormat | TextToTextFormat, chunk: list[TaskExample]
+) -> list[dict[str, Any]]:
+    details: list[Any] = []
     labels = predict_batch(
-        loaded.model, loaded.task_aware, loaded.fmt, loaded.tokenizer, chunk, loaded.run["max_length"], details
+        loaded.model, loaded.task_aware, fmt, loaded.tokenizer, chunk, loaded.run["max_length"], details
     )
     records = []
     for item, label, detail in zip(chunk, labels, details, strict=True):
-        info = loaded.fmt.tasks[item.task]
+        info = fmt.tasks[item.task]
         record = {
             "task": info.name,
             "text": item.example.text,
@@ -231,11 +250,11 @@ def _labels(loaded: LoadedRun, chunk: list[TaskExample]) -> list[dict[str, Any]]
     return records
 
 
-def _generations(loaded: LoadedRun, chunk: list[TaskExample]) -> list[dict[str, Any]]:
+def _generations(loaded: LoadedRun, fmt: SFTFormat, chunk: list[TaskExample]) -> list[dict[str, Any]]:
     texts = generate_texts(
         loaded.model,
         loaded.task_aware,
-        loaded.fmt,
+        fmt,
         loaded.tokenizer,
         chunk,
         loaded.run["max_length"],
@@ -245,7 +264,7 @@ def _generations(loaded: LoadedRun, chunk: list[TaskExample]) -> list[dict[str, 
     for item, text in zip(chunk, texts, strict=True):
         example = item.example
         asked = {"prompt": example.prompt} if example.messages is None else {"messages": example.chat}
-        records.append({"task": loaded.fmt.tasks[item.task].name, **asked, "generated": text.strip()})
+        records.append({"task": fmt.tasks[item.task].name, **asked, "generated": text.strip()})
     return records
 
 
@@ -282,10 +301,23 @@ def merge_run(directory: str | Path, out: str | Path, *, task: str | None = None
     return out
 
 
+def _output_layer(name: str, head: nn.Module, outputs: int) -> tuple[str, nn.Linear]:
+    """(path, layer) of the head's layer that gives one score per label: the head itself (BERT, Llama: a Linear), or
+    its last Linear with that many outputs (RoBERTa, ELECTRA: dense -> out_proj)."""
+    if isinstance(head, nn.Linear):
+        return name, head
+    found = [
+        (f"{name}.{n}", m) for n, m in head.named_modules() if isinstance(m, nn.Linear) and m.out_features == outputs
+    ]
+    if not found:
+        raise ValueError(f"The classification head {name!r} has no Linear layer with {outputs} outputs to slice.")
+    return found[-1]
+
+
 def _keep_task_head(model: nn.Module, fmt: ClassificationFormat, task: int) -> None:
     """Slice the multi-task head down to one task's labels, so the checkpoint is an ordinary classifier."""
     (name,) = fmt.head_modules(model)
-    head = model.get_submodule(name)
+    name, head = _output_layer(name, model.get_submodule(name), sum(len(t.label_names) for t in fmt.tasks))
     labels = fmt.tasks[task].label_names
     rows = slice(fmt.offsets[task], fmt.offsets[task] + len(labels))
     sliced = nn.Linear(head.in_features, len(labels), bias=head.bias is not None)
@@ -293,8 +325,9 @@ def _keep_task_head(model: nn.Module, fmt: ClassificationFormat, task: int) -> N
         sliced.weight.copy_(head.weight[rows])
         if head.bias is not None:
             sliced.bias.copy_(head.bias[rows])
-    setattr(model, name, sliced)
+    parent, _, attribute = name.rpartition(".")
+    setattr(model.get_submodule(parent) if parent else model, attribute, sliced)
     model.config.num_labels = len(labels)
     model.config.id2label = dict(enumerate(labels))
     model.config.label2id = {label: i for i, label in enumerate(labels)}
-    model.num_labels = len(labels)
+    model.num_labels = len(labels)  # type: ignore[assignment]  # an int; Module types attributes Tensor | Module

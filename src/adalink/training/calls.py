@@ -16,7 +16,7 @@ __all__ = ["routed_call", "routed_generate", "to_device"]
 def routed_call(model: torch.nn.Module, task_aware: bool) -> Callable[..., Any]:
     """``call(inputs, task_ids, **kwargs)``: the model's forward, routed per example when it is task-aware."""
 
-    def call(inputs: dict[str, torch.Tensor], task_ids: torch.Tensor, **kwargs: Any):
+    def call(inputs: dict[str, torch.Tensor], task_ids: torch.Tensor, **kwargs: Any) -> Any:
         return model(**inputs, task=task_ids, **kwargs) if task_aware else model(**inputs, **kwargs)
 
     return call
@@ -25,7 +25,7 @@ def routed_call(model: torch.nn.Module, task_aware: bool) -> Callable[..., Any]:
 def routed_generate(model: torch.nn.Module, task_aware: bool) -> Callable[..., Any]:
     """``generate(inputs, task_ids, **kwargs)``: as :func:`routed_call`, for ``model.generate``."""
 
-    def generate(inputs: dict[str, torch.Tensor], task_ids: torch.Tensor, **kwargs: Any):
+    def generate(inputs: dict[str, torch.Tensor], task_ids: torch.Tensor, **kwargs: Any) -> Any:
         return model.generate(**inputs, task=task_ids, **kwargs) if task_aware else model.generate(**inputs, **kwargs)
 
     return generate

@@ -12,10 +12,11 @@ call the same functions, so a score means the same thing wherever it is read.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 
-from ..data import DEFAULT_MAX_NEW_TOKENS, TextClassificationData
+from ..data import DEFAULT_MAX_NEW_TOKENS, GenerationData, TextClassificationData, VQAData
 from .calls import routed_call, routed_generate, to_device
 from .formats import ClassificationFormat, TextToTextFormat
 from .progress import progress_bar
@@ -30,8 +31,8 @@ def evaluate(
     model: torch.nn.Module,
     task_aware: bool,
     fmt: ClassificationFormat | TextToTextFormat | SFTFormat,
-    tokenizer,
-    datasets: list[TextClassificationData],
+    tokenizer: Any,
+    datasets: Sequence[TextClassificationData | VQAData | GenerationData],
     *,
     split: str,
     max_examples: int | None,
@@ -91,7 +92,13 @@ def _record(
 
 
 def predict_batch(
-    model, task_aware: bool, fmt, tokenizer, items: list[TaskExample], max_length: int, details: list | None = None
+    model: torch.nn.Module,
+    task_aware: bool,
+    fmt: ClassificationFormat | TextToTextFormat,
+    tokenizer: Any,
+    items: list[TaskExample],
+    max_length: int,
+    details: list[Any] | None = None,
 ) -> list[int]:
     """Label index (within each example's task) per item; -1 when a generated answer matches no label.
 
@@ -111,10 +118,10 @@ def predict_batch(
 
 
 def generate_texts(
-    model,
+    model: torch.nn.Module,
     task_aware: bool,
     fmt: TextToTextFormat | SFTFormat,
-    tokenizer,
+    tokenizer: Any,
     items: Sequence[TaskExample],
     max_length: int,
     max_new_tokens: int,

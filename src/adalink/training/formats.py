@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
@@ -23,7 +23,7 @@ from .stream import TaskExample
 __all__ = ["FORMATS", "ClassificationFormat", "TaskInfo", "TextToTextFormat", "make_format"]
 
 # Calls the (possibly wrapped) model; ``routed`` adds ``task=`` for task-aware methods.
-ModelCall = Callable[..., object]
+ModelCall = Callable[..., Any]
 
 
 @dataclass(frozen=True)
@@ -70,7 +70,7 @@ class ClassificationFormat:
     def head_modules(model: nn.Module) -> list[str]:
         return [name for name in ("classifier", "score") if isinstance(getattr(model, name, None), nn.Module)][:1]
 
-    def collate(self, items: Sequence[TaskExample], tokenizer, max_length: int) -> dict[str, torch.Tensor]:
+    def collate(self, items: Sequence[TaskExample], tokenizer: Any, max_length: int) -> dict[str, torch.Tensor]:
         batch = tokenizer(
             [item.example.text for item in items],
             padding=True,
@@ -129,7 +129,7 @@ class TextToTextFormat:
         info = self.tasks[task]
         return f"{info.name} ({' / '.join(info.label_names)}): {text}\nAnswer:"
 
-    def prompt_ids(self, tokenizer, task: int, text: str, max_tokens: int) -> list[int]:
+    def prompt_ids(self, tokenizer: Any, task: int, text: str, max_tokens: int) -> list[int]:
         """Token ids of the prompt for ``text``, at most ``max_tokens`` of them.
 
         A long text is cut from its end, never the frame around it: cutting the whole prompt from its end (plain
@@ -149,10 +149,10 @@ class TextToTextFormat:
         return ids[max(0, len(ids) - max_tokens) :]  # a no-op unless the frame alone is too long: then cut at its start
 
     @staticmethod
-    def _eos(tokenizer) -> str:
+    def _eos(tokenizer: Any) -> str:
         return tokenizer.eos_token or tokenizer.sep_token or ""
 
-    def collate(self, items: Sequence[TaskExample], tokenizer, max_length: int) -> dict[str, torch.Tensor]:
+    def collate(self, items: Sequence[TaskExample], tokenizer: Any, max_length: int) -> dict[str, torch.Tensor]:
         targets = [f" {self.tasks[i.task].label_names[i.example.label]}{self._eos(tokenizer)}" for i in items]
         target_ids = [tokenizer(t, add_special_tokens=False)["input_ids"] for t in targets]
         prompt_ids = [
@@ -183,13 +183,15 @@ class TextToTextFormat:
         labels = batch["labels"] if self.encoder_decoder else batch["labels"][:, 1:]
         return int((labels != -100).sum())
 
-    def generation_batch(self, items: Sequence[TaskExample], tokenizer, max_length: int) -> dict[str, torch.Tensor]:
+    def generation_batch(
+        self, items: Sequence[TaskExample], tokenizer: Any, max_length: int
+    ) -> dict[str, torch.Tensor]:
         prompts = [self.prompt_ids(tokenizer, i.task, i.example.text, max_length) for i in items]
         batch = pad_rows(prompts, tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0, left=True)
         batch["task_ids"] = torch.tensor([item.task for item in items])
         return batch
 
-    def max_new_tokens(self, tokenizer) -> int:
+    def max_new_tokens(self, tokenizer: Any) -> int:
         lengths = [
             len(tokenizer(f" {label}", add_special_tokens=False)["input_ids"])
             for t in self.tasks

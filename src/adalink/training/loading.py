@@ -72,7 +72,7 @@ class ModelSetup(NamedTuple):
 
 def load_tasks(args: TrainArgs) -> list[TextClassificationData | VQAData | GenerationData]:
     if is_sft(args):  # generative: --format sft, or a generative --task (adalink.training.sft)
-        return load_sft_tasks(args)
+        return list(load_sft_tasks(args))  # a list of the union: list is invariant
     if args.train_file:
         data = load_file_task(
             args.train_file, args.eval_file, text_column=args.text_column, label_column=args.label_column
@@ -89,10 +89,10 @@ def load_tasks(args: TrainArgs) -> list[TextClassificationData | VQAData | Gener
     if VQA_TASK in names:
         if len(names) > 1:
             raise ValueError(f"--task {VQA_TASK} (images + questions) cannot be mixed with text tasks {names}.")
-        data = load_easyvqa()
+        vqa = load_easyvqa()
         if args.question_types:
-            data = data.with_question_types([t.strip() for t in args.question_types.split(",") if t.strip()])
-        return [data]
+            vqa = vqa.with_question_types([t.strip() for t in args.question_types.split(",") if t.strip()])
+        return [vqa]
     if args.question_types:
         raise ValueError(f"--question-types {args.question_types!r} applies only to --task {VQA_TASK}, not {names}.")
     return [load_text_task(name) for name in names]
@@ -110,7 +110,10 @@ def setup_model(model: str, format_name: str, tasks: list[TaskInfo]) -> ModelSet
     if format_name == "auto" and any(not t.label_names for t in tasks):  # generative tasks have no labels
         format_name = "sft"
     fmt = make_format(format_name, tasks, resolved.kind)
-    return ModelSetup(resolved.path, SFTFormat(fmt) if format_name == "sft" else fmt, tokenizer)
+    if format_name == "sft":
+        assert isinstance(fmt, TextToTextFormat)  # make_format refuses sft on an encoder
+        return ModelSetup(resolved.path, SFTFormat(fmt), tokenizer)
+    return ModelSetup(resolved.path, fmt, tokenizer)
 
 
 def _setup_vlm(model: str, tasks: list[TaskInfo]) -> ModelSetup:

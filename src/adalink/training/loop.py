@@ -18,11 +18,11 @@ import time
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
-from ..data import TextClassificationData, VQAData
+from ..data import GenerationData, TextClassificationData, VQAData
 from .args import TrainArgs
 from .calls import routed_call, to_device
 from .checkpoints import latest_checkpoint, load_trainable, rng_state, set_rng_state, trainable_tensors
@@ -41,9 +41,16 @@ from .sharding import check_sharded_run, enable_fsdp_on_cpu, full_trainable, is_
 from .stream import MixedTaskStream
 from .tracking import end_tracking, log_scores, log_step, logging_dir, start_tracking, trackers
 
+if TYPE_CHECKING:
+    from accelerate import Accelerator
+    from tqdm import tqdm
+
+    from .formats import ModelCall
+
 __all__ = ["LAST_DIR", "TrainingDivergedError", "train"]
 
 LAST_DIR = "last"  # with --eval-every: the last step's adapter, beside the best one
+Datasets = list[TextClassificationData | VQAData | GenerationData]  # a run's tasks, of one format
 
 
 class TrainingDivergedError(RuntimeError):
@@ -92,7 +99,7 @@ def train(args: TrainArgs) -> dict[str, Any]:
     return metrics
 
 
-def _accelerator(args: TrainArgs, log_with: list[str]):
+def _accelerator(args: TrainArgs, log_with: list[str]) -> Accelerator:
     """The process group, refused when the launcher and accelerate disagree or the batch does not split evenly."""
     from accelerate import Accelerator
 
@@ -120,7 +127,7 @@ def _accelerator(args: TrainArgs, log_with: list[str]):
     return accelerator
 
 
-def _build(args: TrainArgs, datasets: list[TextClassificationData | VQAData]) -> _Run:
+def _build(args: TrainArgs, datasets: Datasets) -> _Run:
     """The base model with the method attached, its optimiser and schedule, and the stream of training batches."""
     setup = setup_model(args.model, args.format, [TaskInfo(d.name, d.label_names) for d in datasets])
     loading = BaseLoading.from_options(asdict(args))  # --dtype, --quantize, --gradient-checkpointing
@@ -148,9 +155,7 @@ def _build(args: TrainArgs, datasets: list[TextClassificationData | VQAData]) ->
     return _Run(setup, attached, model, optimizer, scheduler, stream, checkpoints, selection)
 
 
-def _train_steps(
-    args: TrainArgs, accelerator, run: _Run, datasets: list[TextClassificationData | VQAData], totals: Totals
-) -> None:
+def _train_steps(args: TrainArgs, accelerator: Accelerator, run: _Run, datasets: Datasets, totals: Totals) -> None:
     """Steps ``totals.step + 1 .. --max-steps`` with a progress bar, a validation score every ``--eval-every`` and a
     checkpoint every ``--save-every``; early stopping ends them sooner (and checkpoints where it stopped)."""
     if run.selection.stopped:  # resumed after early stopping had ended the run
@@ -189,10 +194,10 @@ def _train_steps(
     progress.close()
 
 
-def _report_step(accelerator, run: _Run, totals: Totals, progress) -> None:
+def _report_step(accelerator: Accelerator, run: _Run, totals: Totals, progress: tqdm) -> None:
     """The progress bar's postfix (mean loss of the last 20 steps) and the trackers' scalars of this step."""
     recent = totals.history[-20:]
-    learning_rate = run.scheduler.get_last_lr()[0]
+    learning_rate = float(run.scheduler.get_last_lr()[0])
     tokens_per_second = totals.tokens / max(totals.seconds, 1e-9)
     postfix = {
         "loss": f"{sum(recent) / len(recent):.4f}",
@@ -212,7 +217,7 @@ def _report_step(accelerator, run: _Run, totals: Totals, progress) -> None:
 
 
 def _validate(
-    args: TrainArgs, accelerator, run: _Run, datasets: list[TextClassificationData | VQAData], step: int, progress
+    args: TrainArgs, accelerator: Accelerator, run: _Run, datasets: Datasets, step: int, progress: tqdm
 ) -> None:
     """Score the validation split on the main process (the others receive its scores; a sharded run's weights are
     gathered into its unsharded copy), record them in ``run.selection`` (keeping the weights if they are the best
@@ -238,6 +243,7 @@ def _validate(
         from accelerate.utils import broadcast_object_list
 
         scores = broadcast_object_list([scores])[0]
+    assert scores is not None  # the main process's, on every process
     keep = accelerator.is_main_process  # only the main process writes checkpoints and outputs
     selection = run.selection
     selection.record(step, scores, lambda: trainable_tensors(unwrapped) if keep else None)
@@ -251,7 +257,9 @@ def _validate(
         )
 
 
-def _accumulate_gradients(args: TrainArgs, accelerator, run: _Run, call, step: int) -> tuple[float, int]:
+def _accumulate_gradients(
+    args: TrainArgs, accelerator: Accelerator, run: _Run, call: ModelCall, step: int
+) -> tuple[float, int]:
     """Forward and backward over this process's micro-batches of ``step``; (mean loss of all processes, tokens).
 
     The loss is the mean over the GLOBAL batch's examples (classification) or target tokens (text-to-text), whatever
@@ -280,7 +288,7 @@ def _accumulate_gradients(args: TrainArgs, accelerator, run: _Run, call, step: i
     return float(accelerator.reduce(step_loss, reduction="mean")), step_tokens
 
 
-def _apply_update(args: TrainArgs, accelerator, run: _Run) -> None:
+def _apply_update(args: TrainArgs, accelerator: Accelerator, run: _Run) -> None:
     if args.max_grad_norm > 0:
         accelerator.clip_grad_norm_(run.model.parameters(), args.max_grad_norm)
     run.optimizer.step()
@@ -288,7 +296,7 @@ def _apply_update(args: TrainArgs, accelerator, run: _Run) -> None:
     run.optimizer.zero_grad(set_to_none=True)
 
 
-def _unsharded_copy(args: TrainArgs, accelerator, run: _Run, datasets: list[TextClassificationData | VQAData]) -> _Run:
+def _unsharded_copy(args: TrainArgs, accelerator: Accelerator, run: _Run, datasets: Datasets) -> _Run:
     """On the main process, the run's unsharded copy (built on first use) holding the trained weights every process
     gathered; elsewhere ``run``. A collective: every process calls it."""
     tensors = full_trainable(accelerator, run.model)
@@ -302,7 +310,7 @@ def _unsharded_copy(args: TrainArgs, accelerator, run: _Run, datasets: list[Text
 
 
 def _evaluate_and_save(
-    args: TrainArgs, accelerator, run: _Run, datasets: list[TextClassificationData | VQAData], totals: Totals
+    args: TrainArgs, accelerator: Accelerator, run: _Run, datasets: Datasets, totals: Totals
 ) -> dict[str, Any]:
     """On the main process: with ``--eval-every`` keep the last weights under ``last/`` and go back to the best ones;
     score the test split(s), write the outputs and print the score; elsewhere ``{}``."""
@@ -314,6 +322,7 @@ def _evaluate_and_save(
     path, fmt, tokenizer = run.setup
     out, selection = args.resolved_output_dir(), run.selection
     if selection.enabled:
+        assert selection.best_weights is not None  # training recorded at least one evaluation on this process
         save_outputs(out / LAST_DIR, args, path, fmt, run.attached.saves_adapter, unwrapped, tokenizer, None)
         load_trainable(unwrapped, selection.best_weights, f"the best weights (step {selection.best_step})")
     rouge_l: dict[str, float] = {}

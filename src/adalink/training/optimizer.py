@@ -10,6 +10,7 @@ from ..peft_model import PeftModel
 from .args import TrainArgs
 from .formats import ClassificationFormat, TextToTextFormat
 from .methods import default_lr
+from .sft import SFTFormat
 
 __all__ = ["build_optimizer", "build_schedule", "head_parameter_ids"]
 
@@ -38,7 +39,7 @@ def build_schedule(args: TrainArgs, optimizer: torch.optim.Optimizer) -> torch.o
     return get_linear_schedule_with_warmup(optimizer, warmup, args.max_steps)
 
 
-def head_parameter_ids(model: torch.nn.Module, fmt: ClassificationFormat | TextToTextFormat) -> set[int]:
+def head_parameter_ids(model: torch.nn.Module, fmt: ClassificationFormat | TextToTextFormat | SFTFormat) -> set[int]:
     """ids of the parameters of the format's new head modules (trained by every method, counted apart).
 
     ``model`` is a :class:`PeftModel` or, for full tuning, the plain transformers model itself (whose own

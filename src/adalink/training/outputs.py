@@ -8,17 +8,19 @@ no ``metrics.json``) those of the last step; ``adalink eval --adapter <run>/last
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from ..data import TextClassificationData, VQAData
+from ..data import GenerationData, TextClassificationData, VQAData
 from ..io import write_json_atomic
 from .args import TrainArgs
 from .formats import ClassificationFormat, TextToTextFormat
 from .optimizer import head_parameter_ids
+from .sft import SFTFormat
 
 __all__ = ["METRICS_FILE", "RUN_FILE", "run_metrics", "save_outputs"]
 
@@ -28,10 +30,10 @@ METRICS_FILE = "metrics.json"
 
 def run_metrics(
     args: TrainArgs,
-    datasets: list[TextClassificationData | VQAData],
+    datasets: Sequence[TextClassificationData | VQAData | GenerationData],
     scores: dict[str, float],
     model: torch.nn.Module,
-    fmt: ClassificationFormat | TextToTextFormat,
+    fmt: ClassificationFormat | TextToTextFormat | SFTFormat,
     *,
     tokens: int,
     seconds: float,
@@ -66,7 +68,7 @@ def save_outputs(
     out: Path,
     args: TrainArgs,
     model_path: str,
-    fmt: ClassificationFormat | TextToTextFormat,
+    fmt: ClassificationFormat | TextToTextFormat | SFTFormat,
     saves_adapter: bool,
     model: torch.nn.Module,
     tokenizer: Any,

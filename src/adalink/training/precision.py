@@ -202,8 +202,9 @@ def stored_dtype(path: str) -> str:
     from transformers import AutoConfig
 
     stored = getattr(AutoConfig.from_pretrained(path), "dtype", None)
-    names = {dtype: name for name, dtype in DTYPES.items()}
-    return stored if stored in DTYPES else names.get(stored, "float32")
+    if isinstance(stored, torch.dtype):
+        return {dtype: name for name, dtype in DTYPES.items()}.get(stored, "float32")
+    return stored if stored in DTYPES else "float32"
 
 
 def _cast_frozen(model: nn.Module, dtype: torch.dtype, *, keep: Sequence[str]) -> None:

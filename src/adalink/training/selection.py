@@ -41,8 +41,11 @@ class Selection:
         """Whether step ``step`` (just done) is scored: every ``every`` steps, and the last step."""
         return self.enabled and (step % self.every == 0 or step == self.max_steps)
 
-    def record(self, step: int, per_task: dict[str, float], weights: Callable[[], dict[str, torch.Tensor]]) -> bool:
-        """Add the scores of ``step``; keep ``weights()`` if they are the best yet; returns whether they are.
+    def record(
+        self, step: int, per_task: dict[str, float], weights: Callable[[], dict[str, torch.Tensor] | None]
+    ) -> bool:
+        """Add the scores of ``step``; keep ``weights()`` if they are the best yet (None: a process that keeps no
+        weights, only the main process writes them); returns whether they are.
 
         Sets :attr:`stopped_at` when ``patience`` evaluations in a row have not improved (before the last step).
         """

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import replace
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 import torch
 from torch import nn
@@ -74,7 +74,7 @@ class SFTFormat:
         return self.text2text.count(batch)
 
     # ------------------------------------------------------------------------------------------------- batches
-    def prompt_text(self, tokenizer, example: GenerationExample) -> str:
+    def prompt_text(self, tokenizer: Any, example: GenerationExample) -> str:
         """The prompt as the model reads it: as given, or chat messages rendered by the tokenizer's template."""
         if example.messages is None:
             return example.prompt
@@ -86,16 +86,16 @@ class SFTFormat:
             )
         return tokenizer.apply_chat_template(example.chat, tokenize=False, add_generation_prompt=True)
 
-    def prompt_ids(self, tokenizer, example: GenerationExample, max_tokens: int) -> list[int]:
+    def prompt_ids(self, tokenizer: Any, example: GenerationExample, max_tokens: int) -> list[int]:
         """Token ids of the prompt, at most ``max_tokens`` of them (a long prompt loses its middle)."""
         return _cut_middle(self._all_prompt_ids(tokenizer, self.prompt_text(tokenizer, example), example), max_tokens)
 
-    def response_ids(self, tokenizer, example: GenerationExample, prompt: str) -> list[int]:
+    def response_ids(self, tokenizer: Any, example: GenerationExample, prompt: str) -> list[int]:
         """Token ids of the target after the prompt text ``prompt``: the response, then end of sequence."""
         space = "" if self.encoder_decoder or not prompt or prompt[-1].isspace() else " "
         return tokenizer(space + example.response, add_special_tokens=False)["input_ids"] + [eos_id(tokenizer)]
 
-    def pair(self, tokenizer, example: GenerationExample, max_length: int) -> tuple[list[int], list[int]]:
+    def pair(self, tokenizer: Any, example: GenerationExample, max_length: int) -> tuple[list[int], list[int]]:
         """(prompt ids, target ids) of one example within ``max_length`` (see the module docstring)."""
         if max_length < 2:
             raise ValueError(
@@ -109,12 +109,12 @@ class SFTFormat:
         return _cut_middle(ids, max_length - len(target)), target
 
     @staticmethod
-    def _all_prompt_ids(tokenizer, prompt: str, example: GenerationExample) -> list[int]:
+    def _all_prompt_ids(tokenizer: Any, prompt: str, example: GenerationExample) -> list[int]:
         # a rendered chat holds its special tokens already
         return tokenizer(prompt, add_special_tokens=example.messages is None)["input_ids"]
 
-    def collate(self, items: Sequence[TaskExample], tokenizer, max_length: int) -> dict[str, torch.Tensor]:
-        pairs = [self.pair(tokenizer, item.example, max_length) for item in items]
+    def collate(self, items: Sequence[TaskExample], tokenizer: Any, max_length: int) -> dict[str, torch.Tensor]:
+        pairs = [self.pair(tokenizer, _generation(item), max_length) for item in items]
         pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
         if self.encoder_decoder:
             batch = pad_rows([prompt for prompt, _ in pairs], pad)
@@ -125,27 +125,34 @@ class SFTFormat:
         batch["task_ids"] = torch.tensor([item.task for item in items])
         return batch
 
-    def generation_batch(self, items: Sequence[TaskExample], tokenizer, max_length: int) -> dict[str, torch.Tensor]:
+    def generation_batch(
+        self, items: Sequence[TaskExample], tokenizer: Any, max_length: int
+    ) -> dict[str, torch.Tensor]:
         """The prompts, left-padded (a decoder continues every row at its end), with their task ids."""
-        prompts = [self.prompt_ids(tokenizer, item.example, max_length) for item in items]
+        prompts = [self.prompt_ids(tokenizer, _generation(item), max_length) for item in items]
         batch = pad_rows(prompts, tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0, left=True)
         batch["task_ids"] = torch.tensor([item.task for item in items])
         return batch
 
 
-def end_token(tokenizer) -> int | None:
+def end_token(tokenizer: Any) -> int | None:
     """The token that ends every response: end of sequence, or the separator of tokenizers without one (None: no
     such token)."""
     token = tokenizer.eos_token_id if tokenizer.eos_token_id is not None else tokenizer.sep_token_id
     return None if token is None else int(token)
 
 
-def eos_id(tokenizer) -> int:
+def eos_id(tokenizer: Any) -> int:
     """:func:`end_token`, refused when the tokenizer has none."""
     token = end_token(tokenizer)
     if token is None:
         raise ValueError("The tokenizer has no end-of-sequence (or separator) token: sft needs one to end responses.")
     return int(token)
+
+
+def _generation(item: TaskExample) -> GenerationExample:
+    """The example of an sft batch's item: an sft run's tasks hold generation examples (:func:`load_sft_tasks`)."""
+    return cast(GenerationExample, item.example)
 
 
 def _cut_middle(ids: list[int], budget: int) -> list[int]:

@@ -24,9 +24,12 @@ from functools import lru_cache
 
 import torch
 
-from ..data import Example, VQAExample
+from ..data import Example, GenerationExample, VQAExample
 
-__all__ = ["MIXING", "MixedTaskStream", "TaskExample"]
+__all__ = ["MIXING", "AnyExample", "MixedTaskStream", "TaskExample"]
+
+AnyExample = Example | VQAExample | GenerationExample
+"""A text classification example, an easy-VQA question on an image, or a prompt and its response (sft)."""
 
 MIXING: dict[str, float] = {"proportional": 1.0, "sqrt": 2.0, "equal": float("inf")}
 """Mixing name -> its temperature T (task i drawn with probability ∝ n_i^(1/T))."""
@@ -36,13 +39,13 @@ _BLOCK = 4096  # positions whose tasks are drawn together (one generator call)
 @dataclass(frozen=True)
 class TaskExample:
     task: int  # index into the run's task list
-    example: Example | VQAExample  # a text example, or an easy-VQA question on an image
+    example: AnyExample
 
 
 class MixedTaskStream:
     def __init__(
         self,
-        train_sets: Sequence[Sequence[Example]],
+        train_sets: Sequence[Sequence[AnyExample]],
         *,
         seed: int,
         global_batch_size: int,

@@ -31,9 +31,12 @@ import importlib.util
 import json
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..io import write_json_atomic
+
+if TYPE_CHECKING:
+    from accelerate import Accelerator
 
 __all__ = [
     "TRACKERS",
@@ -101,7 +104,13 @@ def logging_dir(output_dir: Path, chosen: str | None) -> Path:
 
 
 def start_tracking(
-    accelerator, names: list[str], logs: Path, run_name: str, config: dict[str, Any], *, resumed_at: int | None = None
+    accelerator: Accelerator,
+    names: list[str],
+    logs: Path,
+    run_name: str,
+    config: dict[str, Any],
+    *,
+    resumed_at: int | None = None,
 ) -> None:
     """Point the trackers ``names`` at local storage under ``logs`` and start a run ``run_name`` with ``config`` (the
     run's options) as its hyperparameters; ``resumed_at``: the step a ``--resume`` restored (0: none found), whose
@@ -140,21 +149,23 @@ def start_tracking(
         _write_runs(logs, accelerator)
 
 
-def log_step(accelerator, step: int, *, loss: float, learning_rate: float, tokens_per_second: float) -> None:
+def log_step(
+    accelerator: Accelerator, step: int, *, loss: float, learning_rate: float, tokens_per_second: float
+) -> None:
     accelerator.log(
         {"train/loss": loss, "train/learning_rate": learning_rate, "train/tokens_per_second": tokens_per_second},
         step=step,
     )
 
 
-def log_scores(accelerator, split: str, step: int, per_task: dict[str, float]) -> None:
+def log_scores(accelerator: Accelerator, split: str, step: int, per_task: dict[str, float]) -> None:
     """``<split>/score`` (the mean over tasks) and ``<split>/<task>`` of every task."""
     values = {f"{split}/score": sum(per_task.values()) / len(per_task)}
     values.update({f"{split}/{task}": score for task, score in per_task.items()})
     accelerator.log(values, step=step)
 
 
-def end_tracking(accelerator) -> None:
+def end_tracking(accelerator: Accelerator) -> None:
     """Finish every tracker's run (flush and close its files). Not ``accelerator.end_training()``: that also tears
     down the process group, which the run's last ``wait_for_everyone`` and in-process callers still use."""
     for tracker in accelerator.trackers:
@@ -173,7 +184,7 @@ def _read_runs(logs: Path) -> dict[str, str]:
     return {k: v for k, v in runs.items() if isinstance(v, str)} if isinstance(runs, dict) else {}
 
 
-def _write_runs(logs: Path, accelerator) -> None:
+def _write_runs(logs: Path, accelerator: Accelerator) -> None:
     """Keep the ids of the MLflow and Weights & Biases runs just started, for a later ``--resume``."""
     ids = {}
     for tracker in accelerator.trackers:

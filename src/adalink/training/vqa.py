@@ -9,7 +9,7 @@ Every task shares that head (labels are answer indices, ``VQAExample.answer``). 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import ClassVar
+from typing import Any, ClassVar, cast
 
 import torch
 from torch import nn
@@ -61,7 +61,8 @@ class VQAFormat(ClassificationFormat):
         self.mask = torch.ones(len(tasks), self.num_labels, dtype=torch.bool)
         self.image_size = image_size
 
-    def build_base(self, path: str, *, seed: int) -> nn.Module:
+    # takes no ``loading`` (the TinyVLM is built float32): ModelSetup.build_base refuses --dtype/--quantize for it
+    def build_base(self, path: str, *, seed: int) -> nn.Module:  # type: ignore[override]
         """Load the (stage-1) :class:`TinyVLM` saved in ``path``; its head is kept, not re-initialised."""
         torch.manual_seed(seed)
         model = TinyVLM.from_pretrained(path)
@@ -76,8 +77,8 @@ class VQAFormat(ClassificationFormat):
     def head_modules(model: nn.Module) -> list[str]:
         return ["classifier"] if isinstance(getattr(model, "classifier", None), nn.Module) else []
 
-    def collate(self, items: Sequence[TaskExample], tokenizer, max_length: int) -> dict[str, torch.Tensor]:
-        examples: list[VQAExample] = [item.example for item in items]
+    def collate(self, items: Sequence[TaskExample], tokenizer: Any, max_length: int) -> dict[str, torch.Tensor]:
+        examples = [cast(VQAExample, item.example) for item in items]  # an easy-VQA run's tasks hold VQAExamples
         text = tokenizer(
             [example.question for example in examples],
             padding=True,
