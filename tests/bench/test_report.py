@@ -34,6 +34,8 @@ def _standard_partial() -> list[dict]:
 def report(tmp_path_factory):
     root = tmp_path_factory.mktemp("report")
     out = fakes.write(root / "results", _quick() + _standard_partial())
+    probes = [fakes.run("adalink", "tweets", 2e-2, 0, 0.85, validation=0.80)]  # beyond AdaLink's sweep top (6e-3)
+    fakes.write(out / "probes" / "standard", probes)
     (out / "notes").mkdir()
     (out / "notes" / "standard.md").write_text("### Reading the standard table\n\nhand-written")
     path = write_report(out, root / "BENCHMARKS.md")
@@ -66,6 +68,8 @@ def test_scores_verdicts_and_sweep(report):
     # AdaLink's best validation rate is the top of its sweep (full tuning's is inside it; lora's sweep is unfinished)
     assert "1 of 2 finished sweeps chose their highest rate: **adalink** (minilm)." in text
     assert "| **adalink** | 6e-03 (highest swept) | 1 | 60.00 |" in text  # bbc re-uses tweets' rate and its doubt
+    assert "| **adalink** | 78.00 at 6e-03 | 80.00 at 2e-02 | 85.00 | higher is better: +2.0 at 2e-02 |" in text
+    assert text.count("| 3 | 82.00 ± 2.00 |") == 1  # the probe is not one of the seeds of the score table
 
 
 def test_pareto_plots_frontiers_survey_and_notes(report):

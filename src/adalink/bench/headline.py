@@ -12,6 +12,7 @@ from typing import Any
 
 from .aggregate import Cell, MethodRow
 from .compare import COSTS, VERDICTS, Versus, panels, versus
+from .edges import edges_text, sweep_edges
 from .grid import resolve_lr
 from .plots import pareto_file, write_pareto_plots
 from .profiles import PROFILES
@@ -25,10 +26,17 @@ REFERENCES = ("adalink", "full")  # every method's score is compared with these 
 
 
 def headline_parts(
-    profile: str, documents: list[dict[str, Any]], cells: list[Cell], rows: list[MethodRow], report: Path, plots: Path
+    profile: str,
+    documents: list[dict[str, Any]],
+    cells: list[Cell],
+    rows: list[MethodRow],
+    report: Path,
+    plots: Path,
+    probes: list[dict[str, Any]] | None = None,
 ) -> list[str]:
     """Markdown blocks of one multi-seed profile (its runs, cells and rows only), from how much of its grid is
-    finished to its efficiency beside the survey's; draws its Pareto plots under ``plots``."""
+    finished to its efficiency beside the survey's; draws its Pareto plots under ``plots``. ``probes``: runs beyond
+    the sweep's edge (:mod:`.edges`)."""
     states = _progress(profile, documents)
     edges = sweep_edges(cells)
     first = PROFILES[profile].sweep_task
@@ -45,7 +53,7 @@ def headline_parts(
                 parts += [_scores_block(model, task, mine, cells, states, edges), ""]
     parts += ["### Learning-rate sweep (validation accuracy of the first seed)", "", _sweep_table(profile, cells), ""]
     if edges:
-        parts += [_edges_text(edges, cells), ""]
+        parts += [edges_text(edges, cells, probes or []), ""]
     parts += ["### Efficiency and performance (layout of the survey's Table 5; full tuning = 100)", ""]
     parts += [efficiency_table(rows, tasks), ""]
     parts += ["### Pareto frontiers", "", _frontier_text(profile, cells, rows, report, plots), ""]
@@ -172,42 +180,6 @@ def _sweep_table(profile: str, cells: list[Cell]) -> str:
         f"rate with the best validation accuracy (bold; ties: the smaller rate) is then run with the other seeds.{note}"
     )
     return intro + "\n\n" + table(["Model", "Task", "Method", *tokens], body)
-
-
-def sweep_edges(cells: list[Cell]) -> dict[tuple[str, str], str]:
-    """(model, method) -> "highest" or "lowest" where a finished sweep (every rate scored) chose its edge rate: the
-    best rate may then lie outside the sweep, and the tasks that re-use the rate inherit the doubt."""
-    edges = {}
-    for c in cells:
-        rates = sorted(c.sweep)
-        if len(rates) < 2 or any(v is None for v in c.sweep.values()):
-            continue
-        if abs(c.lr - rates[-1]) <= 1e-9 * c.lr:
-            edges[(c.model, c.method)] = "highest"
-        elif abs(c.lr - rates[0]) <= 1e-9 * c.lr:
-            edges[(c.model, c.method)] = "lowest"
-    return edges
-
-
-def _edges_text(edges: dict[tuple[str, str], str], cells: list[Cell]) -> str:
-    """Which methods chose a rate at the edge of their sweep, and what that means for their verdicts."""
-    finished = {(c.model, c.method) for c in cells if len(c.sweep) > 1 and None not in c.sweep.values()}
-    lines = []
-    for side in ("highest", "lowest"):
-        names = sorted(
-            f"{method_label(method)} ({model_name(model)})" for (model, method), e in edges.items() if e == side
-        )
-        if names:
-            lines.append(
-                f"{len(names)} of {len(finished)} finished sweeps chose their {side} rate: {', '.join(names)}."
-            )
-    return (
-        "**At the edge of the sweep.** "
-        + " ".join(lines)
-        + " For these methods the best rate may lie outside the sweep, so their scores may be below what they can"
-        " reach at this budget: a verdict that one of them is worse than another method is weaker evidence than a"
-        " verdict that it is better. Their rows in the score tables say so (`highest swept`, `lowest swept`)."
-    )
 
 
 def _frontier_text(profile: str, cells: list[Cell], rows: list[MethodRow], report: Path, plots: Path) -> str:

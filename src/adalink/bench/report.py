@@ -27,6 +27,7 @@ __all__ = ["PERF_DIR", "SMOKE_PROFILES", "write_report"]
 
 PERF_DIR = "perf"  # <out>/perf/<script>.json written by benchmarks/*.py --json-out
 SERVE_FILE = "serve_load.json"  # written by the serving load test
+PROBES_DIR = "probes"  # <out>/probes/<profile>/*.json: runs beyond a sweep's edge (adalink.bench.edges)
 PERF_SCRIPTS = ("overhead", "mixed_batch", "train_cost", "length_groups")
 SMOKE_PROFILES = ("quick",)  # profiles that only show every method runs: reported after the comparisons
 ORDER = ("standard", "paper")  # comparison profiles first, the first one with results is the headline
@@ -158,7 +159,8 @@ def _profile_parts(
         parts += [efficiency_table(rows, sorted({c.task for c in cells})), ""]
         parts += ["### Scores per task (chosen learning rate)", "", cells_table(cells), ""]
     else:
-        parts += headline_parts(profile, mine, cells, rows, report, out / "plots")
+        probes = load_results(out / PROBES_DIR / profile)  # runs beyond a sweep's edge, apart from the grid
+        parts += headline_parts(profile, mine, cells, rows, report, out / "plots", probes)
     reading = out / "notes" / f"{profile}.md"  # hand-written reading of this profile's tables, if any
     if reading.is_file():
         parts += [reading.read_text().strip(), ""]

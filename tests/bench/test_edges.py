@@ -1,7 +1,9 @@
-"""Which methods chose a learning rate at the edge of their sweep (the report's doubt about under-tuning)."""
+"""Which methods chose a learning rate at the edge of their sweep (the report's doubt about under-tuning), and what
+probes beyond the edge say."""
 
 from adalink.bench.aggregate import Cell
-from adalink.bench.headline import sweep_edges
+from adalink.bench.edges import edges_text, sweep_edges
+from bench import _fakes as fakes
 
 
 def _cell(method: str, lr: float, sweep: dict[float, float | None], task: str = "tweets") -> Cell:
@@ -24,3 +26,18 @@ def test_unfinished_or_failed_sweeps_are_not_judged():
         _cell("dora", 1e-3, {3e-4: 0.80, 1e-3: 0.86, 3e-3: None}),  # its top rate failed: 1x is not an edge choice
     ]
     assert sweep_edges(cells) == {}
+
+
+def test_a_probe_beyond_the_edge_says_whether_the_edge_holds():
+    cells = [
+        _cell("adalink", 6e-3, {6e-4: 0.70, 2e-3: 0.75, 6e-3: 0.78}),
+        _cell("bitfit", 3e-3, {3e-4: 0.70, 1e-3: 0.75, 3e-3: 0.79}),
+    ]
+    probes = [
+        fakes.run("adalink", "tweets", 2e-2, 0, 0.77, validation=0.77),  # worse than its edge rate
+        fakes.run("bitfit", "bbc", 1e-2, 0, 0.9, validation=0.9),  # another task than the sweep's: not compared
+    ]
+    text = edges_text(sweep_edges(cells), cells, probes)
+    assert "2 of 2 finished sweeps chose their highest rate" in text
+    assert "| **adalink** | 78.00 at 6e-03 | 77.00 at 2e-02 | 77.00 | the edge holds |" in text
+    assert "| bitfit |" not in text
