@@ -36,6 +36,8 @@ def test_a_probe_beyond_the_edge_says_whether_the_edge_holds():
     probes = [
         fakes.run("adalink", "tweets", 2e-2, 0, 0.77, validation=0.77),  # worse than its edge rate
         fakes.run("bitfit", "bbc", 1e-2, 0, 0.9, validation=0.9),  # another task than the sweep's: not compared
+        fakes.run("adalink", "tweets", 6e-3, 0, 0.78, validation=0.78),  # the edge run itself, copied: not a probe
+        fakes.run("bitfit", "tweets", 1e-2, 0, 0.8),  # no validation score (a one-rate run): not compared
     ]
     text = edges_text(sweep_edges(cells), cells, probes)
     assert "2 of 2 finished sweeps chose their highest rate" in text

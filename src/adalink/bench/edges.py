@@ -2,9 +2,11 @@
 
 A sweep over 0.3x, 1x and 3x a method's default that picks 3x says the best rate may be higher: the method may be
 under-tuned at the profile's budget, so a verdict that it is worse than another method is weak evidence. A probe is
-a run of the same profile with the first seed at a rate beyond the edge (``adalink bench --lrs 10x --seeds 0 --out
-<results>/probes/<profile>``), kept apart from the planned grid: it does not change the chosen rate or the score
-tables, it says whether the method would have chosen a rate outside the sweep, and by how much on validation.
+a run of the same profile with the first seed at a rate beyond the edge, kept apart from the planned grid
+(``adalink bench --lrs 3x,10x --seeds 0 --out <results>/probes/<profile>``: the edge rate is listed too, so that the
+runs are a sweep and score validation; copy the grid's edge run there first and it is not run again). Probes do not
+change the chosen rate or the score tables: they say whether the method would have chosen a rate outside the sweep,
+and by how much on validation.
 """
 
 from __future__ import annotations
@@ -64,7 +66,7 @@ def _probe_table(edges: dict[tuple[str, str], str], cells: list[Cell], probes: l
         spec = probe["spec"]
         key = (spec["model"], spec["method"])
         scored = probe.get("status") == "ok" and probe.get("validation_score") is not None
-        if scored and key in swept and spec["task"] == swept[key].task:  # probes of the sweep's own task
+        if scored and key in swept and spec["task"] == swept[key].task and _beyond(swept[key], edges[key], spec["lr"]):
             by_method.setdefault(key, []).append(probe)
     if not by_method:
         return ""
@@ -87,8 +89,14 @@ def _probe_table(edges: dict[tuple[str, str], str], cells: list[Cell], probes: l
     intro = (
         f"Probes beyond the edge (first seed, {task}; not part of the planned grid, so the chosen rates and the tables "
         "above are unchanged): validation accuracy at the chosen rate and beyond it. Made with `adalink bench "
-        f"--profile {profile} --tasks {task} --methods {methods} --lrs <rate> --seeds 0 --out "
+        f"--profile {profile} --tasks {task} --methods {methods} --lrs 3x,<rate> --seeds 0 --out "
         f"<results>/probes/{profile}` at the rates {rates}."
     )
     header = ["Method", "Chosen (validation)", "Beyond (validation)", "Beyond (test)", "Verdict"]
     return intro + "\n\n" + table(header, body)
+
+
+def _beyond(cell: Cell, side: str, lr: float) -> bool:
+    """Whether ``lr`` lies outside ``cell``'s sweep on its edge ``side`` (the edge run itself is not a probe)."""
+    rates = sorted(cell.sweep)
+    return lr > rates[-1] * (1 + 1e-9) if side == "highest" else lr < rates[0] * (1 - 1e-9)
