@@ -174,31 +174,17 @@ def save_tiny_checkpoint(directory, kind: str = "bert") -> str:
     (directory / "vocab.txt").write_text("\n".join(vocab) + "\n")
     tokenizer = BertTokenizerFast(vocab=str(directory / "vocab.txt"))
     torch.manual_seed(0)
+    encoder = {"vocab_size": len(vocab), "hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2}
+    encoder["intermediate_size"] = 64
     if kind == "bert":
         from transformers import BertModel
 
-        config = BertConfig(
-            vocab_size=len(vocab),
-            hidden_size=32,
-            num_hidden_layers=2,
-            num_attention_heads=2,
-            intermediate_size=64,
-            max_position_embeddings=128,
-        )
-        model = BertModel(config)
+        model = BertModel(BertConfig(**encoder, max_position_embeddings=128))
     elif kind == "roberta":
         from transformers import RobertaConfig, RobertaModel
 
-        config = RobertaConfig(
-            vocab_size=len(vocab),
-            hidden_size=32,
-            num_hidden_layers=2,
-            num_attention_heads=2,
-            intermediate_size=64,
-            max_position_embeddings=130,  # RoBERTa's positions start after its padding index
-            pad_token_id=0,
-        )
-        model = RobertaModel(config)
+        # RoBERTa's positions start after its padding index
+        model = RobertaModel(RobertaConfig(**encoder, max_position_embeddings=130, pad_token_id=0))
     elif kind == "gpt2":  # tied embeddings, fused attention (Conv1D)
         config = GPT2Config(
             vocab_size=len(vocab), n_embd=32, n_layer=2, n_head=2, n_positions=128, bos_token_id=2, eos_token_id=3

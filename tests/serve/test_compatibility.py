@@ -40,6 +40,18 @@ def test_runs_that_cannot_be_served_are_refused_on_their_own(tmp_path, run, matc
         read_adapter_run(tmp_path)
 
 
+def _as_sft_run(run_dir, copy, task: str):
+    """A copy of a text-to-text run relabelled as an sft run (no labels) of one task named ``task``."""
+    shutil.copytree(run_dir, copy)
+    run = json.loads((copy / "run.json").read_text())
+    run["format"], run["tasks"] = "sft", [{"name": task}]
+    (copy / "run.json").write_text(json.dumps(run))
+    document, tensors = read_adapter(copy)
+    document["config"]["tasks"] = [task]
+    rewrite_adapter(copy, document, tensors)
+    return copy
+
+
 def test_an_sft_run_is_served_as_a_text_to_text_run(text2text_runs, tmp_path):
     """A generative format other than text2text ("sft": prompt/response pairs, no labels) generates the same way."""
     from fastapi.testclient import TestClient
@@ -47,11 +59,7 @@ def test_an_sft_run_is_served_as_a_text_to_text_run(text2text_runs, tmp_path):
     from adalink.serve import AdapterStack
     from adalink.serve.app import create_app
 
-    sft = tmp_path / "topic-sft"
-    shutil.copytree(text2text_runs["topic"], sft)
-    run = json.loads((sft / "run.json").read_text())
-    run["format"], run["tasks"] = "sft", [{"name": "topic"}]
-    (sft / "run.json").write_text(json.dumps(run))
+    sft = _as_sft_run(text2text_runs["topic"], tmp_path / "topic-sft", "topic")
     stack = AdapterStack.from_runs([sft])
     assert stack.generative and stack.format_name == "sft" and stack.tasks["topic"].labels == ()
     prompt = stack.encode("good food")
@@ -68,14 +76,7 @@ def test_text_to_text_and_sft_runs_share_one_server(text2text_runs, tmp_path):
     """Both generative formats generate with the base's LM head: one stack routes a mixed batch of their tasks."""
     from adalink.serve import AdapterStack
 
-    sft = tmp_path / "notes-sft"
-    shutil.copytree(text2text_runs["topic"], sft)
-    run = json.loads((sft / "run.json").read_text())
-    run["format"], run["tasks"] = "sft", [{"name": "notes"}]
-    (sft / "run.json").write_text(json.dumps(run))
-    document, tensors = read_adapter(sft)
-    document["config"]["tasks"] = ["notes"]
-    rewrite_adapter(sft, document, tensors)
+    sft = _as_sft_run(text2text_runs["topic"], tmp_path / "notes-sft", "notes")
     mixed = AdapterStack.from_runs([text2text_runs["sentiment"], sft])
     assert mixed.generative and mixed.tasks["notes"].labels == () and mixed.tasks["sentiment"].labels
     prompts = [("notes", mixed.encode("good food"), 5), ("sentiment", mixed.encode("good food"), 5)]

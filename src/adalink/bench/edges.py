@@ -23,10 +23,8 @@ def sweep_edges(cells: list[Cell]) -> dict[tuple[str, str], str]:
     """(model, method) -> "highest" or "lowest" where a finished sweep (every rate scored) chose its edge rate: the
     best rate may then lie outside the sweep, and the tasks that re-use the rate inherit the doubt."""
     edges = {}
-    for c in cells:
+    for c in filter(_finished_sweep, cells):
         rates = sorted(c.sweep)
-        if len(rates) < 2 or any(v is None for v in c.sweep.values()):
-            continue
         if abs(c.lr - rates[-1]) <= 1e-9 * c.lr:
             edges[(c.model, c.method)] = "highest"
         elif abs(c.lr - rates[0]) <= 1e-9 * c.lr:
@@ -37,7 +35,7 @@ def sweep_edges(cells: list[Cell]) -> dict[tuple[str, str], str]:
 def edges_text(edges: dict[tuple[str, str], str], cells: list[Cell], probes: list[dict[str, Any]]) -> str:
     """Which methods chose a rate at the edge of their sweep, what that means for their verdicts, and the probes
     beyond the edge where there are any."""
-    finished = {(c.model, c.method) for c in cells if len(c.sweep) > 1 and None not in c.sweep.values()}
+    finished = {(c.model, c.method) for c in cells if _finished_sweep(c)}
     lines = []
     for side in ("highest", "lowest"):
         names = sorted(
@@ -94,6 +92,11 @@ def _probe_table(edges: dict[tuple[str, str], str], cells: list[Cell], probes: l
     )
     header = ["Method", "Chosen (validation)", "Beyond (validation)", "Beyond (test)", "Verdict"]
     return intro + "\n\n" + table(header, body)
+
+
+def _finished_sweep(cell: Cell) -> bool:
+    """Whether ``cell`` has a sweep of at least two rates, every one scored."""
+    return len(cell.sweep) > 1 and None not in cell.sweep.values()
 
 
 def _beyond(cell: Cell, side: str, lr: float) -> bool:

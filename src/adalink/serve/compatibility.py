@@ -175,15 +175,16 @@ def served_loading(adapters: Sequence[AdapterRun], *, dtype: str | None, quantiz
     """How to hold the shared base: ``dtype`` and ``quantize`` where given, else what every adapter was trained on
     (``adalink eval`` scores a run on the base as it trained; serving it the same way answers the same)."""
     chosen = {"dtype": dtype, "quantize": quantize}
+    loadings = [BaseLoading.from_options(a.run.get("args", {})) for a in adapters]
     for field, value in chosen.items():
         if value is not None:
             continue
-        trained = sorted({getattr(BaseLoading.from_options(a.run.get("args", {})), field) for a in adapters})
+        trained = sorted({getattr(loading, field) for loading in loadings})
         if len(trained) > 1:
-            flag = f"--{field}"
             raise IncompatibleAdapterError(
                 f"The adapters were trained on bases with different {field} {trained}; one server holds one base. "
-                f"Choose it with {flag} (every adapter loads onto any {field}: their fingerprint is the float32 one)."
+                f"Choose it with --{field} (every adapter loads onto any {field}: their fingerprint is the float32 "
+                "one)."
             )
         chosen[field] = trained[0] if trained else None
     return BaseLoading(dtype=chosen["dtype"] or "float32", quantize=chosen["quantize"] or "none")

@@ -122,13 +122,13 @@ def start_tracking(
     init_kwargs: dict[str, dict[str, Any]] = {}
     if "tensorboard" in names and resumed_at is not None:
         init_kwargs["tensorboard"] = {"purge_step": resumed_at + 1}  # steps are logged from 1
-    if previous.get("mlflow"):
-        init_kwargs["mlflow"] = {"run_id": previous["mlflow"]}
     if "mlflow" in names:
         os.environ["MLFLOW_ALLOW_FILE_STORE"] = "true"  # MLflow 3 refuses a file store without it
         import mlflow
 
         mlflow.set_tracking_uri((logs / "mlruns").as_uri())
+        if previous.get("mlflow"):
+            init_kwargs["mlflow"] = {"run_id": previous["mlflow"]}
     if "wandb" in names:
         os.environ["WANDB_MODE"] = "offline"
         (logs / "wandb").mkdir(parents=True, exist_ok=True)
