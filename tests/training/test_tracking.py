@@ -12,7 +12,7 @@ import yaml
 
 from adalink.cli import main
 from adalink.training.args import TrainArgs
-from adalink.training.tracking import TRACKERS, tracker_names
+from adalink.training.tracking import TRACKERS, end_tracking, start_tracking, tracker_names
 from tiny_models import save_tiny_checkpoint, write_sentiment_csv
 
 MAX_STEPS, EVAL_EVERY = 8, 4
@@ -150,3 +150,23 @@ def test_weights_and_biases_runs_offline_and_a_resumption_reopens_its_run(tracke
     assert main([*args, "--resume"]) == 0
     attempts = sorted((out / "logs" / "wandb").rglob("offline-run-*"))
     assert len(attempts) == 2 and all(a.name.endswith(f"-{run_id}") for a in attempts)
+
+
+def test_a_resumption_keeps_the_run_id_of_a_tracker_it_leaves_out(tmp_path):
+    """A run logged to MLflow and W&B, resumed with MLflow only: the W&B run id stays for the next resumption. A fresh
+    run in the same logging dir replaces the ids (it must not reopen an earlier run's)."""
+    pytest.importorskip("mlflow")
+    from accelerate import Accelerator
+
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    (logs / "tracker-runs.json").write_text(json.dumps({"wandb": "abc123"}))
+    accelerator = Accelerator(log_with=["mlflow"])
+    start_tracking(accelerator, ["mlflow"], logs, "run", {"lr": 1e-3}, resumed_at=0)
+    end_tracking(accelerator)
+    resumed = json.loads((logs / "tracker-runs.json").read_text())
+    assert resumed["wandb"] == "abc123" and resumed.keys() == {"wandb", "mlflow"}
+    start_tracking(accelerator, ["mlflow"], logs, "run", {"lr": 1e-3})
+    end_tracking(accelerator)
+    fresh = json.loads((logs / "tracker-runs.json").read_text())
+    assert fresh.keys() == {"mlflow"} and fresh["mlflow"] != resumed["mlflow"]

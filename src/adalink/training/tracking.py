@@ -146,7 +146,7 @@ def start_tracking(
         else:
             tracker.store_init_configuration(hparams)
     if accelerator.is_main_process:
-        _write_runs(logs, accelerator)
+        _write_runs(logs, accelerator, kept=previous)
 
 
 def log_step(
@@ -184,15 +184,16 @@ def _read_runs(logs: Path) -> dict[str, str]:
     return {k: v for k, v in runs.items() if isinstance(v, str)} if isinstance(runs, dict) else {}
 
 
-def _write_runs(logs: Path, accelerator: Accelerator) -> None:
-    """Keep the ids of the MLflow and Weights & Biases runs just started, for a later ``--resume``."""
-    ids = {}
+def _write_runs(logs: Path, accelerator: Accelerator, *, kept: dict[str, str]) -> None:
+    """Keep the ids of the MLflow and Weights & Biases runs just started, for a later ``--resume``, beside ``kept``:
+    the ids a resumption read, so that a tracker left out of this attempt's ``--report-to`` is reopened by the next."""
+    ids = dict(kept)
     for tracker in accelerator.trackers:
         if tracker.name == "mlflow":
             ids["mlflow"] = tracker.tracker.info.run_id
         elif tracker.name == "wandb":
             ids["wandb"] = tracker.run.id
-    if ids:
+    if ids != _read_runs(logs):  # a fresh run replaces the ids of an earlier one in the same logging dir
         logs.mkdir(parents=True, exist_ok=True)
         write_json_atomic(logs / TRACKER_RUNS_FILE, ids)
 
