@@ -107,8 +107,11 @@ def test_start_up_refusals(classification_runs, text2text_runs):
         AdapterStack.from_runs({"a": sentiment, "b": sentiment})
     with pytest.raises(IncompatibleAdapterError, match="trained on different models"):
         AdapterStack.from_runs([sentiment, text2text_runs["topic"]])
-    with pytest.raises(IncompatibleAdapterError, match="mix formats"):
+    with pytest.raises(IncompatibleAdapterError, match=r"mix formats .* or generative \(sft, text2text\) runs"):
         AdapterStack.from_runs([sentiment, text2text_runs["topic"]], model=str(classification_runs["model"]))
+    stack = AdapterStack.from_runs([sentiment])
+    with pytest.raises(IncompatibleAdapterError, match="is a text2text run; this server serves classification runs"):
+        stack.check(read_adapter_run(text2text_runs["topic"]))
 
 
 @pytest.fixture

@@ -9,17 +9,17 @@ batch prediction calls it directly.
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import logging
 import os
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 
 from ..fingerprint import check_fingerprint
+from ..logs import log_level
 from ..methods.base import MethodConfig
 from ..peft_model import PeftModel, get_peft_model
 from ..training.calls import routed_call
@@ -35,6 +35,8 @@ from .compatibility import (
     IncompatibleAdapterError,
     fill_stacked,
     read_adapter_run,
+    served_as,
+    served_kind,
     served_loading,
     shared_fields,
     stacked_config,
@@ -88,8 +90,7 @@ class AdapterStack:
         self.generative = format_name in GENERATIVE_FORMATS  # answers completions and chat (text-to-text, sft)
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         self.loading = (loading or BaseLoading()).for_inference()
-        # every generative format loads its base as text-to-text does (a causal or sequence-to-sequence LM)
-        setup = setup_model(model, "text2text" if self.generative else format_name, [TaskInfo("base", ("a", "b"))])
+        setup = setup_model(model, served_as(format_name), [TaskInfo("base", ("a", "b"))])
         self._encoder_decoder = isinstance(setup.fmt, TextToTextFormat) and setup.fmt.encoder_decoder
         self.tokenizer = setup.tokenizer
         # encode/decode for the request handlers' thread: one fast tokenizer must not serve two threads at once
@@ -97,7 +98,7 @@ class AdapterStack:
         # a classification head loads "newly initialised", but the adapters' trained heads replace it: say nothing
         # (transformers runs its tensor-parallel check, and warns, whenever modeling_utils logs above WARNING)
         quiet = logging.ERROR if isinstance(setup.fmt, ClassificationFormat) else logging.NOTSET
-        with _log_level(("transformers.modeling_utils", "transformers.distributed.tensor_parallel"), quiet):
+        with log_level(("transformers.modeling_utils", "transformers.distributed.tensor_parallel"), quiet):
             self.base = setup.build_base(seed=0, loading=self.loading).eval().requires_grad_(False).to(self.device)
         self._head = setup.fmt.head_modules(self.base)[0] if isinstance(setup.fmt, ClassificationFormat) else None
         self.adapters: dict[str, AdapterRun] = {}
@@ -135,14 +136,13 @@ class AdapterStack:
                 )
             model = trained_on[0]
         formats = sorted({a.run["format"] for a in adapters})
-        if len(formats) > 1 and not set(formats) <= GENERATIVE_FORMATS:
+        if len({served_as(f) for f in formats}) > 1:
             raise IncompatibleAdapterError(
-                f"The adapters mix formats {formats}; one server serves classification runs or generative "
-                f"({', '.join(sorted(GENERATIVE_FORMATS))}) runs. Start one server per kind."
+                f"The adapters mix formats {formats}; one server serves classification runs or "
+                f"{served_kind('text2text')} runs. Start one server per kind."
             )
         loading = served_loading(adapters, dtype=dtype, quantize=quantize)
-        generated_as = "text2text" if len(formats) > 1 else formats[0]  # sft is served exactly as text2text
-        stack = cls(model, generated_as, device=device, loading=loading)
+        stack = cls(model, formats[0] if len(formats) == 1 else served_as(formats[0]), device=device, loading=loading)
         stack._ignore_fingerprint = ignore_fingerprint
         stack.add(*adapters)
         return stack
@@ -161,10 +161,10 @@ class AdapterStack:
                     f"Task {task.name!r} of adapter {adapter.name!r} is already served by adapter {other.name!r}; "
                     "each task name must be unique on a server."
                 )
-        if (adapter.run["format"] in GENERATIVE_FORMATS) != self.generative:
-            served = f"generative ({', '.join(sorted(GENERATIVE_FORMATS))})" if self.generative else self.format_name
+        if served_as(adapter.run["format"]) != served_as(self.format_name):
             raise IncompatibleAdapterError(
-                f"Adapter {adapter.name!r} is a {adapter.run['format']} run; this server serves {served} runs."
+                f"Adapter {adapter.name!r} is a {adapter.run['format']} run; this server serves "
+                f"{served_kind(self.format_name)} runs."
             )
         profile = self._profile or (serving[0].config if serving else adapter.config)
         if adapter.config.method != profile.method:
@@ -394,18 +394,3 @@ class AdapterStack:
         )
         new_tokens = output[:, 1:] if encoder_decoder else output[:, width:]  # drop the decoder start / the prompt
         return [kept_tokens(row, budget, eos) for row, budget in zip(new_tokens.tolist(), budgets, strict=True)]
-
-
-@contextlib.contextmanager
-def _log_level(names: Sequence[str], level: int) -> Iterator[None]:
-    """Raise the loggers ``names`` to ``level`` inside the context (NOTSET: leave them as they are)."""
-    loggers = [logging.getLogger(name) for name in names]
-    previous = [logger.level for logger in loggers]
-    if level != logging.NOTSET:
-        for logger in loggers:
-            logger.setLevel(level)
-    try:
-        yield
-    finally:
-        for logger, old in zip(loggers, previous, strict=True):
-            logger.setLevel(old)

@@ -34,6 +34,8 @@ __all__ = [
     "IncompatibleAdapterError",
     "fill_stacked",
     "read_adapter_run",
+    "served_as",
+    "served_kind",
     "served_loading",
     "shared_fields",
     "stacked_config",
@@ -52,6 +54,17 @@ _ZERO_PADDED: dict[str, frozenset[str]] = {"adalink": frozenset({"rank"})}
 
 class IncompatibleAdapterError(ValueError):
     """An adapter that cannot share the served base model or its forward pass."""
+
+
+def served_as(format_name: str) -> str:
+    """The format a server loads runs of ``format_name`` as: a generative run's base is a causal or
+    sequence-to-sequence LM, as text-to-text's is; one server serves classification runs or generative runs."""
+    return "text2text" if format_name in GENERATIVE_FORMATS else format_name
+
+
+def served_kind(format_name: str) -> str:
+    """The kind of runs a server of ``format_name`` serves, for error messages."""
+    return f"generative ({', '.join(sorted(GENERATIVE_FORMATS))})" if format_name in GENERATIVE_FORMATS else format_name
 
 
 class AdapterConflictError(ValueError):
