@@ -43,3 +43,12 @@ def test_a_probe_beyond_the_edge_says_whether_the_edge_holds():
     assert "2 of 2 finished sweeps chose their highest rate" in text
     assert "| **adalink** | 78.00 at 6e-03 | 77.00 at 2e-02 | 77.00 | the edge holds |" in text
     assert "| bitfit |" not in text
+
+
+def test_a_probe_below_a_lowest_edge_says_lower_is_better():
+    cells = [_cell("lora", 3e-4, {3e-4: 0.70, 1e-3: 0.68, 3e-3: 0.68})]
+    probes = [fakes.run("lora", "tweets", 1e-4, 0, 0.75, validation=0.74)]
+    text = edges_text(sweep_edges(cells), cells, probes)
+    assert "1 of 1 finished sweeps chose their lowest rate" in text
+    assert "| lora | 70.00 at 3e-04 | 74.00 at 1e-04 | 75.00 | lower is better: +4.0 at 1e-04 |" in text
+    assert "--lrs <edge>,<rate>" in text

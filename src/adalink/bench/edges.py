@@ -3,10 +3,10 @@
 A sweep over 0.3x, 1x and 3x a method's default that picks 3x says the best rate may be higher: the method may be
 under-tuned at the profile's budget, so a verdict that it is worse than another method is weak evidence. A probe is
 a run of the same profile with the first seed at a rate beyond the edge, kept apart from the planned grid
-(``adalink bench --lrs 3x,10x --seeds 0 --out <results>/probes/<profile>``: the edge rate is listed too, so that the
-runs are a sweep and score validation; copy the grid's edge run there first and it is not run again). Probes do not
-change the chosen rate or the score tables: they say whether the method would have chosen a rate outside the sweep,
-and by how much on validation.
+(``adalink bench --lrs 3x,10x --seeds 0 --out <results>/probes/<profile>``, or ``--lrs 0.3x,0.1x`` below a lowest
+edge: the edge rate is listed too, so that the runs are a sweep and score validation; copy the grid's edge run there
+first and it is not run again). Probes do not change the chosen rate or the score tables: they say whether the method
+would have chosen a rate outside the sweep, and by how much on validation.
 """
 
 from __future__ import annotations
@@ -76,7 +76,8 @@ def _probe_table(edges: dict[tuple[str, str], str], cells: list[Cell], probes: l
         beyond = sorted(by_method[key], key=lambda d: d["spec"]["lr"])
         best = max(beyond, key=lambda d: d["validation_score"])
         gain = 100 * (best["validation_score"] - edge)
-        verdict = f"higher is better: {gain:+.1f} at {best['spec']['lr']:.0e}" if gain > 0 else "the edge holds"
+        direction = "higher" if edges[key] == "highest" else "lower"
+        verdict = f"{direction} is better: {gain:+.1f} at {best['spec']['lr']:.0e}" if gain > 0 else "the edge holds"
         probed = ", ".join(f"{100 * d['validation_score']:.2f} at {d['spec']['lr']:.0e}" for d in beyond)
         test = ", ".join(f"{num(100 * d['score'], 2)}" for d in beyond)
         body.append([method_label(key[1]), f"{100 * edge:.2f} at {cell.lr:.0e}", probed, test, verdict])
@@ -87,7 +88,7 @@ def _probe_table(edges: dict[tuple[str, str], str], cells: list[Cell], probes: l
     intro = (
         f"Probes beyond the edge (first seed, {task}; not part of the planned grid, so the chosen rates and the tables "
         "above are unchanged): validation accuracy at the chosen rate and beyond it. Made with `adalink bench "
-        f"--profile {profile} --tasks {task} --methods {methods} --lrs 3x,<rate> --seeds 0 --out "
+        f"--profile {profile} --tasks {task} --methods {methods} --lrs <edge>,<rate> --seeds 0 --out "
         f"<results>/probes/{profile}` at the rates {rates}."
     )
     header = ["Method", "Chosen (validation)", "Beyond (validation)", "Beyond (test)", "Verdict"]
