@@ -1,0 +1,28 @@
+"""Every script under ``benchmarks/`` imports against the current package (a moved or renamed adalink name breaks a
+script long before anyone runs it) and has a ``main`` to run; the helper modules they share are imported with them."""
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import pytest
+
+SCRIPTS = [
+    path
+    for path in sorted((Path(__file__).resolve().parents[1] / "benchmarks").glob("*.py"))
+    if 'if __name__ == "__main__":' in path.read_text()
+]
+
+
+def test_the_scripts_are_found():
+    assert {"overhead.py", "train_cost.py", "memory.py", "prefix_collapse.py"} <= {s.name for s in SCRIPTS}
+
+
+@pytest.mark.parametrize("script", SCRIPTS, ids=lambda s: s.name)
+def test_imports_and_has_a_main(script, monkeypatch):
+    monkeypatch.syspath_prepend(str(script.parent))  # the scripts import their siblings (_common, ...)
+    spec = importlib.util.spec_from_file_location(f"benchmark_{script.stem}", script)
+    module = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, spec.name, module)  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    assert callable(module.main)
