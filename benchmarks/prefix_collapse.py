@@ -18,8 +18,10 @@ from _common import SRC  # noqa: F401  (puts src/ on the path)
 from adalink.data.text_tasks import load_text_task
 from adalink.methods.prefix_tuning import PrefixTuningConfig
 from adalink.peft_model import get_peft_model
+from adalink.training.args import TrainArgs
 from adalink.training.formats import TaskInfo
 from adalink.training.loading import setup_model
+from adalink.training.optimizer import build_optimizer, head_parameter_ids
 
 
 def spreads(rate: float, steps: int, every: int = 20) -> list[tuple[int, float, float]]:
@@ -35,12 +37,9 @@ def spreads(rate: float, steps: int, every: int = 20) -> list[tuple[int, float, 
     base = setup.build_base(seed=0)
     head_name = setup.fmt.head_modules(base)[0]
     model = get_peft_model(base, PrefixTuningConfig(tasks=["tweets"], modules_to_save=[head_name]))
-    trainable = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
-    groups = [
-        {"params": [p for n, p in trainable if head_name not in n], "lr": rate},
-        {"params": [p for n, p in trainable if head_name in n], "lr": 1e-2},
-    ]
-    optimizer = torch.optim.AdamW(groups, weight_decay=0.0)
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    args = TrainArgs(method="prefix_tuning", lr=rate, head_lr=1e-2)  # the optimiser `adalink train` builds
+    optimizer = build_optimizer(args, trainable, head_parameter_ids(model, setup.fmt))
     seen: list[torch.Tensor] = []
     base.get_submodule(head_name).register_forward_hook(lambda module, args, out: seen.append(args[0].detach()))
     validation = encode(task.validation[:256])

@@ -174,8 +174,13 @@ def save_tiny_checkpoint(directory, kind: str = "bert") -> str:
     (directory / "vocab.txt").write_text("\n".join(vocab) + "\n")
     tokenizer = BertTokenizerFast(vocab=str(directory / "vocab.txt"))
     torch.manual_seed(0)
-    encoder = {"vocab_size": len(vocab), "hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2}
-    encoder["intermediate_size"] = 64
+    encoder = {
+        "vocab_size": len(vocab),
+        "hidden_size": 32,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 2,
+        "intermediate_size": 64,
+    }
     if kind == "bert":
         from transformers import BertModel
 

@@ -118,7 +118,8 @@ def start_tracking(
     if not names:
         return
     logs = logs.resolve()
-    previous = _read_runs(logs) if resumed_at is not None else {}
+    on_disk = _read_runs(logs)
+    previous = on_disk if resumed_at is not None else {}
     init_kwargs: dict[str, dict[str, Any]] = {}
     if "tensorboard" in names and resumed_at is not None:
         init_kwargs["tensorboard"] = {"purge_step": resumed_at + 1}  # steps are logged from 1
@@ -146,7 +147,7 @@ def start_tracking(
         else:
             tracker.store_init_configuration(hparams)
     if accelerator.is_main_process:
-        _write_runs(logs, accelerator, kept=previous)
+        _write_runs(logs, accelerator, kept=previous, on_disk=on_disk)
 
 
 def log_step(
@@ -184,16 +185,17 @@ def _read_runs(logs: Path) -> dict[str, str]:
     return {k: v for k, v in runs.items() if isinstance(v, str)} if isinstance(runs, dict) else {}
 
 
-def _write_runs(logs: Path, accelerator: Accelerator, *, kept: dict[str, str]) -> None:
+def _write_runs(logs: Path, accelerator: Accelerator, *, kept: dict[str, str], on_disk: dict[str, str]) -> None:
     """Keep the ids of the MLflow and Weights & Biases runs just started, for a later ``--resume``, beside ``kept``:
-    the ids a resumption read, so that a tracker left out of this attempt's ``--report-to`` is reopened by the next."""
+    the ids a resumption read, so that a tracker left out of this attempt's ``--report-to`` is reopened by the next.
+    ``on_disk``: what the file holds now (written only where the ids differ)."""
     ids = dict(kept)
     for tracker in accelerator.trackers:
         if tracker.name == "mlflow":
             ids["mlflow"] = tracker.tracker.info.run_id
         elif tracker.name == "wandb":
             ids["wandb"] = tracker.run.id
-    if ids != _read_runs(logs):  # a fresh run replaces the ids of an earlier one in the same logging dir
+    if ids != on_disk:  # a fresh run replaces the ids of an earlier one in the same logging dir
         logs.mkdir(parents=True, exist_ok=True)
         write_json_atomic(logs / TRACKER_RUNS_FILE, ids)
 
