@@ -19,7 +19,7 @@ from ._version import __version__
 from .errors import ConfigError, FoldError
 from .fingerprint import base_fingerprint, check_fingerprint
 from .io import AdapterFileError, read_adapter, write_adapter
-from .methods.base import MethodConfig, config_from_dict
+from .methods.base import MethodConfig, config_from_dict, select_task_rows
 from .routing import Router, TaskSpec, UnknownTaskError
 
 __all__ = ["PeftModel", "TaskSpec", "UnknownTaskError", "get_peft_model"]
@@ -35,7 +35,8 @@ class PeftModel(nn.Module):
     """A frozen base model with one PEFT method attached.
 
     ``forward`` and ``generate`` take ``task=``: one name for the batch, a sequence of names (one per example), or a
-    LongTensor of task indices; a mixed batch runs one forward of the backbone. Methods without tasks need none.
+    LongTensor of task indices; a mixed batch runs one forward of the backbone. Methods without tasks (full
+    tuning, BitFit, LN tuning) accept ``task=`` and ignore it: one set of weights serves every task.
     The method's parameters live in a submodule named after the method (``model.adalink``, ``model.lora``, ...).
     """
 
@@ -93,6 +94,8 @@ class PeftModel(nn.Module):
         return None
 
     def _routed(self, task: TaskSpec, args: tuple, kwargs: dict) -> contextlib.AbstractContextManager:
+        if not self.peft_config.has_tasks():  # one set of weights serves every task: task= changes nothing
+            return contextlib.nullcontext()
         return self.router.route(task, self._batch_size(args, kwargs), self.adapter_device)
 
     # --------------------------------------------------------------------------------------------------- running
@@ -147,7 +150,7 @@ class PeftModel(nn.Module):
             f"trainable params: {trainable:,d} || all params: {total:,d} || trainable%: {100 * trainable / total:.4f}"
         )
         if trainable != own:
-            line += f" ({_DISPLAY_NAMES.get(self.peft_config.method, self.peft_config.method)} {own:,d} + "
+            line += f" ({self.peft_config.title()} {own:,d} + "
             line += f"modules_to_save {trainable - own:,d})"
         print(line)
 
@@ -164,9 +167,11 @@ class PeftModel(nn.Module):
         tensors = {f"{method}.{name}": p for name, p in self.adapter_modules.state_dict(keep_vars=True).items()}
         for name, p in self._attachment.base_parameters.items():
             tensors[f"base.{name}"] = p
-        for path in self.peft_config.modules_to_save:
+        in_place = {id(p) for p in self._attachment.base_parameters.values()}
+        for path in self.peft_config.modules_to_save:  # a module the method already trains in place is saved once
             for pname, p in self._module_to_save(path).state_dict(keep_vars=True).items():
-                tensors[f"modules_to_save.{path}.{pname}"] = p
+                if id(p) not in in_place:
+                    tensors[f"modules_to_save.{path}.{pname}"] = p
         return tensors
 
     def save_pretrained(self, save_directory: str | os.PathLike, *, format: str = "adalink", **_: Any) -> None:
@@ -241,12 +246,13 @@ class PeftModel(nn.Module):
 
     def select_tasks(self, tasks: Sequence[str]) -> None:
         """Keep only ``tasks`` (in that order); every name must exist."""
-        if self._attachment.select_tasks is None:
-            raise ValueError(f"Method {self.peft_config.method!r} has no tasks to select.")
+        if not self.peft_config.has_tasks():
+            raise ConfigError(f"Method {self.peft_config.method!r} has no tasks to select.")
         for task in tasks:
             self.router.index(task)  # check every name before changing anything
+        num_tasks = len(self.router.tasks)
         indices = self.router.select(tasks)
-        self._attachment.select_tasks(indices)
+        select_task_rows(self.adapter_modules, indices, num_tasks)
         self.peft_config.tasks = list(tasks)  # type: ignore[attr-defined]
 
     # ------------------------------------------------------------------------------------------- merge / unload
@@ -263,7 +269,8 @@ class PeftModel(nn.Module):
             p.requires_grad_(self._original_requires_grad.get(name, p.requires_grad))
 
     def merge_and_unload(self, task: str | None = None) -> nn.Module:
-        """Fold one task's adapter into the base weights and return a plain model with no extra modules."""
+        """Fold one task's adapter into the base weights and return a plain model with no extra modules; a method
+        without tasks ignores ``task`` (one set of weights serves every task)."""
         if self._attachment.merge is None:
             raise FoldError(
                 f"Method {self.peft_config.method!r} cannot be merged into the base weights: it changes the "
@@ -271,9 +278,6 @@ class PeftModel(nn.Module):
             )
         if task is None and len(self.router.tasks) > 1:
             raise UnknownTaskError(f"merge_and_unload needs task= one of {self.router.tasks}.")
-        index = self.router.index(task) if task is not None else 0
+        index = self.router.index(task) if task is not None and self.peft_config.has_tasks() else 0
         self._attachment.merge(index)
         return self.unload()
-
-
-_DISPLAY_NAMES = {"adalink": "AdaLink"}

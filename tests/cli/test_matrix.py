@@ -64,10 +64,11 @@ def _model(workspace, kind: str) -> str:
 
 
 def _train_args(workspace, method: str, kind: str, out: Path, *extra: str) -> list[str]:
+    size = ("--rank", "2") if METHOD_CONFIGS[method].size_field else ()  # --rank is refused where there is no size
     return [
         *("train", "--model", _model(workspace, kind), "--train-file", workspace["data"], "--method", method),
         *("--max-steps", "2", "--batch-size", "4", "--max-length", "32", "--max-eval", str(MAX_EVAL)),
-        *("--save-every", "100", "--rank", "2", "--output-dir", str(out), *extra),
+        *("--save-every", "100", *size, "--output-dir", str(out), *extra),
     ]
 
 
@@ -102,9 +103,18 @@ def test_train(workspace, method, kind, capsys):
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["format"] == MODELS[kind] and metrics["steps"] == 2 and metrics["method"] == method
     assert round(metrics["score"] * MAX_EVAL) == metrics["score"] * MAX_EVAL  # k of the 4 examples scored
-    saved = {"model"} if method == "full" else {"adapter_config.json", "adapter_model.safetensors"}
-    assert saved | {"run.json", "metrics.json"} <= {p.name for p in out.iterdir()}
+    assert {"adapter_config.json", "adapter_model.safetensors", "run.json", "metrics.json"} <= {
+        p.name for p in out.iterdir()
+    }
     assert metrics["trainable_params"] > 0
+    cls = METHOD_CONFIGS[method]  # the run records its whole config: the method's defaults, --rank where it applies
+    resolved = json.loads((out / "run.json").read_text())["method_config"]
+    assert resolved == metrics["method_config"] == cls.from_dict(resolved).to_dict()
+    assert {k: v for k, v in resolved.items() if k not in ("tasks", "modules_to_save", cls.size_field)} == {
+        k: v for k, v in cls().to_dict().items() if k not in ("tasks", "modules_to_save", cls.size_field)
+    }
+    if cls.size_field:
+        assert resolved[cls.size_field] == 2
 
 
 @pytest.mark.parametrize(("method", "kind"), CELLS)
@@ -147,7 +157,7 @@ def test_merge(workspace, method, kind, capsys, tmp_path):
     batch = loaded.fmt.collate(items, loaded.tokenizer, 32)  # T5 builds its decoder inputs from the labels
     inputs = {k: v for k, v in batch.items() if k != "task_ids" and (k != "labels" or kind == "t5")}
     with torch.no_grad():
-        adapted = loaded.model(**inputs, task=batch["task_ids"]) if loaded.task_aware else loaded.model(**inputs)
+        adapted = loaded.model(**inputs, task=batch["task_ids"])
         torch.testing.assert_close(plain(**inputs).logits, adapted.logits, atol=1e-4, rtol=1e-4)
 
 

@@ -57,5 +57,5 @@ def test_a_run_without_an_adapter_is_refused(run_dir, tmp_path):
     shutil.copytree(run_dir, copy, ignore=shutil.ignore_patterns("checkpoints"))
     run = json.loads((copy / "run.json").read_text())
     (copy / "run.json").write_text(json.dumps({**run, "saves_adapter": False}))
-    with pytest.raises(ExportError, match=r"already a plain transformers checkpoint"):
+    with pytest.raises(ExportError, match=r"full fine-tuning has no adapter: `adalink merge` writes"):
         export_run(copy, tmp_path / "out")

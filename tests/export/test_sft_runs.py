@@ -45,8 +45,8 @@ def test_sft_export_records_the_response_end_and_generates_the_same(run_dir, tmp
         warnings.simplefilter("ignore")
         theirs = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(info["base_model"]), directory).eval()
     items = [TaskExample(0, GenerationExample(f"say {w} movie", "")) for w in WORDS[:4]]
-    ours = generate_texts(loaded.model, False, loaded.fmt, loaded.tokenizer, items, 32, 5)
-    assert generate_texts(theirs, False, loaded.fmt, tokenizer, items, 32, 5) == ours
+    ours = generate_texts(loaded.model, loaded.fmt, loaded.tokenizer, items, 32, 5)
+    assert generate_texts(theirs, loaded.fmt, tokenizer, items, 32, 5) == ours
     batch = loaded.fmt.generation_batch(items, tokenizer, 32)
     inputs = {k: batch[k] for k in ("input_ids", "attention_mask")}
     with torch.no_grad():

@@ -127,10 +127,10 @@ def test_save_load_gives_equal_outputs_and_a_task_subset(method, tmp_path):
     torch.testing.assert_close(helpers.logits(only_b, "gpt2"), expected, atol=0, rtol=0)
 
 
-def test_for_training_maps_rank_to_the_bottleneck():
-    config = HoulsbyConfig.for_training(rank=24, dropout=0.1, tasks=["t"], heads=["classifier"])
-    assert (config.bottleneck, config.dropout, config.tasks, config.modules_to_save) == (24, 0.1, ["t"], ["classifier"])
-    assert config.width(384) == 24 and HoulsbyConfig().width(384) == 24 and ParallelAdapterConfig().width(384) == 192
+def test_its_size_is_the_bottleneck_width_and_defaults_to_d_over_the_reduction_factor():
+    config = HoulsbyConfig(**{HoulsbyConfig.size_field: 24})
+    assert config.width(384) == 24 and HoulsbyConfig().bottleneck is None
+    assert HoulsbyConfig().width(384) == 24 and ParallelAdapterConfig().width(384) == 192
 
 
 @pytest.mark.parametrize(

@@ -115,8 +115,7 @@ def test_invalid_fields_are_named(kwargs, field):
         LoRAConfig(**kwargs)
 
 
-def test_for_training_maps_rank_and_user_roles_attach_unknown_names():
-    config = LoRAConfig.for_training(rank=4, dropout=0.1, tasks=["x"], heads=[])
-    assert (config.rank, config.dropout, config.tasks) == (4, 0.1, ["x"])
+def test_its_size_is_the_rank_and_user_roles_attach_unknown_names():
+    assert (LoRAConfig.size_field, LoRAConfig().rank, LoRAConfig().dropout) == ("rank", 8, 0.0)
     model = get_peft_model(build("bert"), LoRAConfig(targets=["q"], roles={"q": [r"bert\.encoder\.layer\.0\..*query"]}))
     assert list(model.adapter_modules) == ["bert__encoder__layer__0__attention__self__query"]

@@ -67,9 +67,9 @@ def test_save_load_unload_and_no_merge(arch, tmp_path):
     helpers.assert_merge_refused_and_unload_restores(model, arch, reference)
 
 
-def test_for_training_maps_rank_to_the_adapter_width():
-    config = MAMConfig.for_training(rank=16, dropout=0.1, tasks=["t"], heads=[])
-    assert (config.bottleneck, config.dropout, config.num_virtual_tokens) == (16, 0.1, 30)
+def test_its_size_is_the_parallel_adapters_width():
+    config = MAMConfig(**{MAMConfig.size_field: 16})
+    assert (config.bottleneck, config.dropout, config.num_virtual_tokens) == (16, 0.0, 30)
 
 
 @pytest.mark.parametrize(

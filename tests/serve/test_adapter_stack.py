@@ -30,7 +30,7 @@ def _alone(directory, texts: list[str]) -> tuple[list[str], list]:
     run = load_run(directory)
     details: list = []
     items = [TaskExample(0, Example(text, 0)) for text in texts]
-    labels = predict_batch(run.model, run.task_aware, run.fmt, run.tokenizer, items, run.run["max_length"], details)
+    labels = predict_batch(run.model, run.fmt, run.tokenizer, items, run.run["max_length"], details)
     names = run.fmt.tasks[0].label_names
     return [names[i] if i >= 0 else None for i in labels], details
 

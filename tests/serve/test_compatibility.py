@@ -30,8 +30,10 @@ def test_stacked_config_takes_the_largest_rank_every_task_and_no_dropout():
 @pytest.mark.parametrize(
     ("run", "match"),
     [
+        # a full-tuning run from before full tuning was a method, and one from after
         ({"saves_adapter": False, "format": "classification"}, "fully fine-tuned model"),
-        ({"saves_adapter": True, "format": "vqa"}, "serves text tasks"),
+        ({"method": "full", "format": "classification"}, "fully fine-tuned model"),
+        ({"method": "adalink", "format": "vqa"}, "serves text tasks"),
     ],
 )
 def test_runs_that_cannot_be_served_are_refused_on_their_own(tmp_path, run, match):

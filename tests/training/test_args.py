@@ -2,23 +2,22 @@
 
 import pytest
 
-from adalink import AdaLinkConfig, PromptTuningConfig
+from adalink import AdaLinkConfig, PromptTuningConfig, get_peft_model
 from adalink.training.args import TrainArgs
-from adalink.training.methods import attach_method
+from adalink.training.methods import resolve_method_config
 from tiny_models import build
 
 
 def test_method_config_reaches_the_config():
     args = TrainArgs(method="prompt_tuning", method_config='{"num_virtual_tokens": 5, "residual": true}')
     args.validate()
-    attached = attach_method(
-        "prompt_tuning", build("bert"), rank=8, dropout=0.1, tasks=["t"], heads=[], options=args.method_options()
-    )
-    config = attached.model.peft_config
+    options = args.method_options()
+    config = resolve_method_config("prompt_tuning", rank=None, dropout=0.1, tasks=["t"], heads=[], options=options)
     assert isinstance(config, PromptTuningConfig) and config.num_virtual_tokens == 5 and config.residual
+    assert get_peft_model(build("bert"), config).peft_config is config
     unified = TrainArgs(method="adalink", method_config='{"unified": true}').method_options()
-    attached = attach_method("adalink", build("bert"), rank=4, dropout=0.1, tasks=["t"], heads=[], options=unified)
-    assert isinstance(attached.model.peft_config, AdaLinkConfig) and attached.model.peft_config.unified
+    config = resolve_method_config("adalink", rank=4, dropout=0.1, tasks=["t"], heads=[], options=unified)
+    assert isinstance(config, AdaLinkConfig) and config.unified
     assert TrainArgs().method_options() == {}
 
 
@@ -27,14 +26,17 @@ def test_method_config_reaches_the_config():
     [
         ("adalink", "{unified: true}", "not valid JSON"),
         ("adalink", "[1, 2]", "JSON object"),
-        ("full", '{"unified": true}', "--method full"),
+        ("full", '{"unified": true}', r"\['unified'\] are not fields FullConfig lets you set here; expected .* \[\]"),
+        ("prompt_tuning", None, "--rank does not apply to --method prompt_tuning: it has no size field; its knobs"),
+        ("loraa", None, "--method 'loraa' is unknown: .*Did you mean 'lora'"),
         ("adalink", '{"not_a_field": 1}', r"not_a_field.*unified"),
         ("adalink", '{"rank": 4}', r"\['rank'\].*--rank"),
     ],
 )
 def test_method_config_errors_name_the_problem(method, text, match):
+    rank = 8 if text is None and method == "prompt_tuning" else None  # refused before any model loads
     with pytest.raises(ValueError, match=match):
-        TrainArgs(method=method, method_config=text).validate()
+        TrainArgs(method=method, method_config=text, rank=rank).validate()
 
 
 def test_task_mixing_is_validated_and_kept_out_of_old_resume_keys():

@@ -112,8 +112,8 @@ def test_merge_folds_the_adapter_into_a_plain_decoder_that_generates_the_same(ru
     loaded = load_run(run_dir)
     plain = AutoModelForCausalLM.from_pretrained(tmp_path / "merged").eval()
     items = [TaskExample(0, GenerationExample("say good movie", "")), TaskExample(0, GenerationExample("say sad", ""))]
-    ours = generate_texts(loaded.model, False, loaded.fmt, loaded.tokenizer, items, 40, 6)
-    theirs = generate_texts(plain, False, loaded.fmt, AutoTokenizer.from_pretrained(tmp_path / "merged"), items, 40, 6)
+    ours = generate_texts(loaded.model, loaded.fmt, loaded.tokenizer, items, 40, 6)
+    theirs = generate_texts(plain, loaded.fmt, AutoTokenizer.from_pretrained(tmp_path / "merged"), items, 40, 6)
     assert ours == theirs
     batch = loaded.fmt.collate([TaskExample(0, GenerationExample("say good", "good"))], loaded.tokenizer, 40)
     inputs = {k: batch[k] for k in ("input_ids", "attention_mask")}

@@ -26,7 +26,7 @@ def test_scores_are_the_share_of_right_predictions_and_the_mode_is_restored(tmp_
     assert model.training  # evaluation switches to eval mode and back
     details: list = []
     items = [TaskExample(0, e) for e in examples[:4]]
-    predicted = predict_batch(model.eval(), False, setup.fmt, setup.tokenizer, items, 16, details)
+    predicted = predict_batch(model.eval(), setup.fmt, setup.tokenizer, items, 16, details)
     assert scores == {"t": pytest.approx(sum(p == e.label for p, e in zip(predicted, examples, strict=False)) / 4)}
     assert len(details) == 4 and all(sum(row) == pytest.approx(1.0, abs=1e-5) for row in details)  # rounded
 
@@ -52,7 +52,7 @@ def test_sft_scores_are_rouge_l_of_the_greedy_generations(tmp_path):
         batch_size=2, rouge_l=rouge, exact_match=exact,
     )  # fmt: skip
     items = [TaskExample(0, e) for e in examples]
-    generated = generate_texts(model, False, setup.fmt, setup.tokenizer, items, 16, 5)
+    generated = generate_texts(model, setup.fmt, setup.tokenizer, items, 16, 5)
     assert all(len(setup.tokenizer(text, add_special_tokens=False)["input_ids"]) <= 5 for text in generated)
     assert scores == rouge == {"g": pytest.approx(rouge_l(generated, list(TEXTS)))}
     assert exact == {"g": exact_match(generated, list(TEXTS))}

@@ -3,9 +3,10 @@
 import pytest
 import torch
 
+from adalink import get_peft_model
 from adalink.training.args import TrainArgs
 from adalink.training.formats import ClassificationFormat, TaskInfo
-from adalink.training.methods import attach_method, method_names
+from adalink.training.methods import method_names, resolve_method_config
 from adalink.training.optimizer import build_optimizer, head_parameter_ids
 from tiny_models import build
 
@@ -28,9 +29,10 @@ def test_every_method_trains_the_new_head_at_head_lr(method):
     included (its plain model's ``base_model`` is the backbone, which once hid the head: it trained at 5e-5)."""
     fmt = ClassificationFormat([TaskInfo("t", ("a", "b", "c"))])
     base = build("bert")
-    attached = attach_method(method, base, rank=4, dropout=0.1, tasks=["t"], heads=fmt.head_modules(base))
-    trainable = [p for p in attached.model.parameters() if p.requires_grad]
-    head_ids = head_parameter_ids(attached.model, fmt)
+    config = resolve_method_config(method, rank=None, dropout=None, tasks=["t"], heads=fmt.head_modules(base))
+    model = get_peft_model(base, config)
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    head_ids = head_parameter_ids(model, fmt)
     assert head_ids == {id(p) for p in base.classifier.parameters()}
     optimizer = build_optimizer(TrainArgs(method=method, lr=1e-3, head_lr=1e-2), trainable, head_ids)
     (head_group,) = [g for g in optimizer.param_groups if g["lr"] == 1e-2]

@@ -21,9 +21,9 @@ import torch
 from torch import nn
 from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
 
-from adalink import PeftModel
+from adalink import PeftModel, get_peft_model
 from adalink.training.args import TrainArgs
-from adalink.training.methods import attach_method, method_names
+from adalink.training.methods import method_names, resolve_method_config
 from adalink.training.precision import BaseLoading, check_trainable_dtype, load_base
 from tiny_models import save_tiny_checkpoint
 
@@ -58,16 +58,15 @@ def _batch() -> dict[str, torch.Tensor]:
 def _attached(path: str, method: str, loading: BaseLoading):
     torch.manual_seed(0)
     base = load_base(AutoModelForCausalLM, path, loading=loading)
-    attached = attach_method(method, base, rank=4, dropout=0.0, tasks=["t"], heads=[])
-    check_trainable_dtype(attached.model, loading, method)
-    return attached
+    model = get_peft_model(base, resolve_method_config(method, rank=None, dropout=None, tasks=["t"], heads=[]))
+    check_trainable_dtype(model, loading, method)
+    return model
 
 
 def _gradients(path: str, method: str, loading: BaseLoading) -> dict[str, torch.Tensor | None]:
     """Every parameter's gradient after one backward pass of the LM loss (None where none arrived)."""
-    attached = _attached(path, method, loading)
-    model = attached.model.train()
-    model(**_batch(), **({"task": "t"} if attached.task_aware else {})).loss.backward()
+    model = _attached(path, method, loading).train()
+    model(**_batch(), task="t").loss.backward()
     return {name: None if p.grad is None else p.grad.float() for name, p in model.named_parameters()}
 
 
@@ -167,8 +166,8 @@ def test_a_classification_head_trains_in_float32_over_a_bfloat16_encoder(bert):
         heads=lambda model: ["classifier"],
         num_labels=3,
     )
-    attached = attach_method("adalink", base, rank=4, dropout=0.0, tasks=["t"], heads=["classifier"])
-    model = attached.model.train()
+    config = resolve_method_config("adalink", rank=4, dropout=0.0, tasks=["t"], heads=["classifier"])
+    model = get_peft_model(base, config).train()
     assert base.classifier.weight.dtype == torch.float32 and base.bert.embeddings.word_embeddings.weight.dtype == (
         torch.bfloat16
     )

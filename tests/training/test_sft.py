@@ -214,10 +214,10 @@ def test_a_multi_task_run_routes_each_example_to_its_task(workspace):
     metrics = _train(workspace, "multi", "llama", "adalink", *extra)
     assert set(metrics["per_task"]) == set(metrics["rouge_l"]) == {"headlines", "bbc"}
     loaded = load_run(workspace["root"] / "multi")
-    assert loaded.task_aware and loaded.task_names == ["headlines", "bbc"]
+    assert loaded.model.peft_config.has_tasks() and loaded.task_names == ["headlines", "bbc"]
     headlines, bbc = load_tasks(TrainArgs(**loaded.run["args"]))
     mixed = [TaskExample(0, headlines.test[0]), TaskExample(1, bbc.test[0]), TaskExample(0, headlines.test[1])]
-    run = (loaded.model, True, loaded.fmt, loaded.tokenizer)
+    run = (loaded.model, loaded.fmt, loaded.tokenizer)
     together = generate_texts(*run, mixed, 48, 6)
     alone = [generate_texts(*run, [item], 48, 6)[0] for item in mixed]
     assert together == alone

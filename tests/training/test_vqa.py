@@ -36,8 +36,8 @@ def tokenizer():
     return AutoTokenizer.from_pretrained(resolve_text_model_path("minilm"))
 
 
-def _call(model, task_aware=True):
-    return lambda inputs, task_ids: model(**inputs, task=task_ids) if task_aware else model(**inputs)
+def _call(model):
+    return lambda inputs, task_ids: model(**inputs, task=task_ids)
 
 
 def test_answer_names_match_the_data(data):
@@ -74,7 +74,7 @@ def test_collate_loss_and_predict_with_a_peft_model(data, tokenizer):
     labels, probabilities = fmt.predict(_call(model), batch)
     assert len(labels) == 6 and all(0 <= label < 13 for label in labels)
     assert all(len(p) == 13 and abs(sum(p) - 1) < 1e-4 for p in probabilities)
-    assert predict_batch(model, True, fmt, tokenizer, items, 32) == labels
+    assert predict_batch(model, fmt, tokenizer, items, 32) == labels
 
 
 def test_format_checks_tasks_and_builds_the_base_from_a_directory(tmp_path):

@@ -39,12 +39,15 @@ if TYPE_CHECKING:
 __all__ = ["main", "run_spec"]
 
 
-def _caller(model: torch.nn.Module, task_aware: bool) -> Callable[..., Any]:
+def _caller(model: torch.nn.Module) -> Callable[..., Any]:
+    """``call(batch)``: a PeftModel routed to the batch's tasks; a plain model (the base, a merged one) as it is."""
+    from ..peft_model import PeftModel
+
+    routed = isinstance(model, PeftModel)
+
     def call(batch: dict[str, torch.Tensor], **kwargs: Any) -> Any:
         inputs = {k: v for k, v in batch.items() if k in ("input_ids", "attention_mask", "token_type_ids")}
-        if task_aware:
-            return model(**inputs, task=batch["task_ids"], **kwargs)
-        return model(**inputs, **kwargs)
+        return model(**inputs, task=batch["task_ids"], **kwargs) if routed else model(**inputs, **kwargs)
 
     return call
 
@@ -144,12 +147,11 @@ def _validation_score(spec: BenchRun, loaded: LoadedRun, datasets: list) -> floa
 def _inference_speeds(spec: BenchRun, loaded: LoadedRun, datasets: list, out: Path) -> dict[str, Any]:
     """Inference throughput unmerged and merged (where the method merges), alternating rounds over the same
     batches, and the largest difference between the two models' logits."""
-    from ..peft_model import PeftModel
     from ..training.artifacts import load_run
     from ..training.formats import ClassificationFormat
     from ..training.stream import TaskExample
 
-    model, task_aware, fmt, tokenizer = loaded.model, loaded.task_aware, loaded.fmt, loaded.tokenizer
+    model, fmt, tokenizer = loaded.model, loaded.fmt, loaded.tokenizer
     examples = list(datasets[0].test)[: spec.infer_batches * spec.infer_batch_size]
     batches = []
     for start in range(0, len(examples), spec.infer_batch_size):
@@ -158,24 +160,22 @@ def _inference_speeds(spec: BenchRun, loaded: LoadedRun, datasets: list, out: Pa
             batches.append(fmt.collate(items, tokenizer, spec.max_length))
         else:
             batches.append(fmt.generation_batch(items, tokenizer, spec.max_length))
-    contenders = {"unmerged": _caller(model, task_aware)}
+    contenders = {"unmerged": _caller(model)}
     result: dict[str, Any] = {}
     merge_note = None
-    if isinstance(model, PeftModel) and type(model.peft_config).mergeable:
+    if model.peft_config.mergeable:
         try:
             other = load_run(out)
-            merged = other.model.merge_and_unload(task=other.task_names[0] if other.task_aware else None)
-            contenders["merged"] = _caller(merged.eval(), False)
+            merged = other.model.merge_and_unload(task=other.task_names[0])
+            contenders["merged"] = _caller(merged.eval())
             with torch.inference_mode():
                 a = contenders["unmerged"](batches[0]).logits.float()
                 b = contenders["merged"](batches[0]).logits.float()
             result["merge_max_abs_diff"] = float((a - b).abs().max())
         except Exception as err:  # a method that claims mergeable but cannot merge this model
             merge_note = f"merge failed: {type(err).__name__}: {err}"
-    elif isinstance(model, PeftModel):
-        merge_note = "not mergeable"
     else:
-        merge_note = "plain model (full tuning): nothing to merge"
+        merge_note = "not mergeable"
     speeds = time_throughput(contenders, batches, spec.infer_rounds)
     result["infer_tokens_per_second"] = round(speeds["unmerged"], 1)
     result["infer_merged_tokens_per_second"] = round(speeds["merged"], 1) if "merged" in speeds else None
@@ -206,8 +206,8 @@ def _forgetting(spec: BenchRun, loaded: LoadedRun, datasets: list) -> dict[str, 
         batch["task_ids"] = torch.zeros(batch["input_ids"].shape[0], dtype=torch.long)
         probe_batches.append(batch)
     language_model = not isinstance(loaded.fmt, ClassificationFormat)
-    before = forgetting_probe(_caller(base, False), probe_batches, language_model=language_model)
-    after = forgetting_probe(_caller(loaded.model, loaded.task_aware), probe_batches, language_model=language_model)
+    before = forgetting_probe(_caller(base), probe_batches, language_model=language_model)
+    after = forgetting_probe(_caller(loaded.model), probe_batches, language_model=language_model)
     if language_model:
         forgetting = {
             "kind": "lm_loss_delta",

@@ -1,6 +1,6 @@
 """``adalink methods``: every registered method with its trainable parameters on a model.
 
-Counts are taken by attaching each method's default config (as ``adalink train --method NAME`` builds it) to the
+Counts are taken by attaching each method's default config (what ``adalink train --method NAME`` starts from) to the
 model and counting the method's own parameters: the *actual* trainable parameters, as the survey (§12) asks, not
 the changed ones. The model is built on the ``meta`` device, so no weights are loaded and nothing is computed.
 """
@@ -12,6 +12,7 @@ import json
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
@@ -34,6 +35,8 @@ class MethodInfo:
     multi_task: bool  # one adapter per task, routed per example inside a batch
     default_lr: float
     source: str
+    size_field: str | None  # the field `adalink train --rank` sets (None: --rank is refused)
+    defaults: dict[str, Any]  # the config `adalink train --method NAME` starts from (its scalar fields)
     error: str | None = None  # why it cannot attach to this model
 
 
@@ -52,7 +55,7 @@ def describe_methods(
     rows = []
     for name in sorted(METHOD_CONFIGS):
         cls = METHOD_CONFIGS[name]
-        config = cls.for_training(rank=rank, dropout=0.0, tasks=["default"], heads=[]) if rank else cls()
+        config = cls(**{cls.size_field: rank}) if rank and cls.size_field else cls()
         rows.append(_describe(name, cls, config, model_factory))
     return rows
 
@@ -60,7 +63,10 @@ def describe_methods(
 def _describe(
     name: str, cls: type[MethodConfig], config: MethodConfig, model_factory: Callable[[], nn.Module] | None
 ) -> MethodInfo:
-    info = MethodInfo(name, None, None, cls.mergeable, "tasks" in cls.field_names(), cls.default_lr, cls.source)
+    defaults = {k: v for k, v in cls().to_dict().items() if not isinstance(v, (list, dict))}
+    info = MethodInfo(
+        name, None, None, cls.mergeable, cls.has_tasks(), cls.default_lr, cls.source, cls.size_field, defaults
+    )
     if model_factory is None:
         return info
     with torch.device("meta"):  # count only: the adapters' weights need not exist either
@@ -96,6 +102,9 @@ def run(args: argparse.Namespace) -> int:
             counts = f"{row.trainable:>12,d}{row.percent:>9.4f}" if row.trainable is not None else f"{'n/a':>21}"
         flags = f"{'yes' if row.mergeable else 'no':<6}{'yes' if row.multi_task else 'no':<6}"
         print(f"{row.name:<16}{counts}  {flags}{row.default_lr:>8.0e}  {row.source}")
+        knobs = ", ".join(f"{k}={v}" for k, v in row.defaults.items())
+        size = f"--rank sets {row.size_field}" if row.size_field else "no --rank"
+        print(f"{'':<16}  defaults: {knobs or 'none'} ({size})")
         if row.error:
             print(f"{'':<16}  cannot attach: {row.error}")
     sys.stdout.flush()

@@ -9,14 +9,13 @@ converter per method family -> :mod:`.heads` -> :mod:`.runs` -> :mod:`.cli`.
 """
 
 from .adapter import AdaptedModel, ExportError, PeftAdapter
-from .convert import CONVERTERS, REFUSED, TaskDetails, export_peft, peft_adapter, task_directory
+from .convert import CONVERTERS, TaskDetails, export_peft, peft_adapter, task_directory
 from .heads import HeadRows, task_type
 from .prompts import seq2seq_prefix_rows
 from .runs import export_run, prompt_template
 
 __all__ = [
     "CONVERTERS",
-    "REFUSED",
     "AdaptedModel",
     "ExportError",
     "HeadRows",

@@ -19,7 +19,8 @@ prefix_tuning       PREFIX_TUNING without projection (the evaluated prefix)
 ln_tuning           LN_TUNING
 ==================  =================================================================================
 
-Every other method is refused with :class:`ExportError` saying why and what to use instead.
+Every other method is refused with :class:`ExportError` saying why (its config's ``peft_refusal``) and what to use
+instead.
 """
 
 from __future__ import annotations
@@ -43,7 +44,7 @@ from .lokr import krona_to_lokr
 from .lora import dora_to_lora, lora_to_lora
 from .prompts import prefix_to_peft, prompt_to_peft
 
-__all__ = ["CONVERTERS", "REFUSED", "TaskDetails", "export_peft", "peft_adapter", "task_directory"]
+__all__ = ["CONVERTERS", "TaskDetails", "export_peft", "peft_adapter", "task_directory"]
 
 Converter = Callable[[AdaptedModel, int], PeftAdapter]
 
@@ -58,19 +59,6 @@ CONVERTERS: dict[str, Converter] = {
     "prompt_tuning": prompt_to_peft,
     "prefix_tuning": prefix_to_peft,
     "ln_tuning": ln_tuning_to_peft,
-}
-
-# method -> why peft cannot hold it (checked in peft 0.21: no bottleneck adapters, no BitFit, no composites)
-REFUSED: dict[str, str] = {
-    "houlsby": "peft has no bottleneck adapters (Houlsby)",
-    "pfeiffer": "peft has no bottleneck adapters (Pfeiffer)",
-    "parallel": "peft has no parallel bottleneck adapters",
-    "compacter": "peft has no Compacter (hypercomplex adapters)",
-    "compacter_pp": "peft has no Compacter++ (hypercomplex adapters)",
-    "mam": "peft has no MAM adapter (prefix tuning + parallel adapters in one adapter)",
-    "unipelt": "peft has no UniPELT (gated LoRA + prefix + adapters in one adapter)",
-    "bitfit": "peft has no BitFit (its LoRA bias='all' trains every bias, but only beside a LoRA)",
-    "full": "full fine-tuning has no adapter: the run's model/ directory is already a plain transformers checkpoint",
 }
 
 _PROMPT_LEARNING = ("PROMPT_TUNING", "PREFIX_TUNING")
@@ -169,10 +157,11 @@ def task_directory(out_dir: str | os.PathLike, task: str) -> Path:
 
 
 def _refusal(method: str, model: AdaptedModel) -> str:
-    reason = REFUSED.get(method, "there is no exact mapping to a peft method")
-    if method == "full":
-        return f"Cannot export method 'full' to peft: {reason}."
-    if getattr(model.peft_config, "mergeable", False):
+    config = model.peft_config
+    reason = config.peft_refusal or "there is no exact mapping to a peft method"
+    if not config.shares_base:  # full tuning: there is no adapter to convert
+        return f"Cannot export method {method!r} to peft: {reason}."
+    if config.mergeable:
         instead = "use `adalink merge` (or merge_and_unload()) for a plain transformers checkpoint with it folded in"
     else:
         instead = "serve it with adalink (adalink serve, or adalink.PeftModel.from_pretrained)"

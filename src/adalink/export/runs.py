@@ -18,11 +18,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, cast
 
-from ..training.artifacts import LoadedRun, load_run, read_run
+from ..methods.full import FullConfig
+from ..training.artifacts import LoadedRun, load_run, read_run, run_shares_base
 from ..training.formats import ClassificationFormat, TextToTextFormat
 from ..training.sft import SFTFormat, eos_id
 from .adapter import AdaptedModel, ExportError
-from .convert import REFUSED, TaskDetails, export_peft
+from .convert import TaskDetails, export_peft
 from .heads import HeadRows
 
 __all__ = ["export_run", "prompt_template"]
@@ -41,8 +42,8 @@ def export_run(
     """
     run_dir = Path(run_dir)
     run = read_run(run_dir)
-    if not run.get("saves_adapter", True):
-        raise ExportError(f"Cannot export {run_dir}: {REFUSED['full']}.")
+    if not run_shares_base(run):
+        raise ExportError(f"Cannot export {run_dir}: {FullConfig.peft_refusal}.")
     names = [task["name"] for task in run["tasks"]]
     chosen = list(tasks) if tasks else names
     unknown = [t for t in chosen if t not in names]
@@ -66,7 +67,7 @@ def prompt_template(fmt: TextToTextFormat, task: int) -> tuple[str, str]:
 def _details(loaded: LoadedRun, task: int) -> TaskDetails:
     fmt, model = loaded.fmt, loaded.model
     info_task = fmt.tasks[task]
-    source = info_task.name if loaded.task_aware else str(model.task_names[0])
+    source = info_task.name if model.peft_config.has_tasks() else str(model.task_names[0])
     info: dict[str, Any] = {
         "format": fmt.name,
         "label_names": list(info_task.label_names),

@@ -26,7 +26,7 @@ import math
 from collections.abc import Callable
 from contextvars import ContextVar
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import torch
 from torch import nn
@@ -86,13 +86,6 @@ class BottleneckBank(nn.Module):
         out = torch.baddbmm(self.up_bias[task_ids].unsqueeze(1), z, self.up[task_ids])  # (B, N, d)
         return out.reshape(h.shape).to(h.dtype)
 
-    def select_tasks(self, indices: list[int]) -> None:
-        """Keep only the given tasks, in order (loading a subset of a saved multi-task adapter)."""
-        with torch.no_grad():
-            for name in ("down", "down_bias", "up", "up_bias"):
-                old = getattr(self, name)
-                setattr(self, name, nn.Parameter(old[indices].clone(), requires_grad=old.requires_grad))
-
     def extra_repr(self) -> str:
         return f"num_tasks={self.down.shape[0]}, dim={self.dim}, bottleneck={self.bottleneck}, f={self.activation}"
 
@@ -103,6 +96,7 @@ class BottleneckConfig(MethodConfig):
     """Fields shared by the bottleneck-adapter family; subclasses fix where adapters go (``sites``)."""
 
     mergeable: ClassVar[bool] = False  # a non-linearity sits between W_down and W_up
+    size_field: ClassVar[str | None] = "bottleneck"  # `--rank` sets the bottleneck width m
     default_lr: ClassVar[float] = 1e-3  # survey §11.1: 1e-3 "performs consistently well across PEFT methods"
     sites: ClassVar[tuple[str, ...]] = ()  # roles whose OUTPUT gets a sequential adapter
 
@@ -128,13 +122,6 @@ class BottleneckConfig(MethodConfig):
             if not isinstance(patterns, list) or not all(isinstance(p, str) and p for p in patterns):
                 raise self.bad("roles", self.roles, f"role -> list of module paths/regexes (bad entry {role!r})")
 
-    @classmethod
-    def for_training(
-        cls, *, rank: int, dropout: float, tasks: list[str], heads: list[str], **extra: Any
-    ) -> BottleneckConfig:
-        """``adalink train --rank R`` sets the bottleneck width m = R (the adapter's rank)."""
-        return cls(bottleneck=rank, dropout=dropout, tasks=list(tasks), modules_to_save=list(heads), **extra)
-
     def width(self, dim: int) -> int:
         return bottleneck_width(dim, self.reduction_factor, self.bottleneck)
 
@@ -154,7 +141,7 @@ class BottleneckConfig(MethodConfig):
                 banks[module_key(path)] = bank
                 handles.append(module.register_forward_hook(_sequential_hook(bank, router, path)))
                 touched[path] = module
-        return Attachment(banks, handles, touched, select_tasks=_select_all(banks))
+        return Attachment(banks, handles, touched)
 
 
 @register_method
@@ -166,6 +153,8 @@ class HoulsbyConfig(BottleneckConfig):
     """
 
     method: ClassVar[str] = "houlsby"
+    display_name: ClassVar[str] = "Houlsby adapter"
+    peft_refusal: ClassVar[str | None] = "peft has no bottleneck adapters (Houlsby)"
     source: ClassVar[str] = "Houlsby et al. 2019; survey §5.1, §11.1 and Table 5 (AdapterHub double_seq_bn)"
     sites: ClassVar[tuple[str, ...]] = ("o", "ffn_out")
 
@@ -176,6 +165,8 @@ class PfeifferConfig(BottleneckConfig):
     """Pfeiffer adapters: one adapter after the FFN of every layer: d·(2m) + d + m per layer (6.34M on T5-Large)."""
 
     method: ClassVar[str] = "pfeiffer"
+    display_name: ClassVar[str] = "Pfeiffer adapter"
+    peft_refusal: ClassVar[str | None] = "peft has no bottleneck adapters (Pfeiffer)"
     source: ClassVar[str] = "Pfeiffer et al. 2020; survey §5.1, §11.1 and Table 5 (AdapterHub seq_bn)"
     sites: ClassVar[tuple[str, ...]] = ("ffn_out",)
 
@@ -191,6 +182,8 @@ class ParallelAdapterConfig(BottleneckConfig):
     """
 
     method: ClassVar[str] = "parallel"
+    display_name: ClassVar[str] = "Parallel adapter"
+    peft_refusal: ClassVar[str | None] = "peft has no parallel bottleneck adapters"
     source: ClassVar[str] = "He et al. 2022 §3-4; survey §10.2, §11.1 and Table 5 (AdapterHub par_bn)"
 
     reduction_factor: float = 2.0  # m = d / 2 (AdapterHub par_bn, survey Table 5)
@@ -217,7 +210,7 @@ class ParallelAdapterConfig(BottleneckConfig):
             add = _parallel_hook(bank, router, slot, self.scaling, out_path)
             handles.append(out.register_forward_hook(add))
             touched.update({ffn_path: ffn, out_path: out})
-        return Attachment(banks, handles, touched, select_tasks=_select_all(banks))
+        return Attachment(banks, handles, touched)
 
 
 # ---------------------------------------------------------------------------------------------- shared pieces
@@ -319,11 +312,3 @@ def _parallel_hook(
         return output + scaling * bank.delta(x, router.ids_for(rows_of(x), where))  # (B, T, d)
 
     return hook
-
-
-def _select_all(banks: nn.ModuleDict) -> Callable[[list[int]], None]:
-    def select(indices: list[int]) -> None:
-        for bank in banks.values():
-            bank.select_tasks(indices)
-
-    return select

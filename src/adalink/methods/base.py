@@ -19,6 +19,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Protocol, TypeVar
 
+import torch
 from torch import nn
 
 from ..errors import ConfigError, FoldError
@@ -34,6 +35,7 @@ __all__ = [
     "Undo",
     "config_from_dict",
     "register_method",
+    "select_task_rows",
 ]
 
 
@@ -56,15 +58,18 @@ class Undo:
 
 @dataclass
 class Attachment:
-    """What a method added to a model, and how to take it away again."""
+    """What a method added to a model, and how to take it away again.
+
+    The task axis: in a method with tasks, every parameter and buffer of ``modules`` is stacked over the tasks on
+    its leading axis (``W[t]`` is task ``t``'s), which is what per-example routing gathers (``W[task_ids]``), what
+    :func:`select_task_rows` cuts when a subset of tasks is loaded, and what serving fills task by task.
+    """
 
     modules: nn.Module  # the method's new parameters; saved as the adapter, registered on PeftModel as `<method>`
     handles: list[Handle]  # undone in reverse order by PeftModel.unload(); afterwards the base is as it was
     touched: dict[str, nn.Module]  # dotted path -> base module the method reads or changes (fingerprinted)
     # fold task index t into the base weights in place; called before the handles are removed. None = not mergeable
     merge: Callable[[int], None] | None = None
-    # keep only these task indices, in order (loading a subset of a multi-task adapter). None = single-task method
-    select_tasks: Callable[[list[int]], None] | None = None
     # base parameters the method trains in place (full tuning), saved with the adapter under their own names
     base_parameters: dict[str, nn.Parameter] = field(default_factory=dict)
     # called once saved tensors are loaded, e.g. prefix tuning drops its training-time MLP for the saved prefix
@@ -85,6 +90,15 @@ class MethodConfig:
     identity_at_init: ClassVar[bool] = True  # outputs equal the base model's before training
     default_lr: ClassVar[float] = 1e-3  # AdamW learning rate `adalink train` uses when --lr is not given
     source: ClassVar[str] = ""  # paper and section the defaults come from (shown by `adalink methods`)
+    # The facts other layers read about a method (export, serving, the CLI, the bench); declared here, once.
+    display_name: ClassVar[str] = ""  # human name in reports and print_trainable_parameters (default: `method`)
+    size_field: ClassVar[str | None] = None  # the field `adalink train --rank` sets (None: the method has no size)
+    # fields whose differences adapters stacked into one served forward pass absorb by zero-padding (exact)
+    zero_padded: ClassVar[frozenset[str]] = frozenset()
+    # why Hugging Face peft cannot hold this method (None: adalink.export converts it to a peft adapter)
+    peft_refusal: ClassVar[str | None] = None
+    exports_as_lora: ClassVar[bool] = False  # exported as a plain peft LoRA, which vLLM's multi-LoRA serving loads
+    shares_base: ClassVar[bool] = True  # leaves the base weights as they are, so runs can share one served base
     # base-model modules trained and saved with the adapter, e.g. a new classification head (peft's name)
     modules_to_save: list[str] = field(default_factory=list)
 
@@ -179,16 +193,14 @@ class MethodConfig:
         return cls(**data)
 
     @classmethod
-    def for_training(
-        cls: type[_C], *, rank: int, dropout: float, tasks: list[str], heads: list[str], **extra: Any
-    ) -> _C:
-        """The config ``adalink train --method NAME --rank R --dropout P`` builds: fields of those names are set
-        where the method has them; methods whose knobs have other names override this."""
-        values: dict[str, Any] = {"modules_to_save": list(heads), **extra}
-        for name, value in (("rank", rank), ("dropout", dropout), ("tasks", list(tasks))):
-            if name in cls.field_names():
-                values[name] = value
-        return cls(**values)
+    def title(cls) -> str:
+        """The method's name for people (reports, ``print_trainable_parameters``)."""
+        return cls.display_name or cls.method
+
+    @classmethod
+    def has_tasks(cls) -> bool:
+        """Whether it keeps one adapter per task (a ``tasks`` field) and routes ``task=`` per example."""
+        return "tasks" in cls.field_names()
 
 
 _C = TypeVar("_C", bound=MethodConfig)
@@ -241,6 +253,21 @@ def _describe(kind: Any) -> str:
     if origin is dict:
         return f"an object mapping {_describe(args[0])} to {_describe(args[1])}"
     return str(kind)
+
+
+def select_task_rows(modules: nn.Module, indices: list[int], num_tasks: int) -> None:
+    """Keep only task rows ``indices`` (in that order) of every parameter and buffer of ``modules`` (the leading
+    task axis, see :class:`Attachment`); the Parameter objects stay the same, so optimisers and ties still hold."""
+    for name, tensor in [*modules.named_parameters(), *modules.named_buffers()]:
+        if tensor.dim() == 0 or tensor.shape[0] != num_tasks:
+            raise ConfigError(
+                f"Cannot select tasks: {name} has shape {tuple(tensor.shape)}, expected a leading task axis of "
+                f"{num_tasks} (every per-task tensor is stacked over the tasks on its first axis)."
+            )
+    index = torch.tensor(indices, dtype=torch.long)
+    with torch.no_grad():
+        for tensor in [*modules.parameters(), *modules.buffers()]:
+            tensor.data = tensor.data[index.to(tensor.device)].clone()
 
 
 # method name -> config class; filled by @register_method as the method modules are imported

@@ -28,6 +28,10 @@ class BitFitConfig(MethodConfig):
     """BitFit has no knobs beyond ``modules_to_save`` (whose biases train with the module, not as deltas)."""
 
     method: ClassVar[str] = "bitfit"
+    display_name: ClassVar[str] = "BitFit"
+    peft_refusal: ClassVar[str | None] = (
+        "peft has no BitFit (its LoRA bias='all' trains every bias, but only beside a LoRA)"
+    )
     mergeable: ClassVar[bool] = True  # b + Δb folds into b exactly
     default_lr: ClassVar[float] = 1e-3  # Ben Zaken et al. §3 sweep {1e-4, 4e-4, 7e-4, 1e-3}; survey Appendix B
     source: ClassVar[str] = "Ben Zaken et al. 2022 (BitFit), §2; Lialin et al. 2023 (survey), §9, Table 5"

@@ -86,12 +86,6 @@ class LowRankPHM(nn.Module):
         assert isinstance(total, torch.Tensor)  # a sum of phm_dim >= 1 products, never the empty sum 0
         return total
 
-    def select_tasks(self, indices: list[int]) -> None:
-        with torch.no_grad():
-            for name in ("left", "right", "bias"):
-                old = getattr(self, name)
-                setattr(self, name, nn.Parameter(old[indices].clone(), requires_grad=old.requires_grad))
-
 
 class _CompacterAdapter(nn.Module):
     """``h + f(h · W_down + b) · W_up + b`` with both W low-rank PHM matrices."""
@@ -115,13 +109,6 @@ class _CompacterModules(nn.Module):
         self.rule = nn.Parameter(torch.randn(num_tasks, n, n, n) * std)  # A_i per task, shared by all layers
         self.adapters = nn.ModuleDict()
 
-    def select_tasks(self, indices: list[int]) -> None:
-        with torch.no_grad():
-            self.rule = nn.Parameter(self.rule[indices].clone(), requires_grad=self.rule.requires_grad)
-        for adapter in self.adapters.values():
-            adapter.down.select_tasks(indices)
-            adapter.up.select_tasks(indices)
-
 
 @register_method
 @dataclass
@@ -129,6 +116,8 @@ class CompacterConfig(BottleneckConfig):
     """Compacter: Houlsby-placed adapters (after attention and FFN) with low-rank PHM projections."""
 
     method: ClassVar[str] = "compacter"
+    display_name: ClassVar[str] = "Compacter"
+    peft_refusal: ClassVar[str | None] = "peft has no Compacter (hypercomplex adapters)"
     source: ClassVar[str] = "Karimi Mahabadi et al. 2021; survey §10.4, §11.1 and Table 5 (AdapterHub compacter)"
     sites: ClassVar[tuple[str, ...]] = ("o", "ffn_out")
 
@@ -167,7 +156,7 @@ class CompacterConfig(BottleneckConfig):
                 modules.adapters[module_key(path)] = adapter
                 handles.append(module.register_forward_hook(_hook(adapter, modules, router, path)))
                 touched[path] = module
-        return Attachment(modules, handles, touched, select_tasks=modules.select_tasks)
+        return Attachment(modules, handles, touched)
 
 
 @register_method
@@ -176,6 +165,8 @@ class CompacterPlusPlusConfig(CompacterConfig):
     """Compacter++: one low-rank PHM adapter after the FFN of every layer (Pfeiffer placement)."""
 
     method: ClassVar[str] = "compacter_pp"  # Compacter++ (a name that is also a Python identifier)
+    display_name: ClassVar[str] = "Compacter++"
+    peft_refusal: ClassVar[str | None] = "peft has no Compacter++ (hypercomplex adapters)"
     source: ClassVar[str] = "Karimi Mahabadi et al. 2021; survey §10.4, §11.1 and Table 5 (AdapterHub compacter++)"
     sites: ClassVar[tuple[str, ...]] = ("ffn_out",)
 

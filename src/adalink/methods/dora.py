@@ -59,10 +59,6 @@ class DoRALayer(nn.Module):
         adapted = weight.to(self.lora.A.dtype) + self.lora.delta_weight(task)
         return self.ratio(weight, task)[:, None] * adapted
 
-    def select_tasks(self, indices: list[int]) -> None:
-        self.lora.select_tasks(indices)
-        self.magnitude = nn.Parameter(self.magnitude.data[indices].clone(), requires_grad=self.magnitude.requires_grad)
-
 
 def _hook(site: LinearSite, layer: DoRALayer, router: Router) -> Callable[..., torch.Tensor | None]:
     end = site.start + site.out_features
@@ -88,6 +84,7 @@ class DoRAConfig(LoRAFields):
     """DoRA on the attention query and value projections by default (the same fields and targets as ``lora``)."""
 
     method: ClassVar[str] = "dora"
+    display_name: ClassVar[str] = "DoRA"
     mergeable: ClassVar[bool] = True
     default_lr: ClassVar[float] = 1e-3  # as LoRA (survey §11.1 sweep); Liu et al. use LoRA's learning rates
     source: ClassVar[str] = "Liu et al. 2024 (DoRA) §4; survey §9.4"
@@ -105,9 +102,5 @@ class DoRAConfig(LoRAFields):
                     weight = s.weight()
                     weight.copy_(layers[s.key].merged_weight(weight, task).to(weight.dtype))
 
-        def select_tasks(indices: list[int]) -> None:
-            for layer in layers.values():
-                layer.select_tasks(indices)
-
         touched = {s.path: s.module for s in sites}
-        return Attachment(layers, handles, touched, merge=merge, select_tasks=select_tasks)
+        return Attachment(layers, handles, touched, merge=merge)

@@ -1,8 +1,9 @@
 """Full fine-tuning as a method config: every base parameter trains in place (the survey's reference, Table 5).
 
 Nothing is attached; :class:`adalink.PeftModel` unfreezes the parameters listed in ``Attachment.base_parameters`` and
-``save_pretrained`` writes all of them. It exists for the uniform API and the benchmark; ``adalink train --method
-full`` keeps its own path that saves a plain ``transformers`` checkpoint.
+``save_pretrained`` writes all of them (with the base's fingerprint of what is left). ``adalink train --method full``
+trains it as every other method; ``adalink merge`` (or ``merge_and_unload()``) gives the plain ``transformers``
+model.
 """
 
 from __future__ import annotations
@@ -24,6 +25,11 @@ class FullConfig(MethodConfig):
     """Full tuning has no knobs: every parameter of the base model is trained."""
 
     method: ClassVar[str] = "full"
+    display_name: ClassVar[str] = "Full tuning"
+    shares_base: ClassVar[bool] = False  # it trains the base weights themselves
+    peft_refusal: ClassVar[str | None] = (
+        "full fine-tuning has no adapter: `adalink merge` writes the run as a plain transformers checkpoint"
+    )
     mergeable: ClassVar[bool] = True  # the weights already are the base model's: merging is a no-op
     default_lr: ClassVar[float] = 5e-5  # the usual full fine-tuning rate (survey Appendix B sweep {1e-3, 1e-4, 5e-5})
     source: ClassVar[str] = "Lialin et al. 2023 (survey), Table 5 (full tuning, the reference)"

@@ -41,9 +41,6 @@ class IA3Vectors(nn.Module):
         shape = (ids.shape[0], *(1,) * (like.dim() - 2), self.scale.shape[1])
         return self.scale[ids].reshape(shape).to(like.dtype)  # (B, 1, ..., d)
 
-    def select_tasks(self, indices: list[int]) -> None:
-        self.scale = nn.Parameter(self.scale.data[indices].clone(), requires_grad=self.scale.requires_grad)
-
 
 def _rows(x: torch.Tensor) -> int:
     return x.shape[0] if x.dim() >= 2 else 1
@@ -97,13 +94,9 @@ def _attach_ia3(outputs: Sequence[LinearSite], inputs: Sequence[LinearSite], rou
                 weight = s.weight()
                 weight.mul_(in_vectors[s.key].scale[task][None, :].to(weight.dtype))
 
-    def select_tasks(indices: list[int]) -> None:
-        for vectors in (*out_vectors.values(), *in_vectors.values()):
-            vectors.select_tasks(indices)
-
     touched = {s.path: s.module for s in (*outputs, *inputs)}
     modules = nn.ModuleDict({"outputs": out_vectors, "inputs": in_vectors})
-    return Attachment(modules, handles, touched, merge=merge, select_tasks=select_tasks)
+    return Attachment(modules, handles, touched, merge=merge)
 
 
 @register_method
@@ -112,6 +105,7 @@ class IA3Config(MethodConfig):
     """(IA)3: rescale keys, values (outputs of ``targets``) and FFN activations (inputs of ``feedforward``)."""
 
     method: ClassVar[str] = "ia3"
+    display_name: ClassVar[str] = "(IA)3"
     mergeable: ClassVar[bool] = True
     # Liu et al. 2022 (T-Few) §3.3 use 3e-3 with Adafactor over 1,000 steps; in a short AdamW run 1e-2 is better:
     # MiniLM + tweets, 150 steps: 0.784 at 3e-3, 0.866 at 1e-2 (docs/lora_family.md)

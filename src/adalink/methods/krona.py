@@ -83,10 +83,6 @@ class KronABank(nn.Module):
         """s · A_t ⊗ B_t, (out, in): materialised only to merge."""
         return torch.kron(self.A[task], self.B[task]) * self.scale
 
-    def select_tasks(self, indices: list[int]) -> None:
-        self.A = nn.Parameter(self.A.data[indices].clone(), requires_grad=self.A.requires_grad)
-        self.B = nn.Parameter(self.B.data[indices].clone(), requires_grad=self.B.requires_grad)
-
 
 @register_method
 @dataclass
@@ -94,6 +90,7 @@ class KronAConfig(MethodConfig):
     """KronA on the attention query and value projections (Edalati et al. 2022 adapt W_q and W_v, as LoRA)."""
 
     method: ClassVar[str] = "krona"
+    display_name: ClassVar[str] = "KronA"
     mergeable: ClassVar[bool] = True
     # ~10k parameters on MiniLM train slowly at LoRA's 1e-3: tweets, 150 steps: 0.705 (the majority class) at 1e-3,
     # 0.869 at 1e-2 (docs/lora_family.md)

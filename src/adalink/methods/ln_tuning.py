@@ -27,6 +27,7 @@ class LNTuningConfig(MethodConfig):
     """Which norms to tune; every one of the ``layernorm`` role by default (the final norm included)."""
 
     method: ClassVar[str] = "ln_tuning"
+    display_name: ClassVar[str] = "LN tuning"
     mergeable: ClassVar[bool] = True  # γ + Δγ and β + Δβ fold into the norm exactly
     default_lr: ClassVar[float] = 1e-3  # the survey's sweep (Appendix B: {1e-3, 1e-4, 5e-5}); 1e-3 in our runs
     source: ClassVar[str] = "Lialin et al. 2023 (survey), §9, Table 5; Qi et al. 2022"

@@ -178,10 +178,6 @@ class LoRABank(nn.Module):
         """scale · B_t A_t of every task, (T, out, in)."""
         return torch.bmm(self.B, self.A) * self.scale
 
-    def select_tasks(self, indices: list[int]) -> None:
-        self.A = nn.Parameter(self.A.data[indices].clone(), requires_grad=self.A.requires_grad)
-        self.B = nn.Parameter(self.B.data[indices].clone(), requires_grad=self.B.requires_grad)
-
 
 def add_output_hook(
     site: LinearSite, delta: Callable[[torch.Tensor, TaskIds], torch.Tensor], router: Router, method: str
@@ -217,8 +213,8 @@ def attach_lora(
 
 
 def attach_banks(sites: Sequence[LinearSite], banks: nn.ModuleDict, router: Router, method: str) -> Attachment:
-    """Hook ``banks[site.key]`` (any module with ``forward(x, ids)``, ``delta_weight(task)`` and
-    ``select_tasks(indices)``) onto every site; merge adds one task's ``delta_weight`` to each site's weight."""
+    """Hook ``banks[site.key]`` (any module with ``forward(x, ids)`` and ``delta_weight(task)``, its tensors
+    stacked over the tasks) onto every site; merge adds one task's ``delta_weight`` to each site's weight."""
     handles: list[Handle] = [add_output_hook(s, banks[s.key], router, method) for s in sites]
 
     def merge(task: int) -> None:
@@ -227,12 +223,8 @@ def attach_banks(sites: Sequence[LinearSite], banks: nn.ModuleDict, router: Rout
                 weight = s.weight()
                 weight += banks[s.key].delta_weight(task).to(weight.dtype)
 
-    def select_tasks(indices: list[int]) -> None:
-        for bank in banks.values():
-            bank.select_tasks(indices)
-
     touched = {s.path: s.module for s in sites}
-    return Attachment(banks, handles, touched, merge=merge, select_tasks=select_tasks)
+    return Attachment(banks, handles, touched, merge=merge)
 
 
 # ------------------------------------------------------------------------------------------------------ configs
@@ -250,6 +242,8 @@ def check_targets(config: MethodConfig, allowed: Sequence[str] = LINEAR_ROLES) -
 @dataclass
 class LoRAFields(MethodConfig):
     """The fields LoRA and DoRA share (DoRA is LoRA's update with a learned magnitude, so it has the same knobs)."""
+
+    size_field: ClassVar[str | None] = "rank"
 
     rank: int = 8  # r; survey Table 5 counts (2.36M on T5-Large for q, v) are r = 8
     alpha: float = 16.0  # α; the update is scaled by α / r (Hu et al. §4.1); 2r, a common choice
@@ -272,6 +266,8 @@ class LoRAConfig(LoRAFields):
     """LoRA on the attention query and value projections (survey §9.2, "LoRA (q, v)")."""
 
     method: ClassVar[str] = "lora"
+    display_name: ClassVar[str] = "LoRA"
+    exports_as_lora: ClassVar[bool] = True
     mergeable: ClassVar[bool] = True
     default_lr: ClassVar[float] = 1e-3  # survey §11.1: 1e-3 was the best of its sweep for LoRA (Appendix B)
     source: ClassVar[str] = "Hu et al. 2022 (LoRA); survey §9.2, Table 5 (r = 8)"
@@ -295,6 +291,7 @@ class LoRAAllConfig(LoRAConfig):
     """LoRA on every linear layer of the transformer blocks (survey §9.2, §11.1, "LoRA (all linear)")."""
 
     method: ClassVar[str] = "lora_all"
+    display_name: ClassVar[str] = "LoRA (all linear layers)"
     source: ClassVar[str] = "Hu et al. 2022; Dettmers et al. 2023; survey §9.2, Table 5 (r = 8)"
 
     targets: list[str] = field(default_factory=lambda: list(LINEAR_ROLES))  # q, k, v, o, ffn_in, ffn_out

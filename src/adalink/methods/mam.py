@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import ClassVar
 
 from torch import nn
 
@@ -37,17 +37,12 @@ def combine(parts: Mapping[str, Attachment]) -> Attachment:
     handles = [handle for part in parts.values() for handle in part.handles]
     touched = {path: module for part in parts.values() for path, module in part.touched.items()}
 
-    def select_tasks(indices: list[int]) -> None:
-        for part in parts.values():
-            if part.select_tasks is not None:
-                part.select_tasks(indices)
-
     def loaded() -> None:
         for part in parts.values():
             if part.loaded is not None:
                 part.loaded()
 
-    return Attachment(modules, handles, touched, select_tasks=select_tasks, loaded=loaded)
+    return Attachment(modules, handles, touched, loaded=loaded)
 
 
 @register_method
@@ -56,6 +51,9 @@ class MAMConfig(MethodConfig):
     """Scaled parallel FFN adapter + prefix tuning (mix-and-match adapter)."""
 
     method: ClassVar[str] = "mam"
+    display_name: ClassVar[str] = "MAM adapter"
+    size_field: ClassVar[str | None] = "bottleneck"  # `--rank` sets the parallel adapter's width m
+    peft_refusal: ClassVar[str | None] = "peft has no MAM adapter (prefix tuning + parallel adapters in one adapter)"
     mergeable: ClassVar[bool] = False  # a non-linear adapter and extra attention positions
     identity_at_init: ClassVar[bool] = False  # the prefix attends from the first step
     default_lr: ClassVar[float] = 1e-3  # survey §11.1 (its sweep: 1e-3, 1e-4, 5e-5)
@@ -93,11 +91,6 @@ class MAMConfig(MethodConfig):
             )
         except ValueError as err:
             raise type(err)(str(err).replace("ParallelAdapterConfig.", "MAMConfig.")) from None
-
-    @classmethod
-    def for_training(cls, *, rank: int, dropout: float, tasks: list[str], heads: list[str], **extra: Any) -> MAMConfig:
-        """``adalink train --rank R`` sets the parallel adapter's width m = R; ``--dropout`` its input dropout."""
-        return cls(bottleneck=rank, dropout=dropout, tasks=list(tasks), modules_to_save=list(heads), **extra)
 
     def attach(self, model: nn.Module, router: Router) -> Attachment:
         adapter = self._adapter_config().attach(model, router)

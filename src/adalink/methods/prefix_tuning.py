@@ -18,7 +18,7 @@ from __future__ import annotations
 import inspect
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -39,6 +39,7 @@ class PrefixTuningConfig(MethodConfig):
     """Prefix length and the training-time MLP re-parametrisation."""
 
     method: ClassVar[str] = "prefix_tuning"
+    display_name: ClassVar[str] = "Prefix tuning"
     mergeable: ClassVar[bool] = False  # extra attention positions are not a weight change
     identity_at_init: ClassVar[bool] = False  # the prefix changes attention from the first step
     # AdamW through the MLP (the default): each prefix entry sums 512 MLP weights that Adam moves together, so the
@@ -61,14 +62,6 @@ class PrefixTuningConfig(MethodConfig):
         if not isinstance(self.prefix_projection, bool):
             raise self.bad("prefix_projection", self.prefix_projection, "True or False")
         self.check_positive_int("encoder_hidden_size")
-
-    @classmethod
-    def for_training(
-        cls, *, rank: int, dropout: float, tasks: list[str], heads: list[str], **extra: Any
-    ) -> PrefixTuningConfig:
-        """``--rank`` and ``--dropout`` have no prefix-tuning meaning: keep the defaults."""
-        del rank, dropout
-        return cls(tasks=list(tasks), modules_to_save=list(heads), **extra)
 
     def attach(self, model: nn.Module, router: Router) -> Attachment:
         return attach_prefix(
@@ -144,11 +137,6 @@ class PrefixBank(nn.Module):
         self.projection = False
         self.prefix = nn.Parameter(prefix)
 
-    def select_tasks(self, indices: list[int]) -> None:
-        index = torch.tensor(indices, device=self.prefix.device)
-        for tensor in [*self.parameters(), *self.buffers()]:
-            tensor.data = tensor.data[index].clone()
-
 
 def _saved_form(module: PrefixBank, state_dict: dict, prefix: str, local_metadata: dict) -> None:
     """State-dict post-hook: with the MLP, save the prefix it produces now and drop the MLP's own tensors."""
@@ -192,9 +180,7 @@ def attach_prefix(
     encoder_decoder = bool(getattr(model.config, "is_encoder_decoder", False))
     hook = _prefix_hook(model, bank, router, (num_virtual_tokens, layers, kv_heads, head_dim), encoder_decoder)
     handles: list[Handle] = [model.register_forward_pre_hook(hook, with_kwargs=True)]
-    return Attachment(
-        nn.ModuleDict({"bank": bank}), handles, {}, select_tasks=bank.select_tasks, loaded=bank.materialise
-    )
+    return Attachment(nn.ModuleDict({"bank": bank}), handles, {}, loaded=bank.materialise)
 
 
 def _prefix_hook(

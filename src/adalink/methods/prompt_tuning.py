@@ -17,7 +17,7 @@ from __future__ import annotations
 import inspect
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -38,6 +38,7 @@ class PromptTuningConfig(MethodConfig):
     """Soft prompt length, initialisation and the optional residual re-parametrisation."""
 
     method: ClassVar[str] = "prompt_tuning"
+    display_name: ClassVar[str] = "Prompt tuning"
     mergeable: ClassVar[bool] = False  # it lengthens the input: there is no weight to fold it into
     identity_at_init: ClassVar[bool] = False  # the prepended tokens change the outputs from the first step
     default_lr: ClassVar[float] = 3e-2  # AdamW; Lester et al. use 0.3 with Adafactor (§3), far above full tuning
@@ -57,14 +58,6 @@ class PromptTuningConfig(MethodConfig):
             raise self.bad("residual", self.residual, "True or False")
         self.check_positive_int("residual_hidden")
         self.check_probability("dropout")
-
-    @classmethod
-    def for_training(
-        cls, *, rank: int, dropout: float, tasks: list[str], heads: list[str], **extra: Any
-    ) -> PromptTuningConfig:
-        """``--rank`` is a bottleneck width elsewhere, not a prompt length: keep the default length here."""
-        del rank
-        return cls(dropout=dropout, tasks=list(tasks), modules_to_save=list(heads), **extra)
 
     def attach(self, model: nn.Module, router: Router) -> Attachment:
         return attach_prompt(model, self, router)
@@ -104,11 +97,6 @@ class PromptBank(nn.Module):
         prompt = self.dropout(prompt)
         return prompt.expand(batch, -1, -1) if prompt.dim() == 2 else prompt  # (B, n, d)
 
-    def select_tasks(self, indices: list[int]) -> None:
-        index = torch.tensor(indices, device=self.prompt.device)
-        for param in self.parameters():
-            param.data = param.data[index].clone()
-
 
 def _uniform(shape: tuple[int, ...], fan_in: int) -> torch.Tensor:
     bound = fan_in**-0.5
@@ -132,7 +120,7 @@ def attach_prompt(model: nn.Module, config: PromptTuningConfig, router: Router) 
     if encoder_decoder:  # the decoder attends over the n extra encoder states too
         decoder = model.get_decoder()
         handles.append(decoder.register_forward_pre_hook(_cross_mask_hook(router, n), with_kwargs=True))
-    return Attachment(nn.ModuleDict({"bank": bank}), handles, {}, select_tasks=bank.select_tasks)
+    return Attachment(nn.ModuleDict({"bank": bank}), handles, {})
 
 
 def _input_hook(

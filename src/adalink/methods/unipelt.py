@@ -25,7 +25,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import torch
 from torch import nn
@@ -72,11 +72,6 @@ class TaskGate(nn.Module):
         dims = tuple(range(1, x.dim() - 1))
         return torch.sigmoid(logits).mean(dim=dims, keepdim=True)  # (B, 1, ..., k)
 
-    def select_tasks(self, indices: list[int]) -> None:
-        with torch.no_grad():
-            self.weight = nn.Parameter(self.weight[indices].clone(), requires_grad=self.weight.requires_grad)
-            self.bias = nn.Parameter(self.bias[indices].clone(), requires_grad=self.bias.requires_grad)
-
 
 class _Gated(nn.Module):
     """A submodule with its gate (saved together, selected together)."""
@@ -84,10 +79,6 @@ class _Gated(nn.Module):
     def __init__(self, inner: nn.Module, gate: TaskGate) -> None:
         super().__init__()
         self.inner, self.gate = inner, gate
-
-    def select_tasks(self, indices: list[int]) -> None:
-        self.inner.select_tasks(indices)
-        self.gate.select_tasks(indices)
 
 
 def gated_lora(model: nn.Module, router: Router, config: UniPELTConfig) -> _Parts:
@@ -157,14 +148,8 @@ def gated_prefix(model: nn.Module, router: Router, config: UniPELTConfig) -> Att
         )
         touched[path] = module
 
-    def select_tasks(indices: list[int]) -> None:
-        assert prefix.select_tasks is not None  # attach_prefix always sets it
-        prefix.select_tasks(indices)
-        for gate in gates.values():
-            gate.select_tasks(indices)
-
     modules = nn.ModuleDict({"prefix": prefix.modules, "gates": gates})
-    return Attachment(modules, handles, touched, select_tasks=select_tasks, loaded=prefix.loaded)
+    return Attachment(modules, handles, touched, loaded=prefix.loaded)
 
 
 def _prefixed_attention(model: nn.Module, config: UniPELTConfig) -> dict[str, nn.Module]:
@@ -201,6 +186,9 @@ class UniPELTConfig(MethodConfig):
     """Gated LoRA (q, v) + gated prefix tuning + gated adapter after the FFN."""
 
     method: ClassVar[str] = "unipelt"
+    display_name: ClassVar[str] = "UniPELT"
+    size_field: ClassVar[str | None] = "bottleneck"  # `--rank` sets the adapter width m
+    peft_refusal: ClassVar[str | None] = "peft has no UniPELT (gated LoRA + prefix + adapters in one adapter)"
     mergeable: ClassVar[bool] = False  # input-dependent gates
     identity_at_init: ClassVar[bool] = False  # the prefix attends from the first step
     default_lr: ClassVar[float] = 1e-3  # survey §11.1 (its sweep: 1e-3, 1e-4, 5e-5)
@@ -237,22 +225,7 @@ class UniPELTConfig(MethodConfig):
         self.check_choice("activation", tuple(ACTIVATIONS))
         self.check_probability("dropout")
 
-    @classmethod
-    def for_training(
-        cls, *, rank: int, dropout: float, tasks: list[str], heads: list[str], **extra: Any
-    ) -> UniPELTConfig:
-        """``adalink train --rank R`` sets the adapter width m = R; LoRA keeps UniPELT's r = 8."""
-        return cls(bottleneck=rank, dropout=dropout, tasks=list(tasks), modules_to_save=list(heads), **extra)
-
     def attach(self, model: nn.Module, router: Router) -> Attachment:
         built = {"lora": gated_lora(model, router, self), "adapter": gated_adapters(model, router, self)}
-        parts = {name: Attachment(*part, select_tasks=_select(part[0])) for name, part in built.items()}
+        parts = {name: Attachment(*part) for name, part in built.items()}
         return combine({**parts, "prefix": gated_prefix(model, router, self)})
-
-
-def _select(gated: nn.ModuleDict) -> Callable[[list[int]], None]:
-    def select_tasks(indices: list[int]) -> None:
-        for module in gated.values():
-            module.select_tasks(indices)
-
-    return select_tasks

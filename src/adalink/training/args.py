@@ -13,8 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from ..data import GENERATION_TASK_NAMES, TASK_NAMES
-from ..methods.base import METHOD_CONFIGS
-from .methods import method_names
+from ..errors import ConfigError
+from .methods import check_knobs, method_class, method_names, settable_fields
 from .precision import DTYPES, QUANTIZATIONS, BaseLoading
 from .stream import MIXING
 from .tracking import tracker_names
@@ -36,9 +36,20 @@ class TrainArgs:
         },
     )
     method: str = field(default="adalink", metadata={"help": "one of: " + ", ".join(method_names())})
-    rank: int = field(default=8, metadata={"help": "AdaLink rank r"})
-    dropout: float = field(default=0.1, metadata={"help": "dropout on the method's own input (AdaLink: paper's 0.1)"})
-    lr: float | None = field(default=None, metadata={"help": "peak learning rate (default: 2e-3 adalink, 5e-5 full)"})
+    rank: int | None = field(
+        default=None,
+        metadata={
+            "help": "the method's size: AdaLink's and LoRA's rank r, the bottleneck adapters' width m (default: the "
+            "method's own; refused for methods without one, e.g. prompt tuning; see `adalink methods`)"
+        },
+    )
+    dropout: float | None = field(
+        default=None,
+        metadata={"help": "dropout on the method's own input (default: the method's own; AdaLink: the paper's 0.1)"},
+    )
+    lr: float | None = field(
+        default=None, metadata={"help": "peak learning rate (default: the method's own; `adalink methods` lists them)"}
+    )
     head_lr: float | None = field(
         default=None,
         metadata={"help": "peak learning rate of the new classification head, for every method (default: --lr)"},
@@ -162,8 +173,8 @@ class TrainArgs:
             ("batch_size", self.batch_size > 0, "a positive integer"),
             ("grad_accum", self.grad_accum > 0, "a positive integer"),
             ("max_length", self.max_length > 0, "a positive integer"),
-            ("rank", self.rank > 0, "a positive integer"),
-            ("dropout", 0 <= self.dropout < 1, "a number in [0, 1)"),
+            ("rank", self.rank is None or self.rank > 0, "a positive integer"),
+            ("dropout", self.dropout is None or 0 <= self.dropout < 1, "a number in [0, 1)"),
             ("optimizer", self.optimizer in ("adamw", "adafactor"), "adamw or adafactor"),
             ("schedule", self.schedule in ("linear", "rsqrt"), "linear or rsqrt"),
             ("warmup_ratio", 0 <= self.warmup_ratio < 1, "a number in [0, 1)"),
@@ -179,6 +190,7 @@ class TrainArgs:
         if self.early_stopping_patience and not self.eval_every:
             raise ValueError("--early-stopping-patience counts evaluations: it needs --eval-every N.")
         tracker_names(self.report_to)  # fails early on an unknown tracker
+        check_knobs(method_class(self.method), rank=self.rank, dropout=self.dropout)  # before any model loads
         self.method_options()  # fails early on a malformed --method-config
         self._validate_precision()
 
@@ -199,8 +211,7 @@ class TrainArgs:
         """``--method-config`` as a dict of config fields (empty when not given).
 
         Raises:
-            ValueError: If it is not a JSON object, is given with ``--method full``, or names fields the method's
-                config does not have.
+            ValueError: If it is not a JSON object or names fields the method's config does not let it set.
         """
         if not self.method_config:
             return {}
@@ -210,17 +221,13 @@ class TrainArgs:
             raise ValueError(f"--method-config {self.method_config!r} is not valid JSON: {err}.") from None
         if not isinstance(options, dict):
             raise ValueError(f"--method-config {self.method_config!r}: expected a JSON object of config fields.")
-        if self.method == "full":
-            raise ValueError("--method-config does not apply to --method full (it has no config).")
-        cls = METHOD_CONFIGS.get(self.method)
-        if cls is None:
-            return options  # attach_method names the unknown method
-        settable = cls.field_names() - {"rank", "dropout", "tasks", "modules_to_save"}
-        unknown = sorted(set(options) - settable)
+        cls = method_class(self.method)
+        settable = settable_fields(cls)
+        unknown = sorted(set(options) - set(settable))
         if unknown:
-            raise ValueError(
+            raise ConfigError(
                 f"--method-config: {unknown} are not fields {cls.__name__} lets you set here; expected some of "
-                f"{sorted(settable)} (--rank, --dropout and --task set the others)."
+                f"{settable} (--rank, --dropout and --task set the others)."
             )
         return options
 

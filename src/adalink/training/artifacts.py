@@ -1,7 +1,8 @@
 """Use a trained run directory: evaluate it, predict with it, fold it into a plain checkpoint.
 
-A run directory holds ``run.json`` (model, format, tasks and labels), ``metrics.json`` and either an adapter
-(``adapter_config.json`` + ``adapter_model.safetensors``) or, for full tuning, a whole model under ``model/``.
+A run directory holds ``run.json`` (model, format, tasks and labels), ``metrics.json`` and the adapter
+(``adapter_config.json`` + ``adapter_model.safetensors``; full tuning's holds every weight). Full-tuning runs from
+before full tuning was a method hold a whole model under ``model/``; they load as a :class:`PeftModel` too.
 An sft run (:mod:`.sft`) predicts generated responses instead of labels, and is evaluated by ROUGE-L and exact match.
 """
 
@@ -29,7 +30,9 @@ from ..data import (
     chat_example,
 )
 from ..io import write_json_atomic
-from ..peft_model import PeftModel
+from ..methods.base import METHOD_CONFIGS
+from ..methods.full import FullConfig
+from ..peft_model import PeftModel, get_peft_model
 from .args import TrainArgs
 from .evaluation import evaluate, generate_texts, predict_batch
 from .formats import ClassificationFormat, TaskInfo, TextToTextFormat
@@ -39,15 +42,14 @@ from .precision import DTYPES, BaseLoading, stored_dtype
 from .sft import SFTFormat
 from .stream import TaskExample
 
-__all__ = ["LoadedRun", "evaluate_run", "load_run", "merge_run", "predict_run", "read_run"]
+__all__ = ["LoadedRun", "evaluate_run", "load_run", "merge_run", "predict_run", "read_run", "run_shares_base"]
 
 
 @dataclass
 class LoadedRun:
     directory: Path
     run: dict[str, Any]
-    model: nn.Module
-    task_aware: bool
+    model: PeftModel
     fmt: ClassificationFormat | TextToTextFormat | SFTFormat
     tokenizer: Any
     base_path: str  # the base checkpoint's directory
@@ -69,7 +71,6 @@ class LoadedRun:
         the ``rouge_l`` / ``exact_match`` dicts of :func:`~adalink.training.evaluation.evaluate`."""
         return evaluate(
             self.model,
-            self.task_aware,
             self.fmt,
             self.tokenizer,
             datasets,
@@ -97,6 +98,14 @@ def read_run(directory: str | os.PathLike[str]) -> dict[str, Any]:
         raise ValueError(f"{run_file} is corrupt or truncated (not valid JSON: {err}).") from None
 
 
+def run_shares_base(run: dict[str, Any]) -> bool:
+    """Whether a run's adapter leaves the base weights as they are (so it can share a served base model): every
+    method's but full tuning's (``MethodConfig.shares_base``); a run from before full tuning was a method says
+    ``"saves_adapter": false``."""
+    cls = METHOD_CONFIGS.get(run.get("method", ""))
+    return run.get("saves_adapter", True) and (cls is None or cls.shares_base)
+
+
 def load_run(
     directory: str | Path,
     *,
@@ -111,16 +120,16 @@ def load_run(
     tasks = [TaskInfo(t["name"], tuple(t["label_names"])) for t in run["tasks"]]
     setup = setup_model(model or run["model"], run["format"], tasks)
     fmt, tokenizer = setup.fmt, setup.tokenizer
-    if run["saves_adapter"]:
+    if run.get("saves_adapter", True):
         loading = loading or BaseLoading.from_options(run.get("args", {})).for_inference()
         base = setup.build_base(seed=run["seed"], loading=loading).eval()
-        loaded: nn.Module = PeftModel.from_pretrained(base, directory, ignore_fingerprint=ignore_fingerprint)
-    else:  # full tuning saved the whole model (and, for text models, its tokenizer) under model/
-        loaded = setup.build_base(seed=run["seed"], weights=directory / "model").eval()
-        if not isinstance(loaded, PeftModel) and (directory / "model" / "tokenizer_config.json").is_file():
+        loaded = PeftModel.from_pretrained(base, directory, ignore_fingerprint=ignore_fingerprint)
+    else:  # a full-tuning run from before full tuning was a method: the whole model under model/
+        loaded = get_peft_model(setup.build_base(seed=run["seed"], weights=directory / "model"), FullConfig())
+        loaded.requires_grad_(False)
+        if (directory / "model" / "tokenizer_config.json").is_file():
             tokenizer = load_tokenizer(str(directory / "model"))
-    task_aware = isinstance(loaded, PeftModel) and "tasks" in loaded.peft_config.field_names()
-    return LoadedRun(directory, run, loaded.eval(), task_aware, fmt, tokenizer, setup.path)
+    return LoadedRun(directory, run, loaded.eval(), fmt, tokenizer, setup.path)
 
 
 def evaluate_run(
@@ -234,9 +243,7 @@ def _labels(
     loaded: LoadedRun, fmt: ClassificationFormat | TextToTextFormat, chunk: list[TaskExample]
 ) -> list[dict[str, Any]]:
     details: list[Any] = []
-    labels = predict_batch(
-        loaded.model, loaded.task_aware, fmt, loaded.tokenizer, chunk, loaded.run["max_length"], details
-    )
+    labels = predict_batch(loaded.model, fmt, loaded.tokenizer, chunk, loaded.run["max_length"], details)
     records = []
     for item, label, detail in zip(chunk, labels, details, strict=True):
         info = fmt.tasks[item.task]
@@ -253,7 +260,6 @@ def _labels(
 def _generations(loaded: LoadedRun, fmt: SFTFormat, chunk: list[TaskExample]) -> list[dict[str, Any]]:
     texts = generate_texts(
         loaded.model,
-        loaded.task_aware,
         fmt,
         loaded.tokenizer,
         chunk,
@@ -285,14 +291,11 @@ def merge_run(directory: str | Path, out: str | Path, *, task: str | None = None
         task = names[0]
     if task not in names:
         raise ValueError(f"--task {task!r} is not one of this run's tasks {names}.")
-    # a PeftModel folds its adapter (its one task when it has no tasks: BitFit, LN tuning); full tuning is plain
-    model = loaded.model
-    if isinstance(model, PeftModel):
-        model = model.merge_and_unload(task=task if loaded.task_aware else None)
+    model = loaded.model.merge_and_unload(task=task)  # a method without tasks has one set of weights for all
     if isinstance(loaded.fmt, ClassificationFormat):
         _keep_task_head(model, loaded.fmt, names.index(task))
     if dtype is None:
-        dtype = stored_dtype(loaded.base_path) if loaded.run["saves_adapter"] else "float32"
+        dtype = "float32" if loaded.run["method"] == "full" else stored_dtype(loaded.base_path)
     model.to(DTYPES[dtype])
     out = Path(out)
     model.save_pretrained(out)

@@ -1,6 +1,8 @@
-"""How the harness calls a model: ``task=`` passed only to task-aware methods, batches moved to the model's device.
+"""How the harness calls a model: ``task=`` passed to an adalink :class:`~adalink.PeftModel` (every method's; those
+without tasks ignore it), not to a plain model (a merged checkpoint, peft's own model); batches moved to the model's
+device.
 
-The formats take such a call (:data:`adalink.training.formats.ModelCall`), so one format serves every method.
+The formats take such a call (:data:`adalink.training.formats.ModelCall`), so one format serves every model.
 """
 
 from __future__ import annotations
@@ -10,25 +12,36 @@ from typing import Any
 
 import torch
 
-__all__ = ["routed_call", "routed_generate", "to_device"]
+from ..peft_model import PeftModel
+
+__all__ = ["model_call", "model_generate", "to_device"]
 
 
-def routed_call(model: torch.nn.Module, task_aware: bool) -> Callable[..., Any]:
-    """``call(inputs, task_ids, **kwargs)``: the model's forward, routed per example when it is task-aware."""
+def model_call(model: torch.nn.Module) -> Callable[..., Any]:
+    """``call(inputs, task_ids, **kwargs)``: the model's forward, routed per example."""
+    routed = _takes_task(model)
 
     def call(inputs: dict[str, torch.Tensor], task_ids: torch.Tensor, **kwargs: Any) -> Any:
-        return model(**inputs, task=task_ids, **kwargs) if task_aware else model(**inputs, **kwargs)
+        return model(**inputs, task=task_ids, **kwargs) if routed else model(**inputs, **kwargs)
 
     return call
 
 
-def routed_generate(model: torch.nn.Module, task_aware: bool) -> Callable[..., Any]:
-    """``generate(inputs, task_ids, **kwargs)``: as :func:`routed_call`, for ``model.generate``."""
+def model_generate(model: torch.nn.Module) -> Callable[..., Any]:
+    """``generate(inputs, task_ids, **kwargs)``: as :func:`model_call`, for ``model.generate``."""
+    routed = _takes_task(model)
 
     def generate(inputs: dict[str, torch.Tensor], task_ids: torch.Tensor, **kwargs: Any) -> Any:
-        return model.generate(**inputs, task=task_ids, **kwargs) if task_aware else model.generate(**inputs, **kwargs)
+        return model.generate(**inputs, task=task_ids, **kwargs) if routed else model.generate(**inputs, **kwargs)
 
     return generate
+
+
+def _takes_task(model: torch.nn.Module) -> bool:
+    """An adalink PeftModel, or a process wrapper of one (DDP and FSDP keep it as ``.module``)."""
+    while not isinstance(model, PeftModel) and isinstance(getattr(model, "module", None), torch.nn.Module):
+        model = model.module
+    return isinstance(model, PeftModel)
 
 
 def to_device(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:

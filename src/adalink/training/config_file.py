@@ -32,6 +32,7 @@ import yaml
 from .._version import __version__
 from ..commands.options import OptionSpec, given_options, option_specs
 from ..io import write_atomic
+from ..methods.base import MethodConfig
 from .args import TrainArgs
 
 __all__ = ["CONFIG_FILE", "read_config", "resolve_args", "write_config"]
@@ -99,8 +100,9 @@ def resolve_args(namespace: argparse.Namespace) -> TrainArgs:
     return TrainArgs(**options)
 
 
-def write_config(path: str | Path, args: TrainArgs) -> None:
-    """Write every option of ``args`` (``config`` aside) as YAML to ``path``, atomically."""
+def write_config(path: str | Path, args: TrainArgs, method_config: MethodConfig | None = None) -> None:
+    """Write every option of ``args`` (``config`` aside) as YAML to ``path``, atomically; ``method_config``, the
+    method's config the run resolved from them, follows as comments (it is not an option)."""
     options = {k: v for k, v in asdict(args).items() if k not in _NOT_IN_FILES}
     source = f"{args.config} and the command line" if args.config else "the command line (or the Python API)"
     header = (
@@ -108,4 +110,8 @@ def write_config(path: str | Path, args: TrainArgs) -> None:
         "# `adalink train --config config.yaml` runs it again; options given on the command line override these.\n"
     )
     text = header + yaml.safe_dump(options, sort_keys=False, allow_unicode=True, width=1000)
+    if method_config is not None:
+        resolved = yaml.safe_dump(method_config.to_dict(), sort_keys=True, allow_unicode=True, width=1000)
+        text += f"# The {type(method_config).__name__} these options resolved to (its defaults where not set):\n"
+        text += "".join(f"#   {line}\n" for line in resolved.splitlines())
     write_atomic(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))

@@ -17,7 +17,7 @@ from typing import Any
 import torch
 
 from ..data import DEFAULT_MAX_NEW_TOKENS, GenerationData, TextClassificationData, VQAData
-from .calls import routed_call, routed_generate, to_device
+from .calls import model_call, model_generate, to_device
 from .formats import ClassificationFormat, TextToTextFormat
 from .progress import progress_bar
 from .sft import SFTFormat, eos_id
@@ -29,7 +29,6 @@ __all__ = ["evaluate", "exact_match", "generate_texts", "predict_batch", "rouge_
 @torch.no_grad()
 def evaluate(
     model: torch.nn.Module,
-    task_aware: bool,
     fmt: ClassificationFormat | TextToTextFormat | SFTFormat,
     tokenizer: Any,
     datasets: Sequence[TextClassificationData | VQAData | GenerationData],
@@ -57,9 +56,9 @@ def evaluate(
             chunk = [TaskExample(task, e) for e in examples[start : start + batch_size]]
             if isinstance(fmt, SFTFormat):
                 limit = getattr(data, "max_new_tokens", DEFAULT_MAX_NEW_TOKENS)
-                generated += generate_texts(model, task_aware, fmt, tokenizer, chunk, max_length, limit)
+                generated += generate_texts(model, fmt, tokenizer, chunk, max_length, limit)
             else:
-                predicted += predict_batch(model, task_aware, fmt, tokenizer, chunk, max_length, generated)
+                predicted += predict_batch(model, fmt, tokenizer, chunk, max_length, generated)
         if isinstance(fmt, SFTFormat):
             references = [e.response for e in examples]
             scores[data.name] = _record(data.name, generated, references, rouge_l, exact_match, whole=True)
@@ -93,7 +92,6 @@ def _record(
 
 def predict_batch(
     model: torch.nn.Module,
-    task_aware: bool,
     fmt: ClassificationFormat | TextToTextFormat,
     tokenizer: Any,
     items: list[TaskExample],
@@ -107,11 +105,11 @@ def predict_batch(
     """
     if isinstance(fmt, ClassificationFormat):
         batch = to_device(fmt.collate(items, tokenizer, max_length), next(model.parameters()).device)
-        labels, probabilities = fmt.predict(routed_call(model, task_aware), batch)
+        labels, probabilities = fmt.predict(model_call(model), batch)
         if details is not None:
             details.extend(probabilities)
         return labels
-    texts = generate_texts(model, task_aware, fmt, tokenizer, items, max_length, fmt.max_new_tokens(tokenizer))
+    texts = generate_texts(model, fmt, tokenizer, items, max_length, fmt.max_new_tokens(tokenizer))
     if details is not None:
         details.extend(texts)
     return [fmt.parse(item.task, text) for item, text in zip(items, texts, strict=True)]
@@ -119,7 +117,6 @@ def predict_batch(
 
 def generate_texts(
     model: torch.nn.Module,
-    task_aware: bool,
     fmt: TextToTextFormat | SFTFormat,
     tokenizer: Any,
     items: Sequence[TaskExample],
@@ -134,7 +131,7 @@ def generate_texts(
     batch = to_device(fmt.generation_batch(items, tokenizer, max_length), next(model.parameters()).device)
     inputs = {k: v for k, v in batch.items() if k != "task_ids"}
     stop = {"eos_token_id": eos_id(tokenizer)} if isinstance(fmt, SFTFormat) else {}
-    sequences = routed_generate(model, task_aware)(
+    sequences = model_generate(model)(
         inputs,
         batch["task_ids"],
         max_new_tokens=max_new_tokens,

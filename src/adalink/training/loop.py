@@ -23,14 +23,16 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from ..data import GenerationData, TextClassificationData, VQAData
+from ..methods.base import MethodConfig
+from ..peft_model import get_peft_model
 from .args import TrainArgs
-from .calls import routed_call, to_device
+from .calls import model_call, to_device
 from .checkpoints import latest_checkpoint, load_trainable, rng_state, set_rng_state, trainable_tensors
 from .config_file import CONFIG_FILE, write_config
 from .evaluation import evaluate
 from .formats import TaskInfo
 from .loading import ModelSetup, load_tasks, setup_model
-from .methods import AttachedMethod, attach_method
+from .methods import resolve_method_config
 from .optimizer import build_optimizer, build_schedule, head_parameter_ids
 from .outputs import run_metrics, save_outputs
 from .precision import BaseLoading, check_trainable_dtype
@@ -62,8 +64,7 @@ class _Run:
     """What one training run works on; ``model`` and ``optimizer`` are accelerate's wrappers once prepared."""
 
     setup: ModelSetup
-    attached: AttachedMethod
-    model: torch.nn.Module
+    model: torch.nn.Module  # a PeftModel (full tuning too), or accelerate's wrapper of it once prepared
     optimizer: torch.optim.Optimizer
     scheduler: torch.optim.lr_scheduler.LambdaLR
     stream: MixedTaskStream
@@ -83,7 +84,7 @@ def train(args: TrainArgs) -> dict[str, Any]:
     totals, sharded_state = resume_or_start(args, accelerator, run)
     if accelerator.is_main_process:  # after a refused --resume, the run's own config.yaml stays
         out.mkdir(parents=True, exist_ok=True)
-        write_config(out / CONFIG_FILE, args)
+        write_config(out / CONFIG_FILE, args, run.model.peft_config)
     run.model, run.optimizer = accelerator.prepare(run.model, run.optimizer)
     if sharded_state is not None:  # a sharded optimiser takes its state once its parameters are sharded
         load_sharded_optimizer(accelerator, run, sharded_state)
@@ -132,17 +133,7 @@ def _build(args: TrainArgs, datasets: Datasets) -> _Run:
     setup = setup_model(args.model, args.format, [TaskInfo(d.name, d.label_names) for d in datasets])
     loading = BaseLoading.from_options(asdict(args))  # --dtype, --quantize, --gradient-checkpointing
     base = setup.build_base(seed=args.seed, loading=loading)
-    attached = attach_method(
-        args.method,
-        base,
-        rank=args.rank,
-        dropout=args.dropout,
-        tasks=[d.name for d in datasets],
-        heads=setup.fmt.head_modules(base),
-        modalities=setup.fmt.modalities,
-        options=args.method_options(),
-    )
-    model = attached.model
+    model = get_peft_model(base, method_config(args, setup, datasets, base))
     check_trainable_dtype(model, loading, args.method)
     trainable = [p for p in model.parameters() if p.requires_grad]
     optimizer = build_optimizer(args, trainable, head_parameter_ids(model, setup.fmt))
@@ -152,7 +143,21 @@ def _build(args: TrainArgs, datasets: Datasets) -> _Run:
     )
     checkpoints = args.resolved_output_dir() / "checkpoints"
     selection = Selection(args.eval_every, args.early_stopping_patience, args.max_steps)
-    return _Run(setup, attached, model, optimizer, scheduler, stream, checkpoints, selection)
+    return _Run(setup, model, optimizer, scheduler, stream, checkpoints, selection)
+
+
+def method_config(args: TrainArgs, setup: ModelSetup, datasets: Datasets, base: torch.nn.Module) -> MethodConfig:
+    """The method's config this run trains: its own defaults, with what the command line sets (recorded in
+    ``run.json`` and ``metrics.json``)."""
+    return resolve_method_config(
+        args.method,
+        rank=args.rank,
+        dropout=args.dropout,
+        tasks=[d.name for d in datasets],
+        heads=setup.fmt.head_modules(base),
+        modalities=setup.fmt.modalities,
+        options=args.method_options(),
+    )
 
 
 def _train_steps(args: TrainArgs, accelerator: Accelerator, run: _Run, datasets: Datasets, totals: Totals) -> None:
@@ -160,7 +165,7 @@ def _train_steps(args: TrainArgs, accelerator: Accelerator, run: _Run, datasets:
     checkpoint every ``--save-every``; early stopping ends them sooner (and checkpoints where it stopped)."""
     if run.selection.stopped:  # resumed after early stopping had ended the run
         return
-    call = routed_call(run.model, run.attached.task_aware)
+    call = model_call(run.model)
     run.model.train()
     progress = progress_bar(
         range(totals.step, args.max_steps),
@@ -230,7 +235,6 @@ def _validate(
     if accelerator.is_main_process:
         scores = evaluate(
             unwrapped,
-            scored.attached.task_aware,
             run.setup.fmt,
             run.setup.tokenizer,
             datasets,
@@ -304,7 +308,7 @@ def _unsharded_copy(args: TrainArgs, accelerator: Accelerator, run: _Run, datase
         return run
     if run.unsharded is None:
         copy = _build(args, datasets)
-        run.unsharded = replace(run, attached=copy.attached, model=copy.model)
+        run.unsharded = replace(run, model=copy.model)
     load_trainable(run.unsharded.model, tensors, "the sharded run's gathered weights")
     return run.unsharded
 
@@ -323,13 +327,12 @@ def _evaluate_and_save(
     out, selection = args.resolved_output_dir(), run.selection
     if selection.enabled:
         assert selection.best_weights is not None  # training recorded at least one evaluation on this process
-        save_outputs(out / LAST_DIR, args, path, fmt, run.attached.saves_adapter, unwrapped, tokenizer, None)
+        save_outputs(out / LAST_DIR, args, path, fmt, unwrapped, None)
         load_trainable(unwrapped, selection.best_weights, f"the best weights (step {selection.best_step})")
     rouge_l: dict[str, float] = {}
     exact_match: dict[str, float] = {}
     scores = evaluate(
         unwrapped,
-        run.attached.task_aware,
         fmt,
         tokenizer,
         datasets,
@@ -349,7 +352,7 @@ def _evaluate_and_save(
     if selection.enabled:
         metrics.update(selection.summary(), last_adapter=LAST_DIR)
     log_scores(accelerator, "test", totals.step, scores)
-    save_outputs(out, args, path, fmt, run.attached.saves_adapter, unwrapped, tokenizer, metrics)
+    save_outputs(out, args, path, fmt, unwrapped, metrics)
     best = f" with the weights of step {selection.best_step} (best on validation)" if selection.enabled else ""
     print(
         f"{fmt.name} {metrics['metric']} on test: {metrics['score']:.4f} "

@@ -1,62 +1,80 @@
-"""The methods the training harness can apply to a base model, by name, and their default learning rates.
+"""The methods the training harness can apply to a base model, by name, and the config each run resolves.
 
-Every name is a registered :class:`~adalink.methods.base.MethodConfig` (``METHOD_CONFIGS``), built with the
-harness's ``--rank`` and ``--dropout`` where the method has such knobs and attached through
-:func:`adalink.get_peft_model`; except ``full``, which the harness trains in place on the plain model, so that its
-output directory holds an ordinary ``transformers`` checkpoint (``FullConfig`` still gives its learning rate).
+Every name is a registered :class:`~adalink.methods.base.MethodConfig` (``METHOD_CONFIGS``), full tuning included,
+attached through :func:`adalink.get_peft_model`. A method's defaults live in its config only: ``--rank`` sets the
+field the method declares as its size (``size_field``: AdaLink's and LoRA's ``rank``, the bottleneck adapters'
+``bottleneck``) and ``--dropout`` its ``dropout``, and only when given; a method without such a knob refuses them.
 """
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
-from torch import nn
-
 from .. import methods as _methods  # noqa: F401  (registers every method)
-from ..methods.base import METHOD_CONFIGS
-from ..peft_model import get_peft_model
+from ..errors import ConfigError
+from ..methods.base import METHOD_CONFIGS, MethodConfig
 
-__all__ = ["AttachedMethod", "attach_method", "default_lr", "method_names"]
-
-
-@dataclass(frozen=True)
-class AttachedMethod:
-    model: nn.Module  # what is trained and called
-    task_aware: bool  # forward/generate take task=
-    saves_adapter: bool  # save_pretrained writes an adapter (else the whole model is saved)
+__all__ = ["default_lr", "method_class", "method_names", "resolve_method_config"]
 
 
 def method_names() -> list[str]:
     return sorted(METHOD_CONFIGS)  # full tuning included: FullConfig is registered
 
 
+def method_class(name: str) -> type[MethodConfig]:
+    """The config class of ``--method name``; an unknown name is refused with the closest registered names."""
+    if name not in METHOD_CONFIGS:
+        close = difflib.get_close_matches(name, method_names(), n=3, cutoff=0.6)
+        hint = f" Did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
+        raise ConfigError(f"--method {name!r} is unknown: expected one of {', '.join(method_names())}.{hint}")
+    return METHOD_CONFIGS[name]
+
+
 def default_lr(method: str) -> float:
     """The learning rate ``adalink train --method METHOD`` uses when ``--lr`` is not given: its config's own."""
-    return METHOD_CONFIGS[method].default_lr
+    return method_class(method).default_lr
 
 
-def attach_method(
+def settable_fields(cls: type[MethodConfig]) -> list[str]:
+    """The fields ``--method-config`` may set: all but those the harness fills in (tasks, heads, size, dropout)."""
+    harness = {"tasks", "modules_to_save", cls.size_field, "dropout"}
+    return sorted(cls.field_names() - harness)
+
+
+def check_knobs(cls: type[MethodConfig], *, rank: int | None, dropout: float | None) -> None:
+    """Refuse ``--rank`` / ``--dropout`` for a method that has no such knob, naming the knobs it has."""
+    knobs = f"its knobs are {', '.join(settable_fields(cls)) or 'none'} (set them with --method-config)"
+    if rank is not None and cls.size_field is None:
+        raise ConfigError(f"--rank does not apply to --method {cls.method}: it has no size field; {knobs}.")
+    if dropout is not None and "dropout" not in cls.field_names():
+        raise ConfigError(f"--dropout does not apply to --method {cls.method}: it has no dropout; {knobs}.")
+
+
+def resolve_method_config(
     name: str,
-    base: nn.Module,
     *,
-    rank: int,
-    dropout: float,
+    rank: int | None,
+    dropout: float | None,
     tasks: Sequence[str],
     heads: Sequence[str],
     modalities: Mapping[str, str] | None = None,
     options: Mapping[str, Any] | None = None,
-) -> AttachedMethod:
-    """Apply method ``name`` to ``base``; ``heads`` are new modules that train with every method; ``options`` are
-    further config fields (``--method-config``)."""
-    if name == "full":
-        base.requires_grad_(True)
-        return AttachedMethod(base, task_aware=False, saves_adapter=False)
-    if name not in METHOD_CONFIGS:
-        raise ValueError(f"--method {name!r} is unknown: expected one of {method_names()}.")
-    cls = METHOD_CONFIGS[name]
-    extra = {"modalities": dict(modalities)} if modalities and "modalities" in cls.field_names() else {}
-    extra.update(options or {})
-    config = cls.for_training(rank=rank, dropout=dropout, tasks=list(tasks), heads=list(heads), **extra)
-    return AttachedMethod(get_peft_model(base, config), task_aware="tasks" in cls.field_names(), saves_adapter=True)
+) -> MethodConfig:
+    """The config ``adalink train --method name`` trains: the method's own defaults, then ``--rank`` (its size
+    field), ``--dropout``, the tasks, the new ``heads`` (trained with every method), the modalities and the
+    ``--method-config`` ``options``, each only where given."""
+    cls = method_class(name)
+    check_knobs(cls, rank=rank, dropout=dropout)
+    values: dict[str, Any] = dict(options or {})
+    if cls.size_field is not None and rank is not None:
+        values[cls.size_field] = rank
+    if dropout is not None:
+        values["dropout"] = dropout
+    if cls.has_tasks():
+        values["tasks"] = list(tasks)
+    if modalities and "modalities" in cls.field_names():
+        values["modalities"] = dict(modalities)
+    values["modules_to_save"] = list(heads)
+    return cls(**values)

@@ -1,5 +1,7 @@
-"""What a finished run leaves in its output directory: the adapter (or, for full tuning, the whole model under
-``model/``), ``run.json`` (how to rebuild it: model, format, tasks and labels, arguments) and ``metrics.json``.
+"""What a finished run leaves in its output directory: the adapter (for full tuning: every weight, as its adapter
+file), ``run.json`` (how to rebuild it: model, format, tasks and labels, the resolved method config, arguments) and
+``metrics.json``. Runs of full tuning written before it became a method hold a plain checkpoint under ``model/``
+(``"saves_adapter": false``); they still load.
 
 With ``--eval-every`` the directory holds the weights of the best validation score, and ``last/`` (the same files,
 no ``metrics.json``) those of the last step; ``adalink eval --adapter <run>/last`` scores them. ``config.yaml``
@@ -17,6 +19,7 @@ import torch
 
 from ..data import GenerationData, TextClassificationData, VQAData
 from ..io import write_json_atomic
+from ..peft_model import PeftModel
 from .args import TrainArgs
 from .formats import ClassificationFormat, TextToTextFormat
 from .optimizer import head_parameter_ids
@@ -59,6 +62,7 @@ def run_metrics(
         "final_loss": _mean(history[-10:]),  # mean of the last 10 steps
         "model": args.model,
         "method": args.method,
+        "method_config": model.peft_config.to_dict() if isinstance(model, PeftModel) else None,
         "tasks": [d.name for d in datasets],
         "format": fmt.name,
     }
@@ -69,26 +73,20 @@ def save_outputs(
     args: TrainArgs,
     model_path: str,
     fmt: ClassificationFormat | TextToTextFormat | SFTFormat,
-    saves_adapter: bool,
-    model: torch.nn.Module,
-    tokenizer: Any,
+    model: PeftModel,
     metrics: dict[str, Any] | None,
 ) -> None:
-    """Write the adapter (or the whole model and its tokenizer), ``run.json`` and ``metrics.json`` (unless
-    ``metrics`` is None) into ``out``; ``metrics.json`` comes last, so its presence means the rest is complete."""
+    """Write the adapter, ``run.json`` and ``metrics.json`` (unless ``metrics`` is None) into ``out``;
+    ``metrics.json`` comes last, so its presence means the rest is complete."""
     out.mkdir(parents=True, exist_ok=True)
-    if saves_adapter:
-        model.save_pretrained(out)
-    else:
-        model.save_pretrained(out / "model")
-        tokenizer.save_pretrained(out / "model")
+    model.save_pretrained(out)
     run = {
         "model": args.model,
         "model_path": model_path,
         "format": fmt.name,
         "tasks": [{"name": t.name, "label_names": list(t.label_names)} for t in fmt.tasks],
         "method": args.method,
-        "saves_adapter": saves_adapter,
+        "method_config": model.peft_config.to_dict(),  # every field, the method's defaults resolved
         "seed": args.seed,
         "max_length": args.max_length,
         "args": asdict(args),

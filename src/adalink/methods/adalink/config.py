@@ -33,11 +33,15 @@ class AdaLinkConfig(MethodConfig):
     """What to adapt and how. JSON round-trips through :meth:`to_dict` / :meth:`from_dict`."""
 
     method: ClassVar[str] = "adalink"
+    display_name: ClassVar[str] = "AdaLink"
+    size_field: ClassVar[str | None] = "rank"
+    zero_padded: ClassVar[frozenset[str]] = frozenset({"rank"})  # a lower rank is a higher one with zero rows
+    exports_as_lora: ClassVar[bool] = True  # an exact LoRA on the embedding (adalink.export.adalink_lora)
     mergeable: ClassVar[bool] = True  # with the identity activation (the default)
     default_lr: ClassVar[float] = 2e-3
     source: ClassVar[str] = "Wang et al. 2023 (AdaLink), §3.2, §4.1.2"
 
-    rank: int = 4  # r, the bottleneck width; parameters per AdaLink = 2·d·r (§3.2)
+    rank: int = 8  # r, the bottleneck width; parameters per AdaLink = 2·d·r (§3.2); every published run used 8
     dropout: float = 0.1  # on the AdaLink input during training (paper §4.2 default)
     activation: str | None = None  # f; None = identity, the paper's final form (foldable, §3.2)
     init: str = "kaiming_uniform"  # initialisation of W_down; W_up is always zeros so training starts at the base
@@ -94,12 +98,8 @@ class AdaLinkConfig(MethodConfig):
             for site in sites:
                 fold_site(model, site, bank_of(site).linear_map(task))
 
-        def select_tasks(indices: list[int]) -> None:
-            for bank in banks.values():
-                bank.select_tasks(indices)
-
         touched = {site.path: site.module for site in sites}
-        return Attachment(banks, handles, touched, merge=merge, select_tasks=select_tasks)
+        return Attachment(banks, handles, touched, merge=merge)
 
     def _build_banks(self, sites: list[Site]) -> dict[str, AdaLinkBank]:
         def bank(dim: int) -> AdaLinkBank:
