@@ -2,7 +2,9 @@
 
 A :class:`Router` holds, for the call in progress, either one task index for the whole batch (``int``, the
 plain-matmul path) or one index per example (a ``(B,)`` LongTensor that adapters use to gather stacked weights,
-``W[task_ids]``). It lives in a ``ContextVar``, so concurrent threads (a server) never see each other's routing.
+``W[task_ids]``). It lives in a ``ContextVar``, so concurrent threads (a server) never see each other's routing; so
+does the ``disabled`` switch: one thread inside ``disable()`` leaves every other thread's adapter on. A new thread
+starts with a fresh context (adapter on, no routing), also when it is started inside ``disable()``.
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ class Router:
     def __init__(self, tasks: Sequence[str]) -> None:
         self.tasks = list(tasks)
         self.default_task: int | None = 0 if len(self.tasks) == 1 else None
-        self.disabled = False
+        self._disabled: ContextVar[bool] = ContextVar(f"adalink_disabled_{id(self)}", default=False)
         self._current: ContextVar[TaskIds | None] = ContextVar(f"adalink_routing_{id(self)}", default=None)
 
     # ------------------------------------------------------------------------------------------------ names
@@ -114,10 +116,16 @@ class Router:
             "routing needs one row (e.g. one image) per example. Use one task for the whole batch instead."
         )
 
+    @property
+    def disabled(self) -> bool:
+        """Whether adapters are off for the call in progress (this thread / context only), see :meth:`disable`."""
+        return self._disabled.get()
+
     @contextlib.contextmanager
     def disable(self) -> Iterator[None]:
-        previous, self.disabled = self.disabled, True
+        """Turn every adapter off inside this context, for this thread (context) only."""
+        token = self._disabled.set(True)
         try:
             yield
         finally:
-            self.disabled = previous
+            self._disabled.reset(token)

@@ -1,10 +1,14 @@
 """merge_and_unload folds an identity-activation AdaLink into the vocabulary table (paper §3.3)."""
 
+from pathlib import Path
+
 import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoModelForSequenceClassification
 
 from adalink import AdaLinkBank, AdaLinkConfig, FoldError, UnknownTaskError, get_peft_model
+from adalink.methods.adalink.folding import fold_site
+from adalink.methods.adalink.sites import Site
 from tiny_models import build, model_inputs, perturb_adalink, text_batch, tiny_llava
 
 AUTO = {"bert": AutoModelForSequenceClassification, "gpt2": AutoModelForCausalLM, "llama": AutoModelForCausalLM}
@@ -84,3 +88,73 @@ def test_multi_task_fold_needs_a_task():
     _, model = _trained("gpt2")
     with pytest.raises(UnknownTaskError, match=r"task= one of \['a', 'b'\]"):
         model.merge_and_unload()
+
+
+def _fold(module: torch.nn.Module, linear_map: torch.Tensor) -> None:
+    fold_site(torch.nn.Sequential(module), Site("text", "0", module, linear_map.shape[0], None), linear_map)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("kind", ["embedding", "linear"])
+def test_fold_matches_the_float64_reference(kind, dtype):
+    torch.manual_seed(0)
+    module = torch.nn.Embedding(1000, 48, dtype=dtype) if kind == "embedding" else torch.nn.Linear(700, 48, dtype=dtype)
+    bank = AdaLinkBank(1, 48, 4)
+    torch.nn.init.normal_(bank.up, std=0.1)
+    exact = bank.down[0].detach().double() @ bank.up[0].detach().double()  # the float64 reference map
+    weight, bias = module.weight.detach().double(), getattr(module, "bias", None)
+    expected = weight + (weight @ exact if kind == "embedding" else exact.T @ weight)
+    _fold(module, bank.linear_map(0))
+    assert module.weight.dtype == dtype and module.weight.is_contiguous()
+    torch.testing.assert_close(module.weight, expected.to(dtype))
+    if bias is not None:
+        torch.testing.assert_close(module.bias, (bias.double() + bias.double() @ exact).to(dtype))
+
+
+_MEASURE = """
+import json, re, sys, torch
+from adalink.methods.adalink.folding import fold_site
+from adalink.methods.adalink.sites import Site
+torch.set_num_threads(1)
+kind, rows, dim, dtype = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), getattr(torch, sys.argv[4])
+def status(field):
+    return int(re.search(field + r":\\s+(\\d+) kB", open("/proc/self/status").read()).group(1)) * 1024
+def make(rows, dim):
+    layer = torch.nn.Embedding if kind == "embedding" else torch.nn.Linear
+    return layer(rows, dim, dtype=dtype).requires_grad_(False)
+def fold(module):
+    down, up = torch.randn(dim, 8), torch.randn(8, dim)
+    fold_site(torch.nn.Sequential(module), Site("text", "0", module, dim, None), down @ up)
+fold(make(4 * dim, dim))  # warm-up: kernels and libraries load outside the measured window
+module = make(rows, dim)
+table = module.weight.numel() * module.weight.element_size()
+open("/proc/self/clear_refs", "w").write("5")  # reset the peak (VmHWM) to the current RSS
+before = status("VmRSS")
+fold(module)
+print(json.dumps({"table": table, "peak_over_table": status("VmHWM") - before - table}))
+"""
+
+
+def measure_fold_memory(kind: str, rows: int, dim: int, dtype: str) -> dict[str, int]:
+    """Peak resident memory that folding adds beyond the folded table itself, measured in a fresh process."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    import adalink
+
+    env = {**os.environ, "PYTHONPATH": str(Path(adalink.__file__).parents[1]), "OMP_NUM_THREADS": "1"}
+    env["MALLOC_MMAP_THRESHOLD_"] = "65536"  # large blocks are mapped and unmapped, so RSS follows live memory
+    command = [sys.executable, "-c", _MEASURE, kind, str(rows), str(dim), dtype]
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300, check=True)
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.skipif(not Path("/proc/self/clear_refs").exists(), reason="needs Linux /proc to reset the peak RSS")
+@pytest.mark.parametrize(
+    ("kind", "dtype"), [("embedding", "float32"), ("embedding", "bfloat16"), ("linear", "float32")]
+)
+def test_fold_needs_little_memory_beyond_the_new_table(kind, dtype):
+    result = measure_fold_memory(kind, 32768, 512, dtype)  # a 64 MiB (fp32) table; the (d, d) map is 2 MiB
+    assert result["peak_over_table"] <= 0.10 * result["table"], result
