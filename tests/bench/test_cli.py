@@ -45,7 +45,8 @@ def test_one_json_per_run_with_every_measurement(bench):
     assert adalink["metrics"]["trainable_params"] < full["metrics"]["trainable_params"]
     assert adalink["adapter_bytes"] < full["adapter_bytes"]
     assert adalink["infer_merged_tokens_per_second"] > 0 and adalink["merge_max_abs_diff"] < 1e-4
-    assert full["infer_merged_tokens_per_second"] is None  # a plain model: nothing to merge
+    assert full["infer_merged_tokens_per_second"] is None  # full tuning: nothing to merge
+    assert full["metrics"]["method_config"] == {"modules_to_save": ["classifier"]}
 
 
 def test_report_and_plots(bench):

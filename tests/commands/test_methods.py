@@ -27,7 +27,7 @@ def _phm_adapter(m: int = 4, n: int = 4) -> int:
 
 # Each method's own trainable parameters on tiny BERT with its default config, from its definition.
 EXPECTED = {
-    "adalink": 2 * D * 4,  # W_down (d x r) and W_up (r x d), r = 4
+    "adalink": 2 * D * 8,  # W_down (d x r) and W_up (r x d), r = 8
     "lora": LAYERS * 2 * (2 * 8 * D),  # q and v: A (r x d) + B (d x r), r = 8
     "lora_all": LAYERS * (4 * 2 * 8 * D + 2 * (8 * D + FFN * 8)),  # q, k, v, o, and both feed-forward layers
     "dora": LAYERS * 2 * (2 * 8 * D + D),  # LoRA (q, v) plus a magnitude per output row
@@ -55,7 +55,7 @@ def test_every_method_is_listed_with_its_own_trainable_parameters():
     assert not errors, errors  # every method attaches to a BERT
     assert {name: row.trainable for name, row in rows.items()} == EXPECTED
     expected = get_peft_model(tiny_bert(), AdaLinkConfig()).method_parameter_count()
-    assert rows["adalink"].trainable == expected == 2 * 32 * 4
+    assert rows["adalink"].trainable == expected == 2 * 32 * 8  # AdaLinkConfig's own rank, 8
     total = EXPECTED["full"]
     assert all(row.percent == 100.0 * row.trainable / total for row in rows.values())
 
@@ -70,5 +70,6 @@ def test_methods_command_prints_json_for_a_model_directory(tmp_path, capsys):
     assert main(["methods", "--model", str(tmp_path), "--json"]) == 0
     rows = {row["name"]: row for row in json.loads(capsys.readouterr().out)}
     assert set(rows) == set(METHOD_CONFIGS) and not [row for row in rows.values() if row["error"]]
-    assert rows["adalink"]["trainable"] == 2 * 32 * 4
+    assert rows["adalink"]["trainable"] == 2 * 32 * 8
+    assert rows["adalink"]["defaults"]["rank"] == 8 and rows["houlsby"]["size_field"] == "bottleneck"
     assert rows["lora"]["trainable"] == EXPECTED["lora"] and rows["prompt_tuning"]["trainable"] == 20 * D

@@ -62,9 +62,7 @@ def test_the_base_only_score_is_the_zero_shot_score_of_the_plain_base(run_dir):
     setup = setup_model(run["model"], "sft", [])
     plain = setup.build_base(seed=0).eval()  # no adapter at all
     datasets = load_tasks(TrainArgs(**run["args"]))
-    expected = evaluate(
-        plain, False, setup.fmt, setup.tokenizer, datasets, split="test", max_examples=MAX_EVAL, max_length=40
-    )
+    expected = evaluate(plain, setup.fmt, setup.tokenizer, datasets, split="test", max_examples=MAX_EVAL, max_length=40)
     assert scores == expected
     assert json.loads((run_dir / "eval-test-base.json").read_text())["per_task"] == expected
 
@@ -84,9 +82,7 @@ def test_predict_generates_for_prompts_chats_and_plain_lines(run_dir, tmp_path):
     assert records[n] == {"task": "pairs", "messages": chat, "generated": records[n]["generated"]}
     assert records[-1]["prompt"] == "say bad awful"
     asked = [*test, GenerationExample("say good great", "", (("user", "say good great"),))]
-    generated = generate_texts(
-        loaded.model, False, loaded.fmt, loaded.tokenizer, [TaskExample(0, e) for e in asked], 40, 6
-    )
+    generated = generate_texts(loaded.model, loaded.fmt, loaded.tokenizer, [TaskExample(0, e) for e in asked], 40, 6)
     assert [r["generated"] for r in records[: n + 1]] == [text.strip() for text in generated]
     metrics = json.loads((run_dir / "metrics.json").read_text())  # predict's answers recompute train's score
     ours = rouge_l([r["generated"] for r in records[:n]], [e.response for e in test])

@@ -46,7 +46,7 @@ def tiny(tmp_path_factory):
     ("method", "extra", "weights"),
     [
         ("adalink", ["--rank", "4", "--dropout", "0", "--lr", "2e-2"], "adapter_model.safetensors"),
-        ("full", ["--lr", "1e-3"], "model/model.safetensors"),
+        ("full", ["--lr", "1e-3"], "adapter_model.safetensors"),
     ],
     ids=["adalink", "full"],
 )

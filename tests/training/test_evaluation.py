@@ -21,7 +21,7 @@ def test_scores_are_the_share_of_right_predictions_and_the_mode_is_restored(tmp_
     examples = [Example(text, label) for text, label in zip(TEXTS, labels, strict=True)]
     data = SimpleNamespace(name="t", label_names=("a", "b"), test=examples)
     scores = evaluate(
-        model, False, setup.fmt, setup.tokenizer, [data], split="test", max_examples=4, max_length=16, batch_size=3
+        model, setup.fmt, setup.tokenizer, [data], split="test", max_examples=4, max_length=16, batch_size=3
     )
     assert model.training  # evaluation switches to eval mode and back
     details: list = []
@@ -48,7 +48,7 @@ def test_sft_scores_are_rouge_l_of_the_greedy_generations(tmp_path):
     data = GenerationData("g", examples, (), examples, max_new_tokens=5)
     rouge, exact = {}, {}
     scores = evaluate(
-        model, False, setup.fmt, setup.tokenizer, [data], split="test", max_examples=None, max_length=16,
+        model, setup.fmt, setup.tokenizer, [data], split="test", max_examples=None, max_length=16,
         batch_size=2, rouge_l=rouge, exact_match=exact,
     )  # fmt: skip
     items = [TaskExample(0, e) for e in examples]

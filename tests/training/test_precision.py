@@ -21,7 +21,7 @@ import torch
 from torch import nn
 from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
 
-from adalink import PeftModel, get_peft_model
+from adalink import METHOD_CONFIGS, PeftModel, get_peft_model
 from adalink.training.args import TrainArgs
 from adalink.training.methods import method_names, resolve_method_config
 from adalink.training.precision import BaseLoading, check_trainable_dtype, load_base
@@ -58,7 +58,9 @@ def _batch() -> dict[str, torch.Tensor]:
 def _attached(path: str, method: str, loading: BaseLoading):
     torch.manual_seed(0)
     base = load_base(AutoModelForCausalLM, path, loading=loading)
-    model = get_peft_model(base, resolve_method_config(method, rank=None, dropout=None, tasks=["t"], heads=[]))
+    cls = METHOD_CONFIGS[method]  # rank 4 and no dropout where the method has them (the bounds below were measured so)
+    rank, dropout = (4 if cls.size_field else None), (0.0 if "dropout" in cls.field_names() else None)
+    model = get_peft_model(base, resolve_method_config(method, rank=rank, dropout=dropout, tasks=["t"], heads=[]))
     check_trainable_dtype(model, loading, method)
     return model
 
@@ -109,12 +111,12 @@ def _relative_error(ours: torch.Tensor | None, reference: torch.Tensor) -> float
 
 
 def test_the_frozen_base_is_held_as_asked_and_the_adapter_stays_float32(llama):
-    attached = _attached(llama, "adalink", BaseLoading(dtype="bfloat16"))
-    base = attached.model.get_base_model()
+    model = _attached(llama, "adalink", BaseLoading(dtype="bfloat16"))
+    base = model.get_base_model()
     assert {p.dtype for p in base.parameters()} == {torch.bfloat16}
-    assert {p.dtype for p in attached.model.adapter_modules.parameters()} == {torch.float32}
+    assert {p.dtype for p in model.adapter_modules.parameters()} == {torch.float32}
     if HAS_TORCHAO:
-        base = _attached(llama, "adalink", BaseLoading(quantize="int8")).model.get_base_model()
+        base = _attached(llama, "adalink", BaseLoading(quantize="int8")).get_base_model()
         q_proj = base.model.layers[0].self_attn.q_proj
         assert type(q_proj.weight).__name__ == "Int8Tensor" and q_proj.weight.shape == (32, 32)
         assert type(base.lm_head.weight) is nn.Parameter  # the output layer is left unquantized, as bitsandbytes does
@@ -123,11 +125,11 @@ def test_the_frozen_base_is_held_as_asked_and_the_adapter_stays_float32(llama):
 
 def test_checkpointing_recomputes_every_block_in_the_backward_pass(llama):
     for loading, expected in ((BaseLoading(), 1), (BaseLoading(gradient_checkpointing=True), 2)):
-        attached = _attached(llama, "adalink", loading)
+        model = _attached(llama, "adalink", loading)
         calls: list[int] = []
-        layer = attached.model.get_base_model().model.layers[1]
+        layer = model.get_base_model().model.layers[1]
         layer.self_attn.register_forward_hook(lambda *_, calls=calls: calls.append(1))  # inside the checkpoint
-        attached.model.train()(**_batch(), task="t").loss.backward()
+        model.train()(**_batch(), task="t").loss.backward()
         assert len(calls) == expected  # forward, and once more in the backward pass when checkpointed
 
 
@@ -140,8 +142,8 @@ def test_bf16_and_checkpointed_training_follow_a_float32_plain_run(llama):
     """
 
     def train(loading: BaseLoading) -> torch.Tensor:
-        attached = _attached(llama, "adalink", loading)
-        model = attached.model.train()
+        model = _attached(llama, "adalink", loading)
+        model.train()
         params = [p for p in model.parameters() if p.requires_grad]
         optimizer = torch.optim.AdamW(params, lr=1e-2)
         for _ in range(10):
@@ -184,7 +186,7 @@ def test_an_adapter_moves_between_a_converted_base_and_the_float_one(llama, tmp_
         pytest.skip("torchao is not installed: pip install 'adalink[quant]'")
     for method in ("adalink", "lora"):
         converted = BaseLoading(dtype="bfloat16" if quantize == "none" else "float32", quantize=quantize)
-        trained = _attached(llama, method, converted).model
+        trained = _attached(llama, method, converted)
         with torch.no_grad():
             for p in trained.adapter_modules.parameters():
                 p.add_(0.05)
@@ -194,7 +196,7 @@ def test_an_adapter_moves_between_a_converted_base_and_the_float_one(llama, tmp_
         )
         for name, p in onto_float.adapter_modules.named_parameters():
             torch.testing.assert_close(p, dict(trained.adapter_modules.named_parameters())[name])
-        _attached(llama, method, BaseLoading()).model.save_pretrained(tmp_path / f"{method}-float")
+        _attached(llama, method, BaseLoading()).save_pretrained(tmp_path / f"{method}-float")
         PeftModel.from_pretrained(
             load_base(AutoModelForCausalLM, llama, loading=converted), tmp_path / f"{method}-float"
         )
@@ -208,7 +210,7 @@ def test_an_adapter_still_refuses_a_different_base_when_either_is_converted(llam
     with torch.no_grad():
         model.get_input_embeddings().weight.add_(0.01)
     model.save_pretrained(other)
-    _attached(llama, "adalink", BaseLoading(dtype="bfloat16")).model.save_pretrained(tmp_path / "adapter")
+    _attached(llama, "adalink", BaseLoading(dtype="bfloat16")).save_pretrained(tmp_path / "adapter")
     for loading in (BaseLoading(), BaseLoading(dtype="bfloat16")):
         with pytest.raises(FingerprintMismatchError):
             PeftModel.from_pretrained(load_base(AutoModelForCausalLM, other, loading=loading), tmp_path / "adapter")

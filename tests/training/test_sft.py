@@ -10,6 +10,7 @@ import pytest
 import torch
 from transformers import AutoConfig, LlamaForCausalLM
 
+from adalink import METHOD_CONFIGS
 from adalink.cli import main
 from adalink.data import GenerationData, GenerationExample, load_generation_file, load_text_task
 from adalink.training.args import TrainArgs
@@ -166,7 +167,8 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 def _train(workspace, name: str, kind: str, method: str, *extra: str) -> dict:
     out = workspace["root"] / name
-    args = ["train", "--model", workspace["models"][kind], "--method", method, "--format", "sft", "--rank", "2"]
+    size = ["--rank", "2"] if METHOD_CONFIGS[method].size_field else []  # refused where a method has no size
+    args = ["train", "--model", workspace["models"][kind], "--method", method, "--format", "sft", *size]
     args += ["--batch-size", "4", "--max-length", "48", "--max-new-tokens", "8", "--output-dir", str(out), *extra]
     assert main(args) == 0
     return json.loads((out / "metrics.json").read_text())

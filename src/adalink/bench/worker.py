@@ -163,7 +163,7 @@ def _inference_speeds(spec: BenchRun, loaded: LoadedRun, datasets: list, out: Pa
     contenders = {"unmerged": _caller(model)}
     result: dict[str, Any] = {}
     merge_note = None
-    if model.peft_config.mergeable:
+    if model.peft_config.mergeable and model.peft_config.shares_base:
         try:
             other = load_run(out)
             merged = other.model.merge_and_unload(task=other.task_names[0])
@@ -174,6 +174,8 @@ def _inference_speeds(spec: BenchRun, loaded: LoadedRun, datasets: list, out: Pa
             result["merge_max_abs_diff"] = float((a - b).abs().max())
         except Exception as err:  # a method that claims mergeable but cannot merge this model
             merge_note = f"merge failed: {type(err).__name__}: {err}"
+    elif not model.peft_config.shares_base:
+        merge_note = "full tuning: the trained model is already its own merged form"
     else:
         merge_note = "not mergeable"
     speeds = time_throughput(contenders, batches, spec.infer_rounds)

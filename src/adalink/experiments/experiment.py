@@ -21,7 +21,11 @@ from typing import Any
 from .stats import Summary
 from .verdicts import Verdict
 
-__all__ = ["Condition", "Experiment", "Judge", "Scale", "TrainRun"]
+__all__ = ["PROTOCOL_DROPOUT", "Condition", "Experiment", "Judge", "Scale", "TrainRun"]
+
+# Every experiment run trains a method that has a dropout at 0.1 (the paper's AdaLink dropout, and the harness's
+# default for every method when the committed runs were made), so those runs stay the runs their ids name.
+PROTOCOL_DROPOUT = 0.1
 
 
 @dataclass(frozen=True)
@@ -31,7 +35,7 @@ class TrainRun:
     model: str  # --model
     task: str  # --task (comma-separated = multi-task)
     method: str = "adalink"  # --method
-    rank: int = 8  # --rank (AdaLink/LoRA rank; prompt tuning: its own mapping)
+    rank: int = 8  # --rank, for methods with a size (`size_field`); part of the run id for every method
     max_steps: int = 200  # --max-steps
     max_eval: int | None = 1000  # --max-eval (first N test examples per task)
     batch_size: int = 16  # --batch-size
@@ -50,8 +54,16 @@ class TrainRun:
         return key
 
     def train_options(self) -> dict[str, Any]:
-        """The :class:`~adalink.training.args.TrainArgs` fields this spec sets."""
+        """The :class:`~adalink.training.args.TrainArgs` fields this spec sets: ``--rank`` only for a method with a
+        size, and every method that has a dropout at :data:`PROTOCOL_DROPOUT`."""
+        from ..methods.base import METHOD_CONFIGS
+
+        cls = METHOD_CONFIGS[self.method]
         options = {k: v for k, v in asdict(self).items() if k != "overrides"}
+        if cls.size_field is None:
+            del options["rank"]
+        if "dropout" in cls.field_names():
+            options["dropout"] = PROTOCOL_DROPOUT
         if self.overrides:
             options["method_config"] = json.dumps(dict(self.overrides))
         return {k: v for k, v in options.items() if v is not None or k == "max_eval"}
@@ -60,7 +72,7 @@ class TrainRun:
         """The equivalent ``adalink train`` command line (options at their harness default left out)."""
         parts = ["adalink train"]
         for key, value in {**self.train_options(), "seed": seed}.items():
-            default = (key == "rank" and self.method == "full") or (key == "task_mixing" and value == "proportional")
+            default = key == "task_mixing" and value == "proportional"
             if value is not None and not default:
                 parts.append(f"--{key.replace('_', '-')} {shlex.quote(str(value))}")
         return " ".join(parts)

@@ -41,6 +41,7 @@ _KEPT_METRICS = (
     "steps",
     "initial_loss",
     "final_loss",
+    "method_config",  # every field of the method's config the run trained
 )
 
 

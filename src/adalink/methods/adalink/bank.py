@@ -14,6 +14,7 @@ from torch import nn
 
 from ...routing import TaskIds
 from ..activations import ACTIVATIONS
+from ..base import select_task_rows
 
 __all__ = ["AdaLinkBank"]
 
@@ -77,10 +78,8 @@ class AdaLinkBank(nn.Module):
         return self.down[task].detach().to(acc) @ self.up[task].detach().to(acc)
 
     def select_tasks(self, indices: list[int]) -> None:
-        """Keep only the given tasks, in the given order (used to load a subset of a saved adapter)."""
-        with torch.no_grad():
-            self.down = nn.Parameter(self.down[indices].clone(), requires_grad=self.down.requires_grad)
-            self.up = nn.Parameter(self.up[indices].clone(), requires_grad=self.up.requires_grad)
+        """Keep only the given tasks, in the given order (as ``PeftModel.select_tasks`` does for every method)."""
+        select_task_rows(self, indices, self.down.shape[0])
 
     def extra_repr(self) -> str:
         return f"num_tasks={self.num_tasks}, dim={self.dim}, rank={self.rank}, activation={self.activation}"
