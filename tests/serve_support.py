@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import csv
 import random
+import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -21,6 +22,13 @@ from adalink.io import read_adapter, write_adapter
 from tiny_models import WORDS, save_tiny_checkpoint, write_sentiment_csv
 
 TOPICS = ("food", "movie", "service")
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 now, so that concurrent test processes (pytest-xdist workers) never share one."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
 
 
 def write_topic_csv(path: Path, rows: int = 120, seed: int = 1) -> str:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -16,6 +15,7 @@ import pytest
 
 from adalink.cli import main
 from adalink.serve.cli import parse_adapters
+from serve_support import free_port
 
 
 def test_parse_adapters_names(tmp_path):
@@ -42,12 +42,6 @@ def test_refusals_at_start_name_the_problem(classification_runs, text2text_runs,
         assert message in capsys.readouterr().err, args
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 def _wait_healthy(url: str, process: subprocess.Popen, seconds: float = 300) -> None:
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
@@ -63,7 +57,7 @@ def _wait_healthy(url: str, process: subprocess.Popen, seconds: float = 300) -> 
 
 
 def test_sigterm_answers_every_queued_request_then_exits(classification_runs):
-    port = _free_port()
+    port = free_port()
     url = f"http://127.0.0.1:{port}"
     command = [sys.executable, "-m", "adalink", "serve", "--port", str(port), "--no-access-log", "--threads", "1"]
     command += ["--adapter", f"sent={classification_runs['sentiment']}", "--adapter", str(classification_runs["topic"])]

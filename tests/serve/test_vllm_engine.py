@@ -29,7 +29,7 @@ from adalink.serve.vllm_engine import (
     wait_for_vllm,
 )
 from adalink.training.artifacts import read_run
-from serve_support import train_run, write_topic_csv
+from serve_support import free_port, train_run, write_topic_csv
 from tiny_models import save_tiny_checkpoint, write_sentiment_csv
 
 VLLM_PYTHON = os.environ.get(VLLM_PYTHON_ENV)
@@ -221,15 +221,16 @@ def test_vllm_answers_what_adalink_answers_in_mixed_batches(tmp_path):
     env = {**os.environ, "VLLM_CPU_KVCACHE_SPACE": os.environ.get("VLLM_CPU_KVCACHE_SPACE", "1")}
     log = (tmp_path / "vllm.log").open("w")
     extra = ["--max-model-len", "128"]
-    process = launch_vllm(deployment, port=8531, vllm_python=VLLM_PYTHON, extra_args=extra, env=env, stdout=log)
+    port = free_port()
+    process = launch_vllm(deployment, port=port, vllm_python=VLLM_PYTHON, extra_args=extra, env=env, stdout=log)
     try:
         try:
-            wait_for_vllm("http://127.0.0.1:8531", process, timeout=900)
+            wait_for_vllm(f"http://127.0.0.1:{port}", process, timeout=900)
         except RuntimeError as err:
             log.flush()
             pytest.fail(f"{err}\n{(tmp_path / 'vllm.log').read_text()[-3000:]}")
         with ThreadPoolExecutor(len(requests)) as pool:  # at once, so that vLLM batches tasks and base together
-            got = list(pool.map(lambda r: _complete("http://127.0.0.1:8531", r[0], r[1], 4), requests))
+            got = list(pool.map(lambda r: _complete(f"http://127.0.0.1:{port}", r[0], r[1], 4), requests))
     finally:
         process.terminate()
         process.wait(timeout=120)
