@@ -14,15 +14,17 @@ from typing import Any
 import torch
 from torch import nn
 
-from ...routing import Router
+from ...routing import Router, TaskIds
 from ..base import Handle
-from .bank import AdaLinkBank
 from .sites import Site
 
-__all__ = ["hook_site"]
+__all__ = ["Link", "hook_site"]
+
+# What a hook applies: an AdaLinkBank, or anything called the same way (x, task ids) -> adapted x.
+Link = Callable[[torch.Tensor, TaskIds], torch.Tensor]
 
 
-def hook_site(site: Site, bank: AdaLinkBank, router: Router) -> list[Handle]:
+def hook_site(site: Site, bank: Link, router: Router) -> list[Handle]:
     """Adapt ``site``'s output (and ``inputs_embeds=`` that bypass it) with ``bank``; returns the handles."""
     handles: list[Handle] = [site.module.register_forward_hook(_output_hook(site, bank, router))]
     if site.embeds_entry is not None:  # callers may bypass the embedding with inputs_embeds=
@@ -31,7 +33,7 @@ def hook_site(site: Site, bank: AdaLinkBank, router: Router) -> list[Handle]:
     return handles
 
 
-def _output_hook(site: Site, bank: AdaLinkBank, router: Router) -> Callable[..., torch.Tensor | None]:
+def _output_hook(site: Site, bank: Link, router: Router) -> Callable[..., torch.Tensor | None]:
     where = f"the adapted module {site.path!r} (modality {site.modality!r})"
 
     def hook(module: nn.Module, args: tuple, output: torch.Tensor) -> torch.Tensor | None:
@@ -44,7 +46,7 @@ def _output_hook(site: Site, bank: AdaLinkBank, router: Router) -> Callable[...,
     return hook
 
 
-def _embeds_hook(site: Site, bank: AdaLinkBank, router: Router) -> Callable[..., Any]:
+def _embeds_hook(site: Site, bank: Link, router: Router) -> Callable[..., Any]:
     where = f"inputs_embeds for {site.path!r}"
 
     def hook(module: nn.Module, args: tuple, kwargs: dict) -> tuple[tuple, dict] | None:
