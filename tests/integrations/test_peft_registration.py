@@ -59,14 +59,21 @@ def test_peft_still_has_what_the_registration_and_tuner_rely_on():
     assert peft.__version__.startswith("0."), f"peft {peft.__version__}: check the registration against it"
 
 
+IMPORT_ORDERS = {
+    "adalink, then peft": "import adalink\nassert 'peft' not in sys.modules, 'adalink imported peft'\nimport peft",
+    "peft, then adalink": "import peft\nimport adalink",
+    "an integration module first": "import adalink.integrations.peft_checkpoints",
+}
+
+
 @pytest.mark.slow
-def test_a_fresh_process_registers_when_peft_is_imported_after_adalink():
+@pytest.mark.parametrize("order", sorted(IMPORT_ORDERS))
+def test_a_fresh_process_registers_whatever_the_import_order(order):
     code = (
-        "import sys, adalink; assert 'peft' not in sys.modules, 'import adalink must not import peft'\n"
-        "import peft\n"
-        "from peft.mapping import PEFT_TYPE_TO_TUNER_MAPPING\n"
-        "assert 'ADALINK' in PEFT_TYPE_TO_TUNER_MAPPING\n"
-        "print('ok')\n"
+        "import sys, warnings\nwarnings.simplefilter('error', RuntimeWarning)\n"
+        + IMPORT_ORDERS[order]
+        + "\nfrom peft.mapping import PEFT_TYPE_TO_TUNER_MAPPING as TUNERS\n"
+        + "assert 'ADALINK' in TUNERS\nprint('ok')\n"
     )
     result = subprocess.run(
         [sys.executable, "-c", code],

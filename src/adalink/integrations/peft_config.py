@@ -125,3 +125,6 @@ def task_type_for(architecture: str) -> str | None:
     if architecture.startswith(encoder_decoders) and architecture.endswith("ForConditionalGeneration"):
         return "SEQ_2_SEQ_LM"
     return None
+
+
+register()  # this module may have been the first to import peft; see peft_registration

@@ -17,6 +17,7 @@ from torch import nn
 
 from ..methods.adalink import AdaLinkBank
 from ..routing import Router, TaskIds
+from .peft_registration import register
 
 __all__ = ["BASE_ADAPTER", "AdaLinkLayer"]
 
@@ -86,3 +87,6 @@ def _padded(bank: nn.Module | None, rank: int, template: AdaLinkBank, which: str
     if not missing:
         return weight
     return F.pad(weight, (0, missing)) if which == "down" else F.pad(weight, (0, 0, 0, missing))
+
+
+register()  # this module may have been the first to import peft; see peft_registration

@@ -35,8 +35,10 @@ def register() -> None:
     from peft.utils import PeftType, register_peft_method
 
     # by name: the config and tuner modules call register() themselves, so a static import would be a circle
-    tuner = importlib.import_module(f"{__package__}.peft_tuner").AdaLinkTuner
-    config = importlib.import_module(f"{__package__}.peft_config").AdaLinkPeftConfig
+    tuner = getattr(importlib.import_module(f"{__package__}.peft_tuner"), "AdaLinkTuner", None)
+    config = getattr(importlib.import_module(f"{__package__}.peft_config"), "AdaLinkPeftConfig", None)
+    if tuner is None or config is None:
+        return  # called in the middle of importing them: the outer one calls register() again when it is done
     if PEFT_TYPE in PeftType.__members__ and PEFT_TYPE_TO_TUNER_MAPPING.get(PeftType[PEFT_TYPE]) is tuner:
         return
     _add_enum_member(PeftType, PEFT_TYPE)
