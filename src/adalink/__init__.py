@@ -7,6 +7,7 @@ multimodal modeling") adapts a frozen model at its input boundary: ``E' = E + f(
 from ._version import __version__
 from .errors import ConfigError, FoldError
 from .fingerprint import FingerprintMismatchError
+from .integrations.peft_registration import register_when_peft_imported
 from .io import AdapterFileError
 from .methods import METHOD_CONFIGS, MethodConfig
 from .methods.adalink import INPUT_EMBEDDINGS, AdaLinkBank, AdaLinkConfig
@@ -25,6 +26,8 @@ from .methods.prompt_tuning import PromptTuningConfig
 from .methods.unipelt import UniPELTConfig
 from .peft_model import PeftModel, get_peft_model
 from .routing import TaskSpec, UnknownTaskError
+
+register_when_peft_imported()  # AdaLink becomes a peft method once peft is imported (adalink does not import it)
 
 __all__ = [
     "INPUT_EMBEDDINGS",

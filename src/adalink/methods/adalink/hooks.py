@@ -33,15 +33,17 @@ from typing import Any
 import torch
 from torch import nn
 
-from ...routing import Router
+from ...routing import Router, TaskIds
 from ..base import Handle
-from .bank import AdaLinkBank
 from .sites import Site
 
-__all__ = ["hook_site"]
+__all__ = ["Link", "hook_site"]
+
+# What a hook applies: an AdaLinkBank, or anything called the same way (x, task ids) -> adapted x.
+Link = Callable[[torch.Tensor, TaskIds], torch.Tensor]
 
 
-def hook_site(site: Site, bank: AdaLinkBank, router: Router) -> list[Handle]:
+def hook_site(site: Site, bank: Link, router: Router) -> list[Handle]:
     """Adapt ``site``'s output (and ``inputs_embeds=`` that bypass it) with ``bank``; returns the handles."""
     if site.embeds_entry is None:  # a plain module output (a projector): always adapted
         return [site.module.register_forward_hook(_output_hook(site, bank, router, depth=None))]
@@ -67,7 +69,7 @@ def _path_to(entry: nn.Module, target: nn.Module) -> list[nn.Module]:
 
 
 def _output_hook(
-    site: Site, bank: AdaLinkBank, router: Router, depth: ContextVar[int] | None
+    site: Site, bank: Link, router: Router, depth: ContextVar[int] | None
 ) -> Callable[..., torch.Tensor | None]:
     where = f"the adapted module {site.path!r} (modality {site.modality!r})"
 
@@ -81,7 +83,7 @@ def _output_hook(
     return hook
 
 
-def _enter_hook(site: Site, bank: AdaLinkBank, router: Router, depth: ContextVar[int]) -> Callable[..., Any]:
+def _enter_hook(site: Site, bank: Link, router: Router, depth: ContextVar[int]) -> Callable[..., Any]:
     where = f"inputs_embeds for {site.path!r}"
 
     def hook(module: nn.Module, args: tuple, kwargs: dict) -> tuple[tuple, dict] | None:
