@@ -55,7 +55,8 @@ def describe_methods(
     rows = []
     for name in sorted(METHOD_CONFIGS):
         cls = METHOD_CONFIGS[name]
-        config = cls(**{cls.size_field: rank}) if rank and cls.size_field else cls()
+        sized: dict[str, Any] = {cls.size_field: rank} if rank and cls.size_field else {}
+        config = cls(**sized)
         rows.append(_describe(name, cls, config, model_factory))
     return rows
 

@@ -39,9 +39,10 @@ def model_generate(model: torch.nn.Module) -> Callable[..., Any]:
 
 def _takes_task(model: torch.nn.Module) -> bool:
     """An adalink PeftModel, or a process wrapper of one (DDP and FSDP keep it as ``.module``)."""
-    while not isinstance(model, PeftModel) and isinstance(getattr(model, "module", None), torch.nn.Module):
-        model = model.module
-    return isinstance(model, PeftModel)
+    inner: object = model
+    while not isinstance(inner, PeftModel) and isinstance(getattr(inner, "module", None), torch.nn.Module):
+        inner = getattr(inner, "module")  # noqa: B009  (typed as object: a wrapper's attribute)
+    return isinstance(inner, PeftModel)
 
 
 def to_device(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:

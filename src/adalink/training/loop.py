@@ -24,7 +24,7 @@ import torch
 
 from ..data import GenerationData, TextClassificationData, VQAData
 from ..methods.base import MethodConfig
-from ..peft_model import get_peft_model
+from ..peft_model import PeftModel, get_peft_model
 from .args import TrainArgs
 from .calls import model_call, to_device
 from .checkpoints import latest_checkpoint, load_trainable, rng_state, set_rng_state, trainable_tensors
@@ -84,6 +84,7 @@ def train(args: TrainArgs) -> dict[str, Any]:
     totals, sharded_state = resume_or_start(args, accelerator, run)
     if accelerator.is_main_process:  # after a refused --resume, the run's own config.yaml stays
         out.mkdir(parents=True, exist_ok=True)
+        assert isinstance(run.model, PeftModel)  # not yet wrapped by accelerate
         write_config(out / CONFIG_FILE, args, run.model.peft_config)
     run.model, run.optimizer = accelerator.prepare(run.model, run.optimizer)
     if sharded_state is not None:  # a sharded optimiser takes its state once its parameters are sharded

@@ -48,7 +48,7 @@ def hook_site(site: Site, bank: Link, router: Router) -> list[Handle]:
     if site.embeds_entry is None:  # a plain module output (a projector): always adapted
         return [site.module.register_forward_hook(_output_hook(site, bank, router, depth=None))]
     depth: ContextVar[int] = ContextVar(f"adalink_inside_{site.path}_{id(bank)}", default=0)
-    handles = []
+    handles: list[Handle] = []
     for module in _path_to(site.embeds_entry, site.module):
         # prepend: count the call before any other pre-hook can raise, so the always-called exit hook stays paired
         enter = _enter_hook(site, bank, router, depth) if module is site.embeds_entry else _count_hook(depth)
