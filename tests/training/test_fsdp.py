@@ -59,7 +59,7 @@ def _train_args(tiny, method: str, extra: list[str], output_dir: Path) -> list[s
             ["--rank", "4", "--dropout", "0", "--lr", "2e-2", "--eval-every", "10"],
             "adapter_model.safetensors",
         ),
-        ("full", ["--lr", "1e-3"], "model/model.safetensors"),
+        ("full", ["--lr", "1e-3"], "adapter_model.safetensors"),
     ],
     ids=["adalink", "full"],
 )
