@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import itertools
 import sys
 from collections.abc import Sequence
 
 from .commands.options import add_dataclass_options
+from .logs import quiet_known_noise
 
 __all__ = ["main"]
 
@@ -35,6 +37,13 @@ def _parser() -> argparse.ArgumentParser:
     from .training.precision import DTYPES
 
     parser = argparse.ArgumentParser(prog="adalink", description="Non-intrusive parameter-efficient fine-tuning.")
+    parser.add_argument(
+        "-v",
+        "--verbose",
+        action="store_true",
+        help="also show what other packages log on every run (their optional kernels, transformers' load report of "
+        "the new heads adalink initialises itself); before the command, e.g. `adalink --verbose train`",
+    )
     commands = parser.add_subparsers(dest="command", required=True)
     train = commands.add_parser("train", help="train a method on a model and task(s); no options = MiniLM demo")
     add_dataclass_options(train, TrainArgs)
@@ -82,6 +91,10 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    options = list(itertools.takewhile(lambda token: token.startswith("-"), argv))  # those before the command
+    if "-v" not in options and "--verbose" not in options:
+        quiet_known_noise()  # before anything imports the packages that log it
     parser = _parser()
     args, unknown = parser.parse_known_args(argv)
     if getattr(args, "unavailable", None):
