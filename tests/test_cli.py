@@ -99,6 +99,14 @@ def test_eval_on_another_base_is_refused(workspace, tmp_path, capsys):
     assert "different base model" in capsys.readouterr().err
 
 
+def test_eval_on_another_architecture_names_both_bases_first(workspace, tmp_path, capsys):
+    other = save_tiny_checkpoint(tmp_path / "llama", "llama")  # a decoder: its head is `score`, not `classifier`
+    assert main(["eval", "--adapter", str(workspace["out"]), "--model", other]) == 2
+    err = capsys.readouterr().err
+    assert "was trained on a different base model: BertForSequenceClassification (bert, embedding" in err
+    assert "this model is LlamaForSequenceClassification (llama, embedding" in err and "modules_to_save" not in err
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [

@@ -24,6 +24,7 @@ __all__ = [
     "FingerprintMismatchError",
     "base_fingerprint",
     "check_fingerprint",
+    "check_same_kind_of_base",
     "float_fingerprints",
     "keep_float_fingerprints",
 ]
@@ -124,6 +125,27 @@ def keep_float_fingerprints(model: nn.Module, entries: dict[str, dict[str, Any]]
 
 def _kept(model: nn.Module) -> dict[str, Any] | None:
     return model.__dict__.get(_KEPT)
+
+
+def check_same_kind_of_base(saved: dict[str, Any], model: nn.Module, adapter_dir: str) -> None:
+    """Before anything is attached: refuse a base of another architecture, model type or embedding shape than the
+    adapter's (the hashes are compared by :func:`check_fingerprint` once the adapter is attached)."""
+    embedding = model.get_input_embeddings() if hasattr(model, "get_input_embeddings") else None
+    actual = {
+        "architecture": type(model).__name__,
+        "model_type": getattr(getattr(model, "config", None), "model_type", None),
+        "embedding_shape": list(embedding.weight.shape) if embedding is not None else None,
+    }
+    if all(saved.get(key, value) == value for key, value in actual.items()):
+        return
+
+    def describe(base: dict[str, Any]) -> str:
+        return f"{base.get('architecture')} ({base.get('model_type')}, embedding {base.get('embedding_shape')})"
+
+    raise FingerprintMismatchError(
+        f"{adapter_dir} was trained on a different base model: {describe(saved)}; this model is {describe(actual)}. "
+        "Load it onto the base it was trained on, or pass ignore_fingerprint=True (--ignore-fingerprint) to override."
+    )
 
 
 def check_fingerprint(saved: dict[str, Any], actual: dict[str, Any], adapter_dir: str) -> None:

@@ -17,7 +17,7 @@ from torch import nn
 
 from ._version import __version__
 from .errors import ConfigError, FoldError
-from .fingerprint import base_fingerprint, check_fingerprint
+from .fingerprint import base_fingerprint, check_fingerprint, check_same_kind_of_base
 from .io import AdapterFileError, read_adapter, write_adapter
 from .methods.base import MethodConfig, config_from_dict, select_task_rows
 from .routing import Router, TaskSpec, UnknownTaskError
@@ -215,6 +215,8 @@ class PeftModel(nn.Module):
             config = config_from_dict(document.get("method", "adalink"), document["config"])
         except (KeyError, TypeError, ConfigError) as err:
             raise AdapterFileError(f"{adapter_dir}: invalid adapter config ({err}).") from None
+        if not ignore_fingerprint:  # a base of another kind is named before attaching can fail on a missing module
+            check_same_kind_of_base(document.get("base_model", {}), model, str(adapter_dir))
         peft_model = cls(model, config)
         if not ignore_fingerprint:
             check_fingerprint(document.get("base_model", {}), peft_model.base_fingerprint(), str(adapter_dir))
