@@ -23,9 +23,9 @@ from transformers import AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoModelF
 
 from adalink.cli import main
 from adalink.methods.base import METHOD_CONFIGS
+from adalink.runs.loading import load_tasks
 from adalink.training.args import TrainArgs
 from adalink.training.artifacts import load_run
-from adalink.training.loading import load_tasks
 from adalink.training.methods import method_names
 from adalink.training.stream import TaskExample
 from tiny_models import save_tiny_checkpoint, write_sentiment_csv

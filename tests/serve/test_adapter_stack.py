@@ -12,8 +12,8 @@ from adalink.data import Example
 from adalink.fingerprint import FingerprintMismatchError
 from adalink.io import read_adapter
 from adalink.serve import AdapterConflictError, AdapterStack, IncompatibleAdapterError, read_adapter_run
+from adalink.tasks.evaluation import predict_batch
 from adalink.training.artifacts import load_run
-from adalink.training.evaluation import predict_batch
 from adalink.training.stream import TaskExample
 from serve_support import rewrite_adapter, train_run, write_topic_csv
 

@@ -32,14 +32,14 @@ from ..data import (
 from ..io import write_json_atomic
 from ..methods.base import METHOD_CONFIGS
 from ..methods.full import FullConfig
+from ..models.precision import DTYPES, BaseLoading, stored_dtype
 from ..peft_model import PeftModel, get_peft_model
+from ..runs.loading import load_tasks, load_tokenizer, setup_model
+from ..tasks.evaluation import evaluate, generate_texts, predict_batch
+from ..tasks.formats import ClassificationFormat, TaskInfo, TextToTextFormat
+from ..tasks.sft import SFTFormat
 from .args import TrainArgs
-from .evaluation import evaluate, generate_texts, predict_batch
-from .formats import ClassificationFormat, TaskInfo, TextToTextFormat
-from .loading import load_tasks, load_tokenizer, setup_model
 from .outputs import RUN_FILE
-from .precision import DTYPES, BaseLoading, stored_dtype
-from .sft import SFTFormat
 from .stream import TaskExample
 
 __all__ = ["LoadedRun", "evaluate_run", "load_run", "merge_run", "predict_run", "read_run", "run_shares_base"]
@@ -68,7 +68,7 @@ class LoadedRun:
         exact_match: dict[str, float] | None = None,
     ) -> dict[str, float]:
         """The score per task on ``split`` (first ``max_examples``), at the run's own ``max_length``; ``generative``:
-        the ``rouge_l`` / ``exact_match`` dicts of :func:`~adalink.training.evaluation.evaluate`."""
+        the ``rouge_l`` / ``exact_match`` dicts of :func:`~adalink.tasks.evaluation.evaluate`."""
         return evaluate(
             self.model,
             self.fmt,

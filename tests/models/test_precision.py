@@ -1,4 +1,4 @@
-"""``--dtype``, ``--quantize`` and ``--gradient-checkpointing`` (:mod:`adalink.training.precision`) on tiny models.
+"""``--dtype``, ``--quantize`` and ``--gradient-checkpointing`` (:mod:`adalink.models.precision`) on tiny models.
 
 Every method's gradients after one backward pass are compared with a float32, unchecked run's on a tiny Llama:
 
@@ -22,9 +22,9 @@ from torch import nn
 from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
 
 from adalink import METHOD_CONFIGS, PeftModel, get_peft_model
+from adalink.models.precision import BaseLoading, check_trainable_dtype, load_base
 from adalink.training.args import TrainArgs
 from adalink.training.methods import method_names, resolve_method_config
-from adalink.training.precision import BaseLoading, check_trainable_dtype, load_base
 from tiny_models import save_tiny_checkpoint
 
 METHODS = [m for m in method_names() if m not in ("full", "bitfit")]  # BitFit: Llama has no biases
