@@ -103,8 +103,8 @@ def _texts(task: str, count: int) -> list[str]:
 def _task_cases(name: str, run: Path, work: Path, per_task: int) -> list[dict[str, Any]]:
     """Requests for every task of ``run``, their prompt token ids and ``adalink predict``'s answers."""
     from adalink.runs.loading import setup_model
+    from adalink.runs.reading import read_run
     from adalink.tasks.formats import TaskInfo, TextToTextFormat
-    from adalink.training.artifacts import read_run
 
     info = read_run(run)
     tasks = [TaskInfo(t["name"], tuple(t["label_names"])) for t in info["tasks"]]

@@ -9,9 +9,9 @@ from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 from adalink.cli import main
 from adalink.runs.loading import load_tasks
+from adalink.tasks.examples import TaskExample
 from adalink.tasks.formats import TaskInfo, TextToTextFormat
 from adalink.training.args import TrainArgs
-from adalink.training.stream import TaskExample
 from tiny_models import save_tiny_checkpoint, write_sentiment_csv
 
 

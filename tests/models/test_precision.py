@@ -243,7 +243,7 @@ def test_the_loading_of_a_run_is_read_back_from_its_arguments():
 
 
 def test_train_records_the_loading_and_a_run_is_loaded_back_the_same_way(llama, tmp_path):
-    from adalink.training.artifacts import load_run
+    from adalink.runs.reading import load_run
     from adalink.training.loop import train
     from tiny_models import write_sentiment_csv
 
@@ -274,7 +274,8 @@ def test_train_records_the_loading_and_a_run_is_loaded_back_the_same_way(llama, 
 def test_merge_folds_into_the_float32_base_whatever_the_run_trained_on(llama, tmp_path):
     from safetensors.torch import load_file
 
-    from adalink.training.artifacts import load_run, merge_run
+    from adalink.runs.reading import load_run
+    from adalink.training.artifacts import merge_run
     from adalink.training.loop import train
     from tiny_models import write_sentiment_csv
 

@@ -13,9 +13,9 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 from adalink.cli import main
 from adalink.data import GenerationExample
 from adalink.runs.export import export_run
-from adalink.training.artifacts import load_run
+from adalink.runs.reading import load_run
 from adalink.tasks.evaluation import generate_texts
-from adalink.training.stream import TaskExample
+from adalink.tasks.examples import TaskExample
 from tiny_models import WORDS, save_tiny_checkpoint
 
 

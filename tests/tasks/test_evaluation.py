@@ -7,8 +7,8 @@ import pytest
 from adalink.data import Example
 from adalink.runs.loading import setup_model
 from adalink.tasks.evaluation import evaluate, exact_match, predict_batch, rouge_l
+from adalink.tasks.examples import TaskExample
 from adalink.tasks.formats import TaskInfo
-from adalink.training.stream import TaskExample
 from tiny_models import save_tiny_checkpoint
 
 TEXTS = ["good movie", "awful food service", "sad", "great happy food 12", "the day was very not lovely"]

@@ -15,8 +15,8 @@ pytest.importorskip("PIL", reason="pip install pillow")
 
 from adalink.data import load_easyvqa
 from adalink.tasks.evaluation import predict_batch
+from adalink.tasks.examples import TaskExample
 from adalink.tasks.formats import ClassificationFormat, TaskInfo
-from adalink.training.stream import TaskExample
 from adalink.vision import TinyVLM, TinyVLMConfig
 from adalink.vision.vlm import resolve_text_model_path
 from adalink.vision.vqa import ANSWER_NAMES, VQAFormat

@@ -34,7 +34,7 @@ from .measure import (
 if TYPE_CHECKING:
     from transformers import AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoModelForSequenceClassification
 
-    from ..training.artifacts import LoadedRun
+    from ..runs.reading import LoadedRun
 
 __all__ = ["main", "run_spec"]
 
@@ -79,9 +79,9 @@ def run_spec(spec: BenchRun) -> dict[str, Any]:
     if spec.threads > 0:
         torch.set_num_threads(spec.threads)
     from ..runs.loading import load_tasks
+    from ..runs.reading import load_run
     from ..tasks.formats import TaskInfo
     from ..training.args import TrainArgs
-    from ..training.artifacts import load_run
 
     probe_args = TrainArgs(model=spec.model, task=spec.task, method=spec.method)
     datasets = load_tasks(probe_args)  # cached in-process: train() reuses it
@@ -147,9 +147,9 @@ def _validation_score(spec: BenchRun, loaded: LoadedRun, datasets: list) -> floa
 def _inference_speeds(spec: BenchRun, loaded: LoadedRun, datasets: list, out: Path) -> dict[str, Any]:
     """Inference throughput unmerged and merged (where the method merges), alternating rounds over the same
     batches, and the largest difference between the two models' logits."""
+    from ..runs.reading import load_run
+    from ..tasks.examples import TaskExample
     from ..tasks.formats import ClassificationFormat
-    from ..training.artifacts import load_run
-    from ..training.stream import TaskExample
 
     model, fmt, tokenizer = loaded.model, loaded.fmt, loaded.tokenizer
     examples = list(datasets[0].test)[: spec.infer_batches * spec.infer_batch_size]

@@ -18,13 +18,13 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, cast
 
-from ..methods.full import FullConfig
-from ..training.artifacts import LoadedRun, load_run, read_run, run_shares_base
-from ..tasks.formats import ClassificationFormat, TextToTextFormat
-from ..tasks.sft import SFTFormat, eos_id
 from ..export.adapter import AdaptedModel, ExportError
 from ..export.convert import TaskDetails, export_peft
 from ..export.heads import HeadRows
+from ..methods.full import FullConfig
+from ..tasks.formats import ClassificationFormat, TextToTextFormat
+from ..tasks.sft import SFTFormat, eos_id
+from .reading import LoadedRun, load_run, read_run, run_shares_base
 
 __all__ = ["export_run", "prompt_template"]
 

@@ -2,7 +2,7 @@
 
 This is the one place that tells text models (resolved by :func:`adalink.models.resolve_model`, classification or
 text-to-text) from the easy-VQA runs on the stage-1 TinyVLM: ``adalink train``, ``eval``/``predict``/``merge``
-(:func:`adalink.training.artifacts.load_run`), ``adalink bench`` and ``adalink serve`` all load a base through
+(:func:`adalink.runs.reading.load_run`), ``adalink bench`` and ``adalink serve`` all load a base through
 :func:`setup_model`.
 """
 
@@ -23,9 +23,9 @@ from ..data import (
     load_file_task,
     load_text_task,
 )
-from ..training.args import TrainArgs
-from ..tasks.formats import ClassificationFormat, TaskInfo, TextToTextFormat, make_format
 from ..models.precision import BaseLoading
+from ..tasks.formats import ClassificationFormat, TaskInfo, TextToTextFormat, make_format
+from ..tasks.options import TaskOptions
 from ..tasks.sft import SFTFormat, is_sft, load_sft_tasks
 
 __all__ = [
@@ -70,7 +70,7 @@ class ModelSetup(NamedTuple):
         return self.fmt.build_base(path, seed=seed, loading=loading)
 
 
-def load_tasks(args: TrainArgs) -> list[TextClassificationData | VQAData | GenerationData]:
+def load_tasks(args: TaskOptions) -> list[TextClassificationData | VQAData | GenerationData]:
     if is_sft(args):  # generative: --format sft, or a generative --task (adalink.tasks.sft)
         return list(load_sft_tasks(args))  # a list of the union: list is invariant
     if args.train_file:

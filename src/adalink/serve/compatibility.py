@@ -23,8 +23,8 @@ from ..io import AdapterFileError, read_adapter
 from ..methods.base import MethodConfig, config_from_dict
 from ..models.precision import BaseLoading
 from ..peft_model import PeftModel
+from ..runs.reading import read_run, run_shares_base
 from ..tasks.formats import TaskInfo
-from ..training.artifacts import read_run, run_shares_base
 
 __all__ = [
     "GENERATIVE_FORMATS",

@@ -44,7 +44,7 @@ from typing import Any
 from ..export import ExportError
 from ..methods.base import METHOD_CONFIGS
 from ..runs.export import export_run
-from ..training.artifacts import read_run, run_shares_base
+from ..runs.reading import read_run, run_shares_base
 from .compatibility import GENERATIVE_FORMATS
 
 __all__ = [

@@ -18,8 +18,8 @@ import torch
 
 from ..data import DEFAULT_MAX_NEW_TOKENS, GenerationData, TextClassificationData, VQAData
 from ..progress import progress_bar
-from ..training.stream import TaskExample
 from .calls import model_call, model_generate, to_device
+from .examples import TaskExample
 from .formats import ClassificationFormat, TextToTextFormat
 from .sft import SFTFormat, eos_id
 

@@ -18,7 +18,7 @@ from torch import nn
 from transformers import AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoModelForSequenceClassification
 
 from ..models.precision import BaseLoading, load_base
-from ..training.stream import TaskExample
+from .examples import TaskExample
 
 __all__ = ["FORMATS", "ClassificationFormat", "TaskInfo", "TextToTextFormat", "make_format"]
 

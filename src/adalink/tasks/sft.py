@@ -43,9 +43,9 @@ from ..data import (
     load_generation_task,
     load_text_task,
 )
-from ..training.args import TrainArgs
-from ..training.stream import TaskExample
+from .examples import TaskExample
 from .formats import ModelCall, TaskInfo, TextToTextFormat, pad_rows
+from .options import TaskOptions
 
 __all__ = ["SFTFormat", "classification_as_generation", "end_token", "eos_id", "is_sft", "load_sft_tasks"]
 
@@ -164,7 +164,7 @@ def _cut_middle(ids: list[int], budget: int) -> list[int]:
 
 
 # ----------------------------------------------------------------------------------------------------- tasks
-def is_sft(args: TrainArgs) -> bool:
+def is_sft(args: TaskOptions) -> bool:
     """Whether ``args`` train generatively: ``--format sft``, or ``auto`` with a packaged generative task.
 
     Raises:
@@ -181,7 +181,7 @@ def is_sft(args: TrainArgs) -> bool:
     return bool(generative)
 
 
-def load_sft_tasks(args: TrainArgs) -> list[GenerationData]:
+def load_sft_tasks(args: TaskOptions) -> list[GenerationData]:
     """The tasks of an sft run: the user's files, or packaged tasks (classification ones as label-word responses)."""
     if args.max_new_tokens < 1:
         raise ValueError(f"--max-new-tokens {args.max_new_tokens!r} is invalid: expected a positive integer.")

@@ -16,8 +16,8 @@ from torch import nn
 
 from ..data.easyvqa import COLOR_NAMES, SHAPE_NAMES, VQAExample
 from ..data.images import load_images
+from ..tasks.examples import TaskExample
 from ..tasks.formats import ClassificationFormat, TaskInfo
-from ..training.stream import TaskExample
 from .vlm import TinyVLM
 
 __all__ = [

@@ -14,8 +14,8 @@ from torch import nn
 from ...data.easyvqa import COLOR_NAMES, QUESTION_TYPES, SHAPE_NAMES, VQAExample, load_easyvqa
 from ...data.images import load_images
 from ...progress import progress_bar
+from ...tasks.examples import TaskExample
 from ...tasks.formats import ModelCall
-from ...training.stream import TaskExample
 from ..config import TinyVLMConfig, resolve_text_model_path
 from ..vlm import TinyVLM
 from ..vqa import ANSWER_NAMES, VQAFormat
