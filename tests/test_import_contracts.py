@@ -14,7 +14,7 @@ except ModuleNotFoundError:  # Python 3.10
 ROOT = Path(__file__).resolve().parents[1]
 METHODS = ROOT / "src" / "adalink" / "methods"
 # the modules of methods/ that every method may import (docs/architecture.md)
-SHARED = {"__init__", "base", "roles", "activations", "_delta", "_cache"}
+SHARED = {"__init__", "base", "roles", "activations", "_delta", "_cache", "shared"}
 
 
 def _contracts() -> list[dict]:
