@@ -22,8 +22,8 @@ SRC = Path(__file__).resolve().parents[1] / "src"
 if SRC.is_dir() and str(SRC) not in sys.path:
     sys.path.insert(0, str(SRC))
 
-from adalink.provenance import environment  # noqa: E402
 from adalink.io import write_json_atomic  # noqa: E402
+from adalink.provenance import environment  # noqa: E402
 
 __all__ = ["alternate", "base_parser", "emit", "minilm_path", "profile_tables", "ratio", "text_batch"]
 

@@ -3,7 +3,7 @@ activation checkpointing, for AdaLink, LoRA and full tuning; and a projection of
 13B bases.
 
 Each configuration trains in its own fresh process (``--worker``): it loads the base as ``adalink train --dtype ...
---quantize ... --gradient-checkpointing`` would (:class:`adalink.training.precision.BaseLoading`), attaches the method
+--quantize ... --gradient-checkpointing`` would (:class:`adalink.models.precision.BaseLoading`), attaches the method
 (rank 8; LoRA on q and v), and takes one warm-up step and ``--steps`` timed steps (forward, LM loss over all 256
 tokens, backward, clipping, AdamW). Memory on CPU is resident memory from ``/proc/self/status``:
 
@@ -133,10 +133,10 @@ def _batch(tokenizer, size: int, length: int) -> dict[str, Any]:
 def run_worker(config: Config, steps: int, batch_size: int, length: int) -> dict[str, Any]:
     import torch
 
-    from adalink.training.formats import TaskInfo
-    from adalink.training.loading import setup_model
+    from adalink.models.precision import BaseLoading
+    from adalink.runs.loading import setup_model
+    from adalink.tasks.formats import TaskInfo
     from adalink.training.methods import attach_method
-    from adalink.training.precision import BaseLoading
 
     device = "cuda" if torch.cuda.is_available() else "cpu"
     setup = setup_model(MODEL, "text2text", [TaskInfo("memory", ("yes", "no"))])
@@ -190,9 +190,9 @@ def run_logits_worker(dtype: str, batch_size: int, length: int) -> dict[str, Any
     tokens: it grows with ``T * vocab``, not with depth or width, so the projection takes it apart."""
     import torch
 
-    from adalink.training.formats import TaskInfo
-    from adalink.training.loading import setup_model
-    from adalink.training.precision import BaseLoading
+    from adalink.models.precision import BaseLoading
+    from adalink.runs.loading import setup_model
+    from adalink.tasks.formats import TaskInfo
 
     setup = setup_model(MODEL, "text2text", [TaskInfo("memory", ("yes", "no"))])
     base = setup.build_base(seed=0, loading=BaseLoading(dtype))

@@ -18,9 +18,9 @@ from _common import SRC  # noqa: F401  (puts src/ on the path)
 from adalink.data.text_tasks import load_text_task
 from adalink.methods.prefix_tuning import PrefixTuningConfig
 from adalink.peft_model import get_peft_model
+from adalink.runs.loading import setup_model
+from adalink.tasks.formats import TaskInfo
 from adalink.training.args import TrainArgs
-from adalink.training.formats import TaskInfo
-from adalink.training.loading import setup_model
 from adalink.training.optimizer import build_optimizer, head_parameter_ids
 
 

@@ -102,9 +102,9 @@ def _texts(task: str, count: int) -> list[str]:
 
 def _task_cases(name: str, run: Path, work: Path, per_task: int) -> list[dict[str, Any]]:
     """Requests for every task of ``run``, their prompt token ids and ``adalink predict``'s answers."""
-    from adalink.training.artifacts import read_run
-    from adalink.training.formats import TaskInfo, TextToTextFormat
-    from adalink.training.loading import setup_model
+    from adalink.runs.loading import setup_model
+    from adalink.runs.reading import read_run
+    from adalink.tasks.formats import TaskInfo, TextToTextFormat
 
     info = read_run(run)
     tasks = [TaskInfo(t["name"], tuple(t["label_names"])) for t in info["tasks"]]
@@ -217,7 +217,7 @@ def _client(requests_file: str, url: str, out: str) -> int:
 
 
 def _report(cases: list[dict[str, Any]], answers: list[dict[str, Any]], base_model: str) -> bool:
-    from adalink.training.loading import load_tokenizer
+    from adalink.runs.loading import load_tokenizer
 
     tokenizer = load_tokenizer(base_model)  # what `adalink predict` decodes with (the runs share this base)
     groups: dict[str, list[bool]] = {}

@@ -84,8 +84,8 @@ def _load() -> str:
 def _prepare(work: Path, args: argparse.Namespace) -> dict[str, Any]:
     """Random adapters (reused when present), the prompts, and what the vLLM part needs, in ``work/spec.json``."""
     from adalink.models import resolve_model
+    from adalink.runs.loading import load_tokenizer
     from adalink.serve.vllm_engine import export_for_vllm
-    from adalink.training.loading import load_tokenizer
 
     base = resolve_model(args.model).path
     tokenizer = load_tokenizer(base)
@@ -115,8 +115,8 @@ def _random_adalink_run(out: Path, model: str, base_path: str, tokenizer) -> Non
     from transformers import AutoModelForCausalLM
 
     from adalink import AdaLinkConfig, get_peft_model
+    from adalink.tasks.formats import TaskInfo, TextToTextFormat
     from adalink.training.args import TrainArgs
-    from adalink.training.formats import TaskInfo, TextToTextFormat
     from adalink.training.outputs import save_outputs
 
     names = [f"task{i}" for i in range(TASKS)]
@@ -151,7 +151,7 @@ def _random_loras(directories: list[Path], base_path: str) -> None:
 
 def _prompts(tokenizer, count: int) -> list[list[int]]:
     from adalink.data import load_text_task
-    from adalink.training.formats import TaskInfo, TextToTextFormat
+    from adalink.tasks.formats import TaskInfo, TextToTextFormat
 
     texts = [e.text for task in ("tweets", "bbc") for e in load_text_task(task).test[: count // 2 + 1]]
     texts = [texts[(i // 2) + (i % 2) * (len(texts) // 2)] for i in range(count)]  # tweets and bbc alternate

@@ -8,10 +8,10 @@ from rouge_score import rouge_scorer
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 from adalink.cli import main
+from adalink.runs.loading import load_tasks
+from adalink.tasks.examples import TaskExample
+from adalink.tasks.formats import TaskInfo, TextToTextFormat
 from adalink.training.args import TrainArgs
-from adalink.training.formats import TaskInfo, TextToTextFormat
-from adalink.training.loading import load_tasks
-from adalink.training.stream import TaskExample
 from tiny_models import save_tiny_checkpoint, write_sentiment_csv
 
 

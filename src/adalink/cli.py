@@ -15,8 +15,8 @@ import itertools
 import sys
 from collections.abc import Sequence
 
-from .commands.options import add_dataclass_options
 from .logs import quiet_known_noise
+from .options import add_dataclass_options
 
 __all__ = ["main"]
 
@@ -28,13 +28,13 @@ _SUBCOMMANDS: dict[str, str] = {
     "methods": "adalink.commands.methods",
     "serve": "adalink.serve.cli",
     "experiment": "adalink.experiments.cli",
-    "export": "adalink.export.cli",
+    "export": "adalink.commands.export",
 }
 
 
 def _parser() -> argparse.ArgumentParser:
+    from .models.precision import DTYPES
     from .training.args import TrainArgs
-    from .training.precision import DTYPES
 
     parser = argparse.ArgumentParser(prog="adalink", description="Non-intrusive parameter-efficient fine-tuning.")
     parser.add_argument(

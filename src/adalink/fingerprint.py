@@ -3,7 +3,7 @@
 It records the architecture, the input-embedding shape and a SHA-256 of the input-embedding weights and of every
 module the adapter touches (in float32, so a bf16 copy of the same fp32 base is detected as different).
 
-A base that adalink itself casts or quantizes while loading (:mod:`adalink.training.precision`) keeps the
+A base that adalink itself casts or quantizes while loading (:mod:`adalink.models.precision`) keeps the
 fingerprint of the float32 weights it was made from: :func:`float_fingerprints` hashes them before the conversion and
 :func:`keep_float_fingerprints` binds those hashes to the converted parameters. So an adapter trained on a bfloat16 or
 int8 copy of a base loads onto the float32 base and the other way round, while a base converted by other means (or

@@ -23,11 +23,11 @@ from transformers import AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoModelF
 
 from adalink.cli import main
 from adalink.methods.base import METHOD_CONFIGS
+from adalink.runs.loading import load_tasks
+from adalink.runs.reading import load_run
+from adalink.tasks.examples import TaskExample
 from adalink.training.args import TrainArgs
-from adalink.training.artifacts import load_run
-from adalink.training.loading import load_tasks
 from adalink.training.methods import method_names
-from adalink.training.stream import TaskExample
 from tiny_models import save_tiny_checkpoint, write_sentiment_csv
 
 MODELS = {"bert": "classification", "gpt2": "text2text", "llama": "text2text", "t5": "text2text"}

@@ -8,7 +8,7 @@ from peft.tuners.lokr.layer import factorization as peft_factorization
 
 from adalink import ConfigError, PeftModel, get_peft_model
 from adalink.methods.krona import KronABank, KronAConfig, factorization
-from adalink.methods.lora import LinearSite
+from adalink.methods.shared.linear import LinearSite
 from methods import _helpers as helpers
 from tiny_models import build, text_batch
 

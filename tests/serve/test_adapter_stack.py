@@ -11,10 +11,10 @@ import torch
 from adalink.data import Example
 from adalink.fingerprint import FingerprintMismatchError
 from adalink.io import read_adapter
+from adalink.runs.reading import load_run
 from adalink.serve import AdapterConflictError, AdapterStack, IncompatibleAdapterError, read_adapter_run
-from adalink.training.artifacts import load_run
-from adalink.training.evaluation import predict_batch
-from adalink.training.stream import TaskExample
+from adalink.tasks.evaluation import predict_batch
+from adalink.tasks.examples import TaskExample
 from serve_support import rewrite_adapter, train_run, write_topic_csv
 
 TEXTS = ["good movie", "awful food service", "the day was very not lovely", "sad", "great happy food 12"]

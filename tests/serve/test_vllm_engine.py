@@ -15,6 +15,7 @@ import safetensors.torch
 import torch
 from transformers import LlamaConfig, LlamaForCausalLM
 
+from adalink.runs.reading import read_run
 from adalink.serve import AdapterStack
 from adalink.serve.vllm_engine import (
     VLLM_PYTHON_ENV,
@@ -28,7 +29,6 @@ from adalink.serve.vllm_engine import (
     vllm_command,
     wait_for_vllm,
 )
-from adalink.training.artifacts import read_run
 from serve_support import free_port, train_run, write_topic_csv
 from tiny_models import save_tiny_checkpoint, write_sentiment_csv
 

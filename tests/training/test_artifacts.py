@@ -5,8 +5,9 @@ from __future__ import annotations
 import torch
 from transformers import AutoModelForSequenceClassification
 
+from adalink.runs.reading import load_run
 from adalink.training.args import TrainArgs
-from adalink.training.artifacts import load_run, merge_run
+from adalink.training.artifacts import merge_run
 from adalink.training.loop import train
 from tiny_models import save_tiny_checkpoint, write_sentiment_csv
 

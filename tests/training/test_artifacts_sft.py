@@ -12,11 +12,12 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from adalink.cli import main
 from adalink.data import GenerationExample
+from adalink.runs.loading import load_tasks, setup_model
+from adalink.runs.reading import load_run
+from adalink.tasks.evaluation import evaluate, generate_texts, rouge_l
+from adalink.tasks.examples import TaskExample
 from adalink.training.args import TrainArgs
-from adalink.training.artifacts import evaluate_run, load_run
-from adalink.training.evaluation import evaluate, generate_texts, rouge_l
-from adalink.training.loading import load_tasks, setup_model
-from adalink.training.stream import TaskExample
+from adalink.training.artifacts import evaluate_run
 from tiny_models import WORDS, save_tiny_checkpoint
 
 TEMPLATE = (

@@ -8,7 +8,7 @@ from dataclasses import replace
 import pytest
 
 from adalink.cli import main
-from adalink.commands.options import add_dataclass_options
+from adalink.options import add_dataclass_options
 from adalink.training.args import TrainArgs
 from adalink.training.config_file import read_config, resolve_args, write_config
 from tiny_models import save_tiny_checkpoint, write_sentiment_csv

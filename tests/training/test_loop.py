@@ -11,8 +11,8 @@ import torch
 from safetensors.torch import load_file
 
 from adalink.cli import main
+from adalink.runs.reading import load_run
 from adalink.training.args import TrainArgs
-from adalink.training.artifacts import load_run
 from adalink.training.checkpoints import read_best, read_checkpoint
 from adalink.training.loop import train
 from tiny_models import save_tiny_checkpoint, write_sentiment_csv

@@ -4,8 +4,8 @@ import pytest
 import torch
 
 from adalink import get_peft_model
+from adalink.tasks.formats import ClassificationFormat, TaskInfo
 from adalink.training.args import TrainArgs
-from adalink.training.formats import ClassificationFormat, TaskInfo
 from adalink.training.methods import method_names, resolve_method_config
 from adalink.training.optimizer import build_optimizer, head_parameter_ids
 from tiny_models import build

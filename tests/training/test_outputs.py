@@ -25,7 +25,7 @@ def test_metrics_count_the_head_apart_for_full_tuning_too(method, tmp_path):
 
 
 def _trainable(run_dir, method):
-    from adalink.training.artifacts import load_run
+    from adalink.runs.reading import load_run
 
     loaded = load_run(run_dir)
     if method == "full":

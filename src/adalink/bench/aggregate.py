@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..experiments.stats import Summary, summarize
+from ..stats import Summary, summarize
 from .grid import best_lr
 
 __all__ = ["COST_KEYS", "Cell", "MethodRow", "aggregate", "load_results"]

@@ -1,7 +1,7 @@
 """Which methods really differ, and which are worth their cost: the significance of each method's difference to a
 reference method per task, and the Pareto frontier of score against a cost.
 
-Significance uses the rule of ``adalink experiment`` (:func:`adalink.experiments.stats.difference`, the rule the
+Significance uses the rule of ``adalink experiment`` (:func:`adalink.stats.difference`, the rule the
 verdicts of :mod:`adalink.experiments.verdicts` read): a difference of means is real when it exceeds 2 standard
 errors, ``sqrt(s_a²/n_a + s_b²/n_b)``; with one seed on either side there is no spread, so nothing is called real.
 """
@@ -12,7 +12,7 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from ..experiments.stats import Difference, difference
+from ..stats import Difference, difference
 from .aggregate import Cell, MethodRow
 from .tables import model_name
 

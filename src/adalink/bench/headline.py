@@ -118,7 +118,7 @@ def _significance_intro() -> str:
     return (
         "Test accuracy in points. A difference to AdaLink or to full tuning is called real when it exceeds 2 "
         "standard errors, `sqrt(s_a²/n_a + s_b²/n_b)` (the rule of `adalink experiment`, "
-        "`adalink.experiments.stats.difference`); with one seed on either side there is no spread and nothing is "
+        "`adalink.stats.difference`); with one seed on either side there is no spread and nothing is "
         "called real. Each cell shows the difference in points, its standard error and the verdict."
     )
 

@@ -34,7 +34,7 @@ from .measure import (
 if TYPE_CHECKING:
     from transformers import AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoModelForSequenceClassification
 
-    from ..training.artifacts import LoadedRun
+    from ..runs.reading import LoadedRun
 
 __all__ = ["main", "run_spec"]
 
@@ -58,8 +58,8 @@ def _preload(model: str, tasks: list) -> None:
     from accelerate import Accelerator  # noqa: F401
     from transformers import AutoConfig
 
-    from ..training.formats import ClassificationFormat
-    from ..training.loading import setup_model
+    from ..runs.loading import setup_model
+    from ..tasks.formats import ClassificationFormat
 
     path, fmt, _ = setup_model(model, "auto", tasks)
     config = AutoConfig.from_pretrained(path)
@@ -78,10 +78,10 @@ def run_spec(spec: BenchRun) -> dict[str, Any]:
     """Train and measure one run; returns the result document (without the spec)."""
     if spec.threads > 0:
         torch.set_num_threads(spec.threads)
+    from ..runs.loading import load_tasks
+    from ..runs.reading import load_run
+    from ..tasks.formats import TaskInfo
     from ..training.args import TrainArgs
-    from ..training.artifacts import load_run
-    from ..training.formats import TaskInfo
-    from ..training.loading import load_tasks
 
     probe_args = TrainArgs(model=spec.model, task=spec.task, method=spec.method)
     datasets = load_tasks(probe_args)  # cached in-process: train() reuses it
@@ -147,9 +147,9 @@ def _validation_score(spec: BenchRun, loaded: LoadedRun, datasets: list) -> floa
 def _inference_speeds(spec: BenchRun, loaded: LoadedRun, datasets: list, out: Path) -> dict[str, Any]:
     """Inference throughput unmerged and merged (where the method merges), alternating rounds over the same
     batches, and the largest difference between the two models' logits."""
-    from ..training.artifacts import load_run
-    from ..training.formats import ClassificationFormat
-    from ..training.stream import TaskExample
+    from ..runs.reading import load_run
+    from ..tasks.examples import TaskExample
+    from ..tasks.formats import ClassificationFormat
 
     model, fmt, tokenizer = loaded.model, loaded.fmt, loaded.tokenizer
     examples = list(datasets[0].test)[: spec.infer_batches * spec.infer_batch_size]
@@ -188,8 +188,8 @@ def _inference_speeds(spec: BenchRun, loaded: LoadedRun, datasets: list, out: Pa
 def _forgetting(spec: BenchRun, loaded: LoadedRun, datasets: list) -> dict[str, Any]:
     """How far the tuned model drifted from its base on held-out generic text: the language-modelling loss added
     (text-to-text), or 1 - the mean cosine similarity of the pooled embeddings (classification)."""
-    from ..training.formats import ClassificationFormat, TaskInfo
-    from ..training.loading import setup_model
+    from ..runs.loading import setup_model
+    from ..tasks.formats import ClassificationFormat, TaskInfo
 
     setup = setup_model(spec.model, "auto", [TaskInfo(d.name, d.label_names) for d in datasets])
     base = setup.build_base(seed=spec.seed).eval()

@@ -3,9 +3,9 @@
 ``adalink experiment NAME`` (see :mod:`.cli`) runs one experiment; ``docs/paper-reproduction.md`` holds the results.
 """
 
+from ..stats import Summary, difference, summarize
 from .experiment import Condition, Experiment, Scale, TrainRun
 from .runner import collect, run_experiment, run_id, run_one
-from .stats import Summary, difference, summarize
 from .tables import EXPERIMENTS, build
 from .verdicts import Verdict
 

@@ -3,7 +3,7 @@
 Every run is one call of the training harness (:func:`adalink.training.loop.train`) described by a
 :class:`TrainRun`; a :class:`Condition` groups the runs whose per-task scores form one row of a table (one run, or
 one per task for "single-task" rows); an :class:`Experiment` lists its conditions, the paper's numbers beside them
-and a ``judge`` that turns the per-condition :class:`~adalink.experiments.stats.Summary` into verdicts. The paper's
+and a ``judge`` that turns the per-condition :class:`~adalink.stats.Summary` into verdicts. The paper's
 tables built from these are :mod:`.tables`.
 
 Scale (compute: 2 shared CPU cores) is set by :class:`Scale`: steps, evaluation examples and the text model; the
@@ -18,7 +18,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
-from .stats import Summary
+from ..stats import Summary
 from .verdicts import Verdict
 
 __all__ = ["PROTOCOL_DROPOUT", "Condition", "Experiment", "Judge", "Scale", "TrainRun"]

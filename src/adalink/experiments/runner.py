@@ -23,8 +23,8 @@ from typing import Any
 
 from ..io import write_json_atomic
 from ..provenance import provenance
+from ..stats import Summary, summarize
 from .experiment import Experiment, TrainRun
-from .stats import Summary, summarize
 
 __all__ = ["STAGE1_FILE", "RunResult", "collect", "record_stage1", "run_experiment", "run_id", "run_one"]
 
@@ -86,7 +86,7 @@ def run_one(spec: TrainRun, seed: int, *, results_dir: Path, work_dir: Path, kee
         "environment": provenance(),  # package versions, commit and dirty tree, hardware
     }
     write_json_atomic(path, result, final_newline=True)
-    from ..training.loading import VLM_ALIAS
+    from ..runs.loading import VLM_ALIAS
 
     if args.model == VLM_ALIAS:
         record_stage1(results_dir)

@@ -12,8 +12,8 @@ from dataclasses import replace
 from typing import Any
 
 from ..methods import METHOD_CONFIGS
+from ..stats import INCONCLUSIVE, Summary, difference
 from .experiment import Condition, Experiment, Scale, TrainRun
-from .stats import INCONCLUSIVE, Summary, difference
 from .verdicts import Verdict, better, flat, missing, within
 
 __all__ = ["EXPERIMENTS", "build"]

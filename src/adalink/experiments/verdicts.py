@@ -11,7 +11,7 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from .stats import INCONCLUSIVE, NOT_REPRODUCED, REPRODUCED, Summary, difference
+from ..stats import INCONCLUSIVE, NOT_REPRODUCED, REPRODUCED, Summary, difference
 
 __all__ = ["POINT", "Verdict", "better", "flat", "missing", "within"]
 

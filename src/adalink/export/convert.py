@@ -124,7 +124,7 @@ def export_peft(
         tasks: Names to export (default: the model's tasks, in order); each is a task of the model unless
             ``details`` maps it to one.
         details: Per exported name, the model task it comes from, head rows and a description (from a training
-            run, see :func:`adalink.export.export_run`).
+            run, see :func:`adalink.runs.export.export_run`).
 
     Raises:
         ExportError: The method, a setting or a task cannot be exported exactly; nothing is written then.

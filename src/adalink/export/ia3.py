@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import torch
 
-from ..methods.lora import find_linear_sites
+from ..methods.shared.linear import find_linear_sites
 from .adapter import AdaptedModel, ExportError, PeftAdapter, tuner_key
 from .lora import sites_by_layer
 

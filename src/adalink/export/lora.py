@@ -20,7 +20,7 @@ from typing import Any
 
 import torch
 
-from ..methods.lora import LinearSite, find_linear_sites
+from ..methods.shared.linear import LinearSite, find_linear_sites
 from .adapter import AdaptedModel, PeftAdapter, tuner_key
 
 __all__ = ["dora_to_lora", "linear_sites", "lora_to_lora", "sites_by_layer"]

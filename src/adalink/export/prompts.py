@@ -17,7 +17,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..methods.prefix_tuning import prefix_geometry
+from ..methods.shared.prefix import prefix_geometry
 from .adapter import AdaptedModel, ExportError, PeftAdapter
 
 __all__ = ["prefix_to_peft", "prompt_to_peft", "seq2seq_prefix_rows"]

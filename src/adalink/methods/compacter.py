@@ -28,8 +28,9 @@ from torch import nn
 
 from ..errors import ConfigError
 from ..routing import Router, TaskIds
-from .adapters import ACTIVATIONS, BottleneckConfig, bottleneck_width, hidden_size, module_key, rows_of
+from .activations import ACTIVATIONS
 from .base import Attachment, Handle, register_method
+from .shared.bottleneck import BottleneckConfig, bottleneck_width, hidden_size, module_key, rows_of
 
 __all__ = ["CompacterConfig", "CompacterPlusPlusConfig", "LowRankPHM", "kronecker_matmul"]
 

@@ -24,7 +24,8 @@ from torch import nn
 
 from ..routing import Router, TaskIds
 from .base import Attachment, Handle, register_method
-from .lora import LinearSite, LoRABank, LoRAFields, find_linear_sites
+from .shared.linear import LinearSite, find_linear_sites
+from .shared.lora_bank import LoRABank, LoRAFields
 
 __all__ = ["DoRAConfig", "DoRALayer"]
 

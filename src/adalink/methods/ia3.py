@@ -22,7 +22,7 @@ from torch import nn
 
 from ..routing import Router, TaskIds
 from .base import Attachment, Handle, MethodConfig, register_method
-from .lora import LINEAR_ROLES, LinearSite, check_targets, find_linear_sites
+from .shared.linear import LINEAR_ROLES, LinearSite, check_targets, find_linear_sites
 
 __all__ = ["IA3Config", "IA3Vectors"]
 

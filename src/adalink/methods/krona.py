@@ -23,7 +23,7 @@ from torch import nn
 
 from ..routing import Router, TaskIds
 from .base import Attachment, MethodConfig, register_method
-from .lora import LinearSite, attach_banks, check_targets, find_linear_sites
+from .shared.linear import LinearSite, attach_banks, check_targets, find_linear_sites
 
 __all__ = ["KronABank", "KronAConfig", "factorization"]
 

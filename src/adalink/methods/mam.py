@@ -15,7 +15,6 @@ base; it is not mergeable.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import ClassVar
 
@@ -23,26 +22,12 @@ from torch import nn
 
 from ..routing import Router
 from .activations import ACTIVATIONS
-from .adapters import ParallelAdapterConfig
 from .base import Attachment, MethodConfig, register_method
-from .prefix_tuning import attach_prefix
+from .shared.bottleneck import ParallelAdapterFields
+from .shared.combine import combine
+from .shared.prefix import attach_prefix
 
-__all__ = ["MAMConfig", "combine"]
-
-
-def combine(parts: Mapping[str, Attachment]) -> Attachment:
-    """One attachment from several (``{"adapter": ..., "prefix": ...}``): modules under those names, every handle,
-    task selection and post-load step forwarded to each part."""
-    modules = nn.ModuleDict({name: part.modules for name, part in parts.items()})
-    handles = [handle for part in parts.values() for handle in part.handles]
-    touched = {path: module for part in parts.values() for path, module in part.touched.items()}
-
-    def loaded() -> None:
-        for part in parts.values():
-            if part.loaded is not None:
-                part.loaded()
-
-    return Attachment(modules, handles, touched, loaded=loaded)
+__all__ = ["MAMConfig"]
 
 
 @register_method
@@ -78,9 +63,9 @@ class MAMConfig(MethodConfig):
         self.check_choice("activation", tuple(ACTIVATIONS))
         self._adapter_config()  # validates the adapter fields under their own names
 
-    def _adapter_config(self) -> ParallelAdapterConfig:
+    def _adapter_config(self) -> ParallelAdapterFields:
         try:
-            return ParallelAdapterConfig(
+            return ParallelAdapterFields(
                 reduction_factor=self.reduction_factor,
                 bottleneck=self.bottleneck,
                 scaling=self.scaling,
@@ -90,7 +75,7 @@ class MAMConfig(MethodConfig):
                 roles=dict(self.roles),
             )
         except ValueError as err:
-            raise type(err)(str(err).replace("ParallelAdapterConfig.", "MAMConfig.")) from None
+            raise type(err)(str(err).replace("ParallelAdapterFields.", "MAMConfig.")) from None
 
     def attach(self, model: nn.Module, router: Router) -> Attachment:
         adapter = self._adapter_config().attach(model, router)

@@ -33,11 +33,12 @@ from torch import nn
 from ..routing import Router, TaskIds
 from ._cache import find_cache
 from .activations import ACTIVATIONS
-from .adapters import BottleneckBank, adapter_sites, bottleneck_width, hidden_size, module_key, rows_of
 from .base import Attachment, Handle, MethodConfig, register_method
-from .lora import LoRABank, add_output_hook, find_linear_sites
-from .mam import combine
-from .prefix_tuning import attach_prefix
+from .shared.bottleneck import BottleneckBank, adapter_sites, bottleneck_width, hidden_size, module_key, rows_of
+from .shared.combine import combine
+from .shared.linear import add_output_hook, find_linear_sites
+from .shared.lora_bank import LoRABank
+from .shared.prefix import attach_prefix
 
 __all__ = ["TaskGate", "UniPELTConfig", "gated_adapters", "gated_lora", "gated_prefix"]
 

@@ -21,12 +21,12 @@ import torch
 from ..fingerprint import check_fingerprint
 from ..logs import log_level
 from ..methods.base import MethodConfig
+from ..models.precision import BaseLoading, keep_float32
 from ..peft_model import PeftModel, get_peft_model
-from ..training.calls import model_call
-from ..training.formats import ClassificationFormat, TaskInfo, TextToTextFormat, pad_rows
-from ..training.loading import setup_model
-from ..training.precision import BaseLoading, keep_float32
-from ..training.sft import end_token
+from ..runs.loading import setup_model
+from ..tasks.calls import model_call
+from ..tasks.formats import ClassificationFormat, TaskInfo, TextToTextFormat, pad_rows
+from ..tasks.sft import end_token
 from .compatibility import (
     GENERATIVE_FORMATS,
     SERVED_FORMATS,
@@ -122,7 +122,7 @@ class AdapterStack:
     ) -> AdapterStack:
         """Load the base once and every run's adapter; ``runs`` maps adapter names to directories, or lists the
         directories (named after themselves). ``model`` defaults to the model the runs were trained on; ``dtype``
-        and ``quantize`` (:class:`~adalink.training.precision.BaseLoading`) to how the runs held it."""
+        and ``quantize`` (:class:`~adalink.models.precision.BaseLoading`) to how the runs held it."""
         named = runs.items() if isinstance(runs, Mapping) else [(None, d) for d in runs]
         adapters = [read_adapter_run(directory, name) for name, directory in named]
         if not adapters:

@@ -23,7 +23,7 @@ from fastapi import Depends, FastAPI, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from ..io import CONFIG_NAME, WEIGHTS_NAME
-from ..training.outputs import RUN_FILE
+from ..runs.reading import RUN_FILE
 from .adapter_stack import AdapterStack
 from .batcher import DynamicBatcher
 from .compatibility import AdapterConflictError, read_adapter_run

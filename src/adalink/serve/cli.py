@@ -18,8 +18,8 @@ HELP = "serve the tasks of trained adapters over HTTP, mixed-task requests batch
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from ..commands.options import add_dataclass_options
-    from ..training.precision import DTYPES, QUANTIZATIONS
+    from ..models.precision import DTYPES, QUANTIZATIONS
+    from ..options import add_dataclass_options
     from .app import ServeSettings
 
     parser.add_argument(

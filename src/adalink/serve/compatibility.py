@@ -5,7 +5,7 @@ Each run's per-task tensors (AdaLink: ``W_down`` (T, d, r) and ``W_up`` (T, r, d
 dimension into one adapter of the same method, routed per example like a multi-task run. Ranks that differ are
 zero-padded, which adds exactly 0: the extra columns of ``W_down`` give features that are 0, and the extra rows of
 ``W_up`` are 0. Classification heads are concatenated row-wise into one head over every task's labels, each example
-scored on its own task's slice, as multi-task training does (:class:`~adalink.training.formats.ClassificationFormat`).
+scored on its own task's slice, as multi-task training does (:class:`~adalink.tasks.formats.ClassificationFormat`).
 """
 
 from __future__ import annotations
@@ -21,10 +21,10 @@ from torch import nn
 
 from ..io import AdapterFileError, read_adapter
 from ..methods.base import MethodConfig, config_from_dict
+from ..models.precision import BaseLoading
 from ..peft_model import PeftModel
-from ..training.artifacts import read_run, run_shares_base
-from ..training.formats import TaskInfo
-from ..training.precision import BaseLoading
+from ..runs.reading import read_run, run_shares_base
+from ..tasks.formats import TaskInfo
 
 __all__ = [
     "GENERATIVE_FORMATS",

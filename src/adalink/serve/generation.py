@@ -90,7 +90,7 @@ def generation_config(
     base: nn.Module, max_new_tokens: int, sampling: Sampling, pad: int, *, tokenizer_eos: int | None = None
 ) -> GenerationConfig:
     """The base's generation config for one batch; it stops at the model's EOS ids and at ``tokenizer_eos`` (the
-    token an sft run learnt to end its responses with, ``adalink.training.sft.eos_id``), which a model's config
+    token an sft run learnt to end its responses with, ``adalink.tasks.sft.eos_id``), which a model's config
     does not always list."""
     config = cast("GenerationConfig", copy.deepcopy(base.generation_config))  # nn.Module types it Tensor | Module
     sample = sampling.temperature > 0

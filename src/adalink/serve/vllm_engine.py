@@ -41,9 +41,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..export import ExportError, export_run
+from ..export import ExportError
 from ..methods.base import METHOD_CONFIGS
-from ..training.artifacts import read_run, run_shares_base
+from ..runs.export import export_run
+from ..runs.reading import read_run, run_shares_base
 from .compatibility import GENERATIVE_FORMATS
 
 __all__ = [

@@ -1,6 +1,6 @@
 """``TrainArgs``: every option of ``adalink train``, one typed field each, validated with errors that name the flag.
 
-The command line is generated from this dataclass (:func:`adalink.commands.options.add_dataclass_options`), so a
+The command line is generated from this dataclass (:func:`adalink.options.add_dataclass_options`), so a
 field's ``help`` is its flag's help.
 """
 
@@ -14,8 +14,8 @@ from typing import Any
 
 from ..data import GENERATION_TASK_NAMES, TASK_NAMES
 from ..errors import ConfigError
+from ..models.precision import DTYPES, QUANTIZATIONS, BaseLoading
 from .methods import check_knobs, method_class, method_names, settable_fields
-from .precision import DTYPES, QUANTIZATIONS, BaseLoading
 from .stream import MIXING
 from .tracking import tracker_names
 

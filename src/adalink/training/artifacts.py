@@ -1,19 +1,16 @@
 """Use a trained run directory: evaluate it, predict with it, fold it into a plain checkpoint.
 
-A run directory holds ``run.json`` (model, format, tasks and labels), ``metrics.json`` and the adapter
-(``adapter_config.json`` + ``adapter_model.safetensors``; full tuning's holds every weight). Full-tuning runs from
-before full tuning was a method hold a whole model under ``model/``; they load as a :class:`PeftModel` too.
-An sft run (:mod:`.sft`) predicts generated responses instead of labels, and is evaluated by ROUGE-L and exact match.
+The run is read and loaded by :func:`adalink.runs.reading.load_run` (what a run directory holds is written there).
+An sft run (:mod:`adalink.tasks.sft`) predicts generated responses instead of labels, and is evaluated by ROUGE-L and
+exact match.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from contextlib import AbstractContextManager, nullcontext
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,115 +18,22 @@ import torch
 from torch import nn
 
 from ..data import (
-    DEFAULT_MAX_NEW_TOKENS,
     Example,
-    GenerationData,
     GenerationExample,
-    TextClassificationData,
-    VQAData,
     chat_example,
 )
 from ..io import write_json_atomic
-from ..methods.base import METHOD_CONFIGS
-from ..methods.full import FullConfig
-from ..peft_model import PeftModel, get_peft_model
+from ..models.precision import DTYPES, BaseLoading, stored_dtype
+from ..peft_model import PeftModel
+from ..runs.loading import load_tasks
+from ..runs.reading import LoadedRun, load_run
+from ..tasks.evaluation import generate_texts, predict_batch
+from ..tasks.examples import TaskExample
+from ..tasks.formats import ClassificationFormat, TextToTextFormat
+from ..tasks.sft import SFTFormat
 from .args import TrainArgs
-from .evaluation import evaluate, generate_texts, predict_batch
-from .formats import ClassificationFormat, TaskInfo, TextToTextFormat
-from .loading import load_tasks, load_tokenizer, setup_model
-from .outputs import RUN_FILE
-from .precision import DTYPES, BaseLoading, stored_dtype
-from .sft import SFTFormat
-from .stream import TaskExample
 
-__all__ = ["LoadedRun", "evaluate_run", "load_run", "merge_run", "predict_run", "read_run", "run_shares_base"]
-
-
-@dataclass
-class LoadedRun:
-    directory: Path
-    run: dict[str, Any]
-    model: PeftModel
-    fmt: ClassificationFormat | TextToTextFormat | SFTFormat
-    tokenizer: Any
-    base_path: str  # the base checkpoint's directory
-
-    @property
-    def task_names(self) -> list[str]:
-        return [t.name for t in self.fmt.tasks]
-
-    def evaluate(
-        self,
-        datasets: Sequence[TextClassificationData | VQAData | GenerationData],
-        *,
-        split: str,
-        max_examples: int | None,
-        rouge_l: dict[str, float] | None = None,
-        exact_match: dict[str, float] | None = None,
-    ) -> dict[str, float]:
-        """The score per task on ``split`` (first ``max_examples``), at the run's own ``max_length``; ``generative``:
-        the ``rouge_l`` / ``exact_match`` dicts of :func:`~adalink.training.evaluation.evaluate`."""
-        return evaluate(
-            self.model,
-            self.fmt,
-            self.tokenizer,
-            datasets,
-            split=split,
-            max_examples=max_examples,
-            max_length=self.run["max_length"],
-            rouge_l=rouge_l,
-            exact_match=exact_match,
-        )
-
-    @property
-    def max_new_tokens(self) -> int:
-        """sft: the longest generation of ``adalink predict`` (the run's ``--max-new-tokens``, else the default)."""
-        return self.run.get("args", {}).get("max_new_tokens") or DEFAULT_MAX_NEW_TOKENS
-
-
-def read_run(directory: str | os.PathLike[str]) -> dict[str, Any]:
-    """The ``run.json`` of a run directory (model, format, tasks and labels, max_length, ...)."""
-    run_file = Path(directory) / RUN_FILE
-    if not run_file.is_file():
-        raise FileNotFoundError(f"{directory} is not an `adalink train` output directory: {RUN_FILE} is missing.")
-    try:
-        return json.loads(run_file.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise ValueError(f"{run_file} is corrupt or truncated (not valid JSON: {err}).") from None
-
-
-def run_shares_base(run: dict[str, Any]) -> bool:
-    """Whether a run's adapter leaves the base weights as they are (so it can share a served base model): every
-    method's but full tuning's (``MethodConfig.shares_base``); a run from before full tuning was a method says
-    ``"saves_adapter": false``."""
-    cls = METHOD_CONFIGS.get(run.get("method", ""))
-    return run.get("saves_adapter", True) and (cls is None or cls.shares_base)
-
-
-def load_run(
-    directory: str | Path,
-    *,
-    model: str | None = None,
-    ignore_fingerprint: bool = False,
-    loading: BaseLoading | None = None,
-) -> LoadedRun:
-    """Rebuild the base model of a run and attach its adapter (refused on a different base model); ``loading``:
-    how to hold the base (default: as the run trained on it, without checkpointing)."""
-    directory = Path(directory)
-    run = read_run(directory)
-    tasks = [TaskInfo(t["name"], tuple(t["label_names"])) for t in run["tasks"]]
-    setup = setup_model(model or run["model"], run["format"], tasks)
-    fmt, tokenizer = setup.fmt, setup.tokenizer
-    if run.get("saves_adapter", True):
-        loading = loading or BaseLoading.from_options(run.get("args", {})).for_inference()
-        base = setup.build_base(seed=run["seed"], loading=loading).eval()
-        loaded = PeftModel.from_pretrained(base, directory, ignore_fingerprint=ignore_fingerprint)
-    else:  # a full-tuning run from before full tuning was a method: the whole model under model/
-        loaded = get_peft_model(setup.build_base(seed=run["seed"], weights=directory / "model"), FullConfig())
-        loaded.requires_grad_(False)
-        if (directory / "model" / "tokenizer_config.json").is_file():
-            tokenizer = load_tokenizer(str(directory / "model"))
-    return LoadedRun(directory, run, loaded.eval(), fmt, tokenizer, setup.path)
+__all__ = ["evaluate_run", "merge_run", "predict_run"]
 
 
 def evaluate_run(

@@ -1,7 +1,7 @@
 """``adalink train --config run.yaml``: the options of :class:`~adalink.training.args.TrainArgs` from a YAML file,
 and every run's resolved options written back into its directory as ``config.yaml``.
 
-A key is a field's name (``max_steps``, not ``--max-steps``). The schema is :func:`adalink.commands.options.
+A key is a field's name (``max_steps``, not ``--max-steps``). The schema is :func:`adalink.options.
 option_specs`, the one that generates the flags, so a file has exactly the flags' options (except ``config``: a
 file does not name another one). The file is read with ``yaml.safe_load`` (plain data: nothing is constructed or
 executed) and each value is checked against its field's type:
@@ -30,9 +30,9 @@ from typing import Any
 import yaml
 
 from .._version import __version__
-from ..commands.options import OptionSpec, given_options, option_specs
 from ..io import write_atomic
 from ..methods.base import MethodConfig
+from ..options import OptionSpec, given_options, option_specs
 from .args import TrainArgs
 
 __all__ = ["CONFIG_FILE", "read_config", "resolve_args", "write_config"]

@@ -24,19 +24,19 @@ import torch
 
 from ..data import GenerationData, TextClassificationData, VQAData
 from ..methods.base import MethodConfig
+from ..models.precision import BaseLoading, check_trainable_dtype
 from ..peft_model import PeftModel, get_peft_model
+from ..progress import progress_bar
+from ..runs.loading import ModelSetup, load_tasks, setup_model
+from ..tasks.calls import model_call, to_device
+from ..tasks.evaluation import evaluate
+from ..tasks.formats import TaskInfo
 from .args import TrainArgs
-from .calls import model_call, to_device
 from .checkpoints import latest_checkpoint, load_trainable, rng_state, set_rng_state, trainable_tensors
 from .config_file import CONFIG_FILE, write_config
-from .evaluation import evaluate
-from .formats import TaskInfo
-from .loading import ModelSetup, load_tasks, setup_model
 from .methods import resolve_method_config
 from .optimizer import build_optimizer, build_schedule, head_parameter_ids
 from .outputs import run_metrics, save_outputs
-from .precision import BaseLoading, check_trainable_dtype
-from .progress import progress_bar
 from .resumption import Totals, load_sharded_optimizer, resume_or_start, save_checkpoint
 from .selection import Selection
 from .sharding import check_sharded_run, enable_fsdp_on_cpu, full_trainable, is_sharded
@@ -47,7 +47,7 @@ if TYPE_CHECKING:
     from accelerate import Accelerator
     from tqdm import tqdm
 
-    from .formats import ModelCall
+    from ..tasks.formats import ModelCall
 
 __all__ = ["LAST_DIR", "TrainingDivergedError", "train"]
 

@@ -7,10 +7,10 @@ from typing import Any
 import torch
 
 from ..peft_model import PeftModel
+from ..tasks.formats import ClassificationFormat, TextToTextFormat
+from ..tasks.sft import SFTFormat
 from .args import TrainArgs
-from .formats import ClassificationFormat, TextToTextFormat
 from .methods import default_lr
-from .sft import SFTFormat
 
 __all__ = ["build_optimizer", "build_schedule", "head_parameter_ids"]
 

@@ -20,14 +20,14 @@ import torch
 from ..data import GenerationData, TextClassificationData, VQAData
 from ..io import write_json_atomic
 from ..peft_model import PeftModel
+from ..runs.reading import RUN_FILE
+from ..tasks.formats import ClassificationFormat, TextToTextFormat
+from ..tasks.sft import SFTFormat
 from .args import TrainArgs
-from .formats import ClassificationFormat, TextToTextFormat
 from .optimizer import head_parameter_ids
-from .sft import SFTFormat
 
 __all__ = ["METRICS_FILE", "RUN_FILE", "run_metrics", "save_outputs"]
 
-RUN_FILE = "run.json"
 METRICS_FILE = "metrics.json"
 
 

@@ -19,27 +19,17 @@ one but never twice within one of its epochs.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from functools import lru_cache
 
 import torch
 
-from ..data import Example, GenerationExample, VQAExample
+from ..tasks.examples import AnyExample, TaskExample
 
-__all__ = ["MIXING", "AnyExample", "MixedTaskStream", "TaskExample"]
-
-AnyExample = Example | VQAExample | GenerationExample
-"""A text classification example, an easy-VQA question on an image, or a prompt and its response (sft)."""
+__all__ = ["MIXING", "MixedTaskStream"]
 
 MIXING: dict[str, float] = {"proportional": 1.0, "sqrt": 2.0, "equal": float("inf")}
 """Mixing name -> its temperature T (task i drawn with probability ∝ n_i^(1/T))."""
 _BLOCK = 4096  # positions whose tasks are drawn together (one generator call)
-
-
-@dataclass(frozen=True)
-class TaskExample:
-    task: int  # index into the run's task list
-    example: AnyExample
 
 
 class MixedTaskStream:

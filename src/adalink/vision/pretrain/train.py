@@ -13,12 +13,12 @@ from torch import nn
 
 from ...data.easyvqa import COLOR_NAMES, QUESTION_TYPES, SHAPE_NAMES, VQAExample, load_easyvqa
 from ...data.images import load_images
-from ...training.formats import ModelCall
-from ...training.progress import progress_bar
-from ...training.stream import TaskExample
-from ...training.vqa import ANSWER_NAMES, VQAFormat
+from ...progress import progress_bar
+from ...tasks.examples import TaskExample
+from ...tasks.formats import ModelCall
 from ..config import TinyVLMConfig, resolve_text_model_path
 from ..vlm import TinyVLM
+from ..vqa import ANSWER_NAMES, VQAFormat
 from .sampling import QuestionSampler
 from .settings import Stage1Settings
 

@@ -9,8 +9,8 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from adalink import PromptTuningConfig, get_peft_model
 from adalink.data import Example
-from adalink.training.formats import TaskInfo, TextToTextFormat, pad_rows
-from adalink.training.stream import TaskExample
+from adalink.tasks.examples import TaskExample
+from adalink.tasks.formats import TaskInfo, TextToTextFormat, pad_rows
 from tiny_models import WORDS, save_tiny_checkpoint
 
 

@@ -2,7 +2,7 @@
 
 This is the one place that tells text models (resolved by :func:`adalink.models.resolve_model`, classification or
 text-to-text) from the easy-VQA runs on the stage-1 TinyVLM: ``adalink train``, ``eval``/``predict``/``merge``
-(:func:`adalink.training.artifacts.load_run`), ``adalink bench`` and ``adalink serve`` all load a base through
+(:func:`adalink.runs.reading.load_run`), ``adalink bench`` and ``adalink serve`` all load a base through
 :func:`setup_model`.
 """
 
@@ -23,10 +23,10 @@ from ..data import (
     load_file_task,
     load_text_task,
 )
-from .args import TrainArgs
-from .formats import ClassificationFormat, TaskInfo, TextToTextFormat, make_format
-from .precision import BaseLoading
-from .sft import SFTFormat, is_sft, load_sft_tasks
+from ..models.precision import BaseLoading
+from ..tasks.formats import ClassificationFormat, TaskInfo, TextToTextFormat, make_format
+from ..tasks.options import TaskOptions
+from ..tasks.sft import SFTFormat, is_sft, load_sft_tasks
 
 __all__ = [
     "VLM_ALIAS",
@@ -70,8 +70,8 @@ class ModelSetup(NamedTuple):
         return self.fmt.build_base(path, seed=seed, loading=loading)
 
 
-def load_tasks(args: TrainArgs) -> list[TextClassificationData | VQAData | GenerationData]:
-    if is_sft(args):  # generative: --format sft, or a generative --task (adalink.training.sft)
+def load_tasks(args: TaskOptions) -> list[TextClassificationData | VQAData | GenerationData]:
+    if is_sft(args):  # generative: --format sft, or a generative --task (adalink.tasks.sft)
         return list(load_sft_tasks(args))  # a list of the union: list is invariant
     if args.train_file:
         data = load_file_task(
@@ -119,7 +119,7 @@ def setup_model(model: str, format_name: str, tasks: list[TaskInfo]) -> ModelSet
 def _setup_vlm(model: str, tasks: list[TaskInfo]) -> ModelSetup:
     from ..vision.pretrain import cached_pretrained_vlm
     from ..vision.vlm import TinyVLMConfig, read_vlm_config, resolve_text_model_path
-    from .vqa import VQAFormat
+    from ..vision.vqa import VQAFormat
 
     path = str(cached_pretrained_vlm()) if model in ("minilm", VLM_ALIAS) else model
     config = TinyVLMConfig.from_dict(read_vlm_config(Path(path))["config"])

@@ -12,10 +12,10 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from adalink.cli import main
 from adalink.data import GenerationExample
-from adalink.export import export_run
-from adalink.training.artifacts import load_run
-from adalink.training.evaluation import generate_texts
-from adalink.training.stream import TaskExample
+from adalink.runs.export import export_run
+from adalink.runs.reading import load_run
+from adalink.tasks.evaluation import generate_texts
+from adalink.tasks.examples import TaskExample
 from tiny_models import WORDS, save_tiny_checkpoint
 
 

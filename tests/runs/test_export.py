@@ -11,9 +11,10 @@ from peft import PeftModel
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from adalink.cli import main
-from adalink.export import ExportError, export_run, prompt_template
-from adalink.training.artifacts import load_run
-from adalink.training.formats import TaskInfo, TextToTextFormat
+from adalink.export import ExportError
+from adalink.runs.export import export_run, prompt_template
+from adalink.runs.reading import load_run
+from adalink.tasks.formats import TaskInfo, TextToTextFormat
 from tiny_models import save_tiny_checkpoint, write_sentiment_csv
 
 

@@ -14,12 +14,12 @@ pytest.importorskip("easy_vqa", reason="pip install easy-vqa")
 pytest.importorskip("PIL", reason="pip install pillow")
 
 from adalink.data import load_easyvqa
-from adalink.training.evaluation import predict_batch
-from adalink.training.formats import ClassificationFormat, TaskInfo
-from adalink.training.stream import TaskExample
-from adalink.training.vqa import ANSWER_NAMES, VQAFormat
+from adalink.tasks.evaluation import predict_batch
+from adalink.tasks.examples import TaskExample
+from adalink.tasks.formats import ClassificationFormat, TaskInfo
 from adalink.vision import TinyVLM, TinyVLMConfig
 from adalink.vision.vlm import resolve_text_model_path
+from adalink.vision.vqa import ANSWER_NAMES, VQAFormat
 
 TINY = TinyVLMConfig(vision_width=32, vision_layers=1, vision_heads=2)
 

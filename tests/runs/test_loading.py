@@ -3,8 +3,8 @@
 import pytest
 import torch
 
+from adalink.runs.loading import load_tasks
 from adalink.training.args import TrainArgs
-from adalink.training.loading import load_tasks
 
 
 def test_question_types_filter_easyvqa_splits():
@@ -25,8 +25,8 @@ def test_question_types_refused_for_text_tasks_and_unknown_types():
 
 
 def test_setup_model_unpacks_as_path_format_tokenizer_and_builds_the_base(tmp_path):
-    from adalink.training.formats import ClassificationFormat, TaskInfo, TextToTextFormat
-    from adalink.training.loading import setup_model
+    from adalink.runs.loading import setup_model
+    from adalink.tasks.formats import ClassificationFormat, TaskInfo, TextToTextFormat
     from tiny_models import save_tiny_checkpoint
 
     bert = save_tiny_checkpoint(tmp_path / "bert", "bert")
@@ -45,7 +45,7 @@ def test_setup_model_unpacks_as_path_format_tokenizer_and_builds_the_base(tmp_pa
 def test_load_tokenizer_gives_a_decoder_a_pad_token(tmp_path):
     from transformers import AutoTokenizer
 
-    from adalink.training.loading import load_tokenizer
+    from adalink.runs.loading import load_tokenizer
     from tiny_models import save_tiny_checkpoint
 
     directory = save_tiny_checkpoint(tmp_path / "m", "bert")
@@ -61,8 +61,8 @@ def test_a_tokenizer_with_ids_beyond_the_embedding_table_is_refused_before_train
     from transformers import AutoConfig, AutoTokenizer
 
     from adalink.cli import main
-    from adalink.training.formats import TaskInfo
-    from adalink.training.loading import setup_model
+    from adalink.runs.loading import setup_model
+    from adalink.tasks.formats import TaskInfo
     from tiny_models import save_tiny_checkpoint, write_sentiment_csv
 
     directory = save_tiny_checkpoint(tmp_path / "llama", "llama")
@@ -88,8 +88,8 @@ def test_a_tokenizer_with_ids_beyond_the_embedding_table_is_refused_before_train
 def test_an_embedding_table_larger_than_the_tokenizer_is_fine(tmp_path):
     from transformers import AutoModelForCausalLM
 
-    from adalink.training.formats import TaskInfo
-    from adalink.training.loading import setup_model
+    from adalink.runs.loading import setup_model
+    from adalink.tasks.formats import TaskInfo
     from tiny_models import save_tiny_checkpoint
 
     directory = save_tiny_checkpoint(tmp_path / "llama", "llama")

@@ -19,7 +19,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from .runs import export_run
+    from ..runs.export import export_run
 
     try:
         directories = export_run(args.adapter, args.out, tasks=args.task)

@@ -6,9 +6,7 @@ def test_tqdm_disable_silences_the_bars_that_are_on_by_default():
     import subprocess
     import sys
 
-    code = (
-        "from adalink.training.progress import progress_bar as p; print(p(range(2)).disable, p(enabled=False).disable)"
-    )
+    code = "from adalink.progress import progress_bar as p; print(p(range(2)).disable, p(enabled=False).disable)"
     env = {**os.environ, "TQDM_DISABLE": "1"}
     assert subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True).stdout.split() == [
         "True",

@@ -1,6 +1,6 @@
 """Generative supervised fine-tuning (``--format sft``): a prompt in, the response the model should write out.
 
-The format wraps the text-to-text one (:class:`~adalink.training.formats.TextToTextFormat`) and keeps its base model
+The format wraps the text-to-text one (:class:`~adalink.tasks.formats.TextToTextFormat`) and keeps its base model
 (``build_base``, the same causal or sequence-to-sequence LM), its loss (summed over target tokens, the prediction of
 token t+1 at position t for decoders) and its global token count; only the batches differ:
 
@@ -16,7 +16,7 @@ token t+1 at position t for decoders) and its global token count; only the batch
   each. A long prompt loses its middle (its start holds the instruction, its end the chat template's answer cue); a
   long response loses its end, and with it the end-of-sequence token (it was not finished), leaving the prompt at
   least half the budget when it needs it.
-- **Evaluation** (:func:`adalink.training.evaluation.evaluate`): greedy generation of at most the task's
+- **Evaluation** (:func:`adalink.tasks.evaluation.evaluate`): greedy generation of at most the task's
   ``max_new_tokens``, stopped at the same end-of-sequence token, scored by ROUGE-L F1 (``rouge-score``) and exact
   match (whitespace-normalised, case-insensitive); the run's score is ROUGE-L (:attr:`SFTFormat.metric`).
 
@@ -43,9 +43,9 @@ from ..data import (
     load_generation_task,
     load_text_task,
 )
-from .args import TrainArgs
+from .examples import TaskExample
 from .formats import ModelCall, TaskInfo, TextToTextFormat, pad_rows
-from .stream import TaskExample
+from .options import TaskOptions
 
 __all__ = ["SFTFormat", "classification_as_generation", "end_token", "eos_id", "is_sft", "load_sft_tasks"]
 
@@ -164,7 +164,7 @@ def _cut_middle(ids: list[int], budget: int) -> list[int]:
 
 
 # ----------------------------------------------------------------------------------------------------- tasks
-def is_sft(args: TrainArgs) -> bool:
+def is_sft(args: TaskOptions) -> bool:
     """Whether ``args`` train generatively: ``--format sft``, or ``auto`` with a packaged generative task.
 
     Raises:
@@ -181,7 +181,7 @@ def is_sft(args: TrainArgs) -> bool:
     return bool(generative)
 
 
-def load_sft_tasks(args: TrainArgs) -> list[GenerationData]:
+def load_sft_tasks(args: TaskOptions) -> list[GenerationData]:
     """The tasks of an sft run: the user's files, or packaged tasks (classification ones as label-word responses)."""
     if args.max_new_tokens < 1:
         raise ValueError(f"--max-new-tokens {args.max_new_tokens!r} is invalid: expected a positive integer.")

@@ -4,8 +4,8 @@ device."""
 import torch
 
 from adalink import BitFitConfig, get_peft_model
-from adalink.training import calls
-from adalink.training.calls import model_call, model_generate, to_device
+from adalink.tasks import calls
+from adalink.tasks.calls import model_call, model_generate, to_device
 from tiny_models import build
 
 

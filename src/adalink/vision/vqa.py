@@ -16,9 +16,9 @@ from torch import nn
 
 from ..data.easyvqa import COLOR_NAMES, SHAPE_NAMES, VQAExample
 from ..data.images import load_images
-from ..vision.vlm import TinyVLM
-from .formats import ClassificationFormat, TaskInfo
-from .stream import TaskExample
+from ..tasks.examples import TaskExample
+from ..tasks.formats import ClassificationFormat, TaskInfo
+from .vlm import TinyVLM
 
 __all__ = [
     "ANSWER_NAMES",

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from adalink.commands.options import OptionSpec, add_dataclass_options, given_options, option_specs
+from adalink.options import OptionSpec, add_dataclass_options, given_options, option_specs
 
 
 @dataclass

@@ -2,7 +2,7 @@
 without tasks ignore it), not to a plain model (a merged checkpoint, peft's own model); batches moved to the model's
 device.
 
-The formats take such a call (:data:`adalink.training.formats.ModelCall`), so one format serves every model.
+The formats take such a call (:data:`adalink.tasks.formats.ModelCall`), so one format serves every model.
 """
 
 from __future__ import annotations

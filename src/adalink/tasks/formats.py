@@ -17,8 +17,8 @@ import torch
 from torch import nn
 from transformers import AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoModelForSequenceClassification
 
-from .precision import BaseLoading, load_base
-from .stream import TaskExample
+from ..models.precision import BaseLoading, load_base
+from .examples import TaskExample
 
 __all__ = ["FORMATS", "ClassificationFormat", "TaskInfo", "TextToTextFormat", "make_format"]
 
@@ -233,12 +233,12 @@ def pad_rows(sequences: Sequence[Sequence[int]], value: int, *, left: bool = Fal
     return {"input_ids": ids, "attention_mask": mask}
 
 
-FORMATS = ("auto", "classification", "text2text", "sft")  # sft: adalink.training.sft, wrapping text2text (loading.py)
+FORMATS = ("auto", "classification", "text2text", "sft")  # sft: adalink.tasks.sft, wrapping text2text (loading.py)
 
 
 def make_format(name: str, tasks: Sequence[TaskInfo], model_kind: str) -> ClassificationFormat | TextToTextFormat:
     """``auto``: classification for encoders, text-to-text for decoders and encoder-decoders. ``sft``: the text-to-text
-    format that :class:`adalink.training.sft.SFTFormat` wraps (:func:`adalink.training.loading.setup_model`)."""
+    format that :class:`adalink.tasks.sft.SFTFormat` wraps (:func:`adalink.runs.loading.setup_model`)."""
     if name not in FORMATS:
         raise ValueError(f"--format {name!r} is invalid: expected one of {list(FORMATS)}.")
     if name == "auto":

@@ -5,10 +5,10 @@ from types import SimpleNamespace
 import pytest
 
 from adalink.data import Example
-from adalink.training.evaluation import evaluate, exact_match, predict_batch, rouge_l
-from adalink.training.formats import TaskInfo
-from adalink.training.loading import setup_model
-from adalink.training.stream import TaskExample
+from adalink.runs.loading import setup_model
+from adalink.tasks.evaluation import evaluate, exact_match, predict_batch, rouge_l
+from adalink.tasks.examples import TaskExample
+from adalink.tasks.formats import TaskInfo
 from tiny_models import save_tiny_checkpoint
 
 TEXTS = ["good movie", "awful food service", "sad", "great happy food 12", "the day was very not lovely"]
@@ -40,7 +40,7 @@ def test_rouge_l_and_exact_match_of_generations():
 
 def test_sft_scores_are_rouge_l_of_the_greedy_generations(tmp_path):
     from adalink.data import GenerationData, GenerationExample
-    from adalink.training.evaluation import generate_texts
+    from adalink.tasks.evaluation import generate_texts
 
     setup = setup_model(save_tiny_checkpoint(tmp_path / "llama", "llama"), "sft", [TaskInfo("g", ())])
     model = setup.build_base(seed=0).eval()

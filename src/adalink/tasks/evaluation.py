@@ -17,11 +17,11 @@ from typing import Any
 import torch
 
 from ..data import DEFAULT_MAX_NEW_TOKENS, GenerationData, TextClassificationData, VQAData
+from ..progress import progress_bar
 from .calls import model_call, model_generate, to_device
+from .examples import TaskExample
 from .formats import ClassificationFormat, TextToTextFormat
-from .progress import progress_bar
 from .sft import SFTFormat, eos_id
-from .stream import TaskExample
 
 __all__ = ["evaluate", "exact_match", "generate_texts", "predict_batch", "rouge_l"]
 
@@ -125,7 +125,7 @@ def generate_texts(
 ) -> list[str]:
     """The greedy generation for each item (its prompt cut to ``max_length`` tokens), routed to its task.
 
-    sft generation stops at the token its responses end with (:func:`adalink.training.sft.eos_id`); text-to-text at
+    sft generation stops at the token its responses end with (:func:`adalink.tasks.sft.eos_id`); text-to-text at
     the model's own end of sequence.
     """
     batch = to_device(fmt.generation_batch(items, tokenizer, max_length), next(model.parameters()).device)

@@ -10,7 +10,7 @@ from peft import PeftModel
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 from adalink.cli import main
-from adalink.training.artifacts import load_run
+from adalink.runs.reading import load_run
 from tiny_models import save_tiny_checkpoint, write_sentiment_csv
 
 TEXTS = ["great lovely day", "awful poor food", "the movie was not very good"]

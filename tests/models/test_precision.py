@@ -1,4 +1,4 @@
-"""``--dtype``, ``--quantize`` and ``--gradient-checkpointing`` (:mod:`adalink.training.precision`) on tiny models.
+"""``--dtype``, ``--quantize`` and ``--gradient-checkpointing`` (:mod:`adalink.models.precision`) on tiny models.
 
 Every method's gradients after one backward pass are compared with a float32, unchecked run's on a tiny Llama:
 
@@ -22,9 +22,9 @@ from torch import nn
 from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
 
 from adalink import METHOD_CONFIGS, PeftModel, get_peft_model
+from adalink.models.precision import BaseLoading, check_trainable_dtype, load_base
 from adalink.training.args import TrainArgs
 from adalink.training.methods import method_names, resolve_method_config
-from adalink.training.precision import BaseLoading, check_trainable_dtype, load_base
 from tiny_models import save_tiny_checkpoint
 
 METHODS = [m for m in method_names() if m not in ("full", "bitfit")]  # BitFit: Llama has no biases
@@ -243,7 +243,7 @@ def test_the_loading_of_a_run_is_read_back_from_its_arguments():
 
 
 def test_train_records_the_loading_and_a_run_is_loaded_back_the_same_way(llama, tmp_path):
-    from adalink.training.artifacts import load_run
+    from adalink.runs.reading import load_run
     from adalink.training.loop import train
     from tiny_models import write_sentiment_csv
 
@@ -274,7 +274,8 @@ def test_train_records_the_loading_and_a_run_is_loaded_back_the_same_way(llama, 
 def test_merge_folds_into_the_float32_base_whatever_the_run_trained_on(llama, tmp_path):
     from safetensors.torch import load_file
 
-    from adalink.training.artifacts import load_run, merge_run
+    from adalink.runs.reading import load_run
+    from adalink.training.artifacts import merge_run
     from adalink.training.loop import train
     from tiny_models import write_sentiment_csv
 

@@ -8,7 +8,7 @@ Each task directory (see :func:`adalink.export.export_peft` for the layout) gets
   ``num_labels`` of the task); for a text-to-text run, the exact prompt template the run trained with
   (``prompt_template.format(text=...)``) and the answer it expects (a space, the label word, end of sequence); for
   an sft run, how its prompts were given (as is, or chat messages through the tokenizer's chat template, which the
-  exported tokenizer holds) and how its responses end (:mod:`adalink.training.sft`).
+  exported tokenizer holds) and how its responses end (:mod:`adalink.tasks.sft`).
 """
 
 from __future__ import annotations
@@ -18,13 +18,13 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, cast
 
+from ..export.adapter import AdaptedModel, ExportError
+from ..export.convert import TaskDetails, export_peft
+from ..export.heads import HeadRows
 from ..methods.full import FullConfig
-from ..training.artifacts import LoadedRun, load_run, read_run, run_shares_base
-from ..training.formats import ClassificationFormat, TextToTextFormat
-from ..training.sft import SFTFormat, eos_id
-from .adapter import AdaptedModel, ExportError
-from .convert import TaskDetails, export_peft
-from .heads import HeadRows
+from ..tasks.formats import ClassificationFormat, TextToTextFormat
+from ..tasks.sft import SFTFormat, eos_id
+from .reading import LoadedRun, load_run, read_run, run_shares_base
 
 __all__ = ["export_run", "prompt_template"]
 

@@ -13,13 +13,14 @@ from transformers import AutoConfig, LlamaForCausalLM
 from adalink import METHOD_CONFIGS
 from adalink.cli import main
 from adalink.data import GenerationData, GenerationExample, load_generation_file, load_text_task
+from adalink.runs.loading import load_tasks, setup_model
+from adalink.runs.reading import load_run
+from adalink.tasks.evaluation import generate_texts
+from adalink.tasks.examples import TaskExample
+from adalink.tasks.formats import TaskInfo, TextToTextFormat
+from adalink.tasks.sft import SFTFormat
 from adalink.training.args import TrainArgs
-from adalink.training.artifacts import evaluate_run, load_run
-from adalink.training.evaluation import generate_texts
-from adalink.training.formats import TaskInfo, TextToTextFormat
-from adalink.training.loading import load_tasks, setup_model
-from adalink.training.sft import SFTFormat
-from adalink.training.stream import TaskExample
+from adalink.training.artifacts import evaluate_run
 from tiny_models import WORDS, save_tiny_checkpoint
 
 BOS, EOS = 1, 2
