@@ -31,7 +31,7 @@ def _standard_partial() -> list[dict]:
 
 
 @pytest.fixture(scope="module")
-def report(tmp_path_factory):
+def report(tmp_path_factory, fake_test_sets):
     root = tmp_path_factory.mktemp("report")
     out = fakes.write(root / "results", _quick() + _standard_partial())
     probes = [fakes.run("adalink", "tweets", 2e-2, 0, 0.85, validation=0.80)]  # beyond AdaLink's sweep top (6e-3)
@@ -57,8 +57,8 @@ def test_standard_is_the_headline_and_says_how_much_is_finished(report):
 
 def test_scores_verdicts_and_sweep(report):
     text = report["text"]
-    assert "| full | 5e-05 | 3 | 91.00 ± 1.00 | +9.0 (s.e. 1.3): **better** | — |" in text
-    assert "| **adalink** | 6e-03 (highest swept) | 3 | 82.00 ± 2.00 | — | -9.0 (s.e. 1.3): **worse** |" in text
+    assert "| full | 5e-05 | 3 | 91.00 ± 1.00 | +9.0 ± 3.9 (p 0.003): **better** | — |" in text
+    assert "| **adalink** | 6e-03 (highest swept) | 3 | 82.00 ± 2.00 | — | -9.0 ± 3.9 (p 0.003): **worse** |" in text
     assert (
         "| lora | 3e-04 (provisional) | 1 | 83.00 | +1.0 (one seed: no spread) | -8.0 (one seed: no spread) |" in text
     )

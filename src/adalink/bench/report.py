@@ -68,8 +68,10 @@ _METHOD_NOTES = """### How each column is measured
   (adapter attached) and merged (`merge_and_unload`, mergeable methods only), timed in alternating rounds in
   one process (median round). Relative columns: full tuning = 100; they compare runs made one after another,
   so on a shared machine they are as noisy as the train column (the perf scripts below are side by side).
-- **Significance** (multi-seed profiles): a difference of two methods' mean scores is real when it exceeds 2
-  standard errors `sqrt(s_a²/n_a + s_b²/n_b)`, the rule of `adalink experiment`; one seed means no spread.
+- **Significance** (multi-seed profiles): a difference of two methods' mean scores is real when Welch's t-test at
+  its degrees of freedom rejects no difference at 95 %, with each side's test-set sampling error `p(1 - p)/N` added
+  to its spread over seeds (an upper bound: the runs keep no per-example predictions to pair), the rule of
+  `adalink experiment` (`adalink.experiments.stats`); one seed means no spread.
 - **Pareto frontier**: the methods that no other method beats on score and cost together (at least as good on
   both, better on one), on mean scores; the cost is trainable parameters, training memory or training tokens/s.
 - **Forgetting**: models with an LM head: the tuned model's per-token loss minus the base model's on held-out
