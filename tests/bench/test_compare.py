@@ -73,7 +73,7 @@ def test_verdicts_against_adalink_and_full_tuning(aggregated, fake_test_sets):
     binomial = sum(p * (1 - p) for p in (0.90, 0.91, 0.92, 0.80, 0.82, 0.84)) / 3 / fake_test_sets
     assert full.difference.delta == pytest.approx(0.09)
     assert full.difference.se == pytest.approx(math.sqrt(0.0005 / 3 + binomial))
-    assert full.verdict == BETTER and full.text() == "+9.0 ± 3.9 (p 0.003): **better**"
+    assert full.verdict == BETTER and full.text() == "+9.0 ± 3.9 (p = 0.003): **better**"
     # +3 points, t = 1.6: not real (the old rule, 2 s.e. without the test set, said the same)
     assert verdicts[("tweets", "lora", "adalink")].verdict == NO_DIFFERENCE
     assert verdicts[("tweets", "lora", "full")].verdict == WORSE

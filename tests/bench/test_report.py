@@ -57,8 +57,8 @@ def test_standard_is_the_headline_and_says_how_much_is_finished(report):
 
 def test_scores_verdicts_and_sweep(report):
     text = report["text"]
-    assert "| full | 5e-05 | 3 | 91.00 ± 1.00 | +9.0 ± 3.9 (p 0.003): **better** | — |" in text
-    assert "| **adalink** | 6e-03 (highest swept) | 3 | 82.00 ± 2.00 | — | -9.0 ± 3.9 (p 0.003): **worse** |" in text
+    assert "| full | 5e-05 | 3 | 91.00 ± 1.00 | +9.0 ± 3.9 (p = 0.003): **better** | — |" in text
+    assert "| **adalink** | 6e-03 (highest swept) | 3 | 82.00 ± 2.00 | — | -9.0 ± 3.9 (p = 0.003): **worse** |" in text
     assert (
         "| lora | 3e-04 (provisional) | 1 | 83.00 | +1.0 (one seed: no spread) | -8.0 (one seed: no spread) |" in text
     )
@@ -83,7 +83,10 @@ def test_pareto_plots_frontiers_survey_and_notes(report):
     assert "**Training memory (full tuning = 100)**" in text
     assert "| lora | 107.7 | 69.1 | 29.2 | 27.6 |" in text  # 700 MB / 650 MB beside T5's 14.3 / 20.7 GB
     assert "0 of 1 methods train in less memory than full tuning here" in text
-    assert text.index("### Reading the standard table") < text.index("### Every run", text.index("## Headline"))
+    # the hand-written reading stays in its own file: the report links to it and does not copy it
+    link = "**Reading the `standard` tables**: hand-written, in [results/notes/standard.md](results/notes/standard.md)"
+    assert link in text and "hand-written\n" not in text and "### Reading the standard table" not in text
+    assert text.index(link) < text.index("### Every run", text.index("## Headline"))
 
 
 def test_quick_alone_is_a_smoke_test(tmp_path):

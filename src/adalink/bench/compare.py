@@ -57,7 +57,7 @@ class Versus:
         return NO_DIFFERENCE if d.known else NO_SPREAD
 
     def text(self) -> str:
-        """``"+3.1 ± 2.6 (p 0.03): better"`` in accuracy points (± the 95 % interval's half-width, Welch's p),
+        """``"+3.1 ± 2.6 (p = 0.031): better"`` in accuracy points (± the 95 % interval's half-width, Welch's p),
         ``"+3.1 (one seed: no spread)"`` without a spread."""
         d = self.difference
         if not d.known:

@@ -19,7 +19,17 @@ from .plots import pareto_file, write_pareto_plots
 from .profiles import PROFILES
 from .reproduce import REPRODUCTIONS, CellProgress, progress
 from .survey_table5 import COLUMNS, SIZES, TABLE5, sentence, survey_value
-from .tables import efficiency_table, method_label, model_name, num, profile_text, score_text, source_text, table
+from .tables import (
+    efficiency_table,
+    method_label,
+    model_name,
+    num,
+    profile_text,
+    rate_text,
+    score_text,
+    source_text,
+    table,
+)
 
 __all__ = ["REFERENCES", "headline_parts", "lead_parts"]
 
@@ -148,7 +158,7 @@ def _scores_block(
     body = []
     for c in sorted(mine, key=lambda c: -c.score):
         state = states.get((c.model, c.task, c.method))
-        lr = f"{c.lr:.0e}" + (" (provisional)" if state and state.missing.startswith("sweep") else "")
+        lr = rate_text(c.lr) + (" (provisional)" if state and state.missing.startswith("sweep") else "")
         lr += f" ({edges[(c.model, c.method)]} swept)" if (c.model, c.method) in edges else ""
         row = [method_label(c.method), lr, str(len(c.runs)), score_text(c.score, c.score_std, len(c.runs))]
         row += [against[ref][c.method].text() if c.method in against[ref] else "—" for ref in REFERENCES]
@@ -178,7 +188,7 @@ def _sweep_table(profile: str, cells: list[Cell]) -> str:
         for token in tokens:
             lr = resolve_lr(token, c.method)
             score = next((v for rate, v in c.sweep.items() if abs(rate - lr) <= 1e-9 * lr), None)
-            text = "—" if score is None else f"{100 * score:.2f} at {lr:.0e}"
+            text = "—" if score is None else f"{100 * score:.2f} at {rate_text(lr)}"
             row.append(f"**{text}**" if score is not None and abs(c.lr - lr) <= 1e-9 * lr else text)
         body.append(row)
     note = f" The other tasks re-use the rate chosen on {shared}." if shared else ""

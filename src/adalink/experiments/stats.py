@@ -176,7 +176,7 @@ class Difference:
         if not self.known:
             return "one seed on a side: no spread, no test"
         df = "∞" if math.isinf(self.df) else f"{self.df:.1f}"
-        return f"Welch t = {self.t:.2f}, df = {df}, p = {p_text(self.p)}"
+        return f"Welch t = {self.t:.2f}, df = {df}, p {p_text(self.p)}"
 
     def points(self) -> str:
         """``"+9.4 ± 8.6 points (95 % CI +0.8 to +18.0; Welch t = 3.41, df = 2.9, p = 0.045)"``."""
@@ -198,8 +198,9 @@ def _t_distribution() -> Any:
 
 
 def p_text(p: float) -> str:
-    """A p-value as the reports print it: 3 decimals below 0.1, 2 above, ``"< 0.001"`` below that."""
-    return "< 0.001" if p < 0.001 else f"{p:.3f}" if p < 0.1 else f"{p:.2f}"
+    """A p-value as the reports print it, with its sign: ``"= 0.074"`` (3 decimals below 0.1, 2 above) or
+    ``"< 0.001"``."""
+    return "< 0.001" if p < 0.001 else f"= {p:.3f}" if p < 0.1 else f"= {p:.2f}"
 
 
 def difference(a: Summary, b: Summary) -> Difference:
