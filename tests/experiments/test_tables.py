@@ -25,7 +25,7 @@ def test_lr_sweep_judges_each_method_at_its_best_rate():
     ft = by_claim[
         "Tables 1/4: AdaLink comes within about a point of full fine-tuning (MMIT), each method at its best swept rate"
     ]
-    assert ft.verdict == "not reproduced" and "+5.0 points" in ft.reason
+    assert ft.verdict == "not reproduced" and ft.reason.startswith("FT ahead of AdaLink by 5.0 ± 2.3 points")
     pt = next(v for claim, v in by_claim.items() if claim.startswith("Tables 1/4: AdaLink beats prompt tuning"))
     assert pt.verdict == "reproduced"
     nothing = experiment.judge({})

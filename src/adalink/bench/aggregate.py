@@ -12,7 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..stats import Summary, summarize
+from ..data import scored_examples
+from ..stats import Summary, sampling_variance, summarize
 from .grid import best_lr
 
 __all__ = ["COST_KEYS", "Cell", "MethodRow", "aggregate", "load_results"]
@@ -83,8 +84,11 @@ class Cell:
 
     @property
     def summary(self) -> Summary:
-        """Mean ± std over seeds, in the form the significance rule of ``adalink experiment`` reads."""
-        return summarize(self.scores)
+        """Mean ± std over seeds with the test set's sampling variance, in the form the significance rule of
+        ``adalink experiment`` reads (:mod:`adalink.stats`)."""
+        runs = [r for r in self.runs if r.get("score") is not None]
+        examples = {self.task: scored_examples(self.task, runs[0]["spec"]["max_eval"])} if runs else {}
+        return summarize(self.scores, sampling_variance([{self.task: r["score"]} for r in runs], examples))
 
     @property
     def majority_baseline(self) -> float | None:

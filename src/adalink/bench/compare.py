@@ -2,17 +2,18 @@
 reference method per task, and the Pareto frontier of score against a cost.
 
 Significance uses the rule of ``adalink experiment`` (:func:`adalink.stats.difference`, the rule the
-verdicts of :mod:`adalink.experiments.verdicts` read): a difference of means is real when it exceeds 2 standard
-errors, ``sqrt(s_a²/n_a + s_b²/n_b)``; with one seed on either side there is no spread, so nothing is called real.
+verdicts of :mod:`adalink.experiments.verdicts` read): a difference of means is real when Welch's t-test, at its
+degrees of freedom and with each side's test-set sampling variance added, rejects "no difference" at 95 % (its 95 %
+interval excludes 0); with one seed on either side there is no spread, so nothing is called real. Why the test-set
+term is added as a bound rather than bootstrapped: :mod:`adalink.stats`.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from ..stats import Difference, difference
+from ..stats import Difference, difference, p_text
 from .aggregate import Cell, MethodRow
 from .tables import model_name
 
@@ -33,7 +34,7 @@ __all__ = [
 
 BETTER = "better"
 WORSE = "worse"
-NO_DIFFERENCE = "no real difference"
+NO_DIFFERENCE = "no difference shown"
 NO_SPREAD = "one seed: no spread"
 VERDICTS = (BETTER, WORSE, NO_DIFFERENCE, NO_SPREAD)
 
@@ -46,22 +47,23 @@ class Versus:
     task: str
     method: str
     reference: str  # the method compared against (adalink, full)
-    difference: Difference  # mean(method) - mean(reference) and its standard error
+    difference: Difference  # mean(method) - mean(reference), its standard error and Welch's df
 
     @property
     def verdict(self) -> str:
         d = self.difference
         if d.real:
             return BETTER if d.delta > 0 else WORSE
-        return NO_SPREAD if math.isinf(d.se) else NO_DIFFERENCE
+        return NO_DIFFERENCE if d.known else NO_SPREAD
 
     def text(self) -> str:
-        """``"+3.1 (s.e. 0.8): better"`` in accuracy points, ``"+3.1 (one seed: no spread)"`` without a spread."""
+        """``"+3.1 ± 2.6 (p = 0.031): better"`` in accuracy points (± the 95 % interval's half-width, Welch's p),
+        ``"+3.1 (one seed: no spread)"`` without a spread."""
         d = self.difference
-        if math.isinf(d.se):
+        if not d.known:
             return f"{100 * d.delta:+.1f} ({NO_SPREAD})"
         verdict = f"**{self.verdict}**" if self.verdict in (BETTER, WORSE) else self.verdict
-        return f"{100 * d.delta:+.1f} (s.e. {100 * d.se:.1f}): {verdict}"
+        return f"{100 * d.delta:+.1f} ± {100 * d.half_width:.1f} (p {p_text(d.p)}): {verdict}"
 
 
 def versus(cells: list[Cell], reference: str) -> list[Versus]:

@@ -14,7 +14,7 @@ from __future__ import annotations
 from typing import Any
 
 from .aggregate import Cell
-from .tables import method_label, model_name, num, table
+from .tables import method_label, model_name, num, rate_text, table
 
 __all__ = ["edges_text", "sweep_edges"]
 
@@ -77,10 +77,12 @@ def _probe_table(edges: dict[tuple[str, str], str], cells: list[Cell], probes: l
         best = max(beyond, key=lambda d: d["validation_score"])
         gain = 100 * (best["validation_score"] - edge)
         direction = "higher" if edges[key] == "highest" else "lower"
-        verdict = f"{direction} is better: {gain:+.1f} at {best['spec']['lr']:.0e}" if gain > 0 else "the edge holds"
-        probed = ", ".join(f"{100 * d['validation_score']:.2f} at {d['spec']['lr']:.0e}" for d in beyond)
+        verdict = (
+            f"{direction} is better: {gain:+.1f} at {rate_text(best['spec']['lr'])}" if gain > 0 else "the edge holds"
+        )
+        probed = ", ".join(f"{100 * d['validation_score']:.2f} at {rate_text(d['spec']['lr'])}" for d in beyond)
         test = ", ".join(f"{num(100 * d['score'], 2)}" for d in beyond)
-        body.append([method_label(key[1]), f"{100 * edge:.2f} at {cell.lr:.0e}", probed, test, verdict])
+        body.append([method_label(key[1]), f"{100 * edge:.2f} at {rate_text(cell.lr)}", probed, test, verdict])
     first = next(iter(swept.values()))  # every cell here is of one profile and model, swept on one task
     task, profile = first.task, first.profile
     rates = ",".join(sorted({f"{d['spec']['lr']:g}" for key in by_method for d in by_method[key]}, key=float))

@@ -93,14 +93,24 @@ def read_result(out: Path, spec: BenchRun) -> dict[str, Any] | None:
 
 
 def best_lr(results: list[dict[str, Any]]) -> float | None:
-    """The learning rate whose run scored best on validation (test when no validation score); ties: smaller lr."""
+    """The learning rate whose run scored best on validation; ties: the smaller rate. None when no run is ok.
+
+    One rate is no choice: it is returned whether or not its run scored the validation split (the tasks that re-use
+    the sweep task's rate do not).
+
+    Raises:
+        ValueError: If several rates compete and some of their runs have no validation score: picking by the test
+            score would choose on the examples the score is then read from, so it is refused, naming those runs.
+    """
     ok = [r for r in results if r.get("status") == "ok"]
     if not ok:
         return None
-
-    def score(r: dict[str, Any]) -> tuple[float, float]:
-        value = r.get("validation_score")
-        value = r["score"] if value is None else value
-        return (value, -r["spec"]["lr"])
-
-    return max(ok, key=score)["spec"]["lr"]
+    if len({r["spec"]["lr"] for r in ok}) == 1:
+        return ok[0]["spec"]["lr"]
+    unscored = [r.get("run_id") or f"lr {r['spec']['lr']:g}" for r in ok if r.get("validation_score") is None]
+    if unscored:
+        raise ValueError(
+            f"Cannot choose a learning rate: {', '.join(unscored)} ha{'s' if len(unscored) == 1 else 've'} no "
+            "validation score (the sweep's runs score the validation split; the test score is not used to choose)."
+        )
+    return max(ok, key=lambda r: (r["validation_score"], -r["spec"]["lr"]))["spec"]["lr"]

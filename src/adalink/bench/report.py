@@ -68,8 +68,10 @@ _METHOD_NOTES = """### How each column is measured
   (adapter attached) and merged (`merge_and_unload`, mergeable methods only), timed in alternating rounds in
   one process (median round). Relative columns: full tuning = 100; they compare runs made one after another,
   so on a shared machine they are as noisy as the train column (the perf scripts below are side by side).
-- **Significance** (multi-seed profiles): a difference of two methods' mean scores is real when it exceeds 2
-  standard errors `sqrt(s_a²/n_a + s_b²/n_b)`, the rule of `adalink experiment`; one seed means no spread.
+- **Significance** (multi-seed profiles): a difference of two methods' mean scores is real when Welch's t-test at
+  its degrees of freedom rejects no difference at 95 %, with each side's test-set sampling error `p(1 - p)/N` added
+  to its spread over seeds (an upper bound: the runs keep no per-example predictions to pair), the rule of
+  `adalink experiment` (`adalink.stats`); one seed means no spread.
 - **Pareto frontier**: the methods that no other method beats on score and cost together (at least as good on
   both, better on one), on mean scores; the cost is trainable parameters, training memory or training tokens/s.
 - **Forgetting**: models with an LM head: the tuned model's per-token loss minus the base model's on held-out
@@ -163,8 +165,17 @@ def _profile_parts(
         parts += headline_parts(profile, mine, cells, rows, report, out / "plots", probes)
     reading = out / "notes" / f"{profile}.md"  # hand-written reading of this profile's tables, if any
     if reading.is_file():
-        parts += [reading.read_text().strip(), ""]
+        parts += [_notes_link(reading, report, f"the `{profile}` tables"), ""]
     return [*parts, "### Every run (Appendix B layout)", "", raw_table(mine), ""]
+
+
+def _notes_link(notes: Path, report: Path, what: str) -> str:
+    """A link to a hand-written notes file: this report holds only generated text, the notes hold the reading."""
+    path = os.path.relpath(notes, report.parent)
+    return (
+        f"**Reading {what}**: hand-written, in [{path}]({path}); not regenerated with this report, so where it quotes "
+        "a number, the tables here are the source."
+    )
 
 
 def write_report(out: Path, report: Path) -> Path:
@@ -189,7 +200,7 @@ def write_report(out: Path, report: Path) -> Path:
         parts += ["## Plots", ""]
         parts += [f"![{p.stem}]({os.path.relpath(p, report.parent)})" for p in plots]
         parts += [""]
-    parts += [_METHOD_NOTES, *_perf_parts(out)]
+    parts += [_METHOD_NOTES, *_perf_parts(out, report)]
     serve = out / SERVE_FILE
     if serve.is_file():
         parts += ["## Serving", "", _render_json_block(f"`{SERVE_FILE}`", json.loads(serve.read_text())), ""]
@@ -200,7 +211,7 @@ def write_report(out: Path, report: Path) -> Path:
     return report
 
 
-def _perf_parts(out: Path) -> list[str]:
+def _perf_parts(out: Path, report: Path) -> list[str]:
     parts = ["## Performance benchmarks", ""]
     parts += [
         "Training memory at scale (float32, bfloat16 and int8 bases, with and without activation checkpointing, "
@@ -214,5 +225,5 @@ def _perf_parts(out: Path) -> list[str]:
             parts += [_render_json_block(f"`benchmarks/{name}.py`", json.loads(path.read_text())), ""]
     notes = out / PERF_DIR / "NOTES.md"
     if notes.is_file():
-        parts += [notes.read_text().strip(), ""]
+        parts += [_notes_link(notes, report, "the performance numbers"), ""]
     return parts if len(parts) > 4 else [*parts, "_Not run yet._", ""]

@@ -22,6 +22,7 @@ __all__ = [
     "num",
     "params",
     "profile_text",
+    "rate_text",
     "raw_table",
     "score_text",
     "source_text",
@@ -32,6 +33,15 @@ __all__ = [
 
 def num(value: float | None, digits: int = 1) -> str:
     return "—" if value is None else f"{value:,.{digits}f}"
+
+
+def rate_text(lr: float) -> str:
+    """A learning rate as the report prints it, with no digit lost: ``6e-03``, ``1.5e-04``."""
+    for digits in range(4):
+        text = f"{lr:.{digits}e}"
+        if float(text) == lr:
+            return text
+    return f"{lr:.3e}"
 
 
 def mb(value: float | None) -> str:

@@ -20,6 +20,7 @@ from .generation import (
     load_generation_task,
 )
 from .images import load_image, load_images
+from .scored import scored_examples
 from .tables import SUPPORTED_FORMATS, read_table
 from .text_tasks import TASK_NAMES, MissingDataPackageError, TextClassificationData, load_text_task
 
@@ -46,4 +47,5 @@ __all__ = [
     "load_images",
     "load_text_task",
     "read_table",
+    "scored_examples",
 ]

@@ -21,9 +21,10 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from ..data import scored_examples
 from ..io import write_json_atomic
 from ..provenance import provenance
-from ..stats import Summary, summarize
+from ..stats import Summary, sampling_variance, summarize
 from .experiment import Experiment, TrainRun
 
 __all__ = ["STAGE1_FILE", "RunResult", "collect", "record_stage1", "run_experiment", "run_id", "run_one"]
@@ -169,15 +170,31 @@ def collect(experiment: Experiment, seeds: Sequence[int], results_dir: Path) -> 
             continue
         scores = [sum(tasks.values()) / len(tasks) for tasks in per_seed.values()]
         task_names = sorted(next(iter(per_seed.values())))
+        examples = _examples(condition.specs)
+        runs = list(per_seed.values())
         table[condition.label] = {
-            "summary": summarize(scores),
-            "per_task": {t: summarize([tasks[t] for tasks in per_seed.values()]) for t in task_names},
+            "summary": summarize(scores, sampling_variance(runs, examples)),
+            "per_task": {
+                t: summarize(
+                    [tasks[t] for tasks in runs], sampling_variance([{t: tasks[t]} for tasks in runs], examples)
+                )
+                for t in task_names
+            },
             "scores": dict(zip(per_seed, scores, strict=True)),
             "trainable_params": params,
             "majority_baseline": baseline,
             "commands": commands,
         }
     return table
+
+
+def _examples(specs: Sequence[TrainRun]) -> dict[str, int]:
+    """Per task of ``specs``, the number of test examples its runs score (for the test-set sampling error)."""
+    return {
+        task: scored_examples(task, spec.max_eval, spec.question_types)
+        for spec in specs
+        for task in spec.task.split(",")
+    }
 
 
 def summaries(table: dict[str, dict[str, Any]]) -> dict[str, Summary]:

@@ -69,7 +69,7 @@ def _table3(scale: Scale) -> Experiment:
 
     def judge(s: Mapping[str, Summary]) -> list[Verdict]:
         absent = missing(s, [specific, unified], claim)
-        return [absent or better(s[specific], s[unified], claim, "modality-specific − unified")]
+        return [absent or better(s[specific], s[unified], claim, ("modality-specific", "unified"))]
 
     return Experiment(
         name="table3",
@@ -168,7 +168,7 @@ def _table5(scale: Scale, equal_mixing: bool = True) -> Experiment:
         verdicts = []
         for claim, setting, points in claims:
             full, ada = rows[(setting, "full")], rows[(setting, "adalink")]
-            verdicts.append(missing(s, [full, ada], claim) or within(s[full], s[ada], points, claim, "FT − AdaLink"))
+            verdicts.append(missing(s, [full, ada], claim) or within(s[full], s[ada], points, claim, ("FT", "AdaLink")))
         return verdicts
 
     return Experiment(
@@ -244,10 +244,10 @@ def _table1_verdicts(s: Mapping[str, Summary], label: Mapping[str, str], suffix:
     """The three Table 1/4 claims, from the conditions ``label[method]`` of each method."""
     ada, pt, ft, lora = (label[m] for m in ("adalink", "prompt_tuning", "full", "lora_all"))
     return [
-        missing(s, [ada, pt], _PT_CLAIM + suffix) or better(s[ada], s[pt], _PT_CLAIM + suffix, "AdaLink − PT"),
-        missing(s, [ada, ft], _FT_CLAIM + suffix) or within(s[ft], s[ada], 1, _FT_CLAIM + suffix, "FT − AdaLink"),
+        missing(s, [ada, pt], _PT_CLAIM + suffix) or better(s[ada], s[pt], _PT_CLAIM + suffix, ("AdaLink", "PT")),
+        missing(s, [ada, ft], _FT_CLAIM + suffix) or within(s[ft], s[ada], 1, _FT_CLAIM + suffix, ("FT", "AdaLink")),
         missing(s, [ada, lora], _LORA_CLAIM + suffix)
-        or within(s[lora], s[ada], 1, _LORA_CLAIM + suffix, "LoRA − AdaLink"),
+        or within(s[lora], s[ada], 1, _LORA_CLAIM + suffix, ("LoRA", "AdaLink")),
     ]
 
 

