@@ -218,6 +218,8 @@ def launch_vllm(
     The adapters go to ``out_dir`` (default: a new temporary directory, kept while the server may read it). On a
     CPU, vLLM reserves most of the machine's memory unless told otherwise: set ``VLLM_CPU_KVCACHE_SPACE`` (GiB of
     KV cache, e.g. 2) in the environment. ``popen`` goes to :class:`subprocess.Popen` (``stdout=``, ``env=``, ...).
+    The server starts in a session of its own (``start_new_session``) unless ``popen`` says otherwise, so that
+    :func:`adalink.serve.vllm_runtime.stop_process_group` can end it with its engine and worker processes.
 
     Raises:
         VllmError: See :func:`export_for_vllm`.
@@ -231,7 +233,7 @@ def launch_vllm(
     command = vllm_command(
         deployment, host=host, port=port, vllm_python=vllm_python, dtype=dtype, extra_args=extra_args
     )
-    return subprocess.Popen(command, **popen)
+    return subprocess.Popen(command, **{"start_new_session": True, **popen})
 
 
 def wait_for_vllm(base_url: str, process: subprocess.Popen | None = None, *, timeout: float = 900.0) -> list[str]:
