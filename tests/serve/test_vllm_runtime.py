@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -16,6 +17,9 @@ from pathlib import Path
 import pytest
 
 from adalink.cli import main
+from adalink.serve import vllm_engine
+from adalink.serve.vllm_engine import VllmUnsupportedFamilyError, export_for_vllm
+from adalink.serve.vllm_matrix import VERDICTS
 from adalink.training.artifacts import read_run
 from serve_support import free_port
 
@@ -50,6 +54,30 @@ def _port_free(port: int) -> bool:
         except OSError:
             return False
     return True
+
+
+def test_the_measured_matrix_keeps_the_llama_family_on_vllm():
+    assert VERDICTS["LlamaForCausalLM"][0] == "exact"  # SmolLM2, and the base of the real-vLLM test
+
+
+def test_a_family_vllm_does_not_serve_exactly_is_refused_before_export(text2text_runs, tmp_path, monkeypatch):
+    base = tmp_path / "qwen2"
+    base.mkdir()
+    (base / "config.json").write_text(json.dumps({"architectures": ["Qwen2ForCausalLM"], "model_type": "qwen2"}))
+    run = tmp_path / "run"
+    shutil.copytree(text2text_runs["topic"], run)
+    (run / "run.json").write_text(json.dumps({**read_run(run), "model_path": str(base)}))
+    said = "expected target modules in {'q_proj'} but received ['model.embed_tokens']"
+    monkeypatch.setitem(vllm_engine.VERDICTS, "Qwen2ForCausalLM", ("refused", said))
+    with pytest.raises(VllmUnsupportedFamilyError) as refused:
+        export_for_vllm([run], tmp_path / "out")
+    message = str(refused.value)
+    assert "Qwen2ForCausalLM" in message and said in message
+    assert "--engine adalink" in message and "adalink merge" in message
+    assert not (tmp_path / "out").exists()
+    monkeypatch.setitem(vllm_engine.VERDICTS, "Qwen2ForCausalLM", ("ignored", ""))
+    with pytest.raises(VllmUnsupportedFamilyError, match="ignores it"):
+        export_for_vllm([run], tmp_path / "out")
 
 
 def test_an_adapter_vllm_ignores_stops_the_server_before_it_is_reported_ready(
