@@ -157,6 +157,7 @@ def _free_port() -> int:
 
 def _serve_and_ask(deployment, cases: list[dict[str, Any]], work: Path, args) -> list[dict[str, Any]]:
     from adalink.serve.vllm_engine import launch_vllm, vllm_command, wait_for_vllm
+    from adalink.serve.vllm_runtime import stop_process_group
 
     port = args.port or _free_port()
     env = {**os.environ, "VLLM_CPU_KVCACHE_SPACE": os.environ.get("VLLM_CPU_KVCACHE_SPACE", args.kv_cache_gib)}
@@ -183,8 +184,7 @@ def _serve_and_ask(deployment, cases: list[dict[str, Any]], work: Path, args) ->
             client = [python, __file__, "--client", str(requests), "--url", f"http://127.0.0.1:{port}"]
             subprocess.run([*client, "--out", str(responses)], check=True)
         finally:
-            server.terminate()
-            server.wait(timeout=120)
+            stop_process_group(server)
     return json.loads(responses.read_text())
 
 

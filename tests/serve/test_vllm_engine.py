@@ -29,6 +29,7 @@ from adalink.serve.vllm_engine import (
     vllm_command,
     wait_for_vllm,
 )
+from adalink.serve.vllm_runtime import stop_process_group
 from serve_support import free_port, train_run, write_topic_csv
 from tiny_models import save_tiny_checkpoint, write_sentiment_csv
 
@@ -232,8 +233,7 @@ def test_vllm_answers_what_adalink_answers_in_mixed_batches(tmp_path):
         with ThreadPoolExecutor(len(requests)) as pool:  # at once, so that vLLM batches tasks and base together
             got = list(pool.map(lambda r: _complete(f"http://127.0.0.1:{port}", r[0], r[1], 4), requests))
     finally:
-        process.terminate()
-        process.wait(timeout=120)
+        stop_process_group(process)  # the server, its engine core and its worker
         log.close()
     eos = stack.tokenizer.eos_token_id
     assert [[t for t in row if t != eos] for row in got] == [[t for t in row if t != eos] for row in expected]

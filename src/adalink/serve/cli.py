@@ -149,18 +149,37 @@ def _loading_text(stack: AdapterStack) -> str:
 
 
 def _run_vllm(args: argparse.Namespace) -> int:
-    """``--engine vllm``: export the runs and run vLLM's server in the foreground until it exits."""
-    from .vllm_engine import VllmError, VllmNotInstalledError, launch_vllm
+    """``--engine vllm``: export the runs, start vLLM's server, probe every adapter, then serve until it exits.
 
-    try:
-        process = launch_vllm(
-            parse_adapters(args.adapter), host=args.host, port=args.port, vllm_python=args.vllm_python
-        )
-    except (VllmError, VllmNotInstalledError, ValueError, FileNotFoundError) as err:
-        print(f"adalink serve: error: {err}", file=sys.stderr)
-        return 2
-    try:
-        return process.wait()
-    except KeyboardInterrupt:
-        process.terminate()
-        return process.wait()
+    SIGTERM and SIGINT stop the server with its engine and worker processes, and the exported adapters (a
+    temporary directory) are removed however it ends.
+    """
+    import shutil
+    import subprocess
+    import tempfile
+
+    from .vllm_engine import VllmError, VllmNotInstalledError, check_vllm, export_for_vllm, launch_vllm, wait_for_vllm
+    from .vllm_runtime import probe_adapters, stop_on_signals, stop_process_group
+
+    exported = tempfile.mkdtemp(prefix="adalink-vllm-")
+    process: subprocess.Popen | None = None
+    url = f"http://{'127.0.0.1' if args.host in ('0.0.0.0', '::', '') else args.host}:{args.port}"
+    with stop_on_signals() as stop:
+        try:
+            check_vllm(args.vllm_python)
+            deployment = export_for_vllm(parse_adapters(args.adapter), exported)
+            process = launch_vllm(deployment, host=args.host, port=args.port, vllm_python=args.vllm_python)
+            wait_for_vllm(url, process)
+            probe_adapters(url, deployment)
+            print(f"adalink serve: vLLM ready at {url}: {', '.join(t.name for t in deployment.tasks)}", flush=True)
+            return process.wait()
+        except (VllmError, VllmNotInstalledError, ValueError, FileNotFoundError, RuntimeError) as err:
+            print(f"adalink serve: error: {err}", file=sys.stderr)
+            return 2
+        except stop as signalled:
+            print(f"adalink serve: {signalled}: stopping vLLM", file=sys.stderr, flush=True)
+            return 0
+        finally:
+            if process is not None:
+                stop_process_group(process)
+            shutil.rmtree(exported, ignore_errors=True)

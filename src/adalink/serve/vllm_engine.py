@@ -4,7 +4,9 @@ An AdaLink with the identity activation is exactly a LoRA on the embedding table
 :mod:`adalink.export.adalink_lora`): ``lora_embedding_A = (E·W_down)ᵀ``, ``lora_embedding_B = W_upᵀ``, scaling 1.
 vLLM serves embedding LoRAs of decoder-only models (Llama and SmolLM2 among them) and batches requests for different
 LoRAs together, so every task of every run becomes one served model name (``--lora-modules TASK=DIR``) on one vLLM
-server of the base model the runs were trained on.
+server of the base model the runs were trained on. That holds only where vLLM registers LoRA on the embedding table
+of the base's architecture: the verdicts measured per architecture by ``benchmarks/vllm_matrix.py``
+(:mod:`.vllm_matrix`) refuse the others before anything is exported.
 
 vLLM lives in its own virtual environment (it pins its own torch and transformers), so this module never imports
 it: it exports the adapters (:func:`export_for_vllm`), builds the server's command line (:func:`vllm_command`) and
@@ -46,6 +48,7 @@ from ..methods.base import METHOD_CONFIGS
 from ..runs.export import export_run
 from ..runs.reading import read_run, run_shares_base
 from .compatibility import GENERATIVE_FORMATS
+from .vllm_matrix import VERDICTS, VLLM_VERSION
 
 __all__ = [
     "VLLM_INSTALL",
@@ -55,6 +58,7 @@ __all__ = [
     "VllmError",
     "VllmNotInstalledError",
     "VllmTask",
+    "VllmUnsupportedFamilyError",
     "check_vllm",
     "export_for_vllm",
     "launch_vllm",
@@ -76,6 +80,10 @@ _SERVER = "vllm.entrypoints.openai.api_server"  # deprecated, still in 0.32; `vl
 
 class VllmError(ValueError):
     """Runs that one vLLM server cannot serve as they are; the message says why and what to use instead."""
+
+
+class VllmUnsupportedFamilyError(VllmError):
+    """vLLM refuses, ignores or changes an embedding LoRA on this architecture (measured: :mod:`.vllm_matrix`)."""
 
 
 class VllmNotInstalledError(ImportError):
@@ -135,6 +143,8 @@ def export_for_vllm(
     Raises:
         VllmError: A run is not a text-to-text run of a method vLLM can load, the runs were trained on different
             base models, a base is an encoder-decoder, or two tasks share a name. Nothing is written then.
+        VllmUnsupportedFamilyError: The base's architecture is not "exact" in the measured matrix
+            (:mod:`.vllm_matrix`): vLLM refuses, ignores or changes the exported adapters there.
         FileNotFoundError: A directory is not an ``adalink train`` output directory.
     """
     named = list(runs.items()) if isinstance(runs, Mapping) else [(None, r) for r in runs]
@@ -143,6 +153,7 @@ def export_for_vllm(
     checked = [(name or Path(d).resolve().name, Path(d), _check_run(d)) for name, d in named]
     base = _one_base(checked)
     _check_decoder(base)
+    _check_family(base)
     _check_unique_tasks(checked)
     tasks: list[VllmTask] = []
     for name, directory, _ in checked:
@@ -219,6 +230,8 @@ def launch_vllm(
     The adapters go to ``out_dir`` (default: a new temporary directory, kept while the server may read it). On a
     CPU, vLLM reserves most of the machine's memory unless told otherwise: set ``VLLM_CPU_KVCACHE_SPACE`` (GiB of
     KV cache, e.g. 2) in the environment. ``popen`` goes to :class:`subprocess.Popen` (``stdout=``, ``env=``, ...).
+    The server starts in a session of its own (``start_new_session``) unless ``popen`` says otherwise, so that
+    :func:`adalink.serve.vllm_runtime.stop_process_group` can end it with its engine and worker processes.
 
     Raises:
         VllmError: See :func:`export_for_vllm`.
@@ -232,7 +245,7 @@ def launch_vllm(
     command = vllm_command(
         deployment, host=host, port=port, vllm_python=vllm_python, dtype=dtype, extra_args=extra_args
     )
-    return subprocess.Popen(command, **popen)
+    return subprocess.Popen(command, **{"start_new_session": True, **popen})
 
 
 def wait_for_vllm(base_url: str, process: subprocess.Popen | None = None, *, timeout: float = 900.0) -> list[str]:
@@ -317,6 +330,34 @@ def _check_decoder(base: str) -> None:
             f"The base model {base} is an encoder-decoder ({config.get('model_type')}); vLLM serves LoRAs of "
             "decoder-only models. Serve these runs with adalink serve."
         )
+
+
+def _check_family(base: str) -> None:
+    config_file = Path(base) / "config.json"
+    config = json.loads(config_file.read_text()) if config_file.is_file() else {}
+    architecture = (config.get("architectures") or [config.get("model_type", "unknown")])[0]
+    verdict, said = VERDICTS.get(architecture, ("unmeasured", ""))
+    if verdict == "unmeasured":  # the probe after start-up still catches an adapter vLLM ignores
+        print(
+            f"adalink: warning: vLLM's support for {architecture} is not measured (benchmarks/vllm_matrix.py); "
+            "the probe after start-up refuses an adapter vLLM ignores, not one it serves wrongly.",
+            file=sys.stderr,
+        )
+    if verdict in ("exact", "unmeasured"):
+        return
+    what = {
+        "refused": f"refuses the exported embedding LoRA ({said})",
+        "ignored": "loads the exported embedding LoRA and ignores it: every task would answer the base's output",
+        "differs": f"answers differently from transformers + peft with the exported embedding LoRA ({said})",
+        "base not served": f"could not start this base model where it was measured ({said})",
+    }[verdict]
+    exact = sorted(arch for arch, (v, _) in VERDICTS.items() if v == "exact")
+    raise VllmUnsupportedFamilyError(
+        f"The base model {base} is a {architecture}: vLLM {VLLM_VERSION} {what}, measured by "
+        f"benchmarks/vllm_matrix.py (docs/vllm.md lists every family; exact on vLLM: {', '.join(exact)}). Serve these "
+        "runs with `adalink serve --engine adalink` (every architecture, every task in one batch), or fold each task "
+        "into a plain checkpoint (`adalink merge --adapter RUN --task TASK --out DIR`) and serve that with vLLM."
+    )
 
 
 def _check_unique_tasks(checked: list[tuple[str, Path, dict[str, Any]]]) -> None:
