@@ -15,6 +15,8 @@ from contextvars import ContextVar
 
 import torch
 
+from .errors import UnknownNameError
+
 __all__ = ["Router", "TaskIds", "TaskSpec", "UnknownTaskError"]
 
 # A whole batch on one task (int), or one task index per example (LongTensor of shape (B,)).
@@ -23,11 +25,8 @@ TaskIds = int | torch.Tensor
 TaskSpec = str | Sequence[str] | torch.Tensor | None
 
 
-class UnknownTaskError(KeyError):
-    """A task name that the adapter does not have."""
-
-    def __str__(self) -> str:  # KeyError would repr() the message
-        return str(self.args[0])
+class UnknownTaskError(UnknownNameError):
+    """A task name that the adapter does not have (a ``KeyError``)."""
 
 
 class Router:

@@ -56,6 +56,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..errors import MissingPackageError
 from .cleaning import Example, deduplicate, split_examples
 
 __all__ = [
@@ -113,7 +114,7 @@ class TextClassificationData:
         return sum(example.label == majority for example in scored) / len(scored)
 
 
-class MissingDataPackageError(ImportError):
+class MissingDataPackageError(MissingPackageError):
     """Raised when the registry package that ships a task's data is not installed."""
 
 

