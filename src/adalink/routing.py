@@ -15,7 +15,7 @@ from contextvars import ContextVar
 
 import torch
 
-from .errors import UnknownNameError
+from .errors import UnknownNameError, UsageError
 
 __all__ = ["Router", "TaskIds", "TaskSpec", "UnknownTaskError"]
 
@@ -52,7 +52,7 @@ class Router:
         """Keep only ``names`` (in that order); returns their old indices for the adapters to gather."""
         indices = [self.index(name) for name in names]
         if not indices:
-            raise ValueError("select_tasks needs at least one task name.")
+            raise UsageError("select_tasks needs at least one task name.")
         self.tasks = list(names)
         self.default_task = 0 if len(indices) == 1 else None
         return indices
@@ -82,7 +82,7 @@ class Router:
                 return indices[0]  # a homogeneous batch takes the plain-matmul path
             ids = torch.tensor(indices, dtype=torch.long, device=device)
         if batch_size is not None and ids.numel() != batch_size:
-            raise ValueError(f"task= has {ids.numel()} entries but the batch has {batch_size} examples.")
+            raise UsageError(f"task= has {ids.numel()} entries but the batch has {batch_size} examples.")
         return ids
 
     @contextlib.contextmanager
@@ -110,7 +110,7 @@ class Router:
             return ids
         if rows % ids.shape[0] == 0:
             return ids.repeat_interleave(rows // ids.shape[0])
-        raise ValueError(
+        raise UsageError(
             f"Per-example tasks cover {ids.shape[0]} examples, but {where} produced a batch of {rows}; per-example "
             "routing needs one row (e.g. one image) per example. Use one task for the whole batch instead."
         )

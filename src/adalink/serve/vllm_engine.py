@@ -41,7 +41,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..errors import AdalinkError, MissingPackageError
+from ..errors import AdalinkError, MissingPackageError, RunFailedError
 from ..export import ExportError, export_run
 from ..methods.base import METHOD_CONFIGS
 from ..training.artifacts import read_run, run_shares_base
@@ -244,13 +244,13 @@ def wait_for_vllm(base_url: str, process: subprocess.Popen | None = None, *, tim
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process is not None and process.poll() is not None:
-            raise RuntimeError(f"vLLM exited with code {process.returncode} before it was ready; see its log.")
+            raise RunFailedError(f"vLLM exited with code {process.returncode} before it was ready; see its log.")
         try:
             with urllib.request.urlopen(f"{base_url}/v1/models", timeout=5) as response:
                 return [model["id"] for model in json.load(response)["data"]]
         except (urllib.error.URLError, ConnectionError, TimeoutError):
             time.sleep(2)
-    raise RuntimeError(f"vLLM did not answer at {base_url} within {timeout:.0f} s.")
+    raise RunFailedError(f"vLLM did not answer at {base_url} within {timeout:.0f} s.")
 
 
 def _launcher(vllm_python: str | None) -> list[str]:

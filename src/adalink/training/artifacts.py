@@ -29,6 +29,7 @@ from ..data import (
     VQAData,
     chat_example,
 )
+from ..errors import MissingFileError, UsageError
 from ..io import write_json_atomic
 from ..methods.base import METHOD_CONFIGS
 from ..methods.full import FullConfig
@@ -91,11 +92,11 @@ def read_run(directory: str | os.PathLike[str]) -> dict[str, Any]:
     """The ``run.json`` of a run directory (model, format, tasks and labels, max_length, ...)."""
     run_file = Path(directory) / RUN_FILE
     if not run_file.is_file():
-        raise FileNotFoundError(f"{directory} is not an `adalink train` output directory: {RUN_FILE} is missing.")
+        raise MissingFileError(f"{directory} is not an `adalink train` output directory: {RUN_FILE} is missing.")
     try:
         return json.loads(run_file.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise ValueError(f"{run_file} is corrupt or truncated (not valid JSON: {err}).") from None
+        raise UsageError(f"{run_file} is corrupt or truncated (not valid JSON: {err}).") from None
 
 
 def run_shares_base(run: dict[str, Any]) -> bool:
@@ -164,7 +165,7 @@ def evaluate_run(
 
 def _adapter_disabled(loaded: LoadedRun) -> AbstractContextManager[None]:
     if not isinstance(loaded.model, PeftModel):
-        raise ValueError(f"{loaded.directory} holds a fully fine-tuned model, not an adapter: it has no base to score.")
+        raise UsageError(f"{loaded.directory} holds a fully fine-tuned model, not an adapter: it has no base to score.")
     return loaded.model.disable_adapter()
 
 
@@ -182,7 +183,7 @@ def _read_lines(source: str) -> Iterator[tuple[int, str | dict[str, Any]]]:
             try:
                 yield number, json.loads(line)
             except json.JSONDecodeError as err:
-                raise ValueError(f"{source}, line {number}: invalid JSON ({err}).") from None
+                raise UsageError(f"{source}, line {number}: invalid JSON ({err}).") from None
     finally:
         if handle is not sys.stdin:
             handle.close()
@@ -200,11 +201,11 @@ def _read_requests(source: str, *, sft: bool) -> Iterator[tuple[int, Example | G
             yield number, chat_example(item["messages"], where, with_response=False), item.get("task")
         elif sft:
             if not isinstance(item.get("prompt"), str) or not item["prompt"].strip():
-                raise ValueError(f'{where}: expected a string field "prompt" or a "messages" list, found {item!r}.')
+                raise UsageError(f'{where}: expected a string field "prompt" or a "messages" list, found {item!r}.')
             yield number, GenerationExample(item["prompt"], ""), item.get("task")
         else:
             if not isinstance(item.get("text"), str):
-                raise ValueError(f'{where}: expected a string field "text", found {item!r}.')
+                raise UsageError(f'{where}: expected a string field "text", found {item!r}.')
             yield number, Example(item["text"], 0), item.get("task")
 
 
@@ -220,7 +221,7 @@ def predict_run(
     for number, example, task in _read_requests(source, sft=isinstance(loaded.fmt, SFTFormat)):
         task = task or default_task
         if task not in names:
-            raise ValueError(
+            raise UsageError(
                 f"{source}, line {number}: task {task!r} is not one of this run's tasks {names}"
                 + ("; pass --task" if task is None else "")
                 + "."
@@ -282,15 +283,15 @@ def merge_run(directory: str | Path, out: str | Path, *, task: str | None = None
     checkpoint is stored in (a fully fine-tuned run's own model: float32).
     """
     if dtype is not None and dtype not in DTYPES:
-        raise ValueError(f"--dtype {dtype!r} is invalid: expected one of {list(DTYPES)}.")
+        raise UsageError(f"--dtype {dtype!r} is invalid: expected one of {list(DTYPES)}.")
     loaded = load_run(directory, loading=BaseLoading())
     names = loaded.task_names
     if task is None:
         if len(names) > 1:
-            raise ValueError(f"This run has tasks {names}: pass --task to choose the one to fold.")
+            raise UsageError(f"This run has tasks {names}: pass --task to choose the one to fold.")
         task = names[0]
     if task not in names:
-        raise ValueError(f"--task {task!r} is not one of this run's tasks {names}.")
+        raise UsageError(f"--task {task!r} is not one of this run's tasks {names}.")
     model = loaded.model.merge_and_unload(task=task)  # a method without tasks has one set of weights for all
     if isinstance(loaded.fmt, ClassificationFormat):
         _keep_task_head(model, loaded.fmt, names.index(task))
@@ -313,7 +314,7 @@ def _output_layer(name: str, head: nn.Module, outputs: int) -> tuple[str, nn.Lin
         (f"{name}.{n}", m) for n, m in head.named_modules() if isinstance(m, nn.Linear) and m.out_features == outputs
     ]
     if not found:
-        raise ValueError(f"The classification head {name!r} has no Linear layer with {outputs} outputs to slice.")
+        raise UsageError(f"The classification head {name!r} has no Linear layer with {outputs} outputs to slice.")
     return found[-1]
 
 

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from ..data import GenerationData, TextClassificationData, VQAData
-from ..errors import AdalinkError
+from ..errors import AdalinkError, UsageError
 from ..methods.base import MethodConfig
 from ..peft_model import PeftModel, get_peft_model
 from .args import TrainArgs
@@ -116,12 +116,12 @@ def _accelerator(args: TrainArgs, log_with: list[str]) -> Accelerator:
     world = accelerator.num_processes
     launched = int(os.environ.get("WORLD_SIZE", "1"))
     if launched != world:
-        raise ValueError(
+        raise UsageError(
             f"The launcher started {launched} processes but accelerate joined {world}: each would train alone "
             "into the same directory. Launch with `accelerate launch --multi_gpu --num_processes N -m adalink train`."
         )
     if args.batch_size % (world * args.grad_accum):
-        raise ValueError(
+        raise UsageError(
             f"--batch-size {args.batch_size} must split evenly over {world} process(es) "
             f"x --grad-accum {args.grad_accum}."
         )
