@@ -282,3 +282,20 @@ def test_a_programming_bug_shows_its_traceback(monkeypatch, tmp_path, capsys):
     with pytest.raises(KeyError, match="x"):
         main(["train", "--output-dir", str(tmp_path)])
     assert "error:" not in capsys.readouterr().err
+
+
+def test_accelerates_refusal_is_one_line(tmp_path, capsys):
+    assert main(["train", "--mixed-precision", "fp12", "--output-dir", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("adalink train: error: Unknown mixed_precision mode: fp12") and err.count("\n") == 1
+
+
+@pytest.mark.parametrize("missing", ["--input", "--output"])
+def test_predict_names_a_missing_file_on_one_line(workspace, tmp_path, capsys, missing):
+    source = tmp_path / "lines.txt"
+    source.write_text("great lovely day\n")
+    files = {"--input": str(source), "--output": str(tmp_path / "out.jsonl"), missing: str(tmp_path / "no" / "x")}
+    assert main(["predict", "--adapter", str(workspace["out"]), *[a for kv in files.items() for a in kv]]) == 2
+    assert f"adalink predict: error: [Errno 2] No such file or directory: '{tmp_path / 'no' / 'x'}'" in (
+        capsys.readouterr().err
+    )

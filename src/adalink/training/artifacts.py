@@ -15,7 +15,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 import torch
 from torch import nn
@@ -169,9 +169,18 @@ def _adapter_disabled(loaded: LoadedRun) -> AbstractContextManager[None]:
     return loaded.model.disable_adapter()
 
 
+def _open_text(path: str, mode: str) -> TextIO:
+    """``path`` opened as UTF-8 text (the caller closes it); a missing file or folder is a :class:`MissingFileError`
+    with the message ``open`` gives."""
+    try:
+        return open(path, mode, encoding="utf-8")
+    except FileNotFoundError as err:
+        raise MissingFileError(err.errno, err.strerror, err.filename) from None
+
+
 def _read_lines(source: str) -> Iterator[tuple[int, str | dict[str, Any]]]:
     """(line number, the line or its JSON object) for every non-blank line of ``source`` (``-``: stdin)."""
-    handle = sys.stdin if source == "-" else open(source, encoding="utf-8")  # noqa: SIM115 - closed below
+    handle = sys.stdin if source == "-" else _open_text(source, "r")
     try:
         for number, line in enumerate(handle, start=1):
             line = line.rstrip("\n")
@@ -227,7 +236,7 @@ def predict_run(
                 + "."
             )
         items.append(TaskExample(names.index(task), example))
-    out = sys.stdout if target == "-" else open(target, "w", encoding="utf-8")  # noqa: SIM115 - closed below
+    out = sys.stdout if target == "-" else _open_text(target, "w")
     try:
         for start in range(0, len(items), batch_size):
             chunk = items[start : start + batch_size]

@@ -107,12 +107,15 @@ def _accelerator(args: TrainArgs, log_with: list[str]) -> Accelerator:
     from accelerate import Accelerator
 
     # On a machine without CUDA, gloo on CPU; without cpu=True accelerate would start lone single-process runs.
-    accelerator = Accelerator(
-        mixed_precision=args.mixed_precision,
-        cpu=not torch.cuda.is_available(),
-        log_with=log_with or None,
-        project_dir=str(logging_dir(args.resolved_output_dir(), args.logging_dir)),
-    )
+    try:
+        accelerator = Accelerator(
+            mixed_precision=args.mixed_precision,
+            cpu=not torch.cuda.is_available(),
+            log_with=log_with or None,
+            project_dir=str(logging_dir(args.resolved_output_dir(), args.logging_dir)),
+        )
+    except ValueError as err:  # accelerate refuses the settings, e.g. an unknown --mixed-precision mode
+        raise UsageError(str(err)) from err
     world = accelerator.num_processes
     launched = int(os.environ.get("WORLD_SIZE", "1"))
     if launched != world:
