@@ -43,7 +43,7 @@ CLASSES = _exception_classes()
 def test_the_walk_finds_the_errors_of_every_layer():
     expected = {"adalink.errors.ConfigError", "adalink.io.AdapterFileError", "adalink.routing.UnknownTaskError"}
     assert expected <= set(CLASSES) and len(CLASSES) >= 20
-    assert NOT_ADALINK_ERRORS <= set(CLASSES)  # an exclusion whose class is gone must go too
+    assert set(CLASSES) >= NOT_ADALINK_ERRORS  # an exclusion whose class is gone must go too
 
 
 @pytest.mark.parametrize("name", sorted(set(CLASSES) - NOT_ADALINK_ERRORS))

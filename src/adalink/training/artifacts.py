@@ -15,7 +15,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TextIO
+from typing import IO, Any
 
 import torch
 from torch import nn
@@ -169,7 +169,7 @@ def _adapter_disabled(loaded: LoadedRun) -> AbstractContextManager[None]:
     return loaded.model.disable_adapter()
 
 
-def _open_text(path: str, mode: str) -> TextIO:
+def _open_text(path: str, mode: str) -> IO[str]:
     """``path`` opened as UTF-8 text (the caller closes it); a missing file or folder is a :class:`MissingFileError`
     with the message ``open`` gives."""
     try:
