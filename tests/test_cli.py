@@ -264,3 +264,46 @@ def test_a_subcommand_whose_extra_is_missing_says_what_to_install(monkeypatch, c
     with pytest.raises(SystemExit) as info:  # train keeps working without the extra
         cli.main(["train", "--help"])
     assert info.value.code == 0
+
+
+def _train_fails_with(monkeypatch, error):
+    """`adalink train` whose task loading (early inside train()) raises ``error``."""
+    from adalink.training import loop
+
+    def fail(*args, **kwargs):
+        raise error
+
+    monkeypatch.setattr(loop, "load_tasks", fail)
+
+
+def test_an_adalink_error_is_one_line_and_status_2(monkeypatch, tmp_path, capsys):
+    from adalink.errors import UsageError
+
+    _train_fails_with(monkeypatch, UsageError("--thing 3 is invalid: expected 4."))
+    assert main(["train", "--output-dir", str(tmp_path)]) == 2
+    assert capsys.readouterr().err == "adalink train: error: --thing 3 is invalid: expected 4.\n"
+
+
+def test_a_programming_bug_shows_its_traceback(monkeypatch, tmp_path, capsys):
+    """A KeyError from a typo is a bug, not a user error: it is not turned into `error: 'x'` and status 2."""
+    _train_fails_with(monkeypatch, KeyError("x"))
+    with pytest.raises(KeyError, match="x"):
+        main(["train", "--output-dir", str(tmp_path)])
+    assert "error:" not in capsys.readouterr().err
+
+
+def test_accelerates_refusal_is_one_line(tmp_path, capsys):
+    assert main(["train", "--mixed-precision", "fp12", "--output-dir", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("adalink train: error: Unknown mixed_precision mode: fp12") and err.count("\n") == 1
+
+
+@pytest.mark.parametrize("missing", ["--input", "--output"])
+def test_predict_names_a_missing_file_on_one_line(workspace, tmp_path, capsys, missing):
+    source = tmp_path / "lines.txt"
+    source.write_text("great lovely day\n")
+    files = {"--input": str(source), "--output": str(tmp_path / "out.jsonl"), missing: str(tmp_path / "no" / "x")}
+    assert main(["predict", "--adapter", str(workspace["out"]), *[a for kv in files.items() for a in kv]]) == 2
+    assert f"adalink predict: error: [Errno 2] No such file or directory: '{tmp_path / 'no' / 'x'}'" in (
+        capsys.readouterr().err
+    )

@@ -5,7 +5,7 @@ multimodal modeling") adapts a frozen model at its input boundary: ``E' = E + f(
 """
 
 from ._version import __version__
-from .errors import ConfigError, FoldError
+from .errors import AdalinkError, ConfigError, FoldError
 from .fingerprint import FingerprintMismatchError
 from .integrations.peft_registration import register_when_peft_imported
 from .io import AdapterFileError
@@ -34,6 +34,7 @@ __all__ = [
     "METHOD_CONFIGS",
     "AdaLinkBank",
     "AdaLinkConfig",
+    "AdalinkError",
     "AdapterFileError",
     "BitFitConfig",
     "CompacterConfig",

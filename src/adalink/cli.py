@@ -5,6 +5,8 @@ Options of ``train`` are generated from :class:`adalink.training.args.TrainArgs`
 ``adalink train`` with no options runs the demo: AdaLink on the packaged MiniLM and packaged tweets.
 Each other subsystem (``methods``, ``serve``, ``bench``, ``experiment``, ``export``) is a module with ``HELP``,
 ``add_arguments(parser)`` and ``run(args) -> int``, listed in ``_SUBCOMMANDS``.
+An :class:`adalink.AdalinkError` (a refusal: a bad option, a missing file, a run that diverged) is printed as
+``adalink <command>: error: <message>`` with exit status 2; any other exception is a bug and shows its traceback.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import itertools
 import sys
 from collections.abc import Sequence
 
+from .errors import AdalinkError
 from .logs import quiet_known_noise
 from .options import add_dataclass_options
 
@@ -102,34 +105,35 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     if unknown:
         parser.error(f"unrecognized arguments: {' '.join(unknown)}")
+    try:
+        return _run(args)
+    except AdalinkError as err:  # a refusal with its reason; anything else is a bug and keeps its traceback
+        print(f"adalink {args.command}: error: {err}", file=sys.stderr)
+        return 2
+
+
+def _run(args: argparse.Namespace) -> int:
     if args.command in _SUBCOMMANDS:
         return importlib.import_module(_SUBCOMMANDS[args.command]).run(args)
     from .training import artifacts
-    from .training.checkpoints import CheckpointError
     from .training.config_file import resolve_args
-    from .training.loop import TrainingDivergedError, train
+    from .training.loop import train
 
-    try:
-        if args.command == "train":
-            train(resolve_args(args))
-        elif args.command == "eval":
-            artifacts.evaluate_run(
-                args.adapter,
-                split=args.split,
-                max_eval=args.max_eval,
-                model=args.model,
-                ignore_fingerprint=args.ignore_fingerprint,
-                base_only=args.base_only,
-            )
-        elif args.command == "predict":
-            artifacts.predict_run(
-                args.adapter, args.input, args.output, default_task=args.task, batch_size=args.batch_size
-            )
-        else:
-            artifacts.merge_run(args.adapter, args.out, task=args.task, dtype=args.dtype)
-    except (ValueError, KeyError, ImportError, FileNotFoundError, TrainingDivergedError, CheckpointError) as err:
-        print(f"adalink {args.command}: error: {err}", file=sys.stderr)
-        return 2
+    if args.command == "train":
+        train(resolve_args(args))
+    elif args.command == "eval":
+        artifacts.evaluate_run(
+            args.adapter,
+            split=args.split,
+            max_eval=args.max_eval,
+            model=args.model,
+            ignore_fingerprint=args.ignore_fingerprint,
+            base_only=args.base_only,
+        )
+    elif args.command == "predict":
+        artifacts.predict_run(args.adapter, args.input, args.output, default_task=args.task, batch_size=args.batch_size)
+    else:
+        artifacts.merge_run(args.adapter, args.out, task=args.task, dtype=args.dtype)
     return 0
 
 

@@ -20,6 +20,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from .errors import AdalinkError
+
 __all__ = [
     "FingerprintMismatchError",
     "base_fingerprint",
@@ -32,7 +34,7 @@ __all__ = [
 _KEPT = "_adalink_float_fingerprints"  # attribute of a converted base: module -> (entry, its parameters then)
 
 
-class FingerprintMismatchError(ValueError):
+class FingerprintMismatchError(AdalinkError, ValueError):
     """The adapter was trained on a different base model (or a different modality layout)."""
 
 

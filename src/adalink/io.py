@@ -29,6 +29,8 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from .errors import AdalinkError
+
 __all__ = [
     "CONFIG_NAME",
     "FORMAT",
@@ -49,7 +51,7 @@ FORMAT = "adalink"
 FORMAT_VERSION = 1
 
 
-class AdapterFileError(ValueError):
+class AdapterFileError(AdalinkError, ValueError):
     """An adapter directory is missing, truncated, corrupt or inconsistent."""
 
 

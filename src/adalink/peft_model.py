@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from ._version import __version__
-from .errors import ConfigError, FoldError
+from .errors import ConfigError, FoldError, UsageError
 from .fingerprint import base_fingerprint, check_fingerprint, check_same_kind_of_base
 from .io import AdapterFileError, read_adapter, write_adapter
 from .methods.base import MethodConfig, config_from_dict, select_task_rows
@@ -186,7 +186,7 @@ class PeftModel(nn.Module):
             export_peft(self, save_directory)
             return
         if format != "adalink":
-            raise ValueError(f"save_pretrained format={format!r} is invalid: expected 'adalink' or 'peft'.")
+            raise UsageError(f"save_pretrained format={format!r} is invalid: expected 'adalink' or 'peft'.")
         metadata = {
             "adalink_version": __version__,
             "method": self.peft_config.method,

@@ -15,6 +15,8 @@ from contextvars import ContextVar
 
 import torch
 
+from .errors import UnknownNameError, UsageError
+
 __all__ = ["Router", "TaskIds", "TaskSpec", "UnknownTaskError"]
 
 # A whole batch on one task (int), or one task index per example (LongTensor of shape (B,)).
@@ -23,11 +25,8 @@ TaskIds = int | torch.Tensor
 TaskSpec = str | Sequence[str] | torch.Tensor | None
 
 
-class UnknownTaskError(KeyError):
-    """A task name that the adapter does not have."""
-
-    def __str__(self) -> str:  # KeyError would repr() the message
-        return str(self.args[0])
+class UnknownTaskError(UnknownNameError):
+    """A task name that the adapter does not have (a ``KeyError``)."""
 
 
 class Router:
@@ -53,7 +52,7 @@ class Router:
         """Keep only ``names`` (in that order); returns their old indices for the adapters to gather."""
         indices = [self.index(name) for name in names]
         if not indices:
-            raise ValueError("select_tasks needs at least one task name.")
+            raise UsageError("select_tasks needs at least one task name.")
         self.tasks = list(names)
         self.default_task = 0 if len(indices) == 1 else None
         return indices
@@ -83,7 +82,7 @@ class Router:
                 return indices[0]  # a homogeneous batch takes the plain-matmul path
             ids = torch.tensor(indices, dtype=torch.long, device=device)
         if batch_size is not None and ids.numel() != batch_size:
-            raise ValueError(f"task= has {ids.numel()} entries but the batch has {batch_size} examples.")
+            raise UsageError(f"task= has {ids.numel()} entries but the batch has {batch_size} examples.")
         return ids
 
     @contextlib.contextmanager
@@ -111,7 +110,7 @@ class Router:
             return ids
         if rows % ids.shape[0] == 0:
             return ids.repeat_interleave(rows // ids.shape[0])
-        raise ValueError(
+        raise UsageError(
             f"Per-example tasks cover {ids.shape[0]} examples, but {where} produced a batch of {rows}; per-example "
             "routing needs one row (e.g. one image) per example. Use one task for the whole batch instead."
         )

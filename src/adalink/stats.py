@@ -32,6 +32,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from .errors import UsageError
+
 __all__ = [
     "CONFIDENCE",
     "INCONCLUSIVE",
@@ -78,7 +80,7 @@ def summarize(scores: Sequence[float], test_var: float = 0.0) -> Summary:
         ValueError: If ``scores`` is empty.
     """
     if not scores:
-        raise ValueError("summarize() needs at least one score.")
+        raise ValueError("summarize() needs at least one score.")  # an internal invariant
     std = statistics.stdev(scores) if len(scores) > 1 else 0.0
     return Summary(statistics.fmean(scores), std, len(scores), test_var)
 
@@ -99,7 +101,7 @@ def sampling_variance(runs: Sequence[Mapping[str, float]], examples: Mapping[str
         for task, p in scores.items():
             correct = p * examples[task]
             if abs(correct - round(correct)) > 1e-6 * max(1, examples[task]):
-                raise ValueError(f"{task} accuracy {p!r} is not a whole number of {examples[task]} test examples.")
+                raise UsageError(f"{task} accuracy {p!r} is not a whole number of {examples[task]} test examples.")
         variances.append(sum(p * (1 - p) / examples[t] for t, p in scores.items()) / len(scores) ** 2)
     return statistics.fmean(variances) if variances else 0.0
 

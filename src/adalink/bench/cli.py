@@ -6,6 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from ..errors import AdalinkError
 from .profiles import PROFILES
 
 __all__ = ["HELP", "add_arguments", "run"]
@@ -72,7 +73,7 @@ def run(args: argparse.Namespace) -> int:
         )
         try:
             plan.total_runs()  # validates the learning-rate tokens before anything runs
-        except ValueError as err:
+        except AdalinkError as err:
             print(f"adalink bench: error: {err}", file=sys.stderr)
             return 2
         results = run_bench(plan, out, retry_failed=args.retry_failed, timeout_s=args.timeout)

@@ -15,6 +15,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from ..errors import UsageError
+
 __all__ = ["BenchRun", "best_lr", "read_result", "resolve_lr", "result_path"]
 
 
@@ -71,10 +73,10 @@ def resolve_lr(token: str, method: str) -> float:
         value = default_lr(method) * float(text[:-1]) if text.endswith("x") else float(text)
     except ValueError:
         if text != "default":
-            raise ValueError(f"--lrs entry {token!r} is invalid: expected {expected}.") from None
+            raise UsageError(f"--lrs entry {token!r} is invalid: expected {expected}.") from None
         value = default_lr(method)
     if not (value > 0 and math.isfinite(value)):
-        raise ValueError(f"--lrs entry {token!r} is invalid: expected {expected}.")
+        raise UsageError(f"--lrs entry {token!r} is invalid: expected {expected}.")
     return float(f"{value:.6g}")  # 3 x 2e-3 is 0.006, not 0.006000000000000001
 
 
@@ -109,7 +111,7 @@ def best_lr(results: list[dict[str, Any]]) -> float | None:
         return ok[0]["spec"]["lr"]
     unscored = [r.get("run_id") or f"lr {r['spec']['lr']:g}" for r in ok if r.get("validation_score") is None]
     if unscored:
-        raise ValueError(
+        raise UsageError(
             f"Cannot choose a learning rate: {', '.join(unscored)} ha{'s' if len(unscored) == 1 else 've'} no "
             "validation score (the sweep's runs score the validation split; the test score is not used to choose)."
         )

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from ..errors import AdalinkError
+
 __all__ = ["HELP", "add_arguments", "run"]
 
 HELP = "write a run's adapter(s) in Hugging Face peft's own format (one directory per task)"
@@ -23,7 +25,7 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         directories = export_run(args.adapter, args.out, tasks=args.task)
-    except (ValueError, KeyError, FileNotFoundError, ImportError) as err:  # ExportError is a ValueError
+    except AdalinkError as err:  # ExportError and the run's own errors; anything else keeps its traceback
         print(f"adalink export: error: {err}", file=sys.stderr)
         return 2
     for directory in directories:

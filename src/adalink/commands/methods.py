@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from .. import methods as _methods  # noqa: F401  (registers every method)
+from ..errors import AdalinkError
 from ..methods.base import METHOD_CONFIGS, MethodConfig
 from ..peft_model import get_peft_model
 
@@ -75,7 +76,7 @@ def _describe(
         total = sum(p.numel() for p in base.parameters())
         try:
             model = get_peft_model(base, config)
-        except ValueError as err:  # ConfigError and RoleError: the method cannot attach to this architecture
+        except AdalinkError as err:  # ConfigError, RoleError, ...: the method cannot attach to this architecture
             info.error = str(err).splitlines()[0]
             return info
     info.trainable = model.method_parameter_count()

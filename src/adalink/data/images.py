@@ -12,6 +12,8 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 
+from ..errors import MissingPackageError, UsageError
+
 __all__ = ["load_image", "load_images"]
 
 _NATIVE_SIZE = 64  # the side of an easy-VQA image, and of the empty batch load_images([]) returns
@@ -24,7 +26,7 @@ def _decode(path: str) -> torch.Tensor:
     try:
         from PIL import Image
     except ImportError as error:
-        raise ImportError("Reading easy-VQA images needs Pillow: `pip install pillow`.") from error
+        raise MissingPackageError("Reading easy-VQA images needs Pillow: `pip install pillow`.") from error
     with Image.open(path) as image:
         rgb = image.convert("RGB")
         width, height = rgb.size
@@ -44,7 +46,7 @@ def _to_float(images: torch.Tensor, size: int | None) -> torch.Tensor:
 
 def _check_size(size: int | None) -> None:
     if size is not None and size < 1:
-        raise ValueError(f"size must be a positive number of pixels or None, got {size}.")
+        raise UsageError(f"size must be a positive number of pixels or None, got {size}.")
 
 
 def load_image(path: str, size: int | None = None) -> torch.Tensor:
@@ -90,5 +92,5 @@ def load_images(paths: Sequence[str], size: int | None = None) -> torch.Tensor:
     if len(shapes) == 1:
         return _to_float(torch.stack(decoded), size)
     if size is None:
-        raise ValueError(f"Images differ in size ({sorted(shapes)}); pass size= to resize them to one size.")
+        raise UsageError(f"Images differ in size ({sorted(shapes)}); pass size= to resize them to one size.")
     return torch.cat([_to_float(image.unsqueeze(0), size) for image in decoded])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 
+from ..errors import UsageError
 from .easyvqa import load_easyvqa
 from .text_tasks import TASK_NAMES, load_text_task
 
@@ -22,5 +23,5 @@ def scored_examples(task: str, max_eval: int | None, question_types: str | None 
             data = data.with_question_types(tuple(question_types.split(",")))
         available = len(data.test)
     else:
-        raise ValueError(f"task={task!r} is invalid: expected a packaged task ({', '.join(TASK_NAMES)}, easyvqa).")
+        raise UsageError(f"task={task!r} is invalid: expected a packaged task ({', '.join(TASK_NAMES)}, easyvqa).")
     return available if max_eval is None else min(max_eval, available)

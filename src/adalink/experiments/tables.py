@@ -11,6 +11,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import replace
 from typing import Any
 
+from ..errors import UnknownNameError
 from ..methods import METHOD_CONFIGS
 from ..stats import INCONCLUSIVE, Summary, difference
 from .experiment import Condition, Experiment, Scale, TrainRun
@@ -337,7 +338,7 @@ def build(name: str, scale: Scale | None = None) -> Experiment:
         KeyError: If ``name`` is not one of :data:`EXPERIMENTS`.
     """
     if name not in EXPERIMENTS:
-        raise KeyError(f"Unknown experiment {name!r}; expected one of {sorted(EXPERIMENTS)}.")
+        raise UnknownNameError(f"Unknown experiment {name!r}; expected one of {sorted(EXPERIMENTS)}.")
     return EXPERIMENTS[name](scale or Scale())
 
 

@@ -19,6 +19,7 @@ import torch
 from safetensors.torch import save_file
 from torch import nn
 
+from ..errors import AdalinkError
 from ..io import write_atomic
 from ..methods.base import MethodConfig
 
@@ -29,7 +30,7 @@ WEIGHTS_NAME = "adapter_model.safetensors"
 TASK_FILE = "adalink_task.json"  # beside the adapter: task, labels, prompt template, provenance
 
 
-class ExportError(ValueError):
+class ExportError(AdalinkError, ValueError):
     """The adapter cannot be written in peft's format with the same outputs; the message says what can be done."""
 
 

@@ -17,6 +17,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from .._version import __version__
+from ..errors import UsageError
 from ..io import AdapterFileError, read_adapter, write_adapter
 from ..methods.adalink import AdaLinkConfig
 from .peft_config import AdaLinkPeftConfig, task_type_for
@@ -68,7 +69,7 @@ def peft_to_adalink(adapters: Mapping[str, str | os.PathLike], out_dir: str | os
     Ranks may differ (the smaller are zero-padded, which adds exactly 0); everything else must agree.
     """
     if not adapters:
-        raise ValueError("peft_to_adalink needs at least one adapter directory.")
+        raise UsageError("peft_to_adalink needs at least one adapter directory.")
     configs, weights = {}, {}
     for task, directory in adapters.items():
         config = AdaLinkPeftConfig.from_pretrained(str(directory))

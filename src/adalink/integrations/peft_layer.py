@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from peft.tuners.tuners_utils import BaseTunerLayer
 from torch import nn
 
+from ..errors import UsageError
 from ..methods.adalink import AdaLinkBank
 from ..routing import Router, TaskIds
 from .peft_registration import register
@@ -58,7 +59,7 @@ class AdaLinkLayer(nn.Module, BaseTunerLayer):
         template = present[0]
         activations = {b.activation for b in present}
         if len(activations) > 1:
-            raise ValueError(
+            raise UsageError(
                 f"adapter_names mixes AdaLink adapters with different activations {sorted(map(str, activations))}; "
                 "a mixed batch runs one op for all of them: use adapters of one activation, or one adapter per call."
             )

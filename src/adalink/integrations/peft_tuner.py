@@ -21,7 +21,7 @@ from peft.tuners.tuners_utils import BaseTuner, set_adapter
 from peft.utils.other import AuxiliaryTrainingWrapper, set_additional_trainable_modules
 from torch import nn
 
-from ..errors import ConfigError, FoldError
+from ..errors import ConfigError, FoldError, UsageError
 from ..fingerprint import FingerprintMismatchError, base_fingerprint, check_fingerprint
 from ..methods.adalink.hooks import hook_site
 from ..methods.adalink.sites import Site, resolve_sites
@@ -149,7 +149,7 @@ class AdaLinkTuner(BaseTuner):
         """Make one adapter the active one (a mixed batch takes ``adapter_names=[...]`` instead)."""
         names = [adapter_name] if isinstance(adapter_name, str) else list(adapter_name)
         if len(names) > 1:
-            raise ValueError(
+            raise UsageError(
                 f"AdaLink runs one adapter per example, so set_adapter takes one name, got {names}; pass "
                 "adapter_names=[one name per example] to forward or generate to mix adapters in a batch."
             )
@@ -167,9 +167,9 @@ class AdaLinkTuner(BaseTuner):
 
     def delete_adapter(self, adapter_name: str) -> None:
         if adapter_name not in self.peft_config:
-            raise ValueError(f"Adapter {adapter_name} does not exist")
+            raise UsageError(f"Adapter {adapter_name} does not exist")
         if adapter_name == self._merged:
-            raise ValueError(f"Cannot delete adapter(s) {[adapter_name]} while they are merged. Unmerge them first.")
+            raise UsageError(f"Cannot delete adapter(s) {[adapter_name]} while they are merged. Unmerge them first.")
         del self.peft_config[adapter_name]
         for layer in self._layers():
             layer.delete_adapter(adapter_name)  # peft's rule picks the next active adapter
@@ -196,21 +196,21 @@ class AdaLinkTuner(BaseTuner):
 
     def _check_mixed_batch(self, names: list[str], args: tuple, kwargs: dict) -> None:
         if self.training:
-            raise ValueError("adapter_names= (a mixed batch) is for inference: call model.eval() first.")
+            raise UsageError("adapter_names= (a mixed batch) is for inference: call model.eval() first.")
         if self._merged is not None:
-            raise ValueError(
+            raise UsageError(
                 f"adapter_names= cannot be used while adapter {self._merged!r} is merged into the base weights: call "
                 "model.unmerge_adapter() first (or merge_and_unload() and serve that adapter alone)."
             )
         unknown = sorted(set(names) - set(self._router.tasks))
         if unknown:
-            raise ValueError(
+            raise UsageError(
                 f"adapter_names has unknown adapters {unknown}: expected names of {list(self.peft_config)} or "
                 f"{BASE_ADAPTER!r} (the base model)."
             )
         for value in (*args[:1], kwargs.get("input_ids"), kwargs.get("inputs_embeds")):
             if isinstance(value, torch.Tensor) and value.dim() > 1 and value.shape[0] != len(names):
-                raise ValueError(f"adapter_names has {len(names)} entries but the batch has {value.shape[0]} examples.")
+                raise UsageError(f"adapter_names has {len(names)} entries but the batch has {value.shape[0]} examples.")
 
     # ------------------------------------------------------------------------------------------------- folding
     def merge_adapter(self, adapter_names: list[str] | None = None, safe_merge: bool = False) -> None:

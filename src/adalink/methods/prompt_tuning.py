@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..errors import UsageError
 from ..routing import Router, TaskIds
 from ._cache import find_cache
 from .base import Attachment, Handle, MethodConfig, register_method
@@ -139,7 +140,7 @@ def _input_hook(
         kwargs = {**dict(zip(positional, args, strict=False)), **kwargs}
         mask = kwargs.get("attention_mask")
         if mask is not None and mask.dim() != 2:
-            raise ValueError(
+            raise UsageError(
                 f"Prompt tuning lengthens 2-D attention masks only; got a {mask.dim()}-D mask (a static or compiled "
                 "cache builds 4-D masks: use the default dynamic cache with prompt tuning)."
             )

@@ -25,6 +25,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from ..errors import RunFailedError
 from ..io import file_sha256, fsync_path
 
 __all__ = ["MARKER_NAME", "default_cache_dir", "is_complete", "materialise", "replace_directory"]
@@ -243,4 +244,4 @@ def _rename_into_place(temp: Path, target: Path, source: Path | None, *, what: s
             except FileNotFoundError:
                 continue
             shutil.rmtree(aside, ignore_errors=True)
-    raise RuntimeError(f"Could not move {what} into {target}.")
+    raise RunFailedError(f"Could not move {what} into {target}.")

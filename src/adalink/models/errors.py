@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from ..errors import AdalinkError, MissingPackageError
+
 __all__ = ["MissingModelPackageError", "ModelNotFoundError"]
 
 
-class ModelNotFoundError(ValueError):
+class ModelNotFoundError(AdalinkError, ValueError):
     """The model argument names no alias, no usable local directory and no model in the offline hub cache."""
 
 
-class MissingModelPackageError(ImportError):
+class MissingModelPackageError(MissingPackageError):
     """A packaged alias was asked for but the package that ships its weights (or is needed to load them) is missing."""

@@ -28,6 +28,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..errors import MissingPackageError, UsageError
 from ..fingerprint import float_fingerprints, keep_float_fingerprints
 
 __all__ = [
@@ -87,13 +88,13 @@ class BaseLoading:
 
     def __post_init__(self) -> None:
         if self.dtype not in DTYPES:
-            raise ValueError(f"BaseLoading.dtype={self.dtype!r} is invalid: expected one of {list(DTYPES)}.")
+            raise UsageError(f"BaseLoading.dtype={self.dtype!r} is invalid: expected one of {list(DTYPES)}.")
         if self.quantize not in QUANTIZATIONS:
-            raise ValueError(
+            raise UsageError(
                 f"BaseLoading.quantize={self.quantize!r} is invalid: expected one of {list(QUANTIZATIONS)}."
             )
         if not isinstance(self.gradient_checkpointing, bool):
-            raise ValueError(
+            raise UsageError(
                 f"BaseLoading.gradient_checkpointing={self.gradient_checkpointing!r} is invalid: expected a bool."
             )
 
@@ -142,7 +143,7 @@ class BaseLoading:
             if given.get(option) and method in methods:
                 flag = f"--quantize {option}" if option in QUANTIZATIONS else f"--{option.replace('_', '-')}"
                 flag += f" {self.dtype}" if option == "dtype" else ""
-                raise ValueError(f"{flag} does not work with --method {method}: {why}.")
+                raise UsageError(f"{flag} does not work with --method {method}: {why}.")
 
 
 def load_base(
@@ -248,13 +249,13 @@ def _quantize_torchao(model: nn.Module, *, skip: Sequence[str]) -> None:
     try:
         from torchao.quantization import Int8WeightOnlyConfig, quantize_
     except ImportError as err:
-        raise ImportError(
+        raise MissingPackageError(
             f"--quantize int8 needs torchao ({err}); install it with `pip install 'adalink[quant]'`."
         ) from None
     skipped = _skipped_linears(model, skip)
     chosen = [m for m in model.modules() if isinstance(m, nn.Linear) and id(m) not in skipped]
     if not chosen:
-        raise ValueError(
+        raise UsageError(
             f"--quantize int8 found no nn.Linear layer to quantize in {type(model).__name__} (torchao quantizes "
             "nn.Linear only; GPT-2's layers, for one, are transformers Conv1D)."
         )
@@ -271,7 +272,7 @@ def _load_bitsandbytes(
         import bitsandbytes  # noqa: F401  (named in the error below when missing)
         from transformers import BitsAndBytesConfig
     except ImportError as err:
-        raise ImportError(
+        raise MissingPackageError(
             f"--quantize {loading.quantize} needs bitsandbytes ({err}); install it with `pip install 'adalink[quant]'`."
         ) from None
     float_model = auto_class.from_pretrained(path, dtype=torch.float32, **kwargs)
@@ -324,7 +325,7 @@ def enable_checkpointing(model: nn.Module) -> None:
     parameters all sit inside the blocks: LoRA, IA3, adapters, ...).
     """
     if not getattr(model, "supports_gradient_checkpointing", False):
-        raise ValueError(
+        raise UsageError(
             f"--gradient-checkpointing is invalid for {type(model).__name__}: transformers does not support "
             "activation checkpointing for this model class."
         )
@@ -346,7 +347,7 @@ def check_trainable_dtype(model: nn.Module, loading: BaseLoading, method: str) -
         return
     wrong = sorted({str(p.dtype).removeprefix("torch.") for p in model.parameters() if p.requires_grad} - {"float32"})
     if wrong:
-        raise ValueError(
+        raise UsageError(
             f"--method {method} with --dtype {loading.dtype} --quantize {loading.quantize}: the method would train "
             f"{', '.join(wrong)} parameters (it trains the base's own tensors or makes its parameters like them). "
             "Train it with a float32 base, or use --mixed-precision bf16 for lower-precision compute."

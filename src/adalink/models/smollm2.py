@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from ..errors import RunFailedError
 from .cache import is_complete, materialise
 from .errors import MissingModelPackageError
 
@@ -133,7 +134,7 @@ def _convert_smollm2(source: Path, out_dir: Path) -> None:
     reloaded_tokenizer = AutoTokenizer.from_pretrained(str(out_dir), local_files_only=True)
     reprobe = reloaded_tokenizer([_PROBE_TEXT], return_tensors="pt")
     if not torch.equal(reprobe["input_ids"], probe["input_ids"]):
-        raise RuntimeError(
+        raise RunFailedError(
             "SmolLM2 conversion check failed: the saved tokenizer encodes differently from the GGUF one."
         )
     with torch.no_grad():
@@ -141,5 +142,7 @@ def _convert_smollm2(source: Path, out_dir: Path) -> None:
     try:
         torch.testing.assert_close(actual, expected)  # float32 tolerances; in practice the logits are identical
     except AssertionError as error:
-        raise RuntimeError(f"SmolLM2 conversion check failed: logits differ from the GGUF model's.\n{error}") from None
+        raise RunFailedError(
+            f"SmolLM2 conversion check failed: logits differ from the GGUF model's.\n{error}"
+        ) from None
     _log(f"converted in {time.perf_counter() - start:.0f} s")

@@ -23,6 +23,7 @@ from ..data import (
     load_file_task,
     load_text_task,
 )
+from ..errors import UsageError
 from ..models.precision import BaseLoading
 from ..tasks.formats import ClassificationFormat, TaskInfo, TextToTextFormat, make_format
 from ..tasks.options import TaskOptions
@@ -63,7 +64,7 @@ class ModelSetup(NamedTuple):
         if not any(
             p.name == "loading" or p.kind is p.VAR_KEYWORD for p in signature(self.fmt.build_base).parameters.values()
         ):
-            raise ValueError(
+            raise UsageError(
                 f"--dtype, --quantize and --gradient-checkpointing do not apply to the {self.fmt.name} format: it "
                 "builds its own model (the easy-VQA TinyVLM) as float32."
             )
@@ -82,19 +83,19 @@ def load_tasks(args: TaskOptions) -> list[TextClassificationData | VQAData | Gen
     known = (*TASK_NAMES, VQA_TASK)
     unknown = [n for n in names if n not in known]
     if unknown or not names:
-        raise ValueError(
+        raise UsageError(
             f"--task {args.task!r}: unknown task(s) {unknown}; expected a comma-separated list of {list(known)}, "
             "or your own data with --train-file."
         )
     if VQA_TASK in names:
         if len(names) > 1:
-            raise ValueError(f"--task {VQA_TASK} (images + questions) cannot be mixed with text tasks {names}.")
+            raise UsageError(f"--task {VQA_TASK} (images + questions) cannot be mixed with text tasks {names}.")
         vqa = load_easyvqa()
         if args.question_types:
             vqa = vqa.with_question_types([t.strip() for t in args.question_types.split(",") if t.strip()])
         return [vqa]
     if args.question_types:
-        raise ValueError(f"--question-types {args.question_types!r} applies only to --task {VQA_TASK}, not {names}.")
+        raise UsageError(f"--question-types {args.question_types!r} applies only to --task {VQA_TASK}, not {names}.")
     return [load_text_task(name) for name in names]
 
 
@@ -163,7 +164,7 @@ def check_vocabulary(tokenizer: Any, rows: int | None, model: str) -> None:
         return
     shown = ", ".join(f"{index} {token!r}" for index, token in beyond[:5])
     more = f" and {len(beyond) - 5} more" if len(beyond) > 5 else ""
-    raise ValueError(
+    raise UsageError(
         f"--model {model}: the tokenizer has {len(tokenizer)} tokens but the model's embedding table has only "
         f"{rows} rows, so token id(s) {shown}{more} have no embedding and would fail inside the model. Use the "
         "model's own tokenizer, or give the model rows for them and save it: "

@@ -28,6 +28,8 @@ from .loading import load_tokenizer, setup_model
 
 __all__ = ["RUN_FILE", "LoadedRun", "load_run", "read_run", "run_shares_base"]
 
+from ..errors import MissingFileError, UsageError
+
 RUN_FILE = "run.json"
 
 
@@ -77,11 +79,11 @@ def read_run(directory: str | os.PathLike[str]) -> dict[str, Any]:
     """The ``run.json`` of a run directory (model, format, tasks and labels, max_length, ...)."""
     run_file = Path(directory) / RUN_FILE
     if not run_file.is_file():
-        raise FileNotFoundError(f"{directory} is not an `adalink train` output directory: {RUN_FILE} is missing.")
+        raise MissingFileError(f"{directory} is not an `adalink train` output directory: {RUN_FILE} is missing.")
     try:
         return json.loads(run_file.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise ValueError(f"{run_file} is corrupt or truncated (not valid JSON: {err}).") from None
+        raise UsageError(f"{run_file} is corrupt or truncated (not valid JSON: {err}).") from None
 
 
 def run_shares_base(run: dict[str, Any]) -> bool:

@@ -18,11 +18,13 @@ from typing import Any
 
 import torch
 
+from ..errors import UnknownNameError, UsageError
 from ..fingerprint import check_fingerprint
 from ..logs import log_level
 from ..methods.base import MethodConfig
 from ..models.precision import BaseLoading, keep_float32
 from ..peft_model import PeftModel, get_peft_model
+from ..routing import UnknownTaskError
 from ..runs.loading import setup_model
 from ..tasks.calls import model_call
 from ..tasks.formats import ClassificationFormat, TaskInfo, TextToTextFormat, pad_rows
@@ -126,7 +128,7 @@ class AdapterStack:
         named = runs.items() if isinstance(runs, Mapping) else [(None, d) for d in runs]
         adapters = [read_adapter_run(directory, name) for name, directory in named]
         if not adapters:
-            raise ValueError("Give at least one adapter (an `adalink train` output directory).")
+            raise UsageError("Give at least one adapter (an `adalink train` output directory).")
         if model is None:
             trained_on = sorted({a.run["model"] for a in adapters})
             if len(trained_on) > 1:
@@ -199,7 +201,7 @@ class AdapterStack:
     def remove(self, name: str) -> list[str]:
         """Stop serving adapter ``name``; returns the task names it served."""
         if name not in self.adapters:
-            raise KeyError(f"No adapter named {name!r}; served adapters: {sorted(self.adapters)}.")
+            raise UnknownNameError(f"No adapter named {name!r}; served adapters: {sorted(self.adapters)}.")
         removed = [t.name for t in self.adapters[name].tasks]
         self._restack([a for a in self.adapters.values() if a.name != name])
         return removed
@@ -265,7 +267,7 @@ class AdapterStack:
         order = {name: i for i, name in enumerate(self.tasks)}
         unknown = sorted({t for t in tasks if t not in order})
         if unknown:
-            raise KeyError(f"Unknown task(s) {unknown}; served tasks: {list(self.tasks)}.")
+            raise UnknownTaskError(f"Unknown task(s) {unknown}; served tasks: {list(self.tasks)}.")
         return torch.tensor([order[t] for t in tasks], dtype=torch.long, device=self.device)
 
     @torch.inference_mode()
@@ -323,7 +325,7 @@ class AdapterStack:
         if not requests:
             return []
         if not self.generative:
-            raise ValueError("Completions need a text-to-text (decoder or encoder-decoder) server.")
+            raise UsageError("Completions need a text-to-text (decoder or encoder-decoder) server.")
         task_ids = self._task_ids([task for task, _, _ in requests])
         prompts, budgets = [ids for _, ids, _ in requests], [n for _, _, n in requests]
         return self._generate(task_ids, prompts, budgets, sampling or Sampling(), feeds)

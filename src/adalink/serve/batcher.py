@@ -21,6 +21,7 @@ from concurrent.futures import Executor
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+from ..errors import AdalinkError
 from .metrics import ServerMetrics
 
 __all__ = ["DynamicBatcher", "Overloaded", "ShuttingDown", "TaskRetiring"]
@@ -32,15 +33,15 @@ _T = TypeVar("_T")
 RunBatch = Callable[[Hashable, list[Any]], Sequence[Any]]
 
 
-class Overloaded(RuntimeError):
+class Overloaded(AdalinkError, RuntimeError):
     """The queue is full: the client should retry later."""
 
 
-class ShuttingDown(RuntimeError):
+class ShuttingDown(AdalinkError, RuntimeError):
     """The server is draining and takes no new work."""
 
 
-class TaskRetiring(KeyError):
+class TaskRetiring(AdalinkError, KeyError):
     """The task's adapter is being removed."""
 
     def __str__(self) -> str:

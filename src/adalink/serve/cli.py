@@ -9,6 +9,8 @@ import os
 import sys
 from typing import TYPE_CHECKING
 
+from ..errors import AdalinkError, UsageError
+
 if TYPE_CHECKING:
     from .adapter_stack import AdapterStack
 
@@ -79,7 +81,7 @@ def parse_adapters(values: list[str]) -> dict[str, str]:
         if not sep or os.path.isdir(value):  # a directory whose name holds "=" is still a directory
             name, directory = os.path.basename(os.path.normpath(value)), value
         if name in named:
-            raise ValueError(f"--adapter: two adapters are named {name!r}; name one NAME=DIR.")
+            raise UsageError(f"--adapter: two adapters are named {name!r}; name one NAME=DIR.")
         named[name] = directory
     return named
 
@@ -92,8 +94,6 @@ def run(args: argparse.Namespace) -> int:
         return _run_vllm(args)
     import torch
 
-    from ..fingerprint import FingerprintMismatchError
-    from ..io import AdapterFileError
     from .adapter_stack import AdapterStack
     from .app import DrainingServer, ServeSettings, create_app
 
@@ -113,7 +113,7 @@ def run(args: argparse.Namespace) -> int:
             dtype=args.dtype,
             quantize=args.quantize,
         )
-    except (ValueError, KeyError, ImportError, FileNotFoundError, AdapterFileError, FingerprintMismatchError) as err:
+    except AdalinkError as err:  # a refused setting, adapter or base; anything else keeps its traceback
         print(f"adalink serve: error: {err}", file=sys.stderr)
         return 2
     logging.basicConfig(level=args.log_level.upper(), format="%(levelname)s:     %(name)s: %(message)s")
@@ -158,7 +158,7 @@ def _run_vllm(args: argparse.Namespace) -> int:
     import subprocess
     import tempfile
 
-    from .vllm_engine import VllmError, VllmNotInstalledError, check_vllm, export_for_vllm, launch_vllm, wait_for_vllm
+    from .vllm_engine import check_vllm, export_for_vllm, launch_vllm, wait_for_vllm
     from .vllm_runtime import probe_adapters, stop_on_signals, stop_process_group
 
     exported = tempfile.mkdtemp(prefix="adalink-vllm-")
@@ -173,7 +173,7 @@ def _run_vllm(args: argparse.Namespace) -> int:
             probe_adapters(url, deployment)
             print(f"adalink serve: vLLM ready at {url}: {', '.join(t.name for t in deployment.tasks)}", flush=True)
             return process.wait()
-        except (VllmError, VllmNotInstalledError, ValueError, FileNotFoundError, RuntimeError) as err:
+        except AdalinkError as err:  # a refused run, family or adapter; anything else keeps its traceback
             print(f"adalink serve: error: {err}", file=sys.stderr)
             return 2
         except stop as signalled:

@@ -19,6 +19,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..errors import AdalinkError
 from ..io import AdapterFileError, read_adapter
 from ..methods.base import MethodConfig, config_from_dict
 from ..models.precision import BaseLoading
@@ -50,7 +51,7 @@ SERVED_FORMATS = ("classification", "text2text", "sft")
 _TRAINING_ONLY = frozenset({"tasks", "modules_to_save", "dropout", "init"})
 
 
-class IncompatibleAdapterError(ValueError):
+class IncompatibleAdapterError(AdalinkError, ValueError):
     """An adapter that cannot share the served base model or its forward pass."""
 
 
@@ -65,7 +66,7 @@ def served_kind(format_name: str) -> str:
     return f"generative ({', '.join(sorted(GENERATIVE_FORMATS))})" if format_name in GENERATIVE_FORMATS else format_name
 
 
-class AdapterConflictError(ValueError):
+class AdapterConflictError(AdalinkError, ValueError):
     """An adapter or task name that is already served."""
 
 

@@ -11,12 +11,13 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from ..errors import AdalinkError
 from .metrics import ServerMetrics
 
 __all__ = ["ApiError", "LimitAndObserve", "error_response", "install_error_handlers"]
 
 
-class ApiError(HTTPException):
+class ApiError(AdalinkError, HTTPException):
     """An answer with a 4xx/5xx status and an OpenAI-style error body (``kind``: its ``type``, by default the
     status's own, e.g. 404 ``not_found_error``; ``param``: the request field at fault)."""
 

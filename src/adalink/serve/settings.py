@@ -6,6 +6,8 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 
+from ..errors import UsageError
+
 __all__ = ["ServeSettings"]
 
 
@@ -47,12 +49,12 @@ class ServeSettings:
         for name in ("max_batch_size", "max_queue", "max_items", "max_input_chars", "max_new_tokens", "max_body_bytes"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-                raise ValueError(f"--{name.replace('_', '-')} {value!r} is invalid: expected a positive integer.")
+                raise UsageError(f"--{name.replace('_', '-')} {value!r} is invalid: expected a positive integer.")
         if not 0 <= self.batch_window_ms <= 60_000:
-            raise ValueError(f"--batch-window-ms {self.batch_window_ms!r} is invalid: expected 0 to 60000.")
+            raise UsageError(f"--batch-window-ms {self.batch_window_ms!r} is invalid: expected 0 to 60000.")
         if self.admin_token is not None and not self.admin_token.strip():
-            raise ValueError("--admin-token is empty: give a secret, or leave it out to turn adapter changes off.")
+            raise UsageError("--admin-token is empty: give a secret, or leave it out to turn adapter changes off.")
         if self.admin_token and self.allow_unauthenticated_admin:
-            raise ValueError("--admin-token and --allow-unauthenticated-admin contradict each other: give one.")
+            raise UsageError("--admin-token and --allow-unauthenticated-admin contradict each other: give one.")
         if self.adapter_root is not None and not os.path.isdir(self.adapter_root):
-            raise ValueError(f"--adapter-root {self.adapter_root!r} is invalid: expected an existing directory.")
+            raise UsageError(f"--adapter-root {self.adapter_root!r} is invalid: expected an existing directory.")

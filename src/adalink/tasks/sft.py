@@ -43,6 +43,7 @@ from ..data import (
     load_generation_task,
     load_text_task,
 )
+from ..errors import UsageError
 from .examples import TaskExample
 from .formats import ModelCall, TaskInfo, TextToTextFormat, pad_rows
 from .options import TaskOptions
@@ -79,7 +80,7 @@ class SFTFormat:
         if example.messages is None:
             return example.prompt
         if not getattr(tokenizer, "chat_template", None):
-            raise ValueError(
+            raise UsageError(
                 "The data holds chat 'messages', but this model's tokenizer has no chat template to render them "
                 "with (tokenizer.chat_template is None). Use a model whose tokenizer has one (--model), or give the "
                 "data as plain prompt and response columns (--prompt-column, --response-column)."
@@ -98,7 +99,7 @@ class SFTFormat:
     def pair(self, tokenizer: Any, example: GenerationExample, max_length: int) -> tuple[list[int], list[int]]:
         """(prompt ids, target ids) of one example within ``max_length`` (see the module docstring)."""
         if max_length < 2:
-            raise ValueError(
+            raise UsageError(
                 f"--max-length {max_length} is too short for sft: expected at least 2 (prompt + response)."
             )
         prompt = self.prompt_text(tokenizer, example)
@@ -146,7 +147,7 @@ def eos_id(tokenizer: Any) -> int:
     """:func:`end_token`, refused when the tokenizer has none."""
     token = end_token(tokenizer)
     if token is None:
-        raise ValueError("The tokenizer has no end-of-sequence (or separator) token: sft needs one to end responses.")
+        raise UsageError("The tokenizer has no end-of-sequence (or separator) token: sft needs one to end responses.")
     return int(token)
 
 
@@ -174,7 +175,7 @@ def is_sft(args: TaskOptions) -> bool:
         return True
     generative = [] if args.train_file else [n for n in _task_names(args.task) if n in GENERATION_TASK_NAMES]
     if generative and args.format != "auto":
-        raise ValueError(
+        raise UsageError(
             f"--task {','.join(generative)} is generative (a response to write, no labels): train it with --format "
             f"sft (or auto), not --format {args.format}."
         )
@@ -184,7 +185,7 @@ def is_sft(args: TaskOptions) -> bool:
 def load_sft_tasks(args: TaskOptions) -> list[GenerationData]:
     """The tasks of an sft run: the user's files, or packaged tasks (classification ones as label-word responses)."""
     if args.max_new_tokens < 1:
-        raise ValueError(f"--max-new-tokens {args.max_new_tokens!r} is invalid: expected a positive integer.")
+        raise UsageError(f"--max-new-tokens {args.max_new_tokens!r} is invalid: expected a positive integer.")
     if args.train_file:
         tasks = [
             load_generation_file(
@@ -198,7 +199,7 @@ def load_sft_tasks(args: TaskOptions) -> list[GenerationData]:
         names, known = _task_names(args.task), (*GENERATION_TASK_NAMES, *TASK_NAMES)
         unknown = [n for n in names if n not in known]
         if unknown or not names:
-            raise ValueError(
+            raise UsageError(
                 f"--task {args.task!r}: unknown task(s) {unknown} for --format sft; expected a comma-separated list "
                 f"of {list(known)}, or your own data with --train-file."
             )

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from ..data import GENERATION_TASK_NAMES, TASK_NAMES
-from ..errors import ConfigError
+from ..errors import ConfigError, UsageError
 from ..models.precision import DTYPES, QUANTIZATIONS, BaseLoading
 from .methods import check_knobs, method_class, method_names, settable_fields
 from .stream import MIXING
@@ -186,9 +186,9 @@ class TrainArgs:
         ]
         for name, ok, expected in checks:
             if not ok:
-                raise ValueError(f"--{name.replace('_', '-')} {getattr(self, name)!r} is invalid: expected {expected}.")
+                raise UsageError(f"--{name.replace('_', '-')} {getattr(self, name)!r} is invalid: expected {expected}.")
         if self.early_stopping_patience and not self.eval_every:
-            raise ValueError("--early-stopping-patience counts evaluations: it needs --eval-every N.")
+            raise UsageError("--early-stopping-patience counts evaluations: it needs --eval-every N.")
         tracker_names(self.report_to)  # fails early on an unknown tracker
         check_knobs(method_class(self.method), rank=self.rank, dropout=self.dropout)  # before any model loads
         self.method_options()  # fails early on a malformed --method-config
@@ -196,11 +196,11 @@ class TrainArgs:
 
     def _validate_precision(self) -> None:
         if self.dtype not in DTYPES:
-            raise ValueError(f"--dtype {self.dtype!r} is invalid: expected one of {', '.join(DTYPES)}.")
+            raise UsageError(f"--dtype {self.dtype!r} is invalid: expected one of {', '.join(DTYPES)}.")
         if self.quantize not in QUANTIZATIONS:
-            raise ValueError(f"--quantize {self.quantize!r} is invalid: expected one of {', '.join(QUANTIZATIONS)}.")
+            raise UsageError(f"--quantize {self.quantize!r} is invalid: expected one of {', '.join(QUANTIZATIONS)}.")
         if self.method == "full" and (self.dtype != "float32" or self.quantize != "none"):
-            raise ValueError(
+            raise UsageError(
                 f"--dtype {self.dtype} --quantize {self.quantize} does not apply to --method full: full tuning trains "
                 "the base weights themselves, which need float32 (use --mixed-precision bf16 for lower-precision "
                 "compute, or a PEFT method over a lower-precision base)."
@@ -218,9 +218,9 @@ class TrainArgs:
         try:
             options = json.loads(self.method_config)
         except json.JSONDecodeError as err:
-            raise ValueError(f"--method-config {self.method_config!r} is not valid JSON: {err}.") from None
+            raise UsageError(f"--method-config {self.method_config!r} is not valid JSON: {err}.") from None
         if not isinstance(options, dict):
-            raise ValueError(f"--method-config {self.method_config!r}: expected a JSON object of config fields.")
+            raise UsageError(f"--method-config {self.method_config!r}: expected a JSON object of config fields.")
         cls = method_class(self.method)
         settable = settable_fields(cls)
         unknown = sorted(set(options) - set(settable))

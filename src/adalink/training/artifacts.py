@@ -12,7 +12,7 @@ import sys
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import torch
 from torch import nn
@@ -22,6 +22,7 @@ from ..data import (
     GenerationExample,
     chat_example,
 )
+from ..errors import MissingFileError, UsageError
 from ..io import write_json_atomic
 from ..models.precision import DTYPES, BaseLoading, stored_dtype
 from ..peft_model import PeftModel
@@ -68,13 +69,22 @@ def evaluate_run(
 
 def _adapter_disabled(loaded: LoadedRun) -> AbstractContextManager[None]:
     if not isinstance(loaded.model, PeftModel):
-        raise ValueError(f"{loaded.directory} holds a fully fine-tuned model, not an adapter: it has no base to score.")
+        raise UsageError(f"{loaded.directory} holds a fully fine-tuned model, not an adapter: it has no base to score.")
     return loaded.model.disable_adapter()
+
+
+def _open_text(path: str, mode: str) -> IO[str]:
+    """``path`` opened as UTF-8 text (the caller closes it); a missing file or folder is a :class:`MissingFileError`
+    with the message ``open`` gives."""
+    try:
+        return open(path, mode, encoding="utf-8")
+    except FileNotFoundError as err:
+        raise MissingFileError(err.errno, err.strerror, err.filename) from None
 
 
 def _read_lines(source: str) -> Iterator[tuple[int, str | dict[str, Any]]]:
     """(line number, the line or its JSON object) for every non-blank line of ``source`` (``-``: stdin)."""
-    handle = sys.stdin if source == "-" else open(source, encoding="utf-8")  # noqa: SIM115 - closed below
+    handle = sys.stdin if source == "-" else _open_text(source, "r")
     try:
         for number, line in enumerate(handle, start=1):
             line = line.rstrip("\n")
@@ -86,7 +96,7 @@ def _read_lines(source: str) -> Iterator[tuple[int, str | dict[str, Any]]]:
             try:
                 yield number, json.loads(line)
             except json.JSONDecodeError as err:
-                raise ValueError(f"{source}, line {number}: invalid JSON ({err}).") from None
+                raise UsageError(f"{source}, line {number}: invalid JSON ({err}).") from None
     finally:
         if handle is not sys.stdin:
             handle.close()
@@ -104,11 +114,11 @@ def _read_requests(source: str, *, sft: bool) -> Iterator[tuple[int, Example | G
             yield number, chat_example(item["messages"], where, with_response=False), item.get("task")
         elif sft:
             if not isinstance(item.get("prompt"), str) or not item["prompt"].strip():
-                raise ValueError(f'{where}: expected a string field "prompt" or a "messages" list, found {item!r}.')
+                raise UsageError(f'{where}: expected a string field "prompt" or a "messages" list, found {item!r}.')
             yield number, GenerationExample(item["prompt"], ""), item.get("task")
         else:
             if not isinstance(item.get("text"), str):
-                raise ValueError(f'{where}: expected a string field "text", found {item!r}.')
+                raise UsageError(f'{where}: expected a string field "text", found {item!r}.')
             yield number, Example(item["text"], 0), item.get("task")
 
 
@@ -124,13 +134,13 @@ def predict_run(
     for number, example, task in _read_requests(source, sft=isinstance(loaded.fmt, SFTFormat)):
         task = task or default_task
         if task not in names:
-            raise ValueError(
+            raise UsageError(
                 f"{source}, line {number}: task {task!r} is not one of this run's tasks {names}"
                 + ("; pass --task" if task is None else "")
                 + "."
             )
         items.append(TaskExample(names.index(task), example))
-    out = sys.stdout if target == "-" else open(target, "w", encoding="utf-8")  # noqa: SIM115 - closed below
+    out = sys.stdout if target == "-" else _open_text(target, "w")
     try:
         for start in range(0, len(items), batch_size):
             chunk = items[start : start + batch_size]
@@ -186,15 +196,15 @@ def merge_run(directory: str | Path, out: str | Path, *, task: str | None = None
     checkpoint is stored in (a fully fine-tuned run's own model: float32).
     """
     if dtype is not None and dtype not in DTYPES:
-        raise ValueError(f"--dtype {dtype!r} is invalid: expected one of {list(DTYPES)}.")
+        raise UsageError(f"--dtype {dtype!r} is invalid: expected one of {list(DTYPES)}.")
     loaded = load_run(directory, loading=BaseLoading())
     names = loaded.task_names
     if task is None:
         if len(names) > 1:
-            raise ValueError(f"This run has tasks {names}: pass --task to choose the one to fold.")
+            raise UsageError(f"This run has tasks {names}: pass --task to choose the one to fold.")
         task = names[0]
     if task not in names:
-        raise ValueError(f"--task {task!r} is not one of this run's tasks {names}.")
+        raise UsageError(f"--task {task!r} is not one of this run's tasks {names}.")
     model = loaded.model.merge_and_unload(task=task)  # a method without tasks has one set of weights for all
     if isinstance(loaded.fmt, ClassificationFormat):
         _keep_task_head(model, loaded.fmt, names.index(task))
@@ -217,7 +227,7 @@ def _output_layer(name: str, head: nn.Module, outputs: int) -> tuple[str, nn.Lin
         (f"{name}.{n}", m) for n, m in head.named_modules() if isinstance(m, nn.Linear) and m.out_features == outputs
     ]
     if not found:
-        raise ValueError(f"The classification head {name!r} has no Linear layer with {outputs} outputs to slice.")
+        raise UsageError(f"The classification head {name!r} has no Linear layer with {outputs} outputs to slice.")
     return found[-1]
 
 

@@ -27,6 +27,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from ..errors import AdalinkError
 from ..io import file_sha256, fsync_path, make_temp_dir, write_atomic
 
 __all__ = [
@@ -52,7 +53,7 @@ _FILES, _SELF = "files_sha256", "state_sha256"  # state.json's checksums: of the
 _LOAD_ERRORS = (OSError, RuntimeError, ValueError, EOFError, pickle.UnpicklingError)
 
 
-class CheckpointError(RuntimeError):
+class CheckpointError(AdalinkError, RuntimeError):
     """A checkpoint is missing, incomplete or from a different run."""
 
 

@@ -30,6 +30,7 @@ from typing import Any
 import yaml
 
 from .._version import __version__
+from ..errors import MissingFileError, UsageError
 from ..io import write_atomic
 from ..methods.base import MethodConfig
 from ..options import OptionSpec, given_options, option_specs
@@ -53,15 +54,15 @@ def read_config(path: str | Path) -> dict[str, Any]:
     """
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"--config {path}: no such file.")
+        raise MissingFileError(f"--config {path}: no such file.")
     try:
         document = yaml.safe_load(path.read_text(encoding="utf-8"))
     except (yaml.YAMLError, UnicodeDecodeError) as err:
-        raise ValueError(f"{path}: not valid YAML: {err}") from None
+        raise UsageError(f"{path}: not valid YAML: {err}") from None
     if document is None:
         return {}
     if not isinstance(document, dict):
-        raise ValueError(f"{path}: expected a mapping of options (max_steps: 300, ...), found {_shown(document)}.")
+        raise UsageError(f"{path}: expected a mapping of options (max_steps: 300, ...), found {_shown(document)}.")
     specs = {s.name: s for s in option_specs(TrainArgs) if s.name not in _NOT_IN_FILES}
     return {str(key): _checked(path, specs, key, value) for key, value in document.items()}
 
@@ -72,7 +73,7 @@ def _checked(path: Path, specs: dict[str, OptionSpec], key: Any, value: Any) -> 
     if spec is None:
         close = difflib.get_close_matches(str(key).replace("-", "_"), list(specs), n=1)
         hint = f"did you mean {close[0]}? " if close else ""
-        raise ValueError(
+        raise UsageError(
             f"{path}: {key}: not an option of adalink train; {hint}the keys are the options' names with underscores: "
             f"{', '.join(specs)}."
         )
@@ -85,7 +86,7 @@ def _checked(path: Path, specs: dict[str, OptionSpec], key: Any, value: Any) -> 
     expected = _EXPECTED[spec.kind] + (" or null" if spec.optional else "")
     quote = spec.kind is str and type(value) is bool
     hint = " (YAML reads an unquoted yes/no/on/off as a bool: quote it)" if quote else ""
-    raise ValueError(f"{path}: {key}: expected {expected}, found {_shown(value)}{hint}")
+    raise UsageError(f"{path}: {key}: expected {expected}, found {_shown(value)}{hint}")
 
 
 def _shown(value: Any) -> str:

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from ..data import GenerationData, TextClassificationData, VQAData
+from ..errors import AdalinkError, UsageError
 from ..methods.base import MethodConfig
 from ..models.precision import BaseLoading, check_trainable_dtype
 from ..peft_model import PeftModel, get_peft_model
@@ -55,7 +56,7 @@ LAST_DIR = "last"  # with --eval-every: the last step's adapter, beside the best
 Datasets = list[TextClassificationData | VQAData | GenerationData]  # a run's tasks, of one format
 
 
-class TrainingDivergedError(RuntimeError):
+class TrainingDivergedError(AdalinkError, RuntimeError):
     """The loss became NaN or infinite; the last good checkpoint is kept."""
 
 
@@ -106,21 +107,24 @@ def _accelerator(args: TrainArgs, log_with: list[str]) -> Accelerator:
     from accelerate import Accelerator
 
     # On a machine without CUDA, gloo on CPU; without cpu=True accelerate would start lone single-process runs.
-    accelerator = Accelerator(
-        mixed_precision=args.mixed_precision,
-        cpu=not torch.cuda.is_available(),
-        log_with=log_with or None,
-        project_dir=str(logging_dir(args.resolved_output_dir(), args.logging_dir)),
-    )
+    try:
+        accelerator = Accelerator(
+            mixed_precision=args.mixed_precision,
+            cpu=not torch.cuda.is_available(),
+            log_with=log_with or None,
+            project_dir=str(logging_dir(args.resolved_output_dir(), args.logging_dir)),
+        )
+    except ValueError as err:  # accelerate refuses the settings, e.g. an unknown --mixed-precision mode
+        raise UsageError(str(err)) from err
     world = accelerator.num_processes
     launched = int(os.environ.get("WORLD_SIZE", "1"))
     if launched != world:
-        raise ValueError(
+        raise UsageError(
             f"The launcher started {launched} processes but accelerate joined {world}: each would train alone "
             "into the same directory. Launch with `accelerate launch --multi_gpu --num_processes N -m adalink train`."
         )
     if args.batch_size % (world * args.grad_accum):
-        raise ValueError(
+        raise UsageError(
             f"--batch-size {args.batch_size} must split evenly over {world} process(es) "
             f"x --grad-accum {args.grad_accum}."
         )

@@ -12,6 +12,7 @@ from typing import Any, Protocol
 
 import torch
 
+from ..errors import UsageError
 from .args import TrainArgs
 from .checkpoints import (
     CheckpointError,
@@ -69,7 +70,7 @@ def resume_or_start(args: TrainArgs, accelerator: Any, run: Resumable) -> tuple[
     key = args.resume_key()
     if state["args"] != key:
         changed = sorted(k for k in state["args"].keys() | key.keys() if state["args"].get(k) != key.get(k))
-        raise ValueError(f"--resume: {checkpoint} was made with different settings for {changed}; pass the same ones.")
+        raise UsageError(f"--resume: {checkpoint} was made with different settings for {changed}; pass the same ones.")
     load_trainable(run.model, tensors, checkpoint)
     if run.selection.enabled:
         run.selection.restore(state["selection"], read_best(checkpoint))

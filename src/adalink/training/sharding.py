@@ -27,6 +27,7 @@ from typing import Any
 
 import torch
 
+from ..errors import UsageError
 from .args import TrainArgs
 
 __all__ = [
@@ -65,7 +66,7 @@ def enable_fsdp_on_cpu(accelerator: Any) -> None:
 
     plugin = FullyShardedDataParallelPlugin()  # from the launcher's FSDP_* environment
     if plugin.fsdp_version != 2:
-        raise ValueError(
+        raise UsageError(
             f"FSDP version {plugin.fsdp_version} on CPU: only FSDP2 (fsdp_version: 2, torch's fully_shard) runs over "
             "gloo; use configs/accelerate/fsdp.yaml."
         )
@@ -83,7 +84,7 @@ def check_sharded_run(args: TrainArgs, accelerator: Any) -> None:
     if not is_sharded(accelerator):
         return
     if args.quantize != "none":
-        raise ValueError(
+        raise UsageError(
             f"--quantize {args.quantize} is not supported with FSDP (sharded) training yet; use DDP "
             "(configs/accelerate/ddp.yaml) or drop it. See docs/scaling.md."
         )

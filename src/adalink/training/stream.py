@@ -23,6 +23,7 @@ from functools import lru_cache
 
 import torch
 
+from ..errors import UsageError
 from ..tasks.examples import AnyExample, TaskExample
 
 __all__ = ["MIXING", "MixedTaskStream"]
@@ -42,14 +43,14 @@ class MixedTaskStream:
         mixing: str = "proportional",
     ) -> None:
         if mixing not in MIXING:
-            raise ValueError(f"mixing {mixing!r} is unknown: expected one of {sorted(MIXING)}.")
+            raise UsageError(f"mixing {mixing!r} is unknown: expected one of {sorted(MIXING)}.")
         self.sets = [list(examples) for examples in train_sets]
         self.pool = [TaskExample(task, ex) for task, examples in enumerate(self.sets) for ex in examples]
         if not self.pool:
-            raise ValueError("The training data is empty: no examples in any task's train split.")
+            raise UsageError("The training data is empty: no examples in any task's train split.")
         empty = [task for task, examples in enumerate(self.sets) if not examples]
         if empty and mixing != "proportional":
-            raise ValueError(f"mixing {mixing!r} needs examples in every task; task(s) {empty} have none.")
+            raise UsageError(f"mixing {mixing!r} needs examples in every task; task(s) {empty} have none.")
         # one task: every mixing draws it every time; keep the pooled order so that the name changes nothing
         self.seed, self.global_batch_size = seed, global_batch_size
         self.mixing = mixing if len(self.sets) > 1 else "proportional"

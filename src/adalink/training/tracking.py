@@ -33,6 +33,7 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ..errors import MissingPackageError, UsageError
 from ..io import write_json_atomic
 
 if TYPE_CHECKING:
@@ -70,7 +71,7 @@ def tracker_names(report_to: str) -> list[str]:
     names = {n.strip().lower() for n in report_to.split(",") if n.strip()}
     unknown = sorted(names - {*TRACKERS, "all", "none"})
     if unknown or not names or ("none" in names and len(names) > 1):
-        raise ValueError(
+        raise UsageError(
             f"--report-to {report_to!r} is invalid: expected none, all, or a comma-separated list of "
             f"{', '.join(TRACKERS)}."
         )
@@ -89,9 +90,9 @@ def trackers(report_to: str) -> list[str]:
     missing = [t for t in names if not _installed(t)]
     if missing:
         extras = " ".join(f"'adalink[{t}]'" for t in missing)
-        raise ImportError(f"--report-to {report_to}: {', '.join(missing)} not installed; pip install {extras}")
+        raise MissingPackageError(f"--report-to {report_to}: {', '.join(missing)} not installed; pip install {extras}")
     if not names and "all" in report_to.lower():
-        raise ImportError(
+        raise MissingPackageError(
             f"--report-to {report_to}: no tracker is installed; pip install 'adalink[tensorboard]' "
             f"(or {', '.join(TRACKERS[1:])})"
         )

@@ -8,6 +8,8 @@ from typing import Any, ClassVar
 
 from torch import nn
 
+from ..errors import ConfigError
+
 __all__ = ["POOLINGS", "STEMS", "TinyVLMConfig", "load_text_model", "resolve_text_model_path"]
 
 POOLINGS: tuple[str, ...] = ("cls", "mean")
@@ -83,7 +85,7 @@ class TinyVLMConfig:
         ]
         for name, ok, expected in checks:
             if not ok:
-                raise ValueError(f"TinyVLMConfig.{name}={getattr(self, name)!r} is invalid: expected {expected}.")
+                raise ConfigError(f"TinyVLMConfig.{name}={getattr(self, name)!r} is invalid: expected {expected}.")
 
     @property
     def grid(self) -> int:
@@ -103,7 +105,7 @@ class TinyVLMConfig:
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(document) - names)
         if unknown:
-            raise ValueError(f"Unknown TinyVLMConfig field(s) {unknown}; expected some of {sorted(names)}.")
+            raise ConfigError(f"Unknown TinyVLMConfig field(s) {unknown}; expected some of {sorted(names)}.")
         return cls(**document)
 
 

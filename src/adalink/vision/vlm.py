@@ -45,6 +45,7 @@ from safetensors.torch import load_file
 from torch import nn
 from transformers.modeling_outputs import SequenceClassifierOutput
 
+from ..errors import UsageError
 from ..models.cache import replace_directory
 from .config import POOLINGS, TinyVLMConfig, load_text_model, resolve_text_model_path
 from .encoder import Projector, VisionBlock, VisionEncoder
@@ -145,13 +146,13 @@ class TinyVLM(nn.Module):
             token_type_ids: ``(B, T)`` text token types (zeros if omitted); image tokens get type 0.
         """
         if (input_ids is None) == (inputs_embeds is None):
-            raise ValueError("TinyVLM.forward needs exactly one of input_ids or inputs_embeds.")
+            raise UsageError("TinyVLM.forward needs exactly one of input_ids or inputs_embeds.")
         if pixel_values is None:
-            raise ValueError("TinyVLM.forward needs pixel_values (B, 3, H, W).")
+            raise UsageError("TinyVLM.forward needs pixel_values (B, 3, H, W).")
         text = self.get_input_embeddings()(input_ids) if inputs_embeds is None else inputs_embeds
         image = self.image_embeddings(pixel_values)
         if image.shape[0] != text.shape[0]:
-            raise ValueError(f"pixel_values has {image.shape[0]} images but the text batch has {text.shape[0]} rows.")
+            raise UsageError(f"pixel_values has {image.shape[0]} images but the text batch has {text.shape[0]} rows.")
         batch, num_image, num_text = text.shape[0], image.shape[1], text.shape[1]
         embeds = torch.cat([image, text.to(image.dtype)], dim=1)
         ones = torch.ones(batch, num_image, dtype=torch.long, device=embeds.device)

@@ -18,6 +18,7 @@ import torch
 from safetensors.torch import save_file
 from torch import nn
 
+from ..errors import AdalinkError
 from ..io import file_sha256
 from .config import TinyVLMConfig
 
@@ -41,7 +42,7 @@ FORMAT = "adalink-tiny-vlm"
 FORMAT_VERSION = 1
 
 
-class TinyVLMFileError(ValueError):
+class TinyVLMFileError(AdalinkError, ValueError):
     """A TinyVLM directory is missing, corrupt, or was saved against different text-model weights."""
 
 

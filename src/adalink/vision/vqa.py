@@ -16,6 +16,7 @@ from torch import nn
 
 from ..data.easyvqa import COLOR_NAMES, SHAPE_NAMES, VQAExample
 from ..data.images import load_images
+from ..errors import UsageError
 from ..tasks.examples import TaskExample
 from ..tasks.formats import ClassificationFormat, TaskInfo
 from .vlm import TinyVLM
@@ -48,10 +49,10 @@ class VQAFormat(ClassificationFormat):
     def __init__(self, tasks: Sequence[TaskInfo] | None = None, *, image_size: int = 64) -> None:
         tasks = list(tasks) if tasks is not None else [TaskInfo(TASK_NAME, ANSWER_NAMES)]
         if not tasks:
-            raise ValueError("VQAFormat needs at least one task.")
+            raise UsageError("VQAFormat needs at least one task.")
         for task in tasks:
             if tuple(task.label_names) != ANSWER_NAMES:
-                raise ValueError(
+                raise UsageError(
                     f"VQAFormat task {task.name!r} has labels {tuple(task.label_names)}; expected the 13 easy-VQA "
                     f"answers {ANSWER_NAMES} (all tasks share the answer head)."
                 )
@@ -67,7 +68,7 @@ class VQAFormat(ClassificationFormat):
         torch.manual_seed(seed)
         model = TinyVLM.from_pretrained(path)
         if model.config.num_answers != self.num_labels:
-            raise ValueError(
+            raise UsageError(
                 f"{path}: the model's head has {model.config.num_answers} answers; VQAFormat needs {self.num_labels}."
             )
         self.image_size = model.config.image_size

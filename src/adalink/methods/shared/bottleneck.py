@@ -17,6 +17,7 @@ from typing import ClassVar
 import torch
 from torch import nn
 
+from ...errors import UsageError
 from ...routing import Router, TaskIds
 from ..activations import ACTIVATIONS
 from ..base import Attachment, Handle, MethodConfig
@@ -211,7 +212,7 @@ def parallel_pairs(model: nn.Module, config: MethodConfig) -> list[tuple[str, nn
     pairs = []
     for out_path, out in outputs.items():
         if layer_of(out_path) not in by_layer:
-            raise ValueError(f"{name}: no 'ffn' module in the layer of {out_path!r} to take the adapter input from.")
+            raise UsageError(f"{name}: no 'ffn' module in the layer of {out_path!r} to take the adapter input from.")
         pairs.append((*by_layer[layer_of(out_path)], out_path, out))
     return pairs
 

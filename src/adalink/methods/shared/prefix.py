@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 from transformers import DynamicCache, EncoderDecoderCache
 
-from ...errors import ConfigError
+from ...errors import ConfigError, UsageError
 from ...routing import Router, TaskIds
 from .._cache import cache_argument, find_cache
 from ..base import Attachment, Handle
@@ -152,7 +152,7 @@ def _prefix_hook(
         past = find_cache(kwargs)
         if past is None or past.get_seq_length() == 0:  # first call: the prefix enters the cache
             if past is not None and not isinstance(past, (DynamicCache, EncoderDecoderCache)):
-                raise ValueError(
+                raise UsageError(
                     f"Prefix tuning fills a DynamicCache; got a {type(past).__name__}. Use the default dynamic cache."
                 )
             batch = _batch_size(kwargs)
@@ -166,7 +166,7 @@ def _prefix_hook(
         mask = kwargs.get(mask_key)
         if mask is not None:
             if mask.dim() != 2:
-                raise ValueError(f"Prefix tuning lengthens 2-D attention masks only; got a {mask.dim()}-D {mask_key}.")
+                raise UsageError(f"Prefix tuning lengthens 2-D attention masks only; got a {mask.dim()}-D {mask_key}.")
             kwargs[mask_key] = F.pad(mask, (n, 0), value=1)
         if kwargs.get("position_ids") is not None and not encoder_decoder:
             kwargs["position_ids"] = kwargs["position_ids"] + n
@@ -182,4 +182,4 @@ def _batch_size(kwargs: dict) -> int:
     outputs = kwargs.get("encoder_outputs")
     if outputs is not None:
         return outputs[0].shape[0]
-    raise ValueError("Prefix tuning could not find the batch size (no input_ids, inputs_embeds or encoder_outputs).")
+    raise UsageError("Prefix tuning could not find the batch size (no input_ids, inputs_embeds or encoder_outputs).")

@@ -9,6 +9,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from ...errors import MissingFileError
 from ...models.cache import default_cache_dir, materialise
 from ..config import TinyVLMConfig, resolve_text_model_path
 from .settings import Stage1Settings
@@ -83,4 +84,4 @@ def _text_weights_file(config: TinyVLMConfig) -> Path:
     for name in ("model.safetensors", "pytorch_model.bin"):
         if (directory / name).is_file():
             return directory / name
-    raise FileNotFoundError(f"No model.safetensors or pytorch_model.bin in {directory}.")
+    raise MissingFileError(f"No model.safetensors or pytorch_model.bin in {directory}.")

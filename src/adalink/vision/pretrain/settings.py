@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ...data.easyvqa import QUESTION_TYPES
+from ...errors import ConfigError
 from ..config import TinyVLMConfig
 
 __all__ = ["DEFAULT_PRETRAIN", "Stage1Settings"]
@@ -35,14 +36,14 @@ class Stage1Settings:
         for name in ("steps", "batch_size", "vision_batch_size"):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name}={value!r} is invalid: expected a positive integer.")
+                raise ConfigError(f"{name}={value!r} is invalid: expected a positive integer.")
         if not isinstance(self.vision_steps, int) or self.vision_steps < 0:
-            raise ValueError(f"vision_steps={self.vision_steps!r} is invalid: expected a non-negative integer.")
+            raise ConfigError(f"vision_steps={self.vision_steps!r} is invalid: expected a non-negative integer.")
         if not (self.lr > 0 and self.vision_lr > 0):
-            raise ValueError(f"lr={self.lr!r} and vision_lr={self.vision_lr!r} must be positive numbers.")
+            raise ConfigError(f"lr={self.lr!r} and vision_lr={self.vision_lr!r} must be positive numbers.")
         held = tuple(sorted(set(self.held_out_types)))
         if any(t not in QUESTION_TYPES for t in held) or len(held) == len(QUESTION_TYPES):
-            raise ValueError(
+            raise ConfigError(
                 f"held_out_types={list(self.held_out_types)!r} is invalid: expected a proper subset of "
                 f"{list(QUESTION_TYPES)}."
             )

@@ -13,6 +13,7 @@ from torch import nn
 
 from ...data.easyvqa import COLOR_NAMES, QUESTION_TYPES, SHAPE_NAMES, VQAExample, load_easyvqa
 from ...data.images import load_images
+from ...errors import RunFailedError, UsageError
 from ...progress import progress_bar
 from ...tasks.examples import TaskExample
 from ...tasks.formats import ModelCall
@@ -206,10 +207,10 @@ def pretrain_vlm(
     config = settings.config
     data = load_easyvqa(limit_train=limit_train)
     if data.answer_names != ANSWER_NAMES:
-        raise ValueError(f"easy-VQA answers {data.answer_names} differ from the head's {ANSWER_NAMES}.")
+        raise UsageError(f"easy-VQA answers {data.answer_names} differ from the head's {ANSWER_NAMES}.")
     train = [e for e in data.train if e.question_type not in settings.held_out_types]
     if not train:
-        raise ValueError("No training examples left after removing the held-out question types.")
+        raise UsageError("No training examples left after removing the held-out question types.")
 
     torch.manual_seed(settings.seed)
     model = TinyVLM(config)
@@ -294,7 +295,7 @@ def _train_vqa(
         loss = fmt.loss(lambda inputs, task_ids: model(**inputs), batch) / fmt.count(batch)  # mean over the batch
         value = float(loss.detach())
         if not math.isfinite(value):
-            raise RuntimeError(f"Stage-1 loss became {value} at step {len(losses) + 1}; try a lower lr.")
+            raise RunFailedError(f"Stage-1 loss became {value} at step {len(losses) + 1}; try a lower lr.")
         loss.backward()
         if max_grad_norm > 0:
             torch.nn.utils.clip_grad_norm_(trainable, max_grad_norm)
