@@ -17,6 +17,9 @@ NOT_ADALINK_ERRORS = {
     # a private signal that event_stream raises and catches itself (a row's text diverged after a retry): it never
     # leaves the module, so no caller can see it
     "adalink.serve.streaming._Diverged",
+    # SIGTERM / SIGINT turned into an exception by stop_on_signals, which its one caller (adalink serve --engine vllm)
+    # catches to stop vLLM and clean up: a signal, not a refusal
+    "adalink.serve.vllm_runtime._Stop",
 }
 
 

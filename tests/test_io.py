@@ -74,7 +74,10 @@ def test_a_different_base_model_is_refused(tmp_path):
 
 def test_a_different_architecture_is_refused(tmp_path):
     _saved(tmp_path, "llama")
-    with pytest.raises(FingerprintMismatchError, match="architecture: adapter has 'LlamaForCausalLM'"):
+    with pytest.raises(
+        FingerprintMismatchError,
+        match=r"trained on a different base model: LlamaForCausalLM \(llama, .*this model is GPT2LMHeadModel \(gpt2",
+    ):
         PeftModel.from_pretrained(build("gpt2"), tmp_path, ignore_fingerprint=False)
 
 
