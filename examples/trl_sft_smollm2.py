@@ -46,7 +46,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--max-steps", type=int, default=60)
     parser.add_argument("--batch-size", type=int, default=8)
-    parser.add_argument("--lr", type=float, default=3e-2, help="AdaLink's rate (see docs/adalink-on-decoders.md)")
+    parser.add_argument("--lr", type=float, default=1e-2, help="AdaLink's rate (docs/adalink-on-decoders.md)")
     parser.add_argument("--rank", type=int, default=8)
     parser.add_argument("--eval", type=int, default=100, help="first N test examples scored")
     parser.add_argument("--max-new-tokens", type=int, default=24)
