@@ -76,7 +76,7 @@ def main() -> None:
 
     def build(args_, datasets):
         run = original_build(args_, datasets)
-        model = run.attached.model
+        model = run.model
         state["banks"] = _banks(model)
         if state["banks"]:
             tok = run.setup.tokenizer if hasattr(run.setup, "tokenizer") else None

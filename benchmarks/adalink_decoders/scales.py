@@ -38,8 +38,9 @@ def texts(n: int = 16) -> list[str]:
 
 
 def load(name: str):
-    from adalink.models import resolve_model  # noqa: F401  (adalink's own model resolution)
     from transformers import AutoModel, AutoModelForCausalLM, AutoTokenizer
+
+    from adalink.models import resolve_model
 
     path = resolve_model(name).path
     tok = AutoTokenizer.from_pretrained(path)
@@ -93,7 +94,11 @@ def embedding_gradient(model, enc, mask, causal: bool) -> torch.Tensor:
         loss = out.loss
     else:  # an encoder has no LM loss: a fixed random linear read-out of the [CLS] state stands in for a task head
         generator = torch.Generator().manual_seed(1)
-        loss = (out.last_hidden_state[:, 0] @ torch.randn(out.last_hidden_state.shape[-1], generator=generator)).pow(2).mean()
+        loss = (
+            (out.last_hidden_state[:, 0] @ torch.randn(out.last_hidden_state.shape[-1], generator=generator))
+            .pow(2)
+            .mean()
+        )
     loss.backward()
     handle.remove()
     return held["E"].grad.detach()

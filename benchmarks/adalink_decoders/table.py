@@ -1,7 +1,7 @@
 """The diagnosis tables of docs/adalink-on-decoders.md, generated from the run files.
 
-    python benchmarks/adalink_decoders/table.py           # prints the tables
-    python benchmarks/adalink_decoders/table.py --write   # puts them into the document between its markers
+python benchmarks/adalink_decoders/table.py           # prints the tables
+python benchmarks/adalink_decoders/table.py --write   # puts them into the document between its markers
 """
 
 from __future__ import annotations
@@ -107,7 +107,7 @@ def scales_table() -> str:
 
 
 def write(doc: Path = ROOT / "docs" / "adalink-on-decoders.md") -> None:
-    from paired import markdown as paired  # noqa: PLC0415  (beside this file)
+    from paired import markdown as paired
 
     text = doc.read_text()
     for marker, table in (
