@@ -76,7 +76,9 @@ def test_predict_and_merge_agree_with_plain_transformers(workspace, tmp_path):
     assert main(["predict", "--adapter", str(workspace["out"]), "--input", str(source), "--output", str(target)]) == 0
     records = [json.loads(line) for line in target.read_text().splitlines()]
     assert [r["text"] for r in records] == ["great lovely day", "awful terrible food", "happy good movie"]
-    assert all(r["label"] in ("negative", "positive") and abs(sum(r["probabilities"]) - 1) < 1e-4 for r in records)
+    assert all(r["label"] in ("negative", "positive") for r in records)
+    assert all(abs(sum(r["probabilities"].values()) - 1) < 1e-4 for r in records)
+    assert all(list(r["probabilities"]) == ["negative", "positive"] for r in records)  # label names, in label order
 
     merged_dir = tmp_path / "merged"
     assert main(["merge", "--adapter", str(workspace["out"]), "--out", str(merged_dir)]) == 0
@@ -86,7 +88,8 @@ def test_predict_and_merge_agree_with_plain_transformers(workspace, tmp_path):
     with torch.no_grad():
         probs = plain(**tokenizer(texts, padding=True, return_tensors="pt")).logits.softmax(-1)
     assert [plain.config.id2label[i] for i in probs.argmax(-1).tolist()] == [r["label"] for r in records]
-    torch.testing.assert_close(probs, torch.tensor([r["probabilities"] for r in records]), atol=1e-4, rtol=0)
+    theirs = torch.tensor([[r["probabilities"][plain.config.id2label[i]] for i in range(2)] for r in records])
+    torch.testing.assert_close(probs, theirs, atol=1e-4, rtol=0)
 
 
 def test_eval_on_another_base_is_refused(workspace, tmp_path, capsys):

@@ -63,8 +63,18 @@ def _parser() -> argparse.ArgumentParser:
 
     predict = commands.add_parser("predict", help="predict labels for lines of text or JSONL")
     predict.add_argument("--adapter", required=True, help="output directory of `adalink train`")
-    predict.add_argument("--input", default="-", help="file of text lines or JSONL {text, task}; - = stdin")
-    predict.add_argument("--output", default="-", help="JSONL predictions; - = stdout")
+    predict.add_argument(
+        "--input",
+        default="-",
+        help="plain text lines, or JSON Lines: {text, task} for classification and text-to-text runs, {prompt, task} "
+        "or {messages, task} for sft runs (task optional with one task); - = stdin",
+    )
+    predict.add_argument(
+        "--output",
+        default="-",
+        help="JSON Lines, one per input: task, the input, and label with probabilities by label name (classification) "
+        "or the generated text; - = stdout",
+    )
     predict.add_argument("--task", default=None, help="task of lines that name none (default: the run's only task)")
     predict.add_argument("--batch-size", type=int, default=32)
 

@@ -166,7 +166,10 @@ def _labels(
             "text": item.example.text,
             "label": info.label_names[label] if label >= 0 else None,
         }
-        record["probabilities" if isinstance(detail, list) else "generated"] = detail
+        if isinstance(detail, list):  # keyed by label, as the server's /v1/classify answers
+            record["probabilities"] = dict(zip(info.label_names, detail, strict=True))
+        else:
+            record["generated"] = detail
         records.append(record)
     return records
 
