@@ -1,6 +1,7 @@
 """`adalink train / eval / predict / merge` end to end on a tiny local model and a user CSV file."""
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -310,3 +311,18 @@ def test_predict_names_a_missing_file_on_one_line(workspace, tmp_path, capsys, m
     assert f"adalink predict: error: [Errno 2] No such file or directory: '{tmp_path / 'no' / 'x'}'" in (
         capsys.readouterr().err
     )
+
+
+def test_a_file_task_is_named_after_its_folder_or_task_name_and_run_json_records_the_files(workspace, tmp_path, capsys):
+    (tmp_path / "reviews").mkdir()
+    data = tmp_path / "reviews" / "train.csv"
+    data.write_text(Path(workspace["data"]).read_text())
+    common = ["train", "--model", workspace["model"], "--train-file", str(data), "--max-steps", "1"]
+    common += ["--batch-size", "4", "--max-length", "16", "--max-eval", "4"]
+    assert main([*common, "--output-dir", str(tmp_path / "a")]) == 0
+    assert "task 'reviews' from " in capsys.readouterr().out
+    run = json.loads((tmp_path / "a" / "run.json").read_text())
+    assert [t["name"] for t in run["tasks"]] == ["reviews"] and run["data"] == {"train_file": str(data.resolve())}
+    assert main([*common, "--task-name", "product reviews", "--output-dir", str(tmp_path / "b")]) == 0
+    assert "accuracy on test: " in capsys.readouterr().out
+    assert json.loads((tmp_path / "b" / "run.json").read_text())["tasks"][0]["name"] == "product reviews"

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from adalink.data.cleaning import deduplicate, split_examples, split_key
-from adalink.data.files import SUPPORTED_EXTENSIONS, DataFileError, load_file_task
+from adalink.data.files import SUPPORTED_EXTENSIONS, DataFileError, file_task_name, load_file_task
 
 _SPLITS = ("train", "validation", "test")
 _ROWS = [{"text": f"example  number {i}\n", "label": ("neg", "pos", "mid")[i % 3]} for i in range(200)]
@@ -61,7 +61,7 @@ def test_json_lines_extension_and_blank_lines(tmp_path):
     path = tmp_path / "data.JSON-LINES"
     path.write_text('\n{"text": "a", "label": "x"}\n\n   \n{"text": "b", "label": "y"}\n', encoding="utf-8")
     task = load_file_task(path)
-    assert task.name == "data"
+    assert task.name == tmp_path.name  # "data" names no task: its folder does
     assert sum(len(split) for split in _splits(task)) == 2
 
 
@@ -258,7 +258,7 @@ def test_eval_file_split_50_50(tmp_path):
     train = _write_csv(tmp_path / "train.csv", _ROWS)
     eval_rows = [{"text": f"held out {i}", "label": ("neg", "pos")[i % 2]} for i in range(400)]
     task = load_file_task(train, _write_jsonl(tmp_path / "eval.jsonl", eval_rows))
-    assert task.name == "train"
+    assert task.name == tmp_path.name  # "train" is a split, not a task: its folder names it
     assert len(task.train) == len(_ROWS)
     assert task.train == tuple(sorted(task.train, key=lambda e: (split_key(e.text), e.text)))
     assert len(task.validation) + len(task.test) == len(eval_rows)
@@ -315,3 +315,12 @@ def test_exported_from_package():
     assert data.load_file_task is load_file_task
     assert data.DataFileError is DataFileError
     assert issubclass(DataFileError, ValueError)
+
+
+@pytest.mark.parametrize(
+    ("path", "name"),
+    [("data/reviews.csv", "reviews"), ("reviews/train.csv", "reviews"), ("tickets/Data.jsonl", "tickets"),
+     ("chats.jsonl", "chats"), ("corpus/test", "corpus")],
+)  # fmt: skip
+def test_a_file_task_is_named_after_what_it_holds_not_its_split(tmp_path, path, name):
+    assert file_task_name(tmp_path / path) == name

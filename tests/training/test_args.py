@@ -51,6 +51,13 @@ def test_task_mixing_is_validated_and_kept_out_of_old_resume_keys():
         TrainArgs(max_length=0).validate()
 
 
+def test_a_task_name_needs_a_training_file():
+    with pytest.raises(ValueError, match=r"--task-name 'x' is invalid: .*packaged tasks keep their own names"):
+        TrainArgs(task_name="x").validate()
+    with pytest.raises(ValueError, match=r"--task-name ' ' is invalid: expected a non-empty name"):
+        TrainArgs(task_name=" ", train_file="data.csv").validate()
+
+
 def test_evaluation_options_are_validated():
     with pytest.raises(ValueError, match="--eval-every -1 is invalid"):
         TrainArgs(eval_every=-1).validate()

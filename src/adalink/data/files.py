@@ -119,6 +119,18 @@ def _shown(value: Any) -> str:
         return repr(value)[:80]
 
 
+# File names that say which split a file is, not what it holds: such a file's task is named after its folder.
+_SPLIT_STEMS = frozenset({"train", "training", "data", "dataset", "eval", "test", "validation", "valid", "dev", "all"})
+
+
+def file_task_name(path: str | Path) -> str:
+    """The task name of a data file: its stem (``data/reviews.csv`` -> ``"reviews"``), or its folder's name where
+    the stem only names a split (``reviews/train.csv`` -> ``"reviews"``)."""
+    path = Path(path).resolve()
+    generic = path.stem.lower() in _SPLIT_STEMS or (path.suffix == "" and path.name.lower() in _SPLIT_STEMS)
+    return path.parent.name if generic and path.parent.name else path.stem
+
+
 def load_file_task(
     train_file: str | Path,
     eval_file: str | Path | None = None,
@@ -140,7 +152,7 @@ def load_file_task(
         eval_file: Optional file (any supported format) with held-out examples for validation and test.
         text_column: Column (CSV header field, JSON key, dataset column) holding the text, in both files.
         label_column: Column holding the label, in both files.
-        name: Task name; defaults to the training file's stem (``data/reviews.csv`` -> ``"reviews"``).
+        name: Task name; defaults to :func:`file_task_name` of the training file.
 
     Returns:
         The task; ``label_names`` are the distinct training labels sorted as strings.
@@ -179,4 +191,4 @@ def load_file_task(
             )
         train = tuple(sorted(train_examples, key=lambda example: (split_key(example.text), example.text)))
         validation, test = split_held_out(eval_examples)
-    return TextClassificationData(name or train_path.stem, label_names, train, validation, test)
+    return TextClassificationData(name or file_task_name(train_path), label_names, train, validation, test)

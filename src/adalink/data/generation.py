@@ -43,6 +43,7 @@ from typing import Any
 
 from ..errors import UsageError
 from .cleaning import Example, normalise_text, split_examples, split_held_out, split_key
+from .files import file_task_name
 from .tables import DataFileError, MissingColumnError, read_table, row_location
 from .text_tasks import read_bbc_articles
 
@@ -97,7 +98,7 @@ class GenerationData:
     """A generative task with fixed train/validation/test splits.
 
     Attributes:
-        name: Task name (the packaged name, or the training file's stem).
+        name: Task name (the packaged name, or :func:`adalink.data.files.file_task_name` of the training file).
         train, validation, test: The splits, each ordered by split key.
         max_new_tokens: The longest response generated when this task is scored (``--max-new-tokens``).
     """
@@ -205,7 +206,7 @@ def load_generation_file(
         held_out = _read_examples(Path(eval_file), "--eval-file", prompt_column, response_column)
         proxies = [Example(e.key, index) for index, e in enumerate(held_out)]
         validation, test = (tuple(held_out[proxy.label] for proxy in part) for part in split_held_out(proxies))
-    return GenerationData(name or Path(train_file).stem, train, validation, test)
+    return GenerationData(name or file_task_name(train_file), train, validation, test)
 
 
 def _read_examples(path: Path, role: str, prompt_column: str, response_column: str) -> list[GenerationExample]:

@@ -76,7 +76,11 @@ def load_tasks(args: TaskOptions) -> list[TextClassificationData | VQAData | Gen
         return list(load_sft_tasks(args))  # a list of the union: list is invariant
     if args.train_file:
         data = load_file_task(
-            args.train_file, args.eval_file, text_column=args.text_column, label_column=args.label_column
+            args.train_file,
+            args.eval_file,
+            text_column=args.text_column,
+            label_column=args.label_column,
+            name=args.task_name,
         )
         return [data]
     names = [n.strip() for n in args.task.split(",") if n.strip()]

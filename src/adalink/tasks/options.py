@@ -16,6 +16,7 @@ class TaskOptions(Protocol):
     task: str  # comma-separated packaged task names
     format: str  # "auto", "classification", "text2text" or "sft"
     train_file: str | None  # the user's own data instead of packaged tasks
+    task_name: str | None  # the name of that task (None: from the file's name)
     eval_file: str | None
     text_column: str
     label_column: str

@@ -193,6 +193,7 @@ def load_sft_tasks(args: TaskOptions) -> list[GenerationData]:
                 args.eval_file,
                 prompt_column=args.prompt_column,
                 response_column=args.response_column,
+                name=args.task_name,
             )
         ]
     else:

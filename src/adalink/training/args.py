@@ -98,6 +98,13 @@ class TrainArgs:
     )
     text_column: str = field(default="text", metadata={"help": "text column of --train-file/--eval-file"})
     label_column: str = field(default="label", metadata={"help": "label column of --train-file/--eval-file"})
+    task_name: str | None = field(
+        default=None,
+        metadata={
+            "help": "name of the task read from --train-file (default: the file's name, or its folder's where the "
+            "file is named after a split, e.g. reviews/train.csv -> reviews); results, adapters and servers use it"
+        },
+    )
     mixed_precision: str = field(default="no", metadata={"help": "no, fp16 or bf16 (accelerate)"})
     method_config: str | None = field(
         default=None,
@@ -189,6 +196,12 @@ class TrainArgs:
                 raise UsageError(f"--{name.replace('_', '-')} {getattr(self, name)!r} is invalid: expected {expected}.")
         if self.early_stopping_patience and not self.eval_every:
             raise UsageError("--early-stopping-patience counts evaluations: it needs --eval-every N.")
+        if self.task_name is not None and (not self.train_file or not self.task_name.strip()):
+            raise UsageError(
+                f"--task-name {self.task_name!r} is invalid: expected a non-empty name for the task of --train-file"
+                + ("" if self.train_file else " (packaged tasks keep their own names)")
+                + "."
+            )
         tracker_names(self.report_to)  # fails early on an unknown tracker
         check_knobs(method_class(self.method), rank=self.rank, dropout=self.dropout)  # before any model loads
         self.method_options()  # fails early on a malformed --method-config
@@ -246,7 +259,7 @@ class TrainArgs:
         del key["gradient_checkpointing"]  # the same gradients, recomputed or kept: either may resume the other
         if not self.eval_every:  # then it only shapes the test evaluation, after training
             del key["max_new_tokens"]
-        defaults = (("dtype", "float32"), ("quantize", "none"), ("prompt_column", "prompt"))
+        defaults = (("dtype", "float32"), ("quantize", "none"), ("prompt_column", "prompt"), ("task_name", None))
         for name, default in (*defaults, ("response_column", "response")):  # older checkpoints still resume
             if key[name] == default:
                 del key[name]

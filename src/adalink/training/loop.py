@@ -81,6 +81,9 @@ def train(args: TrainArgs) -> dict[str, Any]:
     names = trackers(args.report_to)  # a missing tracker package is named before anything is loaded
     accelerator = _accelerator(args, names)
     datasets = load_tasks(args)
+    if args.train_file and accelerator.is_main_process:  # say what the task is called (results, adapters, servers)
+        named = "--task-name" if args.task_name else "its file's name; --task-name sets another"
+        print(f"task {datasets[0].name!r} from {args.train_file} (named by {named})", flush=True)
     run = _build(args, datasets)
     totals, sharded_state = resume_or_start(args, accelerator, run)
     if accelerator.is_main_process:  # after a refused --resume, the run's own config.yaml stays

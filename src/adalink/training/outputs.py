@@ -89,6 +89,11 @@ def save_outputs(
         "method_config": model.peft_config.to_dict(),  # every field, the method's defaults resolved
         "seed": args.seed,
         "max_length": args.max_length,
+        # where the tasks' data came from: the user's files (absolute paths), or the packaged tasks named in "tasks"
+        "data": {
+            k: str(Path(v).resolve()) for k, v in (("train_file", args.train_file), ("eval_file", args.eval_file)) if v
+        }
+        or "packaged",
         "args": asdict(args),
     }
     write_json_atomic(out / RUN_FILE, run)
