@@ -53,5 +53,25 @@ def markdown(prefix: str) -> str:
     return "\n".join(out) + "\n"
 
 
+def curve(prefix: str = "l", chunk: int = 10) -> str:
+    """Mean training loss per block of ``chunk`` steps (same batches in every run), ‖ΔE‖/‖E‖ and the score."""
+    runs = {k: v for k, v in load(prefix).items() if v.get("steps")}
+    if not runs:
+        return f"(no {prefix}-* runs)\n"
+    n = min(len(r["steps"]) for r in runs.values())
+    blocks = [(i, min(i + chunk, n)) for i in range(0, n, chunk)]
+    head = "| run | " + " | ".join(f"loss, steps {a + 1}-{b}" for a, b in blocks)
+    head += " | ‖ΔE‖/‖E‖ after steps 10 / 30 / last | score |"
+    out = [head, "|---|" + "---:|" * len(blocks) + "---|---:|"]
+    for name, r in runs.items():
+        loss = [s["loss"] for s in r["steps"]]
+        cells = [f"{sum(loss[a:b]) / (b - a):.3f}" for a, b in blocks]
+        rel = [s.get("rel_delta_e") for s in r["steps"]]
+        rel_text = " / ".join(f"{rel[i]:.3f}" for i in (9, 29, len(rel) - 1)) if rel[0] is not None else "–"
+        m = r["metrics"]
+        out.append(f"| {name} | " + " | ".join(cells) + f" | {rel_text} | {m['score']:.4f} ({m['metric']}) |")
+    return "\n".join(out) + "\n"
+
+
 if __name__ == "__main__":
     print(markdown(sys.argv[1] if len(sys.argv) > 1 else "s"), end="")
