@@ -40,14 +40,15 @@ __all__ = ["main", "run_spec"]
 
 
 def _caller(model: torch.nn.Module) -> Callable[..., Any]:
-    """``call(batch)``: a PeftModel routed to the batch's tasks; a plain model (the base, a merged one) as it is."""
-    from ..peft_model import PeftModel
+    """``call(batch)``: a PeftModel routed to the batch's tasks; a plain model (the base, a merged one) as it is
+    (the harness's own rule, :func:`adalink.tasks.calls.model_call`)."""
+    from ..tasks.calls import model_call
 
-    routed = isinstance(model, PeftModel)
+    forward = model_call(model)
 
     def call(batch: dict[str, torch.Tensor], **kwargs: Any) -> Any:
         inputs = {k: v for k, v in batch.items() if k in ("input_ids", "attention_mask", "token_type_ids")}
-        return model(**inputs, task=batch["task_ids"], **kwargs) if routed else model(**inputs, **kwargs)
+        return forward(inputs, batch["task_ids"], **kwargs)
 
     return call
 
