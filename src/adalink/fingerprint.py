@@ -58,12 +58,9 @@ def base_fingerprint(
     """``touched``: dotted path -> every base module the adapter reads or changes; parameters whose ``id`` is in
     ``exclude`` (the adapter's own, e.g. inside a parametrisation) are left out."""
     embedding = model.get_input_embeddings()
-    config = getattr(model, "config", None)
     kept = _kept(model)
     fingerprint = {
-        "architecture": type(model).__name__,
-        "model_type": getattr(config, "model_type", None),
-        "embedding_shape": list(embedding.weight.shape),
+        **_kind_of_base(model),
         # None where the method trains the table itself (full tuning): only its shape can identify the base
         "embedding_sha256": None if id(embedding.weight) in exclude else _embedding_sha256(embedding, kept),
         "modules": {path: _module_fingerprint(module, kept, exclude) for path, module in touched.items()},
@@ -71,6 +68,16 @@ def base_fingerprint(
     if kept is not None:
         fingerprint["loaded_as"] = kept["loaded_as"]  # information only: never compared
     return fingerprint
+
+
+def _kind_of_base(model: nn.Module) -> dict[str, Any]:
+    """The fingerprint fields read without hashing: architecture, model type and input-embedding shape."""
+    embedding = model.get_input_embeddings() if hasattr(model, "get_input_embeddings") else None
+    return {
+        "architecture": type(model).__name__,
+        "model_type": getattr(getattr(model, "config", None), "model_type", None),
+        "embedding_shape": list(embedding.weight.shape) if embedding is not None else None,
+    }
 
 
 def _embedding_sha256(embedding: nn.Module, kept: dict[str, Any] | None) -> str:
@@ -132,12 +139,7 @@ def _kept(model: nn.Module) -> dict[str, Any] | None:
 def check_same_kind_of_base(saved: dict[str, Any], model: nn.Module, adapter_dir: str) -> None:
     """Before anything is attached: refuse a base of another architecture, model type or embedding shape than the
     adapter's (the hashes are compared by :func:`check_fingerprint` once the adapter is attached)."""
-    embedding = model.get_input_embeddings() if hasattr(model, "get_input_embeddings") else None
-    actual = {
-        "architecture": type(model).__name__,
-        "model_type": getattr(getattr(model, "config", None), "model_type", None),
-        "embedding_shape": list(embedding.weight.shape) if embedding is not None else None,
-    }
+    actual = _kind_of_base(model)
     if all(saved.get(key, value) == value for key, value in actual.items()):
         return
 
