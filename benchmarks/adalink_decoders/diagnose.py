@@ -13,6 +13,7 @@ the seed, the run's ``metrics.json`` (final score, losses, parameter counts) and
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import time
@@ -22,10 +23,11 @@ from pathlib import Path
 import torch
 
 ROOT = Path(__file__).resolve().parents[2]
-RESULTS = ROOT / "benchmarks" / "results" / "adalink-decoders" / "diagnosis"
+# $RESULTS_DIR: where the run's JSON goes (the study's runs: benchmarks/results/adalink-decoders/study)
+RESULTS = Path(os.environ.get("RESULTS_DIR") or ROOT / "benchmarks" / "results" / "adalink-decoders" / "diagnosis")
 
 
-def _commit() -> str:
+def commit_stamp() -> str:
     head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
     dirty = subprocess.run(["git", "status", "--porcelain", "src"], cwd=ROOT, capture_output=True, text=True).stdout
     return head + ("+dirty-src" if dirty.strip() else "")
@@ -65,7 +67,7 @@ def main() -> None:
         "command": "adalink train " + " ".join(train_argv),
         "argv": sys.argv,
         "args": asdict(args),
-        "commit": _commit(),
+        "commit": commit_stamp(),
         "seed": args.seed,
         "torch_threads": torch.get_num_threads(),
         "steps": [],
@@ -117,6 +119,9 @@ def main() -> None:
     metrics = loop.train(args)
     record["wall_seconds"] = round(time.perf_counter() - began, 1)
     record["metrics"] = metrics
+    record["args"] = asdict(args)  # as resolved by the run: the method's own rate where --lr was not given
+    out = args.resolved_output_dir()
+    record["adapter_bytes"] = sum(f.stat().st_size for f in out.glob("adapter_model*.safetensors"))
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / f"{name}.json").write_text(json.dumps(record, indent=1) + "\n")
     print(f"wrote {RESULTS / f'{name}.json'}: score {metrics['score']:.4f}, wall {record['wall_seconds']} s")

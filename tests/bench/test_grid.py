@@ -45,7 +45,7 @@ def test_best_lr_refuses_to_choose_by_the_test_score():
 def test_lr_tokens_and_plan_size():
     assert resolve_lr("1e-4", "adalink") == 1e-4
     assert resolve_lr("default", "full") == 5e-5
-    assert resolve_lr("3x", "adalink") == 6e-3
+    assert resolve_lr("3x", "adalink") == pytest.approx(3 * resolve_lr("default", "adalink"))
     assert resolve_lr("0.3x", "full") == 1.5e-5
     assert resolve_lr("1x", "lora") == resolve_lr("default", "lora")
     for token in ("fast", "0x", "-1x", "infx", "nan", "x"):

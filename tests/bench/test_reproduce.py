@@ -1,5 +1,6 @@
 """The grid behind a profile's section: the command that reproduces it, and which planned runs are finished."""
 
+from adalink.bench.grid import resolve_lr
 from adalink.bench.profiles import PROFILES
 from adalink.bench.reproduce import REPRODUCTIONS, progress
 from adalink.bench.runner import BenchPlan
@@ -16,10 +17,11 @@ def test_progress_counts_planned_runs_and_names_what_is_missing():
     plan = BenchPlan(profile, ["minilm"], ["tweets", "bbc"], ["adalink", "lora", "full", "bitfit"], [0, 1, 2],
                      list(profile.lrs))  # fmt: skip
     sweep = fakes.sweep_and_seeds
+    low, mid, high = (resolve_lr(token, "adalink") for token in ("0.3x", "1x", "3x"))
     documents = [
-        *sweep("adalink", "tweets", {6e-4: 0.70, 2e-3: 0.75, 6e-3: 0.78}, {0: 0.8, 1: 0.8, 2: 0.8}),
-        fakes.run("adalink", "bbc", 6e-3, 0, 0.6),
-        fakes.run("adalink", "bbc", 2e-3, 1, 0.6),  # not at the rate chosen on tweets: not part of the plan
+        *sweep("adalink", "tweets", {low: 0.70, mid: 0.75, high: 0.78}, {0: 0.8, 1: 0.8, 2: 0.8}),
+        fakes.run("adalink", "bbc", high, 0, 0.6),
+        fakes.run("adalink", "bbc", mid, 1, 0.6),  # not at the rate chosen on tweets: not part of the plan
         fakes.run("lora", "tweets", 3e-4, 0, 0.8, validation=0.8),
         fakes.run("lora", "tweets", 1e-3, 0, 0.8, validation=0.8),
         *[fakes.run("full", "tweets", lr, 0, 0.0, validation=0.0, status="error") for lr in (1.5e-5, 5e-5, 1.5e-4)],

@@ -3,7 +3,7 @@ the config a run resolves from the method's own defaults and the command line.""
 
 import pytest
 
-from adalink import METHOD_CONFIGS, ConfigError, get_peft_model
+from adalink import METHOD_CONFIGS, AdaLinkConfig, ConfigError, get_peft_model
 from adalink.training.methods import default_lr, method_names, resolve_method_config
 from tiny_models import build
 
@@ -15,7 +15,15 @@ def _resolve(method, **options):
 
 def test_every_registered_method_is_offered_and_full_tuning_among_them():
     assert method_names() == sorted(METHOD_CONFIGS) and "full" in method_names()
-    assert default_lr("full") == 5e-5 and default_lr("adalink") == 2e-3
+    assert default_lr("full") == 5e-5 and default_lr("adalink") == 5e-3
+
+
+def test_adalink_rate_keeps_its_first_step_across_ranks():
+    # 5e-3 at rank 8, times (8/r)^0.75 (docs/adalink-on-decoders.md §2); other methods keep their class rate
+    assert AdaLinkConfig(rank=8).learning_rate() == 5e-3
+    assert AdaLinkConfig(rank=64).learning_rate() == pytest.approx(5e-3 * (8 / 64) ** 0.75, rel=1e-2)
+    assert AdaLinkConfig(rank=1).learning_rate() > AdaLinkConfig(rank=8).learning_rate()
+    assert METHOD_CONFIGS["lora"]().learning_rate() == METHOD_CONFIGS["lora"].default_lr
 
 
 @pytest.mark.parametrize("method", method_names())

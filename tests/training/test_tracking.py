@@ -10,6 +10,7 @@ import shutil
 import pytest
 import yaml
 
+from adalink import AdaLinkConfig
 from adalink.cli import main
 from adalink.training.args import TrainArgs
 from adalink.training.tracking import TRACKERS, end_tracking, start_tracking, tracker_names
@@ -76,7 +77,8 @@ def test_tensorboard_holds_the_loss_of_every_step_and_the_scores(tracked_run):
     assert scalars["test/score"] == [(MAX_STEPS, pytest.approx(tracked_run["metrics"]["score"]))]
     (hparams,) = logs.glob("*/hparams.yml")  # the configuration accelerate stores beside the events
     logged = yaml.safe_load(hparams.read_text())
-    assert logged["max_steps"] == MAX_STEPS and logged["lr"] == "None" and logged["report_to"] == "tensorboard,mlflow"
+    assert logged["max_steps"] == MAX_STEPS and logged["report_to"] == "tensorboard,mlflow"
+    assert logged["lr"] == pytest.approx(AdaLinkConfig(rank=2).learning_rate())  # the resolved rate, not "None"
 
 
 def test_mlflow_writes_a_local_file_store_with_params_and_metrics(tracked_run):

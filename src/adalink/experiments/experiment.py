@@ -21,11 +21,21 @@ from typing import Any
 from ..stats import Summary
 from .verdicts import Verdict
 
-__all__ = ["PROTOCOL_DROPOUT", "Condition", "Experiment", "Judge", "Scale", "TrainRun"]
+__all__ = ["PROTOCOL_DROPOUT", "Condition", "Experiment", "Judge", "Scale", "TrainRun", "protocol_lr"]
 
 # Every experiment run trains a method that has a dropout at 0.1 (the paper's AdaLink dropout, and the harness's
 # default for every method when the committed runs were made), so those runs stay the runs their ids name.
 PROTOCOL_DROPOUT = 0.1
+# AdaLink's recipe when the committed runs were made (issue 26 later moved the library's default to init
+# scaled_normal at 5e-3 for decoders): the reproduction keeps it, so its runs stay the runs their ids name.
+_PROTOCOL_ADALINK = {"lr": 2e-3, "init": "kaiming_uniform"}
+
+
+def protocol_lr(method: str) -> float:
+    """The learning rate an experiment run of ``method`` uses when its spec leaves ``lr`` unset."""
+    from ..training.methods import default_lr
+
+    return _PROTOCOL_ADALINK["lr"] if method == "adalink" else default_lr(method)
 
 
 @dataclass(frozen=True)
@@ -64,8 +74,12 @@ class TrainRun:
             del options["rank"]
         if "dropout" in cls.field_names():
             options["dropout"] = PROTOCOL_DROPOUT
-        if self.overrides:
-            options["method_config"] = json.dumps(dict(self.overrides))
+        overrides = dict(self.overrides)
+        if self.method == "adalink":  # the recipe the committed runs were made with, whatever the defaults are now
+            options["lr"] = options["lr"] or _PROTOCOL_ADALINK["lr"]
+            overrides = {"init": _PROTOCOL_ADALINK["init"], **overrides}
+        if overrides:
+            options["method_config"] = json.dumps(overrides)
         return {k: v for k, v in options.items() if v is not None or k == "max_eval"}
 
     def command(self, seed: int) -> str:

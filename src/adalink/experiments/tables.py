@@ -12,9 +12,8 @@ from dataclasses import replace
 from typing import Any
 
 from ..errors import UnknownNameError
-from ..methods import METHOD_CONFIGS
 from ..stats import INCONCLUSIVE, Summary, difference
-from .experiment import Condition, Experiment, Scale, TrainRun
+from .experiment import Condition, Experiment, Scale, TrainRun, protocol_lr
 from .verdicts import Verdict, better, flat, missing, within
 
 __all__ = ["EXPERIMENTS", "build"]
@@ -35,7 +34,7 @@ _VQA_NOTE = "Un-adapted stage-1 VLM (zero-shot on the held-out type): {stage1}."
 
 def _lr(method: str) -> str:
     """A method's default learning rate as the docs print it, read from its config."""
-    mantissa, exponent = f"{METHOD_CONFIGS[method].default_lr:e}".split("e")
+    mantissa, exponent = f"{protocol_lr(method):e}".split("e")
     return f"{mantissa.rstrip('0').rstrip('.')}e{int(exponent)}"  # 2e-3, 5e-5, 1.5e-4
 
 
@@ -283,10 +282,8 @@ _SHORT_NAMES = {"full": "FT", "lora_all": "LoRA", "prompt_tuning": "PT", "adalin
 
 
 def _lr_easyvqa(scale: Scale) -> Experiment:
-    from ..training.methods import default_lr
-
     def lr(method: str, multiple: int) -> float:
-        return float(f"{multiple * default_lr(method):.3g}")  # 1.5e-4, not 1.5000000000000001e-4
+        return float(f"{multiple * protocol_lr(method):.3g}")  # 1.5e-4, not 1.5000000000000001e-4
 
     def label(method: str, multiple: int) -> str:
         return f"{_SHORT_NAMES[method]} lr {lr(method, multiple):g} ({multiple}×)"

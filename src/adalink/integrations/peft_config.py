@@ -16,7 +16,7 @@ from peft import PeftConfig
 from peft.utils import PeftType
 
 from ..errors import ConfigError
-from ..methods.adalink import INPUT_EMBEDDINGS, AdaLinkConfig
+from ..methods.adalink import AdaLinkConfig
 from .peft_registration import PEFT_TYPE, register
 
 __all__ = ["AdaLinkPeftConfig", "task_type_for"]
@@ -31,22 +31,23 @@ _TASK_TYPES = (
 )
 # task types whose model has a new, randomly initialised head that must be trained and saved with the adapter
 HEAD_TASK_TYPES = ("SEQ_CLS", "TOKEN_CLS", "QUESTION_ANS")
+_DEFAULTS = AdaLinkConfig()  # the one source of AdaLink's defaults; this config repeats none of them
 
 
 @dataclass
 class AdaLinkPeftConfig(PeftConfig):
     """AdaLink as a peft method. ``to_adalink_config()`` is the equivalent adalink config (one task)."""
 
-    rank: int = field(default=4, metadata={"help": "bottleneck r; 2·d·r parameters per modality (§3.2)"})
-    dropout: float = field(default=0.1, metadata={"help": "dropout on the link's input only (§4.2)"})
-    activation: str | None = field(default=None, metadata={"help": "f; None = identity (foldable)"})
-    init: str = field(default="kaiming_uniform", metadata={"help": "init of W_down; W_up is zeros"})
+    rank: int = field(default=_DEFAULTS.rank, metadata={"help": "bottleneck r; 2·d·r parameters per modality (§3.2)"})
+    dropout: float = field(default=_DEFAULTS.dropout, metadata={"help": "dropout on the link's input only (§4.2)"})
+    activation: str | None = field(default=_DEFAULTS.activation, metadata={"help": "f; None = identity (foldable)"})
+    init: str = field(default=_DEFAULTS.init, metadata={"help": "init of W_down; W_up is zeros"})
     modalities: dict[str, str] = field(
-        default_factory=lambda: {"text": INPUT_EMBEDDINGS},
+        default_factory=lambda: dict(_DEFAULTS.modalities),
         metadata={"help": "modality -> dotted path of the module whose output is adapted"},
     )
-    unified: bool = field(default=False, metadata={"help": "one link shared by every modality"})
-    sides: str = field(default="encoder", metadata={"help": "encoder-decoder models: encoder, decoder or both"})
+    unified: bool = field(default=_DEFAULTS.unified, metadata={"help": "one link shared by every modality"})
+    sides: str = field(default=_DEFAULTS.sides, metadata={"help": "encoder-decoder models: encoder, decoder or both"})
     modules_to_save: list[str] | None = field(
         default=None, metadata={"help": "base modules trained and saved with the adapter (e.g. a new head)"}
     )

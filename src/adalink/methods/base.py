@@ -157,6 +157,11 @@ class MethodConfig:
     def task_names(self) -> list[str]:
         return list(getattr(self, "tasks", ["default"]))
 
+    def learning_rate(self) -> float:
+        """The rate `adalink train` uses for this config when --lr is not given (default: the class's ``default_lr``;
+        a method whose step size grows with its size scales it here)."""
+        return type(self).default_lr
+
     @classmethod
     def bad(cls, field_name: str, value: Any, expected: str) -> ConfigError:
         return ConfigError(f"{cls.__name__}.{field_name}={value!r} is invalid: expected {expected}.")

@@ -141,7 +141,10 @@ def _build(args: TrainArgs, datasets: Datasets) -> _Run:
     setup = setup_model(args.model, args.format, [TaskInfo(d.name, d.label_names) for d in datasets])
     loading = BaseLoading.from_options(asdict(args))  # --dtype, --quantize, --gradient-checkpointing
     base = setup.build_base(seed=args.seed, loading=loading)
-    model = get_peft_model(base, method_config(args, setup, datasets, base))
+    config = method_config(args, setup, datasets, base)
+    if args.lr is None:  # the method's rate for this config; run.json and config.yaml record the resolved value
+        args.lr = config.learning_rate()
+    model = get_peft_model(base, config)
     check_trainable_dtype(model, loading, args.method)
     trainable = [p for p in model.parameters() if p.requires_grad]
     optimizer = build_optimizer(args, trainable, head_parameter_ids(model, setup.fmt))

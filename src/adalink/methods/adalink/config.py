@@ -23,7 +23,9 @@ from .sites import INPUT_EMBEDDINGS, Site, resolve_sites
 __all__ = ["AdaLinkConfig"]
 
 _UNIFIED = "unified"  # the bank's key when one AdaLink serves every modality
-_INITS = ("kaiming_uniform", "xavier_uniform", "normal", "orthogonal")
+_INITS = ("scaled_normal", "kaiming_uniform", "xavier_uniform", "normal", "orthogonal")
+_RATE_RANK = 8  # the rank default_lr is set for
+_RATE_EXPONENT = 0.75  # AdaLink's first Adam step grows ~ r^0.75 at one rate (docs/adalink-on-decoders.md §2)
 _SIDES = ("encoder", "decoder", "both")
 
 
@@ -38,13 +40,15 @@ class AdaLinkConfig(MethodConfig):
     zero_padded: ClassVar[frozenset[str]] = frozenset({"rank"})  # a lower rank is a higher one with zero rows
     exports_as_lora: ClassVar[bool] = True  # an exact LoRA on the embedding (adalink.export.adalink_lora)
     mergeable: ClassVar[bool] = True  # with the identity activation (the default)
-    default_lr: ClassVar[float] = 2e-3
+    default_lr: ClassVar[float] = 5e-3  # at rank 8; learning_rate() scales it to other ranks
     source: ClassVar[str] = "Wang et al. 2023 (AdaLink), §3.2, §4.1.2"
 
     rank: int = 8  # r, the bottleneck width; parameters per AdaLink = 2·d·r (§3.2); every published run used 8
     dropout: float = 0.1  # on the AdaLink input during training (paper §4.2 default)
     activation: str | None = None  # f; None = identity, the paper's final form (foldable, §3.2)
-    init: str = "kaiming_uniform"  # initialisation of W_down; W_up is always zeros so training starts at the base
+    # initialisation of W_down: N(0, (3/√d)²) (docs/adalink-on-decoders.md; before it, kaiming_uniform as LoRA's A);
+    # W_up is always zeros so training starts at the base model
+    init: str = "scaled_normal"
     tasks: list[str] = field(default_factory=lambda: ["default"])  # one AdaLink per task (multi-task AdaLink)
     # modality name -> dotted path of the module whose OUTPUT is adapted; "input_embeddings" = get_input_embeddings()
     modalities: dict[str, str] = field(default_factory=lambda: {"text": INPUT_EMBEDDINGS})
@@ -70,6 +74,11 @@ class AdaLinkConfig(MethodConfig):
             raise self.bad("unified", self.unified, "True or False")
         if self.sides not in _SIDES:
             raise self.bad("sides", self.sides, f"one of {list(_SIDES)}")
+
+    def learning_rate(self) -> float:
+        """``default_lr`` at rank 8, times (8/r)^0.75: the first step's relative change of the embeddings stays the
+        same at every rank (measured: it grows ~r^0.75 at one rate, docs/adalink-on-decoders.md §2)."""
+        return float(f"{self.default_lr * (_RATE_RANK / self.rank) ** _RATE_EXPONENT:.3g}")
 
     @property
     def is_foldable(self) -> bool:
