@@ -19,6 +19,7 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 import adalink  # noqa: F401  (registers AdaLink as a peft method)
+from adalink import AdaLinkConfig
 from adalink.data import load_generation_task
 from adalink.integrations.peft_config import AdaLinkPeftConfig
 from adalink.models import resolve_model
@@ -46,7 +47,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--max-steps", type=int, default=60)
     parser.add_argument("--batch-size", type=int, default=8)
-    parser.add_argument("--lr", type=float, default=1e-2, help="AdaLink's rate (docs/adalink-on-decoders.md)")
+    parser.add_argument("--lr", type=float, default=AdaLinkConfig().learning_rate(), help="adalink train's own rate")
     parser.add_argument("--rank", type=int, default=8)
     parser.add_argument("--eval", type=int, default=100, help="first N test examples scored")
     parser.add_argument("--max-new-tokens", type=int, default=24)
@@ -89,7 +90,7 @@ def main() -> None:
         args=config,
         train_dataset=Dataset.from_list(pairs),
         processing_class=tokenizer,
-        peft_config=AdaLinkPeftConfig(rank=args.rank, dropout=0.1, task_type="CAUSAL_LM"),
+        peft_config=AdaLinkPeftConfig(rank=args.rank, task_type="CAUSAL_LM"),  # adalink's defaults otherwise
     )
     trained_at = time.perf_counter()
     trainer.train()
@@ -100,6 +101,7 @@ def main() -> None:
     result = {
         "command": "python examples/trl_sft_smollm2.py "
         + " ".join(f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items() if v is not None and k != "json"),
+        "adalink_config": AdaLinkPeftConfig(rank=args.rank, task_type="CAUSAL_LM").to_adalink_config().to_dict(),
         "trainable_params": sum(p.numel() for p in trainer.model.parameters() if p.requires_grad),
         "rouge_l_zero_shot": round(zero_shot, 4),
         "rouge_l_after": round(tuned, 4),
