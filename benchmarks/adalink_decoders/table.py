@@ -109,6 +109,8 @@ def scales_table() -> str:
 def write(doc: Path = ROOT / "docs" / "adalink-on-decoders.md") -> None:
     from paired import curve  # noqa: PLC0415  (beside this file)
     from paired import markdown as paired  # noqa: PLC0415
+    from study import markdown as study  # noqa: PLC0415
+    from study import runs as study_runs  # noqa: PLC0415
 
     text = doc.read_text()
     for marker, table in (
@@ -116,6 +118,9 @@ def write(doc: Path = ROOT / "docs" / "adalink-on-decoders.md") -> None:
         ("paired-s", paired("s")),
         ("curve-l", curve("l")),
         ("scales", scales_table()),
+        ("study-headlines", study("headlines")),
+        ("study-tweets", study("tweets")),
+        ("study-runs", study_runs()),
     ):
         begin, end = f"<!-- table:{marker} -->", f"<!-- /table:{marker} -->"
         if begin in text:

@@ -13,7 +13,7 @@ def test_overrides_become_method_config_and_the_command_reproduces_the_run():
     assert json.loads(options["method_config"]) == {"init": "kaiming_uniform", "unified": True}
     assert options["lr"] == 2e-3
     command = spec.command(seed=2)
-    assert "--method-config '{\"init\": \"kaiming_uniform\", \"unified\": true}'" in command
+    assert '--method-config \'{"init": "kaiming_uniform", "unified": true}\'' in command
     assert "--seed 2" in command and "--lr 0.002" in command
     args = TrainArgs(**options, seed=2)
     args.validate()

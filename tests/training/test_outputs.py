@@ -6,6 +6,7 @@ import pytest
 
 from adalink.training.args import TrainArgs
 from adalink.training.loop import train
+from adalink.training.outputs import stalled_loss_warning
 from tiny_models import save_tiny_checkpoint, write_sentiment_csv
 
 
@@ -31,3 +32,11 @@ def _trainable(run_dir, method):
     if method == "full":
         return list(loaded.model.parameters())
     return [*loaded.model.adapter_modules.parameters(), *loaded.model.get_base_model().classifier.parameters()]
+
+
+def test_a_loss_that_has_not_moved_is_named_with_the_rate_and_steps():
+    flat = [5.0] * 15 + [4.95] * 15  # 1 % lower: not moved
+    warning = stalled_loss_warning(flat, 2e-3, 30)
+    assert warning is not None and "has not moved" in warning and "0.002" in warning and "--max-steps 30" in warning
+    assert stalled_loss_warning([5.0] * 15 + [4.0] * 15, 2e-3, 30) is None  # 20 % lower: it learns
+    assert stalled_loss_warning([5.0] * 19, 2e-3, 19) is None  # too short to judge

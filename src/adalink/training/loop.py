@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 import os
+import sys
 import time
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass, replace
@@ -37,7 +38,7 @@ from .checkpoints import latest_checkpoint, load_trainable, rng_state, set_rng_s
 from .config_file import CONFIG_FILE, write_config
 from .methods import resolve_method_config
 from .optimizer import build_optimizer, build_schedule, head_parameter_ids
-from .outputs import run_metrics, save_outputs
+from .outputs import run_metrics, save_outputs, stalled_loss_warning
 from .resumption import Totals, load_sharded_optimizer, resume_or_start, save_checkpoint
 from .selection import Selection
 from .sharding import check_sharded_run, enable_fsdp_on_cpu, full_trainable, is_sharded
@@ -98,6 +99,10 @@ def train(args: TrainArgs) -> dict[str, Any]:
     start_tracking(accelerator, names, logs, out.resolve().name, asdict(args), resumed_at=resumed_at)
     try:
         _train_steps(args, accelerator, run, datasets, totals)
+        assert args.lr is not None  # resolved by _build
+        stalled = stalled_loss_warning(totals.history, args.lr, args.max_steps)
+        if stalled and accelerator.is_main_process:
+            print(stalled, file=sys.stderr, flush=True)
         metrics = _evaluate_and_save(args, accelerator, run, datasets, totals)
     finally:
         end_tracking(accelerator)

@@ -103,3 +103,25 @@ def save_outputs(
 
 def _mean(values: list[float]) -> float | None:
     return round(sum(values) / len(values), 6) if values else None
+
+
+STALL_STEPS = 20  # a run shorter than this is too short to judge
+STALL_FRACTION = 0.02  # the mean loss of the last 10 steps within 2 % of the first 10: it has not moved
+
+
+def stalled_loss_warning(history: Sequence[float], lr: float, max_steps: int) -> str | None:
+    """A one-line warning when the training loss has not moved, else None.
+
+    "Not moved": after at least 20 steps, the mean of the last 10 losses is within 2 % of the mean of the first 10 —
+    the sign of a rate too low for the method or too few steps, which the test score alone cannot tell from a broken
+    setup.
+    """
+    if len(history) < STALL_STEPS:
+        return None
+    first, last = _mean(list(history[:10])), _mean(list(history[-10:]))
+    if first is None or last is None or first <= 0 or (first - last) / first >= STALL_FRACTION:
+        return None
+    return (
+        f"warning: the training loss has not moved ({first:.4f} over the first 10 steps, {last:.4f} over the last 10 "
+        f"of {len(history)}); the rate ({lr:g}) may be too low for this method or --max-steps {max_steps} too few."
+    )

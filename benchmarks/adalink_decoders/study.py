@@ -1,0 +1,139 @@
+"""The study tables of docs/adalink-on-decoders.md (issue 26 step 3), generated from the study's run files.
+
+    python benchmarks/adalink_decoders/study.py      # prints the tables (table.py --write puts them in the document)
+
+A run file is ``benchmarks/results/adalink-decoders/study/NAME.json`` (written by diagnose.py or zeroshot.py through
+queue.sh); ``NAME`` is ``<task letter>-<row>-s<seed>`` (``h`` headlines, ``t`` tweets), the zero-shot row
+``<task letter>-zeroshot``. Rows are the runs that share everything but the seed.
+
+Tests, stated beside every verdict:
+- against zero-shot: the zero-shot score is deterministic (greedy decoding, no seed), so a row's seeds are tested
+  against it with a one-sample t-test, df = n - 1 (Welch's test with one side exact);
+- against LoRA: Welch's t-test at the Welch–Satterthwaite df (``adalink.stats.difference``).
+Both are conditional on the fixed first-N test examples every run scores: ROUGE-L's per-example variance is not in the
+run files, so the test set's own sampling error is not added (it would widen both intervals).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import statistics
+from pathlib import Path
+
+from scipy import stats as scipy_stats
+
+from adalink.stats import difference, summarize
+
+ROOT = Path(__file__).resolve().parents[2]
+STUDY = ROOT / "benchmarks" / "results" / "adalink-decoders" / "study"
+TASKS = {"h": "headlines", "t": "tweets"}
+_SEED = re.compile(r"-s(\d+)$")
+
+
+def load(results: Path = STUDY) -> dict[str, dict[str, list[dict]]]:
+    """task -> row name -> its run records (one per seed), in seed order."""
+    table: dict[str, dict[str, list[dict]]] = {}
+    for path in sorted(results.glob("*.json")):
+        record = json.loads(path.read_text())
+        letter, _, rest = record["name"].partition("-")
+        row = _SEED.sub("", rest)
+        table.setdefault(TASKS[letter], {}).setdefault(row, []).append(record)
+    return table
+
+
+def _setting(record: dict) -> str:
+    args = record.get("args")
+    if args is None:
+        return "base model, adapter off (`adalink eval --base-only`)"
+    config = record["metrics"].get("method_config", {})
+    parts = [args["method"]]
+    if "rank" in config:
+        parts.append(f"r{config['rank']}")
+    parts.append(f"lr {args['lr']:g}")
+    if args["method"] == "adalink":
+        parts += [f"{key} {config[key]}" for key in ("init", "dropout") if key in config]
+    return ", ".join(parts)
+
+
+def _scores(records: list[dict]) -> list[float]:
+    return [r["metrics"]["score"] for r in records]
+
+
+def _versus_constant(scores: list[float], constant: float) -> str:
+    if len(scores) < 2:
+        return f"{scores[0] - constant:+.4f} (one seed: no test)"
+    n, mean, sd = len(scores), statistics.fmean(scores), statistics.stdev(scores)
+    se = sd / math.sqrt(n)
+    t = (mean - constant) / se if se > 0 else math.copysign(math.inf, mean - constant)
+    p = float(2 * scipy_stats.t.sf(abs(t), n - 1))
+    verdict = "**real**" if p < 0.05 else "not shown"
+    return f"{mean - constant:+.4f} ± {se:.4f} (t = {t:.2f}, df = {n - 1}, p = {p:.3g}): {verdict}"
+
+
+def _versus_row(scores: list[float], other: list[float]) -> str:
+    if len(scores) < 2 or len(other) < 2:
+        return f"{statistics.fmean(scores) - statistics.fmean(other):+.4f} (one seed on a side: no test)"
+    d = difference(summarize(scores), summarize(other))
+    verdict = "**real**" if d.real else "not shown"
+    return f"{d.delta:+.4f} ± {d.se:.4f} ({d.test_text()}): {verdict}"
+
+
+def task_table(task: str, rows: dict[str, list[dict]]) -> str:
+    zero = rows.get("zeroshot")
+    zero_score = zero[0]["metrics"]["score"] if zero else None
+    lora = _scores(rows["lora"]) if "lora" in rows else None
+    out = [
+        "| row | setting | trainable params | adapter bytes | seeds | validation | test score, mean ± sd "
+        "| vs zero-shot "
+        "| vs LoRA r8 (q, v) | train tokens/s |",
+        "|---|---|---:|---:|---:|---:|---:|---|---|---:|",
+    ]
+    for name, records in sorted(rows.items(), key=lambda item: (item[0] != "zeroshot", item[0])):
+        scores, metrics = _scores(records), records[0]["metrics"]
+        validation = [r["metrics"]["best_score"] for r in records if r["metrics"].get("best_score") is not None]
+        speed = [r["metrics"]["train_tokens_per_second"] for r in records if "train_tokens_per_second" in r["metrics"]]
+        cells = [
+            name,
+            _setting(records[0]),
+            f"{metrics['trainable_params']:,}" if "trainable_params" in metrics else "–",
+            f"{records[0]['adapter_bytes']:,}" if records[0].get("adapter_bytes") else "–",
+            str(len(records)),
+            f"{statistics.fmean(validation):.4f}" if validation else "–",
+            f"{statistics.fmean(scores):.4f}" + (f" ± {statistics.stdev(scores):.4f}" if len(scores) > 1 else ""),
+            "–" if zero_score is None or name == "zeroshot" else _versus_constant(scores, zero_score),
+            "–" if lora is None or name in ("lora", "zeroshot") else _versus_row(scores, lora),
+            f"{statistics.fmean(speed):.0f}" if speed else "–",
+        ]
+        out.append("| " + " | ".join(cells) + " |")
+    metric = next(iter(rows.values()))[0]["metrics"].get("metric", "score")
+    return f"{task} ({metric}):\n\n" + "\n".join(out) + "\n"
+
+
+def runs_table(table: dict[str, dict[str, list[dict]]]) -> str:
+    out = ["| run | commit | seed | score | wall s | command |", "|---|---|---:|---:|---:|---|"]
+    for rows in table.values():
+        for records in rows.values():
+            for r in records:
+                seed = r.get("seed", "–")
+                out.append(
+                    f"| {r['name']} | {r['commit'][:7]} | {seed} | {r['metrics']['score']:.4f} | "
+                    f"{r['wall_seconds']:.0f} | `{r['command']}` |"
+                )
+    return "\n".join(out) + "\n"
+
+
+def markdown(task: str) -> str:
+    table = load()
+    return task_table(task, table[task]) if task in table else "_Not run yet._\n"
+
+
+def runs() -> str:
+    return runs_table(load())
+
+
+if __name__ == "__main__":
+    for name in TASKS.values():
+        print(markdown(name))
+    print(runs())
