@@ -92,7 +92,7 @@ def task_table(task: str, rows: dict[str, list[dict]]) -> str:
     ]
     for name, records in sorted(rows.items(), key=lambda item: (item[0] != "zeroshot", item[0])):
         scores, metrics = _scores(records), records[0]["metrics"]
-        validation = [r["metrics"]["best_score"] for r in records if r["metrics"].get("best_score") is not None]
+        validation = [r["metrics"]["best_validation_score"] for r in records if "best_validation_score" in r["metrics"]]
         speed = [r["metrics"]["train_tokens_per_second"] for r in records if "train_tokens_per_second" in r["metrics"]]
         cells = [
             name,
