@@ -28,14 +28,15 @@ __all__ = ["PROTOCOL_DROPOUT", "Condition", "Experiment", "Judge", "Scale", "Tra
 PROTOCOL_DROPOUT = 0.1
 # AdaLink's recipe when the committed runs were made (issue 26 later moved the library's default to init
 # scaled_normal at 5e-3 for decoders): the reproduction keeps it, so its runs stay the runs their ids name.
-_PROTOCOL_ADALINK = {"lr": 2e-3, "init": "kaiming_uniform"}
+_PROTOCOL_ADALINK_LR = 2e-3
+_PROTOCOL_ADALINK_INIT = "kaiming_uniform"
 
 
 def protocol_lr(method: str) -> float:
     """The learning rate an experiment run of ``method`` uses when its spec leaves ``lr`` unset."""
     from ..training.methods import default_lr
 
-    return _PROTOCOL_ADALINK["lr"] if method == "adalink" else default_lr(method)
+    return _PROTOCOL_ADALINK_LR if method == "adalink" else default_lr(method)
 
 
 @dataclass(frozen=True)
@@ -76,8 +77,8 @@ class TrainRun:
             options["dropout"] = PROTOCOL_DROPOUT
         overrides = dict(self.overrides)
         if self.method == "adalink":  # the recipe the committed runs were made with, whatever the defaults are now
-            options["lr"] = options["lr"] or _PROTOCOL_ADALINK["lr"]
-            overrides = {"init": _PROTOCOL_ADALINK["init"], **overrides}
+            options["lr"] = options["lr"] or _PROTOCOL_ADALINK_LR
+            overrides = {"init": _PROTOCOL_ADALINK_INIT, **overrides}
         if overrides:
             options["method_config"] = json.dumps(overrides)
         return {k: v for k, v in options.items() if v is not None or k == "max_eval"}
