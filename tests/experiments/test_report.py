@@ -10,3 +10,28 @@ def test_update_document_appends_then_replaces(tmp_path):
     update_document(doc, "x", "second")
     text = doc.read_text()
     assert "second" in text and "first" not in text and text.index("second") < text.index("other")
+
+
+def test_rows_resting_on_runs_without_provenance_are_marked_and_said_so():
+    """The committed table5 runs: full tuning's single-task rows were re-made with their commit recorded, AdaLink's
+    predate that (``"provenance": "unrecorded"`` in their files): only AdaLink's row carries the mark."""
+    from pathlib import Path
+
+    from adalink.experiments import build
+    from adalink.experiments.report import markdown
+    from adalink.experiments.runner import collect, provenance_unrecorded, summaries
+
+    assert provenance_unrecorded({"provenance": "unrecorded", "environment": {"source": {"commit": "abc"}}})
+    assert provenance_unrecorded({"command": "adalink train"})  # nothing recorded, not marked yet
+    assert not provenance_unrecorded({"environment": {"source": {"commit": "e6a2622", "dirty": False}}})
+
+    experiment = build("table5")
+    table = collect(experiment, [0, 1, 2], Path(__file__).resolve().parents[2] / "experiments" / "results")
+    assert table["FT single-task"]["unrecorded_runs"] == 0
+    assert table["AdaLink single-task"]["unrecorded_runs"] == 6  # tweets and bbc, 3 seeds
+    section = markdown(experiment, table, experiment.judge(summaries(table)), [0, 1, 2])
+    assert "\n| FT single-task | " in section and "\n| AdaLink single-task † | " in section
+    total = sum(row["unrecorded_runs"] for row in table.values())
+    runs = sum(len(row["commands"]) for row in table.values())
+    assert "† Rows so marked rest on run files that record no provenance" in section
+    assert f"{total} of {runs} runs of this table" in section and 0 < total < runs

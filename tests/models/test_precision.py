@@ -5,8 +5,8 @@ Every method's gradients after one backward pass are compared with a float32, un
 - checkpointing recomputes the same float32 operations: equal to 1e-6 (measured: bit for bit);
 - a bfloat16, float16, torchao-int8 or bitsandbytes-int8 base rounds the frozen weights (8 or 11 bits of mantissa;
   int8 per-row scales): relative gradient error under 5e-2 (measured at most 1.7e-2 for bf16 and the int8s);
-- bitsandbytes' 4-bit NF4 on a tiny random model is coarse (measured 0.1 for AdaLink, up to 0.6 for LN tuning): only
-  "the right direction", relative error under 0.8 (DoRA's wrong gradients on a packed weight measured 1.0).
+- bitsandbytes' 4-bit NF4 on a tiny random model is coarse: a bound per method, ``NF4_TOLERANCE`` (DoRA's wrong
+  gradients on a packed weight measured 1.0).
 
 The combinations ``BaseLoading.check_method`` refuses are the ones that fail or give wrong gradients here.
 """
@@ -34,8 +34,25 @@ VARIANTS = {
     "bfloat16": (BaseLoading(dtype="bfloat16"), 5e-2),
     "int8": (BaseLoading(quantize="int8"), 5e-2),
     "float16": (BaseLoading(dtype="float16"), 5e-2),
-    "nf4": (BaseLoading(quantize="nf4"), 0.8),
+    "nf4": (BaseLoading(quantize="nf4"), 0.0),  # per method: NF4_TOLERANCE
     "int8-bnb": (BaseLoading(quantize="int8-bnb"), 5e-2),
+}
+# NF4's relative gradient error per method: 1.3x the error measured on this test's tiny Llama, batch and adapter
+# (seed 0; deterministic on CPU, bitsandbytes 0.50.2, torch 2.13), rounded up to 0.05. Measured on seed 0:
+# adalink 0.172, ia3 0.424, krona 0.451, ln_tuning 0.476, lora 0.359, lora_all 0.509, prefix_tuning 0.374,
+# prompt_tuning 0.155. The error depends on the random model: over seeds 0-9 (model, batch and adapter each seeded
+# so) the worst were adalink 0.285, ia3 0.863, krona 0.656, ln_tuning 0.669, lora 0.753, lora_all 0.757,
+# prefix_tuning 0.460, prompt_tuning 0.324. So these bounds hold for this seed only: they catch a change in how
+# an NF4 base trains, while a gradient unrelated to the float32 run's measures about 1.0 (FORCED below).
+NF4_TOLERANCE = {
+    "adalink": 0.25,
+    "ia3": 0.6,
+    "krona": 0.6,
+    "ln_tuning": 0.65,
+    "lora": 0.5,
+    "lora_all": 0.7,
+    "prefix_tuning": 0.5,
+    "prompt_tuning": 0.25,
 }
 HAS_TORCHAO = importlib.util.find_spec("torchao") is not None
 
@@ -94,6 +111,7 @@ def test_every_method_trains_only_its_adapter_and_matches_a_float32_plain_run(ll
     except ValueError:
         _fails_when_forced(llama, method, variant, loading)
         return
+    tolerance = NF4_TOLERANCE[method] if variant == "nf4" else tolerance
     reference, ours = _reference(llama, method), _gradients(llama, method, loading)
     trained = {n for n, g in reference.items() if g is not None}
     assert trained and {n for n, g in ours.items() if g is not None} == trained  # only the adapter's, all of them

@@ -135,9 +135,17 @@ def test_a_resumed_run_continues_its_tracker_runs(tracked_run, tmp_path):
 
 def test_weights_and_biases_runs_offline_and_a_resumption_reopens_its_run(tracked_run, tmp_path, monkeypatch):
     """Weights & Biases writes an offline run under the logging dir (nothing reaches the network); after a kill and
-    --resume, the resumed attempt logs into the same run id (``wandb sync`` then uploads one run)."""
+    --resume, the resumed attempt logs into the same run id (``wandb sync`` then uploads one run).
+
+    Offline whatever the environment says: ``WANDB_MODE=online`` is overridden by adalink, the server address is a
+    refused local port (a request would fail, never reach wandb.ai), and wandb's own config, cache and data
+    directories are the test's. wandb comes with the ``test`` extra, so CI runs this test (a skip fails there)."""
     pytest.importorskip("wandb")
     monkeypatch.setenv("WANDB_SILENT", "true")
+    monkeypatch.setenv("WANDB_MODE", "online")  # adalink sets offline mode itself
+    monkeypatch.setenv("WANDB_BASE_URL", "http://127.0.0.1:9")  # the discard port: nothing listens
+    for name in ("WANDB_CONFIG_DIR", "WANDB_CACHE_DIR", "WANDB_DATA_DIR"):
+        monkeypatch.setenv(name, str(tmp_path / name.lower()))
     out = tmp_path / "run"
     first = json.loads((tracked_run["out"] / "run.json").read_text())["args"]
     args = [*("train", "--output-dir", str(out), "--report-to", "wandb", "--rank", "2", "--save-every", "2")]

@@ -20,6 +20,8 @@ from .verdicts import Verdict
 
 __all__ = ["glance", "markdown", "plot", "update_document", "write_summary"]
 
+_UNRECORDED_MARK = "†"
+
 
 def _params(row: dict[str, Any]) -> str:
     counts = [v for v in row["trainable_params"].values() if v is not None]
@@ -58,8 +60,10 @@ def markdown(
             cells = [condition.label, "", "not run", *("" for _ in tasks if multi), condition.paper]
         else:
             per_task = [row["per_task"][t].points() if t in row["per_task"] else "" for t in tasks] if multi else []
-            cells = [condition.label, _params(row), row["summary"].points(), *per_task, condition.paper]
+            label = condition.label + (f" {_UNRECORDED_MARK}" if row.get("unrecorded_runs") else "")
+            cells = [label, _params(row), row["summary"].points(), *per_task, condition.paper]
         lines.append("| " + " | ".join(cells) + " |")
+    lines += _unrecorded_note(table)
     baselines = {t: v for row in table.values() for t, v in row["majority_baseline"].items()}
     if baselines:
         lines += ["", "Majority-answer baseline: " + ", ".join(f"{t} {100 * v:.1f}" for t, v in baselines.items())]
@@ -75,6 +79,21 @@ def markdown(
         lines += [spec.command(first_seed) for spec in condition.specs]
     lines += ["```", ""]
     return "\n".join(lines)
+
+
+def _unrecorded_note(table: dict[str, dict[str, Any]]) -> list[str]:
+    """A sentence under the table where some rows rest on run files that record no commit."""
+    unrecorded = sum(row.get("unrecorded_runs", 0) for row in table.values())
+    if not unrecorded:
+        return []
+    runs = sum(len(row.get("commands", [])) for row in table.values())
+    return [
+        "",
+        f"{_UNRECORDED_MARK} Rows so marked rest on run files that record no provenance (made before runs recorded "
+        'their commit; marked `"provenance": "unrecorded"` in `experiments/results/runs/`): '
+        f"{unrecorded} of {runs} runs of this table. Their command and settings are recorded, the code that ran them "
+        "is not; re-running them may give other numbers.",
+    ]
 
 
 def read_stage1(results_dir: Path) -> dict[str, Any] | None:
@@ -134,6 +153,7 @@ def write_summary(
                 "per_task": {t: vars(s) for t, s in row["per_task"].items()},
                 "trainable_params": row["trainable_params"],
                 "majority_baseline": row["majority_baseline"],
+                "unrecorded_runs": row.get("unrecorded_runs", 0),
             }
             for label, row in table.items()
         },

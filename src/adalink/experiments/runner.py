@@ -27,11 +27,24 @@ from ..provenance import provenance
 from ..stats import Summary, sampling_variance, summarize
 from .experiment import Experiment, TrainRun
 
-__all__ = ["STAGE1_FILE", "RunResult", "collect", "record_stage1", "run_experiment", "run_id", "run_one"]
+__all__ = [
+    "STAGE1_FILE",
+    "UNRECORDED",
+    "RunResult",
+    "collect",
+    "provenance_unrecorded",
+    "record_stage1",
+    "run_experiment",
+    "run_id",
+    "run_one",
+]
 
 STAGE1_FILE = "stage1-vlm.json"  # the stage-1 VLM's own pretraining.json, copied beside the results
 
 RunResult = dict[str, Any]
+# The "provenance" of a committed run file made before runs recorded their commit ("environment"): nothing says which
+# code made it, only its command and settings.
+UNRECORDED = "unrecorded"
 _KEPT_METRICS = (
     "score",
     "per_task",
@@ -143,6 +156,13 @@ def run_experiment(
     return failures
 
 
+def provenance_unrecorded(run: RunResult) -> bool:
+    """Whether ``run`` does not record the commit that made it (marked ``"provenance": "unrecorded"``, or no
+    ``environment.source.commit``)."""
+    commit = ((run.get("environment") or {}).get("source") or {}).get("commit")
+    return run.get("provenance") == UNRECORDED or not commit
+
+
 def collect(experiment: Experiment, seeds: Sequence[int], results_dir: Path) -> dict[str, dict[str, Any]]:
     """Per condition label: its :class:`Summary`, per-task summaries, per-seed scores and parameter counts.
 
@@ -152,7 +172,7 @@ def collect(experiment: Experiment, seeds: Sequence[int], results_dir: Path) -> 
     table: dict[str, dict[str, Any]] = {}
     for condition in experiment.conditions:
         per_seed: dict[int, dict[str, float]] = {}
-        params, baseline, commands = {}, {}, []
+        params, baseline, commands, unrecorded = {}, {}, [], 0
         for seed in seeds:
             runs = []
             for spec in condition.specs:
@@ -166,6 +186,7 @@ def collect(experiment: Experiment, seeds: Sequence[int], results_dir: Path) -> 
                 params.update({"/".join(run["spec"]["task"].split(",")): run.get("trainable_params")})
                 baseline.update(run.get("majority_baseline", {}))
                 commands.append(run["command"])
+                unrecorded += provenance_unrecorded(run)
         if not per_seed:
             continue
         scores = [sum(tasks.values()) / len(tasks) for tasks in per_seed.values()]
@@ -184,6 +205,7 @@ def collect(experiment: Experiment, seeds: Sequence[int], results_dir: Path) -> 
             "trainable_params": params,
             "majority_baseline": baseline,
             "commands": commands,
+            "unrecorded_runs": unrecorded,  # runs of this row whose file records no commit
         }
     return table
 
