@@ -20,7 +20,7 @@ from adalink.methods.prefix_tuning import PrefixTuningConfig
 from adalink.peft_model import get_peft_model
 from adalink.runs.loading import setup_model
 from adalink.tasks.formats import TaskInfo
-from adalink.training.args import TrainArgs
+from adalink.training.args import OptimOptions
 from adalink.training.optimizer import build_optimizer, head_parameter_ids
 
 
@@ -38,8 +38,8 @@ def spreads(rate: float, steps: int, every: int = 20) -> list[tuple[int, float, 
     head_name = setup.fmt.head_modules(base)[0]
     model = get_peft_model(base, PrefixTuningConfig(tasks=["tweets"], modules_to_save=[head_name]))
     trainable = [p for p in model.parameters() if p.requires_grad]
-    args = TrainArgs(method="prefix_tuning", lr=rate, head_lr=1e-2)  # the optimiser `adalink train` builds
-    optimizer = build_optimizer(args, trainable, head_parameter_ids(model, setup.fmt))
+    optim = OptimOptions(lr=rate, head_lr=1e-2)  # the optimiser `adalink train` builds
+    optimizer = build_optimizer(optim, trainable, head_parameter_ids(model, setup.fmt), lr=rate)
     seen: list[torch.Tensor] = []
     base.get_submodule(head_name).register_forward_hook(lambda module, args, out: seen.append(args[0].detach()))
     validation = encode(task.validation[:256])

@@ -12,7 +12,7 @@ from adalink.cli import main
 from adalink.runs.loading import load_tasks
 from adalink.tasks.examples import TaskExample
 from adalink.tasks.formats import TaskInfo, TextToTextFormat
-from adalink.training.args import TrainArgs
+from adalink.tasks.options import TaskOptions
 from tiny_models import save_tiny_checkpoint, write_sentiment_csv
 
 
@@ -200,7 +200,7 @@ def test_text_to_text_on_a_tiny_decoder(tmp_path):
         assert tokenizer.decode(tokens[0, prompt["input_ids"].shape[1] :], skip_special_tokens=True) == expected
 
     # the test score and ROUGE-L, recomputed with the plain merged model from its own greedy answers
-    (task,) = load_tasks(TrainArgs(train_file=data))
+    (task,) = load_tasks(TaskOptions(train_file=data))
     items = [TaskExample(0, example) for example in task.test]
     batch = fmt.generation_batch(items, tokenizer, 64)  # one batch, left-padded, as the evaluation ran it
     width = batch["input_ids"].shape[1]

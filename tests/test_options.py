@@ -1,12 +1,11 @@
-"""Options generated from a typed dataclass: one field, one flag, with its type, default and help; the flags really
-given are known apart from defaults."""
+"""Options generated from a typed dataclass: one field, one flag, with its type, default and help."""
 
 import argparse
 from dataclasses import dataclass, field
 
 import pytest
 
-from adalink.options import OptionSpec, add_dataclass_options, given_options, option_specs
+from adalink.options import OptionSpec, add_dataclass_options, option_specs
 
 
 @dataclass
@@ -34,20 +33,11 @@ def test_each_field_becomes_a_typed_flag_with_its_default():
     assert "how many (default: 3)" in help_text and "how fast" in help_text and "(default: None)" not in help_text
 
 
-def test_the_flags_given_are_known_even_at_their_default_values():
-    parser = _parser()
-    assert given_options(parser.parse_args([])) == set()
-    assert given_options(parser.parse_args(["--steps", "3", "--verbose"])) == {"steps", "verbose"}
-    # through a subcommand's parser too, as `adalink train` parses them
-    top = argparse.ArgumentParser()
-    add_dataclass_options(top.add_subparsers(dest="command").add_parser("run"), _Settings)
-    assert given_options(top.parse_args(["run", "--name", "x"])) == {"name"}
-
-
 def test_option_specs_describe_the_fields_for_files_too():
     specs = {s.name: s for s in option_specs(_Settings)}
     assert specs["rate"] == OptionSpec("rate", float, True, None, "how fast")
     assert specs["steps"].flag == "--steps" and not specs["steps"].optional and specs["verbose"].kind is bool
+    assert specs["rate"].hint == (float | None) and specs["steps"].hint is int
 
     @dataclass
     class _Listed:

@@ -1,7 +1,8 @@
 """The ``adalink`` command line: ``train``, ``eval``, ``predict``, ``merge`` and the subsystems' commands.
 
-Options of ``train`` are generated from :class:`adalink.training.args.TrainArgs` (one typed field, one flag); with
-``--config run.yaml`` they come from a file first and the flags given override it (:mod:`adalink.training.config_file`).
+Options of ``train`` are generated from the groups of :class:`adalink.training.args.TrainArgs` (one typed field, one
+flag) and parsed by jsonargparse; with ``--config run.yaml`` they come from a file first and the flags given override it
+(:mod:`adalink.training.config_file`).
 ``adalink train`` with no options runs the demo: AdaLink on the packaged MiniLM and packaged tweets.
 Each other subsystem (``methods``, ``serve``, ``bench``, ``experiment``, ``export``) is a module with ``HELP``,
 ``add_arguments(parser)`` and ``run(args) -> int``, listed in ``_SUBCOMMANDS``.
@@ -19,7 +20,6 @@ from collections.abc import Sequence
 
 from .errors import AdalinkError
 from .logs import quiet_known_noise
-from .options import add_dataclass_options
 
 __all__ = ["main"]
 
@@ -37,7 +37,6 @@ _SUBCOMMANDS: dict[str, str] = {
 
 def _parser() -> argparse.ArgumentParser:
     from .models.precision import DTYPES
-    from .training.args import TrainArgs
 
     parser = argparse.ArgumentParser(prog="adalink", description="Non-intrusive parameter-efficient fine-tuning.")
     parser.add_argument(
@@ -48,8 +47,8 @@ def _parser() -> argparse.ArgumentParser:
         "the new heads adalink initialises itself); before the command, e.g. `adalink --verbose train`",
     )
     commands = parser.add_subparsers(dest="command", required=True)
-    train = commands.add_parser("train", help="train a method on a model and task(s); no options = MiniLM demo")
-    add_dataclass_options(train, TrainArgs)
+    # its options are parsed by jsonargparse (adalink.training.config_file); `adalink train --help` lists them
+    commands.add_parser("train", help="train a method on a model and task(s); no options = MiniLM demo", add_help=False)
 
     evaluate = commands.add_parser("eval", help="evaluate a trained run directory")
     evaluate.add_argument("--adapter", required=True, help="output directory of `adalink train`")
@@ -113,7 +112,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if getattr(args, "unavailable", None):
         print(f"adalink {args.command}: error: {args.unavailable}", file=sys.stderr)
         return 2
-    if unknown:
+    if args.command == "train":
+        args.train_argv = argv[len(options) + 1 :]  # everything after `train`
+    elif unknown:
         parser.error(f"unrecognized arguments: {' '.join(unknown)}")
     try:
         return _run(args)
@@ -126,11 +127,11 @@ def _run(args: argparse.Namespace) -> int:
     if args.command in _SUBCOMMANDS:
         return importlib.import_module(_SUBCOMMANDS[args.command]).run(args)
     from .training import artifacts
-    from .training.config_file import resolve_args
+    from .training.config_file import parse_train_args
     from .training.loop import train
 
     if args.command == "train":
-        train(resolve_args(args))
+        train(parse_train_args(args.train_argv))
     elif args.command == "eval":
         artifacts.evaluate_run(
             args.adapter,

@@ -1,9 +1,9 @@
 """Options generated from a typed dataclass: one field, one ``--flag`` (its ``help`` from metadata).
 
-The same description of the fields (:func:`option_specs`) also defines the keys of a configuration file
-(:mod:`adalink.training.config_file`), so the command line and the file cannot drift apart. The parser notes which
-flags were really given (:func:`given_options`), so that a flag given on the command line can override a file even
-when its value equals the default.
+:func:`option_specs` describes the fields (name, type, default, help); :func:`add_dataclass_options` turns them into
+plain argparse flags (``adalink serve``). ``adalink train`` gives the same descriptions to jsonargparse, which also
+reads them from a ``--config`` file (:mod:`adalink.training.config_file`), so the command line and the file cannot
+drift apart.
 """
 
 from __future__ import annotations
@@ -12,14 +12,12 @@ import argparse
 import dataclasses
 import types
 import typing
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["OptionSpec", "add_dataclass_options", "given_options", "option_specs"]
+__all__ = ["OptionSpec", "add_dataclass_options", "option_specs"]
 
 _KINDS = (bool, int, float, str)
-_GIVEN = "given_options"  # the namespace attribute: names of the fields given on the command line
 
 
 @dataclass(frozen=True)
@@ -35,6 +33,11 @@ class OptionSpec:
     @property
     def flag(self) -> str:
         return "--" + self.name.replace("_", "-")
+
+    @property
+    def hint(self) -> Any:
+        """The field's type as a type hint: ``kind``, or ``kind | None``."""
+        return self.kind | None if self.optional else self.kind
 
 
 def option_specs(cls: type) -> list[OptionSpec]:
@@ -58,32 +61,12 @@ def option_specs(cls: type) -> list[OptionSpec]:
     return specs
 
 
-class _Given(argparse.Action):
-    """Store the value (a switch: ``const``) and note the field as given on the command line."""
-
-    def __call__(
-        self,
-        parser: argparse.ArgumentParser,
-        namespace: argparse.Namespace,
-        values: str | Sequence[Any] | None,
-        option_string: str | None = None,
-    ) -> None:
-        setattr(namespace, self.dest, self.const if self.nargs == 0 else values)
-        given: set[str] = getattr(namespace, _GIVEN, set())
-        setattr(namespace, _GIVEN, given | {self.dest})
-
-
 def add_dataclass_options(parser: argparse.ArgumentParser, cls: type) -> None:
     """Add ``--field-name`` for every field of the dataclass ``cls``: ``bool`` fields are switches, ``X | None``
     fields take an ``X``, defaults are the fields' own (and shown in the help)."""
     for spec in option_specs(cls):
         if spec.kind is bool:
-            parser.add_argument(spec.flag, action=_Given, nargs=0, const=True, default=spec.default, help=spec.help)
+            parser.add_argument(spec.flag, action="store_true", default=spec.default, help=spec.help)
         else:
             shown = "" if spec.default is None else f" (default: {spec.default})"
-            parser.add_argument(spec.flag, action=_Given, type=spec.kind, default=spec.default, help=spec.help + shown)
-
-
-def given_options(namespace: argparse.Namespace) -> set[str]:
-    """Names of the fields whose flags were given on the command line (not merely left at their defaults)."""
-    return set(getattr(namespace, _GIVEN, set()))
+            parser.add_argument(spec.flag, type=spec.kind, default=spec.default, help=spec.help + shown)

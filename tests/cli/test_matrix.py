@@ -87,7 +87,7 @@ def trained(workspace, method: str, kind: str, capsys) -> Path:
 
 def _test_examples(run_dir: Path) -> list:
     run = json.loads((run_dir / "run.json").read_text())
-    (task,) = load_tasks(TrainArgs(**run["args"]))
+    (task,) = load_tasks(TrainArgs(**run["args"]).data)
     return list(task.test)[:MAX_EVAL]
 
 

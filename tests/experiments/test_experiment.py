@@ -17,4 +17,4 @@ def test_overrides_become_method_config_and_the_command_reproduces_the_run():
     assert "--seed 2" in command and "--lr 0.002" in command
     args = TrainArgs(**options, seed=2)
     args.validate()
-    assert args.method_options() == {"init": "kaiming_uniform", "unified": True}
+    assert args.tuning.method_options() == {"init": "kaiming_uniform", "unified": True}

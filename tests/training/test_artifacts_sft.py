@@ -62,7 +62,7 @@ def test_the_base_only_score_is_the_zero_shot_score_of_the_plain_base(run_dir):
     run = json.loads((run_dir / "run.json").read_text())
     setup = setup_model(run["model"], "sft", [])
     plain = setup.build_base(seed=0).eval()  # no adapter at all
-    datasets = load_tasks(TrainArgs(**run["args"]))
+    datasets = load_tasks(TrainArgs(**run["args"]).data)
     expected = evaluate(plain, setup.fmt, setup.tokenizer, datasets, split="test", max_examples=MAX_EVAL, max_length=40)
     assert scores == expected
     assert json.loads((run_dir / "eval-test-base.json").read_text())["per_task"] == expected
@@ -70,7 +70,7 @@ def test_the_base_only_score_is_the_zero_shot_score_of_the_plain_base(run_dir):
 
 def test_predict_generates_for_prompts_chats_and_plain_lines(run_dir, tmp_path):
     loaded = load_run(run_dir)
-    (data,) = load_tasks(TrainArgs(**loaded.run["args"]))
+    (data,) = load_tasks(TrainArgs(**loaded.run["args"]).data)
     test = list(data.test)[:MAX_EVAL]
     n, chat = len(test), [{"role": "user", "content": "say good great"}]
     requests = [json.dumps({"prompt": e.prompt, "task": "pairs"}) for e in test]

@@ -5,7 +5,7 @@ import torch
 
 from adalink import get_peft_model
 from adalink.tasks.formats import ClassificationFormat, TaskInfo
-from adalink.training.args import TrainArgs
+from adalink.training.args import OptimOptions, TrainArgs
 from adalink.training.methods import method_names, resolve_method_config
 from adalink.training.optimizer import build_optimizer, head_parameter_ids
 from tiny_models import build
@@ -15,9 +15,9 @@ def test_head_lr_puts_the_head_in_its_own_group():
     body, head = torch.nn.Linear(2, 2), torch.nn.Linear(2, 3)
     params = [*body.parameters(), *head.parameters()]
     head_ids = {id(p) for p in head.parameters()}
-    together = build_optimizer(TrainArgs(method="adalink", lr=1e-3), params, head_ids)
+    together = build_optimizer(OptimOptions(), params, head_ids, lr=1e-3)
     assert [g["lr"] for g in together.param_groups] == [1e-3]
-    apart = build_optimizer(TrainArgs(method="adalink", lr=1e-3, head_lr=1e-2), params, head_ids)
+    apart = build_optimizer(OptimOptions(head_lr=1e-2), params, head_ids, lr=1e-3)
     assert [(g["lr"], len(g["params"])) for g in apart.param_groups] == [(1e-3, 2), (1e-2, 2)]
     with pytest.raises(ValueError, match="--head-lr"):
         TrainArgs(head_lr=0).validate()
@@ -34,7 +34,7 @@ def test_every_method_trains_the_new_head_at_head_lr(method):
     trainable = [p for p in model.parameters() if p.requires_grad]
     head_ids = head_parameter_ids(model, fmt)
     assert head_ids == {id(p) for p in base.classifier.parameters()}
-    optimizer = build_optimizer(TrainArgs(method=method, lr=1e-3, head_lr=1e-2), trainable, head_ids)
+    optimizer = build_optimizer(OptimOptions(head_lr=1e-2), trainable, head_ids, lr=1e-3)
     (head_group,) = [g for g in optimizer.param_groups if g["lr"] == 1e-2]
     assert {id(p) for p in head_group["params"]} == head_ids
     (body_group,) = [g for g in optimizer.param_groups if g["lr"] == 1e-3]

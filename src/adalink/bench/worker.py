@@ -82,10 +82,9 @@ def run_spec(spec: BenchRun) -> dict[str, Any]:
     from ..runs.loading import load_tasks
     from ..runs.reading import load_run
     from ..tasks.formats import TaskInfo
-    from ..training.args import TrainArgs
+    from ..tasks.options import TaskOptions
 
-    probe_args = TrainArgs(model=spec.model, task=spec.task, method=spec.method)
-    datasets = load_tasks(probe_args)  # cached in-process: train() reuses it
+    datasets = load_tasks(TaskOptions(task=spec.task))  # cached in-process: train() reuses it
     steps = (
         spec.max_steps
         if spec.max_steps is not None

@@ -102,7 +102,7 @@ def run_one(spec: TrainRun, seed: int, *, results_dir: Path, work_dir: Path, kee
     write_json_atomic(path, result, final_newline=True)
     from ..runs.loading import VLM_ALIAS
 
-    if args.model == VLM_ALIAS:
+    if args.base.model == VLM_ALIAS:
         record_stage1(results_dir)
     if not keep_outputs:
         shutil.rmtree(out, ignore_errors=True)

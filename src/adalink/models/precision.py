@@ -117,7 +117,7 @@ class BaseLoading:
 
     @classmethod
     def from_options(cls, options: dict[str, Any]) -> BaseLoading:
-        """From a mapping with (some of) the fields, e.g. ``TrainArgs`` as a dict or a run's ``run.json["args"]``
+        """From a mapping with (some of) the fields, e.g. ``TrainArgs.options()`` or a run's ``run.json["args"]``
         (a run from before these options existed loads as float32)."""
         return cls(
             dtype=options.get("dtype") or "float32",

@@ -53,7 +53,7 @@ def evaluate_run(
     run's own prompts, tokenizer and generation settings.
     """
     loaded = load_run(directory, model=model, ignore_fingerprint=ignore_fingerprint)
-    datasets = load_tasks(TrainArgs(**loaded.run["args"]))
+    datasets = load_tasks(TrainArgs(**loaded.run["args"]).data)
     generative: dict[str, dict[str, float]] = {}
     if isinstance(loaded.fmt, SFTFormat):
         generative = {"rouge_l": {}, "exact_match": {}}

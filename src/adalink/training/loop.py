@@ -17,7 +17,7 @@ import os
 import sys
 import time
 from contextlib import nullcontext
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -26,14 +26,14 @@ import torch
 from ..data import GenerationData, TextClassificationData, VQAData
 from ..errors import AdalinkError, UsageError
 from ..methods.base import MethodConfig
-from ..models.precision import BaseLoading, check_trainable_dtype
+from ..models.precision import check_trainable_dtype
 from ..peft_model import PeftModel, get_peft_model
 from ..progress import progress_bar
 from ..runs.loading import ModelSetup, load_tasks, setup_model
 from ..tasks.calls import model_call, to_device
 from ..tasks.evaluation import evaluate
 from ..tasks.formats import TaskInfo
-from .args import TrainArgs
+from .args import OptimOptions, TrainArgs
 from .checkpoints import latest_checkpoint, load_trainable, rng_state, set_rng_state, trainable_tensors
 from .config_file import CONFIG_FILE, write_config
 from .methods import resolve_method_config
@@ -79,12 +79,12 @@ def train(args: TrainArgs) -> dict[str, Any]:
     """Train, evaluate on the test split(s), save the adapter, ``config.yaml``, ``run.json`` and ``metrics.json``."""
     args.validate()
     out = args.resolved_output_dir()
-    names = trackers(args.report_to)  # a missing tracker package is named before anything is loaded
+    names = trackers(args.run.report_to)  # a missing tracker package is named before anything is loaded
     accelerator = _accelerator(args, names)
-    datasets = load_tasks(args)
-    if args.train_file and accelerator.is_main_process:  # say what the task is called (results, adapters, servers)
-        named = "--task-name" if args.task_name else "its file's name; --task-name sets another"
-        print(f"task {datasets[0].name!r} from {args.train_file} (named by {named})", flush=True)
+    datasets = load_tasks(args.data)
+    if args.data.train_file and accelerator.is_main_process:  # say what the task is called (results, adapters, ...)
+        named = "--task-name" if args.data.task_name else "its file's name; --task-name sets another"
+        print(f"task {datasets[0].name!r} from {args.data.train_file} (named by {named})", flush=True)
     run = _build(args, datasets)
     totals, sharded_state = resume_or_start(args, accelerator, run)
     if accelerator.is_main_process:  # after a refused --resume, the run's own config.yaml stays
@@ -94,13 +94,13 @@ def train(args: TrainArgs) -> dict[str, Any]:
     run.model, run.optimizer = accelerator.prepare(run.model, run.optimizer)
     if sharded_state is not None:  # a sharded optimiser takes its state once its parameters are sharded
         load_sharded_optimizer(accelerator, run, sharded_state)
-    resumed_at = totals.step if args.resume else None
-    logs = logging_dir(out, args.logging_dir)
-    start_tracking(accelerator, names, logs, out.resolve().name, asdict(args), resumed_at=resumed_at)
+    resumed_at = totals.step if args.run.resume else None
+    logs = logging_dir(out, args.run.logging_dir)
+    start_tracking(accelerator, names, logs, out.resolve().name, args.options(), resumed_at=resumed_at)
     try:
         _train_steps(args, accelerator, run, datasets, totals)
-        assert args.lr is not None  # resolved by _build
-        stalled = stalled_loss_warning(totals.history, args.lr, args.max_steps)
+        assert args.optim.lr is not None  # resolved by _build
+        stalled = stalled_loss_warning(totals.history, args.optim.lr, args.optim.max_steps)
         if stalled and accelerator.is_main_process:
             print(stalled, file=sys.stderr, flush=True)
         metrics = _evaluate_and_save(args, accelerator, run, datasets, totals)
@@ -117,10 +117,10 @@ def _accelerator(args: TrainArgs, log_with: list[str]) -> Accelerator:
     # On a machine without CUDA, gloo on CPU; without cpu=True accelerate would start lone single-process runs.
     try:
         accelerator = Accelerator(
-            mixed_precision=args.mixed_precision,
+            mixed_precision=args.run.mixed_precision,
             cpu=not torch.cuda.is_available(),
             log_with=log_with or None,
-            project_dir=str(logging_dir(args.resolved_output_dir(), args.logging_dir)),
+            project_dir=str(logging_dir(args.resolved_output_dir(), args.run.logging_dir)),
         )
     except ValueError as err:  # accelerate refuses the settings, e.g. an unknown --mixed-precision mode
         raise UsageError(str(err)) from err
@@ -131,48 +131,52 @@ def _accelerator(args: TrainArgs, log_with: list[str]) -> Accelerator:
             f"The launcher started {launched} processes but accelerate joined {world}: each would train alone "
             "into the same directory. Launch with `accelerate launch --multi_gpu --num_processes N -m adalink train`."
         )
-    if args.batch_size % (world * args.grad_accum):
+    if args.optim.batch_size % (world * args.optim.grad_accum):
         raise UsageError(
-            f"--batch-size {args.batch_size} must split evenly over {world} process(es) "
-            f"x --grad-accum {args.grad_accum}."
+            f"--batch-size {args.optim.batch_size} must split evenly over {world} process(es) "
+            f"x --grad-accum {args.optim.grad_accum}."
         )
     enable_fsdp_on_cpu(accelerator)  # FSDP asked for on a machine without CUDA (accelerate would run DDP)
-    check_sharded_run(args, accelerator)
+    check_sharded_run(args.base, accelerator)
     return accelerator
 
 
 def _build(args: TrainArgs, datasets: Datasets) -> _Run:
     """The base model with the method attached, its optimiser and schedule, and the stream of training batches."""
-    setup = setup_model(args.model, args.format, [TaskInfo(d.name, d.label_names) for d in datasets])
-    loading = BaseLoading.from_options(asdict(args))  # --dtype, --quantize, --gradient-checkpointing
-    base = setup.build_base(seed=args.seed, loading=loading)
+    setup = setup_model(args.base.model, args.data.format, [TaskInfo(d.name, d.label_names) for d in datasets])
+    loading = args.base.loading  # --dtype, --quantize, --gradient-checkpointing
+    base = setup.build_base(seed=args.run.seed, loading=loading)
     config = method_config(args, setup, datasets, base)
-    if args.lr is None:  # the method's rate for this config; run.json and config.yaml record the resolved value
-        args.lr = config.learning_rate()
+    if args.optim.lr is None:  # the method's rate for this config; run.json and config.yaml record the resolved value
+        args.optim.lr = config.learning_rate()
     model = get_peft_model(base, config)
-    check_trainable_dtype(model, loading, args.method)
+    check_trainable_dtype(model, loading, args.tuning.method)
     trainable = [p for p in model.parameters() if p.requires_grad]
-    optimizer = build_optimizer(args, trainable, head_parameter_ids(model, setup.fmt))
-    scheduler = build_schedule(args, optimizer)
+    optimizer = build_optimizer(args.optim, trainable, head_parameter_ids(model, setup.fmt), lr=args.optim.lr)
+    scheduler = build_schedule(args.optim, optimizer)
     stream = MixedTaskStream(
-        [d.train for d in datasets], seed=args.seed, global_batch_size=args.batch_size, mixing=args.task_mixing
+        [d.train for d in datasets],
+        seed=args.run.seed,
+        global_batch_size=args.optim.batch_size,
+        mixing=args.data.task_mixing,
     )
     checkpoints = args.resolved_output_dir() / "checkpoints"
-    selection = Selection(args.eval_every, args.early_stopping_patience, args.max_steps)
+    selection = Selection(args.run.eval_every, args.run.early_stopping_patience, args.optim.max_steps)
     return _Run(setup, model, optimizer, scheduler, stream, checkpoints, selection)
 
 
 def method_config(args: TrainArgs, setup: ModelSetup, datasets: Datasets, base: torch.nn.Module) -> MethodConfig:
     """The method's config this run trains: its own defaults, with what the command line sets (recorded in
     ``run.json`` and ``metrics.json``)."""
+    tuning = args.tuning
     return resolve_method_config(
-        args.method,
-        rank=args.rank,
-        dropout=args.dropout,
+        tuning.method,
+        rank=tuning.rank,
+        dropout=tuning.dropout,
         tasks=[d.name for d in datasets],
         heads=setup.fmt.head_modules(base),
         modalities=setup.fmt.modalities,
-        options=args.method_options(),
+        options=tuning.method_options(),
     )
 
 
@@ -184,10 +188,10 @@ def _train_steps(args: TrainArgs, accelerator: Accelerator, run: _Run, datasets:
     call = model_call(run.model)
     run.model.train()
     progress = progress_bar(
-        range(totals.step, args.max_steps),
+        range(totals.step, args.optim.max_steps),
         enabled=accelerator.is_main_process,
         initial=totals.step,
-        total=args.max_steps,
+        total=args.optim.max_steps,
         desc="train",
         unit="step",
     )
@@ -200,7 +204,7 @@ def _train_steps(args: TrainArgs, accelerator: Accelerator, run: _Run, datasets:
                 f"The loss became {mean_loss} at step {step + 1}; stopped without applying it. Last good checkpoint: "
                 f"{last if last else 'none yet'}. Try a lower --lr."
             )
-        _apply_update(args, accelerator, run)
+        _apply_update(args.optim, accelerator, run)
         totals.seconds += time.perf_counter() - began
         totals.tokens += int(accelerator.reduce(torch.tensor(step_tokens, device=accelerator.device), reduction="sum"))
         totals.history.append(round(mean_loss, 6))
@@ -208,7 +212,7 @@ def _train_steps(args: TrainArgs, accelerator: Accelerator, run: _Run, datasets:
         _report_step(accelerator, run, totals, progress)
         if run.selection.due(totals.step):
             _validate(args, accelerator, run, datasets, totals.step, progress)
-        if totals.step % args.save_every == 0 or totals.step == args.max_steps or run.selection.stopped:
+        if totals.step % args.run.save_every == 0 or totals.step == args.optim.max_steps or run.selection.stopped:
             save_checkpoint(args, accelerator, run, totals)
         if run.selection.stopped:
             break
@@ -255,8 +259,8 @@ def _validate(
             run.setup.tokenizer,
             datasets,
             split="validation",
-            max_examples=args.max_eval,
-            max_length=args.max_length,
+            max_examples=args.run.max_eval,
+            max_length=args.data.max_length,
         )
     set_rng_state(training_rng)
     if accelerator.num_processes > 1:
@@ -287,19 +291,20 @@ def _accumulate_gradients(
     average over processes is undone by the factor ``world``.
     """
     world, fmt = accelerator.num_processes, run.setup.fmt
-    micro = args.batch_size // world // args.grad_accum
+    micro = args.optim.batch_size // world // args.optim.grad_accum
     items = run.stream.batch(step, rank=accelerator.process_index, world_size=world)
     batches = [
         to_device(
-            fmt.collate(items[i * micro : (i + 1) * micro], run.setup.tokenizer, args.max_length), accelerator.device
+            fmt.collate(items[i * micro : (i + 1) * micro], run.setup.tokenizer, args.data.max_length),
+            accelerator.device,
         )
-        for i in range(args.grad_accum)
+        for i in range(args.optim.grad_accum)
     ]
     count = sum(fmt.count(b) for b in batches)
     global_count = int(accelerator.reduce(torch.tensor(count, device=accelerator.device), reduction="sum"))
     step_loss, step_tokens = torch.zeros((), device=accelerator.device), 0
     for i, batch in enumerate(batches):
-        sync = nullcontext() if i == args.grad_accum - 1 else accelerator.no_sync(run.model)
+        sync = nullcontext() if i == args.optim.grad_accum - 1 else accelerator.no_sync(run.model)
         with sync, accelerator.autocast():
             loss = fmt.loss(call, batch) * world / max(global_count, 1)
             accelerator.backward(loss)
@@ -308,9 +313,9 @@ def _accumulate_gradients(
     return float(accelerator.reduce(step_loss, reduction="mean")), step_tokens
 
 
-def _apply_update(args: TrainArgs, accelerator: Accelerator, run: _Run) -> None:
-    if args.max_grad_norm > 0:
-        accelerator.clip_grad_norm_(run.model.parameters(), args.max_grad_norm)
+def _apply_update(optim: OptimOptions, accelerator: Accelerator, run: _Run) -> None:
+    if optim.max_grad_norm > 0:
+        accelerator.clip_grad_norm_(run.model.parameters(), optim.max_grad_norm)
     run.optimizer.step()
     run.scheduler.step()
     run.optimizer.zero_grad(set_to_none=True)
@@ -353,8 +358,8 @@ def _evaluate_and_save(
         tokenizer,
         datasets,
         split="test",
-        max_examples=args.max_eval,
-        max_length=args.max_length,
+        max_examples=args.run.max_eval,
+        max_length=args.data.max_length,
         rouge_l=rouge_l,
         exact_match=exact_match,
     )

@@ -11,7 +11,6 @@ no ``metrics.json``) those of the last step; ``adalink eval --adapter <run>/last
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -50,7 +49,9 @@ def run_metrics(
         "score": sum(scores.values()) / len(scores),
         "metric": getattr(fmt, "metric", "exact_match" if fmt.name == "text2text" else "accuracy"),
         "per_task": scores,
-        "majority_baseline": {d.name: d.majority_baseline(split="test", max_examples=args.max_eval) for d in datasets},
+        "majority_baseline": {
+            d.name: d.majority_baseline(split="test", max_examples=args.run.max_eval) for d in datasets
+        },
         "trainable_params": sum(p.numel() for p in trainable if id(p) not in heads),
         "head_params": sum(p.numel() for p in trainable if id(p) in heads),
         "total_params": sum(p.numel() for p in params),
@@ -60,8 +61,8 @@ def run_metrics(
         "steps": len(history),  # --max-steps, or fewer when --early-stopping-patience stopped the run
         "initial_loss": _mean(history[:10]),  # mean of the first 10 steps
         "final_loss": _mean(history[-10:]),  # mean of the last 10 steps
-        "model": args.model,
-        "method": args.method,
+        "model": args.base.model,
+        "method": args.tuning.method,
         "method_config": model.peft_config.to_dict() if isinstance(model, PeftModel) else None,
         "tasks": [d.name for d in datasets],
         "format": fmt.name,
@@ -81,20 +82,22 @@ def save_outputs(
     out.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(out)
     run = {
-        "model": args.model,
+        "model": args.base.model,
         "model_path": model_path,
         "format": fmt.name,
         "tasks": [{"name": t.name, "label_names": list(t.label_names)} for t in fmt.tasks],
-        "method": args.method,
+        "method": args.tuning.method,
         "method_config": model.peft_config.to_dict(),  # every field, the method's defaults resolved
-        "seed": args.seed,
-        "max_length": args.max_length,
+        "seed": args.run.seed,
+        "max_length": args.data.max_length,
         # where the tasks' data came from: the user's files (absolute paths), or the packaged tasks named in "tasks"
         "data": {
-            k: str(Path(v).resolve()) for k, v in (("train_file", args.train_file), ("eval_file", args.eval_file)) if v
+            k: str(Path(v).resolve())
+            for k, v in (("train_file", args.data.train_file), ("eval_file", args.data.eval_file))
+            if v
         }
         or "packaged",
-        "args": asdict(args),
+        "args": args.options(),  # flat, as runs have always written it
     }
     write_json_atomic(out / RUN_FILE, run)
     if metrics is not None:

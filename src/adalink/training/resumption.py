@@ -60,11 +60,11 @@ def resume_or_start(args: TrainArgs, accelerator: Any, run: Resumable) -> tuple[
     """With ``--resume``, restore the last checkpoint into the unprepared ``run``; else seed dropout. A sharded run's
     optimiser state is returned instead of loaded: :func:`load_sharded_optimizer` loads it once the model is sharded.
     """
-    checkpoint = latest_checkpoint(run.checkpoints) if args.resume else None
-    if args.resume and checkpoint is None:
+    checkpoint = latest_checkpoint(run.checkpoints) if args.run.resume else None
+    if args.run.resume and checkpoint is None:
         accelerator.print(f"--resume: no checkpoint in {run.checkpoints}; starting from step 0.")
     if checkpoint is None:
-        torch.manual_seed(args.seed * 7919 + accelerator.process_index)  # dropout masks: per process, reproducible
+        torch.manual_seed(args.run.seed * 7919 + accelerator.process_index)  # dropout masks: per process, reproducible
         return Totals(), None
     tensors, optim_state, sched_state, state = read_checkpoint(checkpoint)
     key = args.resume_key()
@@ -118,7 +118,7 @@ def save_checkpoint(args: TrainArgs, accelerator: Any, run: Resumable, totals: T
             scheduler=run.scheduler.state_dict(),
             rng_states=rng_states,
             state=state,
-            keep=args.keep_checkpoints,
+            keep=args.run.keep_checkpoints,
             best=run.selection.best_weights,
         )
     accelerator.wait_for_everyone()

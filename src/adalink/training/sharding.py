@@ -28,7 +28,7 @@ from typing import Any
 import torch
 
 from ..errors import UsageError
-from .args import TrainArgs
+from ..models.options import ModelOptions
 
 __all__ = [
     "check_sharded_run",
@@ -75,7 +75,7 @@ def enable_fsdp_on_cpu(accelerator: Any) -> None:
     PartialState().distributed_type = DistributedType.FSDP  # as accelerate does on GPUs: a later state reads it there
 
 
-def check_sharded_run(args: TrainArgs, accelerator: Any) -> None:
+def check_sharded_run(base: ModelOptions, accelerator: Any) -> None:
     """Refuse what a sharded run does not support yet, naming the option.
 
     Raises:
@@ -83,9 +83,9 @@ def check_sharded_run(args: TrainArgs, accelerator: Any) -> None:
     """
     if not is_sharded(accelerator):
         return
-    if args.quantize != "none":
+    if base.quantize != "none":
         raise UsageError(
-            f"--quantize {args.quantize} is not supported with FSDP (sharded) training yet; use DDP "
+            f"--quantize {base.quantize} is not supported with FSDP (sharded) training yet; use DDP "
             "(configs/accelerate/ddp.yaml) or drop it. See docs/scaling.md."
         )
     version = accelerator.state.fsdp_plugin.fsdp_version

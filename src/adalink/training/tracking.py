@@ -9,7 +9,7 @@ What is logged, on the main process only:
   loss is what ``metrics.json`` and the checkpoints keep too, so the curves agree with them point for point;
 * every ``--eval-every``: ``eval/score`` (mean over tasks) and ``eval/<task>``; at the end ``test/score`` and
   ``test/<task>`` (of the weights saved in the run directory);
-* once, as hyperparameters: every field of :class:`~adalink.training.args.TrainArgs` (None written as ``"None"``:
+* once, as hyperparameters: every option of :class:`~adalink.training.args.TrainArgs`, flat (None written as ``"None"``:
   TensorBoard's hparams and MLflow's params take no None).
 
 Logs go under ``--logging-dir`` (default ``<output_dir>/logs``; TensorBoard's in ``<logs>/<run name>``, the run
