@@ -28,6 +28,7 @@ from ..models.precision import BaseLoading
 from ..tasks.formats import ClassificationFormat, TaskInfo, TextToTextFormat, make_format
 from ..tasks.options import TaskOptions
 from ..tasks.sft import SFTFormat, is_sft, load_sft_tasks
+from .base_model import VLM_ALIAS, load_tokenizer, vlm_path
 
 __all__ = [
     "VLM_ALIAS",
@@ -41,7 +42,6 @@ __all__ = [
 ]
 
 VQA_TASK = "easyvqa"
-VLM_ALIAS = "easyvqa-vlm"  # the stage-1 TinyVLM (vision side trained on easy-VQA, MiniLM frozen), built once
 Format = ClassificationFormat | TextToTextFormat | SFTFormat
 
 
@@ -122,24 +122,13 @@ def setup_model(model: str, format_name: str, tasks: list[TaskInfo]) -> ModelSet
 
 
 def _setup_vlm(model: str, tasks: list[TaskInfo]) -> ModelSetup:
-    from ..vision.pretrain import cached_pretrained_vlm
     from ..vision.vlm import TinyVLMConfig, read_vlm_config, resolve_text_model_path
     from ..vision.vqa import VQAFormat
 
-    path = str(cached_pretrained_vlm()) if model in ("minilm", VLM_ALIAS) else model
+    path = vlm_path(model)
     config = TinyVLMConfig.from_dict(read_vlm_config(Path(path))["config"])
     fmt = VQAFormat(tasks, image_size=config.image_size)
     return ModelSetup(path, fmt, load_tokenizer(resolve_text_model_path(config.text_model)))
-
-
-def load_tokenizer(path: str) -> Any:
-    """The tokenizer saved in ``path``, with a pad token (decoders often have none: their end or separator token)."""
-    from transformers import AutoTokenizer
-
-    tokenizer = AutoTokenizer.from_pretrained(path)
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token or tokenizer.sep_token
-    return tokenizer
 
 
 def _embedding_rows(path: str) -> int | None:

@@ -9,8 +9,6 @@ load as a :class:`~adalink.PeftModel` too. ``adalink train`` writes it (:mod:`ad
 
 from __future__ import annotations
 
-import json
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,19 +16,15 @@ from typing import Any
 
 from ..data import DEFAULT_MAX_NEW_TOKENS, GenerationData, TextClassificationData, VQAData
 from ..methods.base import METHOD_CONFIGS
-from ..methods.full import FullConfig
 from ..models.precision import BaseLoading
-from ..peft_model import PeftModel, get_peft_model
+from ..peft_model import PeftModel
 from ..tasks.evaluation import evaluate
 from ..tasks.formats import ClassificationFormat, TaskInfo, TextToTextFormat
 from ..tasks.sft import SFTFormat
-from .loading import load_tokenizer, setup_model
+from .base_model import RUN_FILE, load_run_model, read_run
+from .loading import setup_model
 
 __all__ = ["RUN_FILE", "LoadedRun", "load_run", "read_run", "run_shares_base"]
-
-from ..errors import MissingFileError, UsageError
-
-RUN_FILE = "run.json"
 
 
 @dataclass
@@ -75,17 +69,6 @@ class LoadedRun:
         return self.run.get("args", {}).get("max_new_tokens") or DEFAULT_MAX_NEW_TOKENS
 
 
-def read_run(directory: str | os.PathLike[str]) -> dict[str, Any]:
-    """The ``run.json`` of a run directory (model, format, tasks and labels, max_length, ...)."""
-    run_file = Path(directory) / RUN_FILE
-    if not run_file.is_file():
-        raise MissingFileError(f"{directory} is not an `adalink train` output directory: {RUN_FILE} is missing.")
-    try:
-        return json.loads(run_file.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise UsageError(f"{run_file} is corrupt or truncated (not valid JSON: {err}).") from None
-
-
 def run_shares_base(run: dict[str, Any]) -> bool:
     """Whether a run's adapter leaves the base weights as they are (so it can share a served base model): every
     method's but full tuning's (``MethodConfig.shares_base``); a run from before full tuning was a method says
@@ -101,20 +84,12 @@ def load_run(
     ignore_fingerprint: bool = False,
     loading: BaseLoading | None = None,
 ) -> LoadedRun:
-    """Rebuild the base model of a run and attach its adapter (refused on a different base model); ``loading``:
-    how to hold the base (default: as the run trained on it, without checkpointing)."""
+    """Rebuild the base model of a run (:func:`~.base_model.build_run_base`) and attach its adapter (refused on a
+    different base model), with its task format and tokenizer; ``loading``: how to hold the base (default: as the run
+    trained on it, without checkpointing)."""
     directory = Path(directory)
     run = read_run(directory)
     tasks = [TaskInfo(t["name"], tuple(t["label_names"])) for t in run["tasks"]]
     setup = setup_model(model or run["model"], run["format"], tasks)
-    fmt, tokenizer = setup.fmt, setup.tokenizer
-    if run.get("saves_adapter", True):
-        loading = loading or BaseLoading.from_options(run.get("args", {})).for_inference()
-        base = setup.build_base(seed=run["seed"], loading=loading).eval()
-        loaded = PeftModel.from_pretrained(base, directory, ignore_fingerprint=ignore_fingerprint)
-    else:  # a full-tuning run from before full tuning was a method: the whole model under model/
-        loaded = get_peft_model(setup.build_base(seed=run["seed"], weights=directory / "model"), FullConfig())
-        loaded.requires_grad_(False)
-        if (directory / "model" / "tokenizer_config.json").is_file():
-            tokenizer = load_tokenizer(str(directory / "model"))
-    return LoadedRun(directory, run, loaded.eval(), fmt, tokenizer, setup.path)
+    loaded = load_run_model(directory, run, model=model, ignore_fingerprint=ignore_fingerprint, loading=loading)
+    return LoadedRun(directory, run, loaded.model, setup.fmt, loaded.tokenizer or setup.tokenizer, setup.path)

@@ -15,10 +15,10 @@ from typing import Any, ClassVar
 
 import torch
 from torch import nn
-from transformers import AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoModelForSequenceClassification
 
 from ..errors import UsageError
-from ..models.precision import BaseLoading, load_base
+from ..models.heads import head_modules, load_classifier, load_language_model
+from ..models.precision import BaseLoading
 from .examples import TaskExample
 
 __all__ = ["FORMATS", "ClassificationFormat", "TaskInfo", "TextToTextFormat", "make_format"]
@@ -50,26 +50,12 @@ class ClassificationFormat:
 
     def build_base(self, path: str, *, seed: int, loading: BaseLoading | None = None) -> nn.Module:
         """The encoder with a new head over every task's labels (initialised from ``seed``); ``loading``: dtype,
-        quantization and checkpointing of the frozen base (the head stays float32)."""
-        id2label = {
-            self.offsets[i] + j: f"{t.name}:{label}"
-            for i, t in enumerate(self.tasks)
-            for j, label in enumerate(t.label_names)
-        }
-        torch.manual_seed(seed)  # the new head's init
-        return load_base(
-            AutoModelForSequenceClassification,
-            path,
-            loading=loading or BaseLoading(),
-            heads=self.head_modules,
-            num_labels=self.num_labels,
-            id2label=id2label,
-            label2id={v: k for k, v in id2label.items()},
-        )
+        quantization and checkpointing of the frozen base (the head stays float32). :mod:`adalink.models.heads`."""
+        return load_classifier(path, [(t.name, t.label_names) for t in self.tasks], seed=seed, loading=loading)
 
     @staticmethod
     def head_modules(model: nn.Module) -> list[str]:
-        return [name for name in ("classifier", "score") if isinstance(getattr(model, name, None), nn.Module)][:1]
+        return head_modules(model)
 
     def collate(self, items: Sequence[TaskExample], tokenizer: Any, max_length: int) -> dict[str, torch.Tensor]:
         batch = tokenizer(
@@ -118,9 +104,7 @@ class TextToTextFormat:
 
     def build_base(self, path: str, *, seed: int, loading: BaseLoading | None = None) -> nn.Module:
         """The language model; ``loading``: dtype, quantization and checkpointing of the frozen base."""
-        torch.manual_seed(seed)
-        auto_class = AutoModelForSeq2SeqLM if self.encoder_decoder else AutoModelForCausalLM
-        return load_base(auto_class, path, loading=loading or BaseLoading())
+        return load_language_model(path, encoder_decoder=self.encoder_decoder, seed=seed, loading=loading)
 
     @staticmethod
     def head_modules(model: nn.Module) -> list[str]:
