@@ -296,21 +296,36 @@ def test_a_programming_bug_shows_its_traceback(monkeypatch, tmp_path, capsys):
     assert "error:" not in capsys.readouterr().err
 
 
-def test_accelerates_refusal_is_one_line(tmp_path, capsys):
+def test_a_mistyped_task_is_refused_before_anything_loads(monkeypatch, tmp_path, capsys):
+    from adalink.training import loop
+
+    monkeypatch.setattr(loop, "train", lambda args: pytest.fail("the harness started"))
+    assert main(["train", "--task", "tweetz", "--output-dir", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("adalink train: error: --task 'tweetz' is invalid: expected a comma-separated list")
+    assert err.endswith("found 'tweetz', not one of them. Did you mean 'tweets' or 'tweets3'?\n")
+
+
+def test_an_unknown_mixed_precision_is_one_line(tmp_path, capsys):
     assert main(["train", "--mixed-precision", "fp12", "--output-dir", str(tmp_path)]) == 2
     err = capsys.readouterr().err
-    assert err.startswith("adalink train: error: Unknown mixed_precision mode: fp12") and err.count("\n") == 1
+    assert err.startswith("adalink train: error: --mixed-precision 'fp12' is invalid: expected one of no, fp16")
+    assert err.count("\n") == 1
 
 
-@pytest.mark.parametrize("missing", ["--input", "--output"])
-def test_predict_names_a_missing_file_on_one_line(workspace, tmp_path, capsys, missing):
+@pytest.mark.parametrize(
+    ("missing", "message"),
+    [
+        ("--input", "--input {}: expected a file of requests (or - for stdin), found none."),  # before the model loads
+        ("--output", "[Errno 2] No such file or directory: '{}'"),
+    ],
+)
+def test_predict_names_a_missing_file_on_one_line(workspace, tmp_path, capsys, missing, message):
     source = tmp_path / "lines.txt"
     source.write_text("great lovely day\n")
     files = {"--input": str(source), "--output": str(tmp_path / "out.jsonl"), missing: str(tmp_path / "no" / "x")}
     assert main(["predict", "--adapter", str(workspace["out"]), *[a for kv in files.items() for a in kv]]) == 2
-    assert f"adalink predict: error: [Errno 2] No such file or directory: '{tmp_path / 'no' / 'x'}'" in (
-        capsys.readouterr().err
-    )
+    assert f"adalink predict: error: {message.format(tmp_path / 'no' / 'x')}" in capsys.readouterr().err
 
 
 def test_a_file_task_is_named_after_its_folder_or_task_name_and_run_json_records_the_files(workspace, tmp_path, capsys):

@@ -10,7 +10,14 @@ import pytest
 
 import adalink
 from adalink import AdalinkError
-from adalink.errors import MissingFileError, MissingPackageError, RunFailedError, UnknownNameError, UsageError
+from adalink.errors import (
+    MissingFileError,
+    MissingPackageError,
+    RunFailedError,
+    UnknownNameError,
+    UsageError,
+    did_you_mean,
+)
 
 # Exception classes defined in adalink that are not AdalinkErrors, each with the reason.
 NOT_ADALINK_ERRORS = {
@@ -78,3 +85,9 @@ def test_general_errors_are_also_their_builtin(cls, builtin):
 
 def test_unknown_name_error_prints_its_message_without_quotes():
     assert str(UnknownNameError("No adapter named 'x'.")) == "No adapter named 'x'."
+
+
+def test_did_you_mean_names_the_closest_known_names():
+    assert did_you_mean("tweetz", ["tweets", "bbc"]) == " Did you mean 'tweets'?"
+    assert did_you_mean("lora", ["lora", "loha", "dora", "ia3"], most=2) == " Did you mean 'lora' or 'loha'?"
+    assert did_you_mean("zzz", ["tweets"]) == ""

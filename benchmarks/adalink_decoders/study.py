@@ -54,6 +54,8 @@ def _setting(record: dict) -> str:
     parts.append(f"lr {args['lr']:g}")
     if args["method"] == "adalink":
         parts += [f"{key} {config[key]}" for key in ("init", "dropout") if key in config]
+        if config.get("boundaries", ["input"]) != ["input"]:
+            parts.append("boundaries " + " + ".join(config["boundaries"]))
     return ", ".join(parts)
 
 

@@ -126,13 +126,22 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _run(args: argparse.Namespace) -> int:
     if args.command in _SUBCOMMANDS:
         return importlib.import_module(_SUBCOMMANDS[args.command]).run(args)
-    from .training import artifacts
-    from .training.config_file import parse_train_args
-    from .training.loop import train
-
     if args.command == "train":
-        train(parse_train_args(args.train_argv))
-    elif args.command == "eval":
+        from .training.config_file import parse_train_args
+
+        options = parse_train_args(args.train_argv)
+        options.validate()  # every option that needs no model or data, before the harness and accelerate import
+        from .training.loop import train
+
+        train(options)
+        return 0
+    from .training import artifacts
+    from .training.early_checks import check_run_options
+
+    tasks = [args.task] if args.command in ("predict", "merge") and args.task else []
+    source = args.input if args.command == "predict" else None
+    check_run_options(args.adapter, tasks=tasks, model=getattr(args, "model", None), source=source)
+    if args.command == "eval":
         artifacts.evaluate_run(
             args.adapter,
             split=args.split,

@@ -11,6 +11,9 @@ case apart (``AdapterFileError``, ``CheckpointError``, ``ExportError``, ...).
 
 from __future__ import annotations
 
+import difflib
+from collections.abc import Iterable
+
 __all__ = [
     "AdalinkError",
     "ConfigError",
@@ -20,7 +23,15 @@ __all__ = [
     "RunFailedError",
     "UnknownNameError",
     "UsageError",
+    "did_you_mean",
 ]
+
+
+def did_you_mean(found: str, known: Iterable[str], *, most: int = 3) -> str:
+    """`` Did you mean 'x'?`` for the known names closest to ``found`` (difflib's ratio of at least 0.6), else ``""``:
+    the end of a message that refuses an unknown name."""
+    close = difflib.get_close_matches(found, list(known), n=most, cutoff=0.6)
+    return f" Did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
 
 
 class AdalinkError(Exception):

@@ -49,8 +49,8 @@ def test_export_loads_in_plain_peft_with_the_runs_logits_and_head(run_dir, tmp_p
 @pytest.mark.parametrize(
     ("missing_run", "extra", "message"),
     [
-        (False, ["--task", "nope"], "Tasks ['nope'] are not tasks of the run"),
-        (True, [], "is not an `adalink train` output directory"),
+        (False, ["--task", "nope"], "--task 'nope' is invalid: expected one of this run's tasks (sentiment)"),
+        (True, [], "expected an `adalink train` output directory, found none"),
     ],
 )
 def test_errors_are_reported_on_one_line_with_status_2(run_dir, tmp_path, capsys, missing_run, extra, message):

@@ -12,6 +12,7 @@ from adalink.data.tables import (
     MissingColumnError,
     read_table,
     row_location,
+    table_columns,
 )
 
 datasets = pytest.importorskip("datasets")
@@ -223,3 +224,23 @@ def test_exported_from_package():
 
     assert data.read_table is read_table and data.SUPPORTED_FORMATS is SUPPORTED_FORMATS
     assert files.DataFileError is DataFileError and issubclass(MissingColumnError, DataFileError)
+
+
+def test_table_columns_reads_the_first_row_only(tmp_path):
+    csv_file = tmp_path / "data.csv"
+    csv_file.write_text("\ufefftext,label\nhello,a\n" + "x" * 10 + "\n", encoding="utf-8")  # a later bad row: unread
+    assert table_columns(csv_file) == ["text", "label"]
+    jsonl = tmp_path / "data.jsonl"
+    jsonl.write_text('\n{"prompt": "p", "response": "r"}\nnot json\n', encoding="utf-8")
+    assert table_columns(jsonl) == ["prompt", "response"]
+    (tmp_path / "empty.csv").write_text("text,label\n")
+    assert table_columns(tmp_path / "empty.csv") is None
+    with pytest.raises(DataFileError, match=r"--eval-file .*bad.jsonl, line 1: expected one JSON object per line"):
+        (tmp_path / "bad.jsonl").write_text("{nope\n")
+        table_columns(tmp_path / "bad.jsonl", role="--eval-file")
+
+
+def test_a_missing_column_suggests_the_closest(tmp_path):
+    path = tmp_path / "data.csv"
+    path.write_text("txt,label\nhello,a\n")
+    assert _error(path).endswith("the columns are 'txt', 'label'. Did you mean 'txt'?")

@@ -1,6 +1,10 @@
 """The report document: each experiment's section appended once, then replaced."""
 
-from adalink.experiments.report import update_document
+import pytest
+
+from adalink.experiments.experiment import Condition, Experiment
+from adalink.experiments.report import plot, update_document
+from adalink.stats import Summary
 
 
 def test_update_document_appends_then_replaces(tmp_path):
@@ -35,3 +39,17 @@ def test_rows_resting_on_runs_without_provenance_are_marked_and_said_so():
     runs = sum(len(row["commands"]) for row in table.values())
     assert "† Rows so marked rest on run files that record no provenance" in section
     assert f"{total} of {runs} runs of this table" in section and 0 < total < runs
+
+
+def test_a_bar_chart_starts_at_zero(tmp_path, monkeypatch):
+    plt = pytest.importorskip("matplotlib.pyplot")
+    figures = []
+    monkeypatch.setattr(plt, "close", figures.append)  # keep the figure to look at its axis
+    conditions = (Condition("FT", ()), Condition("AdaLink", ()))
+    experiment = Experiment("t", "title", "Table 5", "protocol", conditions, judge=lambda _: [])
+    table = {
+        label: {"scores": {"0": score, "1": score + 0.01}, "summary": Summary(score + 0.005, 0.007, 2)}
+        for label, score in (("FT", 0.93), ("AdaLink", 0.86))
+    }
+    assert plot(tmp_path / "t.png", experiment, table) and (tmp_path / "t.png").is_file()
+    assert figures[0].axes[0].get_ylim()[0] == 0.0

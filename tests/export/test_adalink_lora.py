@@ -7,6 +7,7 @@ import json
 
 import pytest
 import torch
+from transformers import LlamaForCausalLM
 
 from adalink import AdaLinkConfig, get_peft_model
 from adalink.export import ExportError, export_peft, peft_adapter
@@ -98,3 +99,57 @@ def test_image_projector_linear_is_a_lora_with_lora_bias(tmp_path):
 def test_image_modality_peft_cannot_hold_is_refused(modalities, match, tmp_path):
     with pytest.raises(ExportError, match=match):
         export_peft(_llava(modalities), tmp_path)
+
+
+# ------------------------------------------------------------------------------------------ output link
+def _llama(tied: bool):
+    config = build("llama").config
+    config.tie_word_embeddings = tied
+    torch.manual_seed(0)
+    return LlamaForCausalLM(config).eval()
+
+
+def test_output_link_is_a_lora_on_the_head():
+    ours = helpers.perturb(get_peft_model(_llama(tied=False), AdaLinkConfig(rank=3, boundaries=["output"])))
+    adapter = peft_adapter(ours)
+    a = adapter.tensors["base_model.model.lm_head.lora_A.weight"]
+    b = adapter.tensors["base_model.model.lm_head.lora_B.weight"]
+    bank, head = ours.adalink["output"], ours.base_model.lm_head.weight
+    assert a.shape == (3, 32) and b.shape == (VOCAB, 3)
+    torch.testing.assert_close((b @ a).T, bank.down[0] @ bank.up[0] @ head.T, atol=1e-5, rtol=1e-5)  # ΔWᵀ = M·Wᵀ
+    assert adapter.config["target_modules"] == ["lm_head"] and adapter.config["lora_alpha"] == 3
+
+
+@pytest.mark.parametrize("tied", [False, True])
+def test_both_links_give_peft_the_same_logits_tied_or_not(tied, tmp_path):
+    ours = helpers.perturb(get_peft_model(_llama(tied), AdaLinkConfig(rank=4, boundaries=["input", "output"])))
+    (directory,) = export_peft(ours, tmp_path)
+    assert json.loads((directory / "adapter_config.json").read_text())["target_modules"] == [
+        "model.embed_tokens",
+        "lm_head",
+    ]
+    theirs = helpers.load_in_peft("llama", [directory], base=_llama(tied))
+    helpers.assert_same_outputs(ours, theirs, "llama")
+    base = theirs.get_base_model()
+    if tied:  # peft wrapped the head on its own: the table it shares is the original
+        assert base.lm_head.base_layer.weight is base.model.embed_tokens.base_layer.weight
+        assert torch.equal(base.lm_head.base_layer.weight, _llama(tied).lm_head.weight)
+
+
+def test_gpt2_tied_output_link_in_peft(tmp_path):
+    ours = helpers.perturb(get_peft_model(build("gpt2"), AdaLinkConfig(rank=4, boundaries=["input", "output"])))
+    helpers.assert_same_outputs(ours, helpers.load_in_peft("gpt2", export_peft(ours, tmp_path)), "gpt2")
+
+
+def test_projector_lora_bias_gives_the_head_a_zero_bias(tmp_path):
+    torch.manual_seed(0)
+    config = AdaLinkConfig(rank=4, modalities={"image": f"{PROJECTOR}.linear_2"}, boundaries=["input", "output"])
+    ours = helpers.perturb(get_peft_model(tiny_llava().eval(), config))
+    adapter = peft_adapter(ours)
+    assert adapter.config["lora_bias"] is True
+    assert torch.equal(adapter.tensors["base_model.model.lm_head.lora_B.bias"], torch.zeros(VOCAB))
+    torch.manual_seed(0)
+    theirs = helpers.load_in_peft("llava", export_peft(ours, tmp_path), base=tiny_llava().eval())
+    inputs = _llava_inputs()
+    with torch.no_grad():
+        torch.testing.assert_close(theirs(**inputs).logits, ours(**inputs).logits, atol=1e-5, rtol=1e-5)

@@ -28,6 +28,7 @@ class Case:
     task_type: str | None
     heads: list[str]  # adalink's modules_to_save (peft's task_type adds them itself)
     modalities: dict[str, str]
+    boundaries: tuple[str, ...] = ("input",)
 
 
 def _text(name: str) -> Case:
@@ -66,6 +67,8 @@ CASES["llava"] = Case(
     [],
     {"text": "input_embeddings", "image": "model.multi_modal_projector"},
 )
+for _name in ("gpt2", "llama"):  # the output link too (GPT-2's head is tied to its table, this Llama's is not)
+    CASES[f"{_name}-output"] = Case(**{**_text(_name).__dict__, "boundaries": ("input", "output")})
 CASES["minilm"] = Case(_minilm, _minilm_inputs, "SEQ_CLS", ["classifier"], {"text": "input_embeddings"})
 
 
@@ -77,7 +80,7 @@ def case(request) -> Case:
 
 
 def _pair(case: Case, seed: int = 0, dropout: float = 0.1) -> tuple[adalink.PeftModel, peft.PeftModel]:
-    fields = {"rank": 4, "dropout": dropout, "modalities": case.modalities}
+    fields = {"rank": 4, "dropout": dropout, "modalities": case.modalities, "boundaries": list(case.boundaries)}
     base_ours, base_theirs = case.build(), case.build()
     torch.manual_seed(seed)
     ours = adalink.get_peft_model(base_ours, adalink.AdaLinkConfig(**fields, modules_to_save=case.heads))

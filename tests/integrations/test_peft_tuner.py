@@ -65,6 +65,21 @@ def test_merge_and_unload_folds_exactly(text_model_name):
     torch.testing.assert_close(logits(plain, text_model_name), expected, rtol=1e-5, atol=1e-5)
 
 
+def test_output_link_folds_into_a_tied_head_and_unmerges():
+    model = _peft_model("gpt2", boundaries=["input", "output"])
+    perturb_peft(model)
+    assert sorted(model.base_model.adalink) == ["output", "text"]
+    expected, base = logits(model, "gpt2"), logits(build("gpt2"), "gpt2")
+    model.merge_adapter()
+    gpt2 = model.get_base_model()
+    assert gpt2.lm_head.weight is not gpt2.transformer.wte.weight  # folding untied them
+    torch.testing.assert_close(logits(model, "gpt2"), expected, rtol=0, atol=1e-5)
+    model.unmerge_adapter()
+    assert gpt2.lm_head.weight is gpt2.transformer.wte.weight
+    with model.disable_adapter():
+        torch.testing.assert_close(logits(model, "gpt2"), base, rtol=0, atol=0)
+
+
 def test_merge_adapter_then_unmerge_gives_the_base_back_bit_for_bit():
     model = _peft_model("llama")
     perturb_peft(model)

@@ -99,6 +99,16 @@ def test_text_to_text_classify_and_complete(text2text_runs):
     assert len({tuple(c.token_ids) for c in mixed}) > 1
 
 
+def test_output_link_run_answers_what_it_predicts_alone(output_link_run, text2text_runs):
+    stack = AdapterStack.from_runs([output_link_run])
+    assert stack.model.peft_config.boundaries == ["input", "output"]
+    labels, generated = _alone(output_link_run, TEXTS)
+    results = stack.classify([("topic", text) for text in TEXTS])
+    assert [r.generated for r in results] == generated and [r.label for r in results] == labels
+    with pytest.raises(IncompatibleAdapterError, match="boundaries"):
+        AdapterStack.from_runs([output_link_run, text2text_runs["sentiment"]])
+
+
 def test_start_up_refusals(classification_runs, text2text_runs):
     sentiment, topic = classification_runs["sentiment"], classification_runs["topic"]
     with pytest.raises(AdapterConflictError, match="adapter named 'sentiment' is already served"):

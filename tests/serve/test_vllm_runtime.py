@@ -18,7 +18,6 @@ import pytest
 
 from adalink.cli import main
 from adalink.runs.reading import read_run
-from adalink.serve import vllm_engine
 from adalink.serve.vllm_engine import VllmUnsupportedFamilyError, export_for_vllm
 from adalink.serve.vllm_matrix import VERDICTS
 from serve_support import free_port
@@ -68,14 +67,14 @@ def test_a_family_vllm_does_not_serve_exactly_is_refused_before_export(text2text
     shutil.copytree(text2text_runs["topic"], run)
     (run / "run.json").write_text(json.dumps({**read_run(run), "model_path": str(base)}))
     said = "expected target modules in {'q_proj'} but received ['model.embed_tokens']"
-    monkeypatch.setitem(vllm_engine.VERDICTS, "Qwen2ForCausalLM", ("refused", said))
+    monkeypatch.setitem(VERDICTS, "Qwen2ForCausalLM", ("refused", said))
     with pytest.raises(VllmUnsupportedFamilyError) as refused:
         export_for_vllm([run], tmp_path / "out")
     message = str(refused.value)
     assert "Qwen2ForCausalLM" in message and said in message
     assert "--engine adalink" in message and "adalink merge" in message
     assert not (tmp_path / "out").exists()
-    monkeypatch.setitem(vllm_engine.VERDICTS, "Qwen2ForCausalLM", ("ignored", ""))
+    monkeypatch.setitem(VERDICTS, "Qwen2ForCausalLM", ("ignored", ""))
     with pytest.raises(VllmUnsupportedFamilyError, match="ignores it"):
         export_for_vllm([run], tmp_path / "out")
 

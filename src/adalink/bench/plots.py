@@ -18,7 +18,11 @@ if TYPE_CHECKING:
 
 _Draw = Callable[["Axes", list[MethodRow]], None]  # draws one (profile, model) panel of a figure
 
-__all__ = ["pareto_file", "write_pareto_plots", "write_plots"]
+__all__ = ["label_points", "pareto_file", "write_pareto_plots", "write_plots"]
+
+Label = tuple[str, float, float, str]  # (text, x, y in data coordinates, font weight)
+# Where a label may sit beside its point, in points (dx, dy, horizontal alignment), tried in this order.
+_SPOTS = [(4, 4, "left"), (4, -11, "left"), (-4, 4, "right"), (-4, -11, "right")]
 
 
 def _pyplot() -> ModuleType:
@@ -43,12 +47,16 @@ def write_plots(rows: list[MethodRow], directory: Path) -> list[Path]:
         return []
     written = []
 
+    labels: dict[int, list[Label]] = defaultdict(list)  # per panel (axes id): the method names beside the points
+
     def figure(name: str, draw: _Draw) -> None:
         fig, axes = plt.subplots(1, len(panels), figsize=(6.5 * len(panels), 4.5), squeeze=False)
         for ax, (title, panel) in zip(axes[0], panels.items(), strict=True):
             draw(ax, panel)
             ax.set_title(title)
         fig.tight_layout()
+        for ax in axes[0]:
+            label_points(ax, labels.pop(id(ax), []))
         path = directory / name
         fig.savefig(path, dpi=110)
         plt.close(fig)
@@ -58,10 +66,10 @@ def write_plots(rows: list[MethodRow], directory: Path) -> list[Path]:
         for row in panel:
             x = max(row.stats["trainable_params"] or 1, 1)
             ax.errorbar(x, 100 * row.stats["score"], yerr=100 * row.stats["score_std"], fmt="o", capsize=3)
-            ax.annotate(row.method, (x, 100 * row.stats["score"]), textcoords="offset points", xytext=(4, 4))
+            labels[id(ax)].append((row.method, x, 100 * row.stats["score"], "normal"))
         ax.set_xscale("log")
         ax.set_xlabel("trainable parameters (log; classification head not counted)")
-        ax.set_ylabel("score (mean over tasks, %)")
+        ax.set_ylabel("score (mean over tasks, %; axis not from 0)")
         ax.grid(alpha=0.3)
 
     def bars(keys: list[tuple[str, str]], ylabel: str, scale: float, relative: bool = False) -> _Draw:
@@ -110,10 +118,11 @@ def write_pareto_plots(
         if not drawn:
             continue
         fig, axes = plt.subplots(1, len(drawn), figsize=(6.5 * len(drawn), 5), squeeze=False)
-        for ax, panel in zip(axes[0], drawn, strict=True):
-            _pareto_panel(ax, panel, cost)
+        labels = [_pareto_panel(ax, panel, cost) for ax, panel in zip(axes[0], drawn, strict=True)]
         fig.suptitle(f"profile {profile}: score against {cost.name} (filled: on the Pareto frontier)")
         fig.tight_layout()
+        for ax, panel_labels in zip(axes[0], labels, strict=True):
+            label_points(ax, panel_labels)  # once the layout is final: labels are placed in its pixels
         path = pareto_file(directory, profile, cost.name)
         path.parent.mkdir(parents=True, exist_ok=True)
         fig.savefig(path, dpi=110)
@@ -122,20 +131,52 @@ def write_pareto_plots(
     return written
 
 
-def _pareto_panel(ax: Axes, panel: Panel, cost: Cost) -> None:
+def _pareto_panel(ax: Axes, panel: Panel, cost: Cost) -> list[Label]:
+    """Draw one panel's points, error bars and frontier; returns the labels to place once the layout is final."""
+    labels = []
     for method, (score, value) in panel.points.items():
         on = method in panel.front
         x, y = value / cost.scale, 100 * score
         ax.errorbar(x, y, yerr=100 * panel.errors[method], fmt="o", capsize=3, color="C3" if on else "0.55",
                     mfc="C3" if on else "white", zorder=3 if on else 2)  # fmt: skip
-        weight = "bold" if method == "adalink" else "normal"
-        ax.annotate(method, (x, y), textcoords="offset points", xytext=(4, 4), fontsize=8, fontweight=weight)
+        labels.append((method, x, y, "bold" if method == "adalink" else "normal"))
     front = [(panel.points[m][1] / cost.scale, 100 * panel.points[m][0]) for m in panel.front]
     if len(front) > 1:  # sorted from the best cost: the score rises as the cost worsens
         ax.step([x for x, _ in front], [y for _, y in front], where="post", color="C3", alpha=0.6)
     if cost.log:
         ax.set_xscale("log")
     ax.set_xlabel(cost.label)
-    ax.set_ylabel("test accuracy (%, mean over seeds)")
+    ax.set_ylabel("test accuracy (%, mean over seeds; axis not from 0)")
     ax.set_title(panel.title)
     ax.grid(alpha=0.3)
+    return labels
+
+
+def label_points(ax: Axes, labels: list[Label], fontsize: float = 8) -> None:
+    """Write each label beside its point where it overlaps no label already written: the first free spot of
+    :data:`_SPOTS`, else the nearest free height above or below, joined to its point by a thin line.
+
+    Deterministic (top to bottom, then left to right) and measured in the figure's pixels, so call it after
+    ``tight_layout``: a later change of layout would move the points under their labels."""
+    renderer = ax.figure.canvas.get_renderer()  # type: ignore[attr-defined]  # Agg's canvas has one
+    spots = [*_SPOTS, *((4, sign * step, "left") for step in range(18, 200, 7) for sign in (1, -1))]
+    taken: list = []  # the boxes of the labels written, in pixels
+    for text, x, y, weight in sorted(labels, key=lambda label: (-label[2], label[1])):
+        for number, (dx, dy, align) in enumerate(spots):
+            far = abs(dy) > 11
+            note = ax.annotate(
+                text,
+                (x, y),
+                textcoords="offset points",
+                xytext=(dx, dy),
+                ha=align,
+                va="bottom" if dy > 0 else "top" if far else "baseline",
+                fontsize=fontsize,
+                fontweight=weight,
+                arrowprops={"arrowstyle": "-", "lw": 0.5, "color": "0.5"} if far else None,
+            )
+            box = note.get_window_extent(renderer).padded(2)  # a gap, so that two labels do not read as one
+            if number == len(spots) - 1 or not any(box.overlaps(other) for other in taken):
+                taken.append(box)  # free (or no spot is: the farthest one stays)
+                break
+            note.remove()

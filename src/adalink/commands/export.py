@@ -22,8 +22,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..runs.export import export_run
+    from ..training.early_checks import check_run_options
 
     try:
+        check_run_options(args.adapter, tasks=args.task or ())  # before the run's base model loads
         directories = export_run(args.adapter, args.out, tasks=args.task)
     except AdalinkError as err:  # ExportError and the run's own errors; anything else keeps its traceback
         print(f"adalink export: error: {err}", file=sys.stderr)

@@ -39,7 +39,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from ..errors import AdalinkError
+from ..errors import AdalinkError, did_you_mean
 
 __all__ = [
     "SUPPORTED_EXTENSIONS",
@@ -48,6 +48,7 @@ __all__ = [
     "MissingColumnError",
     "read_table",
     "row_location",
+    "table_columns",
 ]
 
 _CSV = (".csv",)
@@ -117,6 +118,41 @@ def read_table(path: str | Path, *, columns: Sequence[str], role: str = "--train
     return _load("parquet", path, where)
 
 
+def table_columns(path: str | Path, *, role: str = "--train-file") -> list[str] | None:
+    """The columns of a data file from its header row, first JSON object or Parquet schema alone: cheap enough to
+    check options with before the file is read (:func:`read_table` reads it all).
+
+    Returns:
+        The column names, or ``None`` where they are not known without reading more: a file without data rows (which
+        :func:`read_table` reports) or a ``save_to_disk`` directory.
+
+    Raises:
+        DataFileError: If the path is missing or of an unsupported kind, or its first row cannot be read.
+    """
+    path = Path(path)
+    where = f"{role} {path}"
+    kind = _kind(path, where)
+    if kind == "csv":
+        return _scan_csv(path, where)
+    if kind == "json":
+        return _first_object_keys(path, where)
+    return _parquet_columns(path, where) if kind == "parquet" else None
+
+
+def _first_object_keys(path: Path, where: str) -> list[str] | None:
+    hint = " (a .json file must hold JSON Lines: one object per line)" if path.suffix.lower() == ".json" else ""
+    with path.open("rb") as handle:
+        for number, raw in enumerate(handle, start=1):
+            raw = raw.removeprefix(b"\xef\xbb\xbf") if number == 1 else raw
+            if raw.strip():
+                try:
+                    line = raw.decode("utf-8")
+                except UnicodeDecodeError:
+                    raise _not_utf8(path, where) from None
+                return list(_parse_json_line(line, f"{where}, line {number}", hint))
+    return None
+
+
 def row_location(path: str | Path, index: int) -> str:
     """Name row ``index`` (0-based, as in :func:`read_table`'s list) for a message: ``"line N"`` in JSON Lines,
     ``"row N (line M)"`` in CSV (``M``: the line where the row ends), ``"row N"`` otherwise (all 1-based).
@@ -169,6 +205,7 @@ def _check_columns(where: str, found: Sequence[str], required: Sequence[str], pa
         if column not in found:
             raise MissingColumnError(
                 f"{where}: {part} has no column {column!r}; the columns are {_columns_text(found)}."
+                + did_you_mean(column, found)
             )
 
 

@@ -201,8 +201,7 @@ def plot(path: Path, experiment: Experiment, table: dict[str, dict[str, Any]]) -
             seeds = list(table[c.label]["scores"].values())
             axis.scatter([i] * len(seeds), [100 * s for s in seeds], color="black", s=10, zorder=3)
         axis.set_xticks(list(positions), [c.label for c in done], rotation=15, ha="right", fontsize=8)
-        low = min(100 * min(table[c.label]["scores"].values()) for c in done)
-        axis.set_ylim(max(0.0, low - 10), min(100.0, max(m + s for m, s in zip(means, stds, strict=True)) + 5))
+        axis.set_ylim(0.0, min(100.0, max(m + s for m, s in zip(means, stds, strict=True)) + 5))  # bars start at 0
     axis.set_ylabel("test accuracy (points)")
     axis.set_title(experiment.title, fontsize=9)
     axis.grid(axis="y", alpha=0.3)

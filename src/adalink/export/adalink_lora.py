@@ -8,6 +8,14 @@ module it adapts (paper §3.2-3.3, the same algebra as folding).
   is scaled by peft on the LoRA term too, so ``A`` is taken from the unscaled table.)
 - A Linear ``y = x Wᵀ + b`` (an image projector): ``y + (y·W_down)·W_up`` is the LoRA ``lora_A = W_downᵀ W`` (r×in),
   ``lora_B = W_upᵀ`` (out×r) with peft's ``lora_bias`` ``b·W_down·W_up`` (out,).
+- The output link (``boundaries`` with ``"output"``) on the LM head's input ``h``: ``(h + h·W_down·W_up)·Wᵀ + b`` is
+  ``h·Wᵀ + b`` plus the LoRA ``lora_A = W_downᵀ`` (r×d), ``lora_B = W·W_upᵀ`` (V×r) on the head, scaling 1, no bias
+  term. peft drops out the head's input ``h``, the link's own input: its dropout is AdaLink's here. A TIED head
+  (``tie_word_embeddings=True``): peft wraps ``lm_head`` on its own and only adds to its output, so the exported
+  adapter is exact in inference, and the embedding LoRA still sees the original table; but peft's
+  ``merge_and_unload`` writes the head's delta into the weight it shares with the table (peft warns that a tied
+  target "can lead to complications"), changing the input embeddings too. Merge with adalink (``adalink merge``),
+  which unties, or load the base with ``tie_word_embeddings=False`` before merging in peft.
 
 Dropout: ``lora_dropout`` records AdaLink's dropout, but AdaLink drops out ``E`` (the link's input) while peft drops
 out the Linear's input ``x``, and peft's embedding LoRA applies no dropout at all; in evaluation both are off, so
@@ -22,7 +30,7 @@ import torch
 from torch import nn
 
 from ..methods.adalink import AdaLinkConfig
-from ..methods.adalink.sites import Site, resolve_sites
+from ..methods.adalink.sites import Site, bank_key, resolve_sites
 from .adapter import AdaptedModel, ExportError, PeftAdapter, tuner_key
 
 __all__ = ["adalink_to_lora"]
@@ -44,9 +52,11 @@ def adalink_to_lora(model: AdaptedModel, task: int) -> PeftAdapter:
     biased = False
     for site in sites:
         _check_single_name(model.base_model, site)
-        bank = next(iter(banks.values())) if config.unified else banks[site.modality]
+        bank = banks[bank_key(site, config.unified)]
         down, up = bank.down[task].detach(), bank.up[task].detach()  # (d, r), (r, d)
-        if isinstance(site.module, nn.Embedding):
+        if site.boundary == "output":
+            tensors.update(_head_input_tensors(site, down, up))
+        elif isinstance(site.module, nn.Embedding):
             tensors.update(_embedding_tensors(site, down, up))
         elif isinstance(site.module, nn.Linear):
             linear = _linear_tensors(site, down, up)
@@ -55,13 +65,16 @@ def adalink_to_lora(model: AdaptedModel, task: int) -> PeftAdapter:
         else:
             raise ExportError(_not_linear(model.base_model, site))
     if biased and any(isinstance(s.module, nn.Embedding) for s in sites):
+        linears = [s.path for s in sites if s.boundary == "input" and isinstance(s.module, nn.Linear)]
         raise ExportError(
-            "Cannot export this AdaLink to peft in one adapter: its Linear site(s) "
-            f"{[s.path for s in sites if isinstance(s.module, nn.Linear)]} need peft's lora_bias (the Linear's bias "
-            "passes through the link), and peft does not support lora_bias on embedding layers "
+            f"Cannot export this AdaLink to peft in one adapter: its Linear site(s) {linears} need peft's lora_bias "
+            "(the Linear's bias passes through the link), and peft does not support lora_bias on embedding layers "
             f"{[s.path for s in sites if isinstance(s.module, nn.Embedding)]}. Export each modality from its own "
             "AdaLink (one modality per config), or use `adalink merge` to fold both into a plain checkpoint."
         )
+    for site in sites if biased else ():  # peft's lora_bias is for every target: the head's adds nothing
+        if site.boundary == "output" and isinstance(site.module, nn.Linear):
+            tensors[tuner_key(site.path, "lora_B.bias")] = site.module.weight.new_zeros(site.module.out_features)
     peft_config = {
         "peft_type": "LORA",
         "r": config.rank,
@@ -103,6 +116,14 @@ def _linear_tensors(site: Site, down: torch.Tensor, up: torch.Tensor) -> dict[st
         bias = module.bias.detach().double() @ down.double() @ up.double()  # (out,) = b·W_down·W_up
         tensors[tuner_key(site.path, "lora_B.bias")] = bias.to(down.dtype)
     return tensors
+
+
+def _head_input_tensors(site: Site, down: torch.Tensor, up: torch.Tensor) -> dict[str, torch.Tensor]:
+    weight = site.module.weight.detach().double()  # (V, d), the head's rows
+    return {
+        tuner_key(site.path, "lora_A.weight"): down.T.clone(),  # (r, d) = W_downᵀ
+        tuner_key(site.path, "lora_B.weight"): (weight @ up.double().T).to(up.dtype),  # (V, r) = W·W_upᵀ
+    }
 
 
 def _check_single_name(base: nn.Module, site: Site) -> None:

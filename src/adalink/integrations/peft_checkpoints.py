@@ -102,7 +102,7 @@ def peft_to_adalink(adapters: Mapping[str, str | os.PathLike], out_dir: str | os
 
 def _check_agree(configs: Mapping[str, AdaLinkPeftConfig], weights: Mapping[str, dict[str, torch.Tensor]]) -> None:
     first_task, first = next(iter(configs.items()))
-    shared = ("activation", "dropout", "init", "modalities", "unified", "sides", "base_model_fingerprint")
+    shared = ("activation", "dropout", "init", "modalities", "unified", "sides", "boundaries", "base_model_fingerprint")
     for task, config in configs.items():
         differ = [name for name in shared if getattr(config, name) != getattr(first, name)]
         if differ:

@@ -48,6 +48,10 @@ class AdaLinkPeftConfig(PeftConfig):
     )
     unified: bool = field(default=_DEFAULTS.unified, metadata={"help": "one link shared by every modality"})
     sides: str = field(default=_DEFAULTS.sides, metadata={"help": "encoder-decoder models: encoder, decoder or both"})
+    boundaries: list[str] = field(
+        default_factory=lambda: list(_DEFAULTS.boundaries),
+        metadata={"help": "where links sit: 'input' (after the embeddings), 'output' (on the LM head's input)"},
+    )
     modules_to_save: list[str] | None = field(
         default=None, metadata={"help": "base modules trained and saved with the adapter (e.g. a new head)"}
     )
@@ -81,6 +85,7 @@ class AdaLinkPeftConfig(PeftConfig):
                 modalities=dict(self.modalities),
                 unified=self.unified,
                 sides=self.sides,  # type: ignore[arg-type]  # validated by AdaLinkConfig
+                boundaries=list(self.boundaries),
             )
         except ConfigError as err:
             raise ConfigError(str(err).replace("AdaLinkConfig.", "AdaLinkPeftConfig.", 1)) from None
@@ -96,6 +101,7 @@ class AdaLinkPeftConfig(PeftConfig):
             modalities=dict(config.modalities),
             unified=config.unified,
             sides=config.sides,
+            boundaries=list(config.boundaries),
             modules_to_save=list(config.modules_to_save) or None,
             **peft_fields,
         )
@@ -114,7 +120,7 @@ class AdaLinkPeftConfig(PeftConfig):
 
     def layout(self) -> tuple[Any, ...]:
         """What adapters on one model must share: the modules adapted and how."""
-        return (sorted(self.modalities.items()), self.unified, self.sides)
+        return (sorted(self.modalities.items()), self.unified, self.sides, sorted(self.boundaries))
 
 
 def task_type_for(architecture: str) -> str | None:

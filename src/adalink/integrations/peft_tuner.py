@@ -24,7 +24,7 @@ from torch import nn
 from ..errors import ConfigError, FoldError, UsageError
 from ..fingerprint import FingerprintMismatchError, base_fingerprint, check_fingerprint
 from ..methods.adalink.hooks import hook_site
-from ..methods.adalink.sites import Site, resolve_sites
+from ..methods.adalink.sites import OUTPUT, UNIFIED, Site, bank_key, resolve_sites
 from ..methods.base import Attachment, Handle
 from ..routing import Router
 from .peft_config import HEAD_TASK_TYPES, AdaLinkPeftConfig, task_type_for
@@ -44,7 +44,7 @@ class AdaLinkTuner(BaseTuner):
 
     # ---------------------------------------------------------------------------------------------- injection
     def _pre_injection_hook(self, model: nn.Module, config: Any, adapter_name: str) -> None:
-        self.adalink = nn.ModuleDict()  # modality (or "unified") -> AdaLinkLayer
+        self.adalink = nn.ModuleDict()  # modality (or "unified"), and "output" -> AdaLinkLayer
         self._router = Router([BASE_ADAPTER])  # adapter names in order, then the base
         self._handles: list[Handle] = []
         self._sites: list[Site] = []
@@ -71,7 +71,7 @@ class AdaLinkTuner(BaseTuner):
             self._fingerprint = base_fingerprint(model, attachment.touched)
         self._check_fingerprint(model, config, adapter_name)
         banks = attachment.modules
-        assert isinstance(banks, nn.ModuleDict)  # AdaLinkConfig.attach: modality (or "unified") -> AdaLinkBank
+        assert isinstance(banks, nn.ModuleDict)  # AdaLinkConfig.attach: bank_key -> AdaLinkBank
         if not self._sites:
             self._hook_sites(model, adalink_config, list(banks))
         device = next(self._sites[0].module.parameters()).device
@@ -96,21 +96,21 @@ class AdaLinkTuner(BaseTuner):
         for key in keys:
             self.adalink[key] = AdaLinkLayer(self._router)
         for site in self._sites:
-            key = keys[0] if adalink_config.unified else site.modality
-            self._handles += hook_site(site, self.adalink[key], self._router)
+            self._handles += hook_site(site, self.adalink[bank_key(site, adalink_config.unified)], self._router)
 
     def _check_new_adapter(self, model: nn.Module, config: Any, name: str) -> AdaLinkPeftConfig:
         if not isinstance(config, AdaLinkPeftConfig):
             raise TypeError(f"AdaLinkTuner takes AdaLinkPeftConfig adapters; {name!r} is a {type(config).__name__}.")
-        reserved = {BASE_ADAPTER, "unified", *config.modalities}
+        reserved = {BASE_ADAPTER, UNIFIED, OUTPUT, *config.modalities}
         if name in reserved:
             raise ConfigError(f"Adapter name {name!r} is invalid for AdaLink: expected a name other than {reserved}.")
         first = next(c for c in self.peft_config.values() if isinstance(c, AdaLinkPeftConfig))
         if self._sites and config.layout() != first.layout():
             raise ConfigError(
                 f"AdaLinkPeftConfig of adapter {name!r} adapts {config.modalities} (unified={config.unified}, "
-                f"sides={config.sides!r}); the adapters on one model must adapt the same modules as the first one: "
-                f"{first.modalities} (unified={first.unified}, sides={first.sides!r})."
+                f"sides={config.sides!r}, boundaries={config.boundaries}); the adapters on one model must adapt the "
+                f"same modules as the first one: {first.modalities} (unified={first.unified}, sides={first.sides!r}, "
+                f"boundaries={first.boundaries})."
             )
         architecture = type(model).__name__
         expected = task_type_for(architecture)

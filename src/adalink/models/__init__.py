@@ -9,7 +9,7 @@
 
 from .cache import MARKER_NAME, default_cache_dir
 from .errors import MissingModelPackageError, ModelNotFoundError
-from .resolve import MODEL_ALIASES, ResolvedModel, resolve_model
+from .resolve import MODEL_ALIASES, ResolvedModel, is_cached_hub_model, resolve_model
 
 __all__ = [
     "MARKER_NAME",
@@ -18,5 +18,6 @@ __all__ = [
     "ModelNotFoundError",
     "ResolvedModel",
     "default_cache_dir",
+    "is_cached_hub_model",
     "resolve_model",
 ]

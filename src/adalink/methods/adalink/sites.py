@@ -1,7 +1,12 @@
-"""Where AdaLink attaches: the module-output boundaries named by ``AdaLinkConfig.modalities``.
+"""Where AdaLink attaches: the boundaries between a frozen model and its vocabulary (``AdaLinkConfig.boundaries``).
 
-A *site* is one module whose output is adapted. ``"input_embeddings"`` resolves through the model's own
-``get_input_embeddings()`` (per side for encoder-decoder models); any other value is a dotted module path.
+A *site* is one place a link adapts:
+
+- ``"input"`` boundary (the paper's AdaLink, §3.2): a module whose OUTPUT is adapted, one per modality of
+  ``AdaLinkConfig.modalities``. ``"input_embeddings"`` resolves through the model's own ``get_input_embeddings()``
+  (per side for encoder-decoder models); any other value is a dotted module path.
+- ``"output"`` boundary (issue 26): the INPUT of the model's output embedding (``get_output_embeddings()``, the LM
+  head), i.e. the last hidden state before the vocabulary projection. Its link is the bank :data:`OUTPUT`.
 """
 
 from __future__ import annotations
@@ -14,10 +19,15 @@ from torch import nn
 
 from ...errors import ConfigError
 
-__all__ = ["INPUT_EMBEDDINGS", "Site", "SiteSpec", "resolve_sites"]
+__all__ = ["BOUNDARIES", "INPUT_EMBEDDINGS", "OUTPUT", "UNIFIED", "Site", "SiteSpec", "bank_key", "resolve_sites"]
 
 # The modality path that means "whatever ``model.get_input_embeddings()`` returns".
 INPUT_EMBEDDINGS = "input_embeddings"
+BOUNDARIES = ("input", "output")  # where a link can sit: after the input embeddings, before the output head
+OUTPUT = "output"  # the bank key (and site modality) of the output-boundary link
+UNIFIED = "unified"  # the bank key when one input link serves every modality
+# Heads that are new, task-specific classifiers rather than a projection onto the vocabulary
+_CLASSIFIER_ENDINGS = ("ForSequenceClassification", "ForTokenClassification", "ForQuestionAnswering")
 
 
 class SiteSpec(Protocol):
@@ -29,22 +39,30 @@ class SiteSpec(Protocol):
     def unified(self) -> bool: ...
     @property
     def sides(self) -> str: ...
+    @property
+    def boundaries(self) -> list[str]: ...
 
 
 @dataclass(frozen=True)
 class Site:
-    modality: str
+    modality: str  # the modality of an input site; OUTPUT for the output site
     path: str  # dotted path of the adapted module inside the base model
     module: nn.Module
-    dim: int  # width of the module's output, the AdaLink's d
+    dim: int  # width of what is adapted (the module's output; the head's input for the output site), the link's d
     # Module that receives ``inputs_embeds=`` in place of calling ``module``; its pre-hook adapts them instead.
     embeds_entry: nn.Module | None
+    boundary: str = "input"  # "input": the module's output is adapted; "output": its input (the LM head's)
+
+
+def bank_key(site: Site, unified: bool) -> str:
+    """The key of the bank that adapts ``site``: its modality, ``"unified"`` for shared input links, ``"output"``."""
+    return UNIFIED if unified and site.boundary == "input" else site.modality
 
 
 def resolve_sites(model: nn.Module, config: SiteSpec) -> list[Site]:
-    """Resolve every modality of ``config`` to the module(s) it adapts in ``model``."""
+    """Resolve every boundary of ``config`` to the module(s) it adapts in ``model``: input sites, then output."""
     sites: list[Site] = []
-    for modality, path in config.modalities.items():
+    for modality, path in config.modalities.items() if "input" in config.boundaries else ():
         if path == INPUT_EMBEDDINGS:
             sites.extend(_embedding_sites(model, modality, config.sides))
         else:
@@ -56,7 +74,35 @@ def resolve_sites(model: nn.Module, config: SiteSpec) -> list[Site]:
             f"AdaLinkConfig.unified=True is invalid here: expected all adapted modules to share one width, "
             f"found {widths}."
         )
+    if OUTPUT in config.boundaries:
+        sites.append(_output_site(model))
     return sites
+
+
+def _output_site(model: nn.Module) -> Site:
+    """The output boundary: the input of ``model.get_output_embeddings()``, a Linear onto the vocabulary."""
+    name = type(model).__name__
+    head = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
+    if head is None and name.endswith(_CLASSIFIER_ENDINGS):
+        raise ConfigError(
+            f"AdaLinkConfig.boundaries contains 'output', which is invalid for {name}: expected a model with a head "
+            "onto the vocabulary (a causal or sequence-to-sequence LM). This model's head is a new task classifier, "
+            "trained in full (modules_to_save); a link on its input adds nothing a trained head cannot learn. Use "
+            "boundaries=['input']."
+        )
+    if head is None:
+        raise ConfigError(
+            f"AdaLinkConfig.boundaries contains 'output', which is invalid for {name}: expected a model with an "
+            "output embedding module (get_output_embeddings(), the LM head), found none. Use boundaries=['input'], "
+            "or load the model with its LM head (e.g. AutoModelForCausalLM)."
+        )
+    if not isinstance(head, nn.Linear):
+        raise ConfigError(
+            f"AdaLinkConfig.boundaries contains 'output', which is invalid for {name}: expected its output "
+            f"embedding module to be an nn.Linear (the link is folded into and exported as a change of its weight), "
+            f"found {type(head).__name__}."
+        )
+    return Site(OUTPUT, _name_of(model, head), head, head.in_features, embeds_entry=None, boundary="output")
 
 
 def _embedding_sites(model: nn.Module, modality: str, sides: str) -> list[Site]:
