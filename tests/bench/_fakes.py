@@ -7,6 +7,7 @@ profile, so its file name, spec key and rates are those `adalink bench` would wr
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -35,11 +36,15 @@ def run(
     profile: str = "standard",
     status: str = "ok",
     commit: str | None = "0123456789abcdef0123",
+    config: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """One result document; ``validation`` is given for the sweep's runs (seed 0 on the sweep task)."""
+    """One result document; ``validation`` is given for the sweep's runs (seed 0 on the sweep task); ``config``: a
+    method config other than the method's defaults."""
     p = PROFILES[profile]
     plan = BenchPlan(p, ["minilm"], [task], [method], list(p.seeds), list(p.lrs))
     spec = plan.spec("minilm", task, method, lr, seed, validation is not None)
+    if config is not None:
+        spec = replace(spec, method_config=config)
     document = {"spec": spec.to_dict(), "spec_key": spec.key(), "run_id": spec.run_id, "status": status}
     if status != "ok":
         return {**document, "error": "worker exited with code 1"}

@@ -4,13 +4,18 @@ import math
 
 import pytest
 
-from adalink.bench.aggregate import aggregate
+from adalink.bench.aggregate import aggregate, variant_label
+from adalink.bench.grid import default_method_config
 
 
-def _run(method, task, lr, seed, score, tps, validation=None, memory=100):
+def _run(method, task, lr, seed, score, tps, validation=None, memory=100, config=None):
+    config = default_method_config(method) if config is None and method != "x" else config
     return {
         "status": "ok",
-        "spec": {"profile": "quick", "model": "m", "task": task, "method": method, "lr": lr, "seed": seed},
+        "spec": {
+            **{"profile": "quick", "model": "m", "task": task, "method": method, "lr": lr, "seed": seed},
+            "method_config": config,
+        },
         "score": score,
         "validation_score": validation,
         "metrics": {"trainable_params": 10, "head_params": 2, "total_params": 1000, "train_tokens_per_second": tps},
@@ -40,3 +45,19 @@ def test_best_lr_then_seeds_then_tasks():
     assert row.relative["train_tps"] == pytest.approx(200) and row.relative["memory_bytes"] == pytest.approx(25)
     assert [r.method for r in rows] == ["full", "adalink"]  # full first, the failed method absent
     assert rows[0].relative["infer_merged_tps"] == pytest.approx(100)  # a plain model counts as merged
+
+
+def test_a_run_of_another_config_is_a_row_of_its_own_named_by_what_differs():
+    older = {**default_method_config("houlsby"), "bottleneck": 8, "dropout": 0.1}
+    runs = [
+        _run("houlsby", "a", 1e-3, 0, 0.9, 200, validation=0.9),
+        _run("houlsby", "a", 3e-3, 0, 0.5, 200, validation=0.95, config=older),  # best validation, but not pooled
+        _run("houlsby", "a", 3e-3, 0, 0.6, 200, validation=0.5, config={"gone_field": 1}),
+    ]
+    today_row, older_row, _ = sorted(aggregate(runs)[1], key=lambda r: r.method)
+    assert today_row.method == "houlsby" and today_row.stats["score"] == pytest.approx(0.9)
+    assert older_row.method == "houlsby (bottleneck 8, dropout 0.1)" and older_row.stats["score"] == pytest.approx(0.5)
+    assert variant_label("houlsby", {"gone_field": 1}) == "houlsby (gone_field 1)"
+    assert variant_label("lora", None) == "lora (config unrecorded)"
+    adalink_before_boundaries = {k: v for k, v in default_method_config("adalink").items() if k != "boundaries"}
+    assert variant_label("adalink", adalink_before_boundaries) == "adalink"  # a field added later does not count

@@ -2,9 +2,10 @@
 
 import pytest
 
-from adalink.bench.grid import BenchRun, best_lr, read_result, resolve_lr, result_path
+from adalink.bench.grid import BenchRun, best_lr, lr_slug, read_result, resolve_lr, result_path
 from adalink.bench.profiles import PROFILES
 from adalink.bench.runner import BenchPlan
+from adalink.bench.worker import check_recipe
 from adalink.io import write_json_atomic
 
 
@@ -20,6 +21,13 @@ def test_result_for_another_spec_is_not_reused(tmp_path):
     assert read_result(tmp_path, spec)["status"] == "ok"
     changed = _spec(max_steps=spec.max_steps + 1)
     assert changed.run_id == spec.run_id and read_result(tmp_path, changed) is None
+
+
+def test_every_rate_has_its_own_run_id():
+    assert [lr_slug(lr) for lr in (2e-3, 6e-3, 5e-5, 1e-4)] == ["2e-03", "6e-03", "5e-05", "1e-04"]  # as before
+    assert [lr_slug(lr) for lr in (1.5e-3, 1.5e-2, 2.66e-4)] == ["1.5e-03", "1.5e-02", "2.66e-04"]
+    rates = [resolve_lr(f"{k}x", "adalink") for k in (0.3, 1, 3)] + [2e-3, 1e-2]
+    assert len({_spec(lr=lr).run_id for lr in rates}) == len(rates)
 
 
 def test_best_lr_uses_validation_and_prefers_the_smaller_rate_on_ties():
@@ -54,3 +62,13 @@ def test_lr_tokens_and_plan_size():
     plan = BenchPlan(PROFILES["paper"], ["minilm"], ["tweets", "bbc"], ["adalink", "full"], [0, 1, 2], ["1e-3", "1e-4"])
     assert plan.total_runs() == 1 * 2 * 2 * (2 + 2)
     assert plan.spec("minilm", "tweets", "full", 1e-3, 0, True).grad_accum == 1  # microbatch 32 of batch 32
+
+
+def test_the_worker_refuses_a_run_whose_config_is_not_the_planned_one():
+    spec = _spec()
+    trained = {**spec.method_config, "tasks": ["tweets"], "modules_to_save": ["classifier"]}
+    check_recipe(spec, trained)  # the run's own tasks and heads are not part of the recipe
+    with pytest.raises(RuntimeError, match=r"adalink trained with .*'rank': 4.*, but the bench planned .*'rank': 8"):
+        check_recipe(spec, {**trained, "rank": 4})
+    assert spec.run_id.endswith(f"__seed0__cfg{spec.config_tag}")
+    assert _spec(method_config={**spec.method_config, "rank": 4}).run_id != spec.run_id

@@ -26,6 +26,7 @@ def test_progress_counts_planned_runs_and_names_what_is_missing():
         fakes.run("lora", "tweets", 1e-3, 0, 0.8, validation=0.8),
         *[fakes.run("full", "tweets", lr, 0, 0.0, validation=0.0, status="error") for lr in (1.5e-5, 5e-5, 1.5e-4)],
         fakes.run("bitfit", "tweets", 1e-3, 0, 0.8, profile="quick"),  # another profile
+        fakes.run("bitfit", "tweets", 1e-3, 0, 0.8, validation=0.8, config={"bias": "all"}),  # another config
     ]
     states = {(p.task, p.method): (p.planned, p.finished, p.failed, p.missing) for p in progress(plan, documents)}
     assert states == {

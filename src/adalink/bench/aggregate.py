@@ -14,7 +14,7 @@ from typing import Any
 
 from ..data import scored_examples
 from ..stats import Summary, sampling_variance, summarize
-from .grid import best_lr
+from .grid import best_lr, default_method_config
 
 __all__ = ["COST_KEYS", "Cell", "MethodRow", "aggregate", "load_results"]
 
@@ -66,6 +66,10 @@ class Cell:
     lr: float
     runs: list[dict[str, Any]]
     sweep: dict[float, float | None] = field(default_factory=dict)  # lr -> validation score of the first seed
+    base_method: str = ""  # the registered method; ``method`` adds the config where it is not today's default
+
+    def __post_init__(self) -> None:
+        self.base_method = self.base_method or self.method
 
     def values(self, key: str) -> list[float]:
         return [r[key] for r in self.runs if r.get(key) is not None]
@@ -113,12 +117,28 @@ class MethodRow:
     relative: dict[str, float | None] = field(default_factory=dict)  # efficiency vs full tuning = 100
 
 
+def variant_label(method: str, config: dict[str, Any] | None) -> str:
+    """``method`` where ``config`` is its default today, else ``method (field value, ...)`` naming each field that
+    differs, or ``method (config unrecorded)`` for files from before runs recorded it: runs of other configs are rows
+    of their own, never pooled with the default's. A field the run's config lacks (added to the method later) does
+    not count."""
+    if config is None:
+        return f"{method} (config unrecorded)"
+    today = default_method_config(method)
+    changed = [f"{key} {_value(config[key])}" for key in sorted(config) if today.get(key, object()) != config[key]]
+    return f"{method} ({', '.join(changed)})" if changed else method
+
+
+def _value(value: Any) -> str:
+    return ",".join(map(str, value)) if isinstance(value, list) else str(value)
+
+
 def aggregate(documents: list[dict[str, Any]]) -> tuple[list[Cell], list[MethodRow]]:
     ok = [d for d in documents if d.get("status") == "ok"]
     groups: dict[tuple, list[dict]] = defaultdict(list)
     for d in ok:
         s = d["spec"]
-        groups[(s["profile"], s["model"], s["task"], s["method"])].append(d)
+        groups[(s["profile"], s["model"], s["task"], variant_label(s["method"], s.get("method_config")))].append(d)
     cells = []
     for (profile, model, task, method), runs in sorted(groups.items()):
         first_seed = min(r["spec"]["seed"] for r in runs)
@@ -131,7 +151,7 @@ def aggregate(documents: list[dict[str, Any]]) -> tuple[list[Cell], list[MethodR
             r.setdefault("train_tokens_per_second", r["metrics"]["train_tokens_per_second"])
             r.setdefault("forgetting_value", (r.get("forgetting") or {}).get("value"))
         sweep = {r["spec"]["lr"]: r.get("validation_score") for r in sweep_runs}
-        cells.append(Cell(profile, model, task, method, lr, chosen, sweep))
+        cells.append(Cell(profile, model, task, method, lr, chosen, sweep, runs[0]["spec"]["method"]))
 
     rows: dict[tuple, MethodRow] = {}
     for cell in cells:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .aggregate import Cell
+from .aggregate import Cell, variant_label
 from .tables import method_label, model_name, num, rate_text, table
 
 __all__ = ["edges_text", "sweep_edges"]
@@ -62,7 +62,7 @@ def _probe_table(edges: dict[tuple[str, str], str], cells: list[Cell], probes: l
     by_method: dict[tuple[str, str], list[dict[str, Any]]] = {}
     for probe in probes:
         spec = probe["spec"]
-        key = (spec["model"], spec["method"])
+        key = (spec["model"], variant_label(spec["method"], spec.get("method_config")))  # as the cells name it
         scored = probe.get("status") == "ok" and probe.get("validation_score") is not None
         if scored and key in swept and spec["task"] == swept[key].task and _beyond(swept[key], edges[key], spec["lr"]):
             by_method.setdefault(key, []).append(probe)
@@ -86,7 +86,7 @@ def _probe_table(edges: dict[tuple[str, str], str], cells: list[Cell], probes: l
     first = next(iter(swept.values()))  # every cell here is of one profile and model, swept on one task
     task, profile = first.task, first.profile
     rates = ",".join(sorted({f"{d['spec']['lr']:g}" for key in by_method for d in by_method[key]}, key=float))
-    methods = ",".join(sorted(m for _, m in by_method))
+    methods = ",".join(sorted({swept[key].base_method for key in by_method}))
     intro = (
         f"Probes beyond the edge (first seed, {task}; not part of the planned grid, so the chosen rates and the tables "
         "above are unchanged): validation accuracy at the chosen rate and beyond it. Made with `adalink bench "

@@ -17,7 +17,32 @@ from typing import Any
 
 from ..errors import UsageError
 
-__all__ = ["BenchRun", "best_lr", "read_result", "resolve_lr", "result_path"]
+__all__ = [
+    "RUN_FILLED_FIELDS",
+    "BenchRun",
+    "best_lr",
+    "default_method_config",
+    "lr_slug",
+    "read_result",
+    "recipe",
+    "resolve_lr",
+    "result_path",
+]
+
+# config fields that each run fills in from its own tasks and heads: not part of the method's recipe
+RUN_FILLED_FIELDS = ("tasks", "modules_to_save", "roles")
+
+
+def recipe(config: dict[str, Any]) -> dict[str, Any]:
+    """The fields of a method config's ``to_dict()`` that describe the method, not the run's tasks and heads."""
+    return {key: value for key, value in config.items() if key not in RUN_FILLED_FIELDS}
+
+
+def default_method_config(method: str) -> dict[str, Any]:
+    """The recipe a bench run of ``method`` trains with: its config's own defaults (the bench sets none)."""
+    from ..training.methods import method_class
+
+    return recipe(method_class(method)().to_dict())
 
 
 @dataclass(frozen=True)
@@ -44,6 +69,9 @@ class BenchRun:
     infer_rounds: int  # alternating timing rounds
     generic_texts: int  # texts of the forgetting probe
     threads: int  # torch threads of the worker (0 = torch's default)
+    # the method's config without the run's tasks and heads (default_method_config); None in files written before
+    # runs recorded it
+    method_config: dict[str, Any] | None = None
 
     @property
     def model_slug(self) -> str:
@@ -52,7 +80,13 @@ class BenchRun:
 
     @property
     def run_id(self) -> str:
-        return f"{self.profile}__{self.model_slug}__{self.task}__{self.method}__lr{self.lr:.0e}__seed{self.seed}"
+        name = f"{self.profile}__{self.model_slug}__{self.task}__{self.method}__lr{lr_slug(self.lr)}__seed{self.seed}"
+        return name if self.method_config is None else f"{name}__cfg{self.config_tag}"
+
+    @property
+    def config_tag(self) -> str:
+        """8 hex digits of the method config's hash: runs of one method with different configs get different files."""
+        return hashlib.sha256(json.dumps(self.method_config, sort_keys=True).encode()).hexdigest()[:8]
 
     def key(self) -> str:
         """Hash of the spec: a result written for another spec (a changed profile) is not reused."""
@@ -60,6 +94,16 @@ class BenchRun:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+def lr_slug(lr: float) -> str:
+    """``lr`` in the shortest exponent form that reads back as the same number: ``2e-03``, ``1.5e-02``, ``2.66e-04``
+    (run ids named every rate with one digit, so 1.5e-3 and 2e-3 shared a file name)."""
+    for digits in range(7):
+        text = f"{lr:.{digits}e}"
+        if float(text) == lr:
+            return text
+    return repr(lr)
 
 
 def resolve_lr(token: str, method: str) -> float:

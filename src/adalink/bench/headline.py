@@ -185,8 +185,10 @@ def _sweep_table(profile: str, cells: list[Cell]) -> str:
     body = []
     for c in sorted(swept, key=lambda c: (c.model, c.task, c.method)):
         row = [model_name(c.model), c.task, method_label(c.method)]
-        for token in tokens:
-            lr = resolve_lr(token, c.method)
+        rates = [resolve_lr(token, c.base_method) for token in tokens]
+        if c.method != c.base_method and len(c.sweep) == len(tokens):  # another config: its sweep was around its rate
+            rates = sorted(c.sweep, reverse=True) if rates[0] > rates[-1] else sorted(c.sweep)
+        for lr in rates:
             score = next((v for rate, v in c.sweep.items() if abs(rate - lr) <= 1e-9 * lr), None)
             text = "—" if score is None else f"{100 * score:.2f} at {rate_text(lr)}"
             row.append(f"**{text}**" if score is not None and abs(c.lr - lr) <= 1e-9 * lr else text)

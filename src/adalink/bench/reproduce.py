@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from .grid import best_lr
+from .grid import best_lr, default_method_config
 from .profiles import PROFILES
 from .runner import BenchPlan
 
@@ -94,8 +94,9 @@ def progress(plan: BenchPlan, documents: Sequence[dict[str, Any]]) -> list[CellP
         chosen: dict[str, float | None] = {}  # method -> rate chosen by its complete sweep (None: every run failed)
         for task, sweeps in plan.ordered_tasks():
             for method in plan.methods:
+                recipe = default_method_config(method)  # runs of another config do not count toward this plan
                 runs = [d for d in mine if (d["spec"]["model"], d["spec"]["task"], d["spec"]["method"]) == (
-                    model, task, method)]  # fmt: skip
+                    model, task, method) and d["spec"].get("method_config") == recipe]  # fmt: skip
                 sweep = plan.sweep_lrs(method) if sweeps else []
                 out.append(_cell(plan, model, task, method, runs, sweep, chosen))
     return out

@@ -15,7 +15,7 @@ from typing import Any
 from tqdm.auto import tqdm
 
 from ..io import write_json_atomic
-from .grid import BenchRun, best_lr, read_result, resolve_lr, result_path
+from .grid import BenchRun, best_lr, default_method_config, read_result, resolve_lr, result_path
 from .profiles import Profile
 
 __all__ = ["BenchPlan", "run_bench"]
@@ -60,6 +60,7 @@ class BenchPlan:
             infer_rounds=p.infer_rounds,
             generic_texts=p.generic_texts,
             threads=self.threads,
+            method_config=default_method_config(method),
         )
 
     def sweep_lrs(self, method: str) -> list[float]:

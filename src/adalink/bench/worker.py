@@ -21,7 +21,7 @@ import torch
 
 from ..io import write_json_atomic
 from ..provenance import provenance
-from .grid import BenchRun
+from .grid import BenchRun, recipe
 from .measure import (
     files_size,
     forgetting_probe,
@@ -97,11 +97,21 @@ def run_spec(spec: BenchRun) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="adalink-bench-") as tmp:
         out = Path(tmp) / "run"
         result = _train(spec, steps, out, rss_before)
+        check_recipe(spec, result["metrics"]["method_config"])
         loaded = load_run(out)
         result["validation_score"] = _validation_score(spec, loaded, datasets) if spec.validate else None
         result.update(_inference_speeds(spec, loaded, datasets, out))
         result["forgetting"] = _forgetting(spec, loaded, datasets)
     return result
+
+
+def check_recipe(spec: BenchRun, trained: dict[str, Any]) -> None:
+    """Refuse a run whose method config is not the one its spec (and so its file name and key) promises."""
+    if spec.method_config is not None and recipe(trained) != spec.method_config:
+        raise RuntimeError(
+            f"{spec.method} trained with {recipe(trained)}, but the bench planned {spec.method_config}: the method's "
+            "defaults changed between planning and training; re-run the bench."
+        )
 
 
 def _train(spec: BenchRun, steps: int, out: Path, rss_before: int) -> dict[str, Any]:
