@@ -160,6 +160,21 @@ def test_resume_with_changed_settings_is_refused(tiny, tmp_path, capsys):
     assert "different settings for ['task_mixing']" in capsys.readouterr().err
 
 
+def test_a_checkpoint_without_a_resolved_rate_is_refused_with_the_reason(tiny, tmp_path, capsys):
+    """Runs before the resolved rate was recorded saved ``"lr": null``: there is no --lr that matches it."""
+    assert main(_quick_args(tiny, tmp_path)) == 0
+    capsys.readouterr()
+    for state_file in (tmp_path / "checkpoints").glob("step-*/state.json"):
+        state = json.loads(state_file.read_text())
+        state["args"]["lr"] = None
+        del state["state_sha256"]  # as checkpoints written before the checksums (and the resolved rate) were
+        state_file.write_text(json.dumps(state))
+    assert main([*_quick_args(tiny, tmp_path), "--resume"]) == 2
+    err = capsys.readouterr().err
+    assert "made before runs recorded the learning rate they resolved (its lr is null" in err, err
+    assert "start the run again" in err
+
+
 def test_resume_without_a_checkpoint_starts_from_scratch(tiny, tmp_path, capsys):
     assert main([*_quick_args(tiny, tmp_path / "resumed"), "--resume"]) == 0
     out = capsys.readouterr().out

@@ -70,6 +70,13 @@ def resume_or_start(args: TrainArgs, accelerator: Any, run: Resumable) -> tuple[
     key = args.resume_key()
     if state["args"] != key:
         changed = sorted(k for k in state["args"].keys() | key.keys() if state["args"].get(k) != key.get(k))
+        if "lr" in changed and state["args"].get("lr") is None:  # no --lr given there, so no value to pass here
+            raise UsageError(
+                f"--resume: {checkpoint} was made before runs recorded the learning rate they resolved (its lr is "
+                "null: the method's default of that adalink version, which may differ from today's; AdaLink's moved "
+                "from 2e-3 to 5e-3). It cannot be resumed exactly; start the run again, or resume it with the "
+                "adalink version that made it."
+            )
         raise UsageError(f"--resume: {checkpoint} was made with different settings for {changed}; pass the same ones.")
     load_trainable(run.model, tensors, checkpoint)
     if run.selection.enabled:
