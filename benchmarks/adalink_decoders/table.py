@@ -76,12 +76,16 @@ def markdown() -> str:
 
 def scales_table() -> str:
     data = json.loads((RESULTS / "scales.json").read_text())
+    gemma = RESULTS / "scales-gemma3-270m.json"  # scales.py --gemma3-gguf (the model is not packaged: see there)
+    if gemma.is_file():
+        data.update({k: v for k, v in json.loads(gemma.read_text()).items() if k == "gemma3-270m"})
+    names = [name for name in ("minilm", "smollm2-135m", "gemma3-270m") if name in data]
     out = [
         "| model | d | table RMS | real-token embedding RMS (AdaLink's input) | first block's input RMS | hidden-state RMS "
         "after blocks 1, 2, 3, …, last | tied head |",
         "|---|---:|---:|---:|---:|---|---|",
     ]
-    for name in ("minilm", "smollm2-135m"):
+    for name in names:
         m = data[name]
         per_layer = m["hidden_rms_per_layer"][1:]
         shown = ", ".join(f"{x:g}" for x in per_layer[:3]) + ", …, " + ", ".join(f"{x:g}" for x in per_layer[-3:])
@@ -95,7 +99,7 @@ def scales_table() -> str:
         "| random signs | predicted lr·√r·√dσ | predicted coherent lr·r·√dσ·√(2/π) |",
         "|---|---:|---|---:|---:|---:|---:|---:|---:|",
     ]
-    for name in ("minilm", "smollm2-135m"):
+    for name in names:
         for row in data[name]["adam_first_step"]:
             lr = row["lr"]
             out.append(
