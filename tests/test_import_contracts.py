@@ -45,3 +45,28 @@ print(sorted(name for name in ("adalink.training", "adalink.tasks", "adalink.run
     assert done.returncode == 0, done.stderr
     assert (tmp_path / "peft" / "adapter_config.json").is_file()
     assert done.stdout.split("\n")[-2] == "[]"
+
+
+def test_import_adalink_is_light_and_every_public_name_resolves():
+    """``import adalink`` imports no torch (the CLI refuses a mistyped name before it); each name of ``__all__`` is the
+    object of the module it comes from, imported on first use. In a fresh interpreter, as above."""
+    code = """
+import importlib, sys
+import adalink
+light = "torch" not in sys.modules and "transformers" not in sys.modules
+module_of = {name: module for module, names in adalink._LAZY.items() for name in names}
+eager = {"AdalinkError", "ConfigError", "FoldError", "__version__"}
+assert set(adalink.__all__) == eager | set(module_of), set(adalink.__all__) ^ (eager | set(module_of))
+for name in module_of:
+    assert getattr(adalink, name) is getattr(importlib.import_module(module_of[name], "adalink"), name), name
+assert set(adalink.__all__) <= set(dir(adalink)) and adalink.io.__name__ == "adalink.io"
+try:
+    adalink.no_such_name
+except AttributeError as err:
+    assert "no attribute 'no_such_name'" in str(err)
+print(light)
+"""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "True"

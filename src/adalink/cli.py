@@ -35,9 +35,10 @@ _SUBCOMMANDS: dict[str, str] = {
 }
 
 
-def _parser() -> argparse.ArgumentParser:
-    from .models.precision import DTYPES
-
+def _parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The parser of ``adalink``; of the commands whose options import torch or an extra, only ``command``'s options
+    are built (all of them when it is ``None``: ``adalink --help``), so that a mistyped name is refused in a fraction
+    of a second."""
     parser = argparse.ArgumentParser(prog="adalink", description="Non-intrusive parameter-efficient fine-tuning.")
     parser.add_argument(
         "-v",
@@ -83,12 +84,15 @@ def _parser() -> argparse.ArgumentParser:
     merge.add_argument("--task", default=None, help="the task to fold (needed when the run has several)")
     merge.add_argument(
         "--dtype",
-        choices=list(DTYPES),
+        choices=_dtypes() if command in (None, "merge") else None,
         default=None,
         help="dtype of the saved checkpoint (default: the base checkpoint's own); the fold itself is float32",
     )
 
     for name, module_name in _SUBCOMMANDS.items():
+        if command not in (None, name):  # its options are not needed to run another command
+            commands.add_parser(name, add_help=False)
+            continue
         try:
             module = importlib.import_module(module_name)
             options = argparse.ArgumentParser(add_help=False)
@@ -102,12 +106,19 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _dtypes() -> list[str]:
+    from .models.precision import DTYPES  # imports torch
+
+    return list(DTYPES)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     options = list(itertools.takewhile(lambda token: token.startswith("-"), argv))  # those before the command
     if "-v" not in options and "--verbose" not in options:
         quiet_known_noise()  # before anything imports the packages that log it
-    parser = _parser()
+    command = argv[len(options)] if len(argv) > len(options) else None
+    parser = _parser(command if command in (*_SUBCOMMANDS, "train", "eval", "predict", "merge") else None)
     args, unknown = parser.parse_known_args(argv)
     if getattr(args, "unavailable", None):
         print(f"adalink {args.command}: error: {args.unavailable}", file=sys.stderr)
@@ -127,6 +138,9 @@ def _run(args: argparse.Namespace) -> int:
     if args.command in _SUBCOMMANDS:
         return importlib.import_module(_SUBCOMMANDS[args.command]).run(args)
     if args.command == "train":
+        from .training.name_checks import check_names
+
+        check_names(args.train_argv)  # --method and --task as given, in a fraction of a second: before torch imports
         from .training.config_file import parse_train_args
 
         options = parse_train_args(args.train_argv)

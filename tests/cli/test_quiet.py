@@ -36,17 +36,19 @@ def test_train_writes_nothing_to_stderr(run_dir):
     assert "accuracy on test" in done.stdout
 
 
-def test_eval_predict_and_merge_write_nothing_to_stderr(run_dir, tmp_path):
+def test_eval_predict_merge_and_export_write_nothing_to_stderr(run_dir, tmp_path):
     directory, _ = run_dir
     (tmp_path / "in.txt").write_text("good great\nbad awful\n")
     commands = [
         ("eval", "--adapter", str(directory), "--max-eval", "4"),
         ("predict", "--adapter", str(directory), "--input", str(tmp_path / "in.txt")),
         ("merge", "--adapter", str(directory), "--out", str(tmp_path / "merged")),
+        ("export", "--adapter", str(directory), "--out", str(tmp_path / "exported")),
     ]
     for command in commands:
         done = _run(*command)
         assert done.returncode == 0 and done.stderr == "", (command, done.stderr)
+    assert (tmp_path / "exported" / "sentiment" / "adapter_config.json").is_file()  # one peft directory per task
     assert [json.loads(line)["text"] for line in _run(*commands[1]).stdout.splitlines()] == ["good great", "bad awful"]
 
 

@@ -53,3 +53,19 @@ def test_a_bar_chart_starts_at_zero(tmp_path, monkeypatch):
     }
     assert plot(tmp_path / "t.png", experiment, table) and (tmp_path / "t.png").is_file()
     assert figures[0].axes[0].get_ylim()[0] == 0.0
+    assert figures[0].axes[0].get_ylabel() == "test accuracy (points)"
+
+
+def test_a_line_chart_not_from_zero_says_so(tmp_path, monkeypatch):
+    plt = pytest.importorskip("matplotlib.pyplot")
+    figures = []
+    monkeypatch.setattr(plt, "close", figures.append)
+    conditions = tuple(Condition(f"r{rank}", (), x=rank) for rank in (1, 4, 16))
+    experiment = Experiment("t", "title", "Table 2", "protocol", conditions, judge=lambda _: [], plot="line")
+    table = {
+        f"r{rank}": {"scores": {"0": score}, "summary": Summary(score, 0.0, 1)}
+        for rank, score in ((1, 0.78), (4, 0.79), (16, 0.80))
+    }
+    assert plot(tmp_path / "t.png", experiment, table)
+    axis = figures[0].axes[0]
+    assert axis.get_ylim()[0] > 0 and axis.get_ylabel() == "test accuracy (points; axis not from 0)"

@@ -1,4 +1,4 @@
-"""``metrics.json``: parameter counts with the new head counted apart, full tuning included."""
+"""``metrics.json``: parameter counts with the new head counted apart, full tuning included; the per-step losses."""
 
 import json
 
@@ -22,6 +22,9 @@ def test_metrics_count_the_head_apart_for_full_tuning_too(method, tmp_path):
     assert metrics["head_params"] == hidden * 2 + 2
     saved = json.loads((tmp_path / "metrics.json").read_text())
     assert saved["head_params"] == metrics["head_params"]
+    assert len(saved["losses"]) == saved["steps"] == 2 and saved["initial_loss"] == pytest.approx(
+        sum(saved["losses"]) / 2, abs=1e-6
+    )
     assert saved["trainable_params"] + saved["head_params"] == sum(p.numel() for p in _trainable(tmp_path, method))
 
 

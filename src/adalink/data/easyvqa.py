@@ -105,6 +105,7 @@ __all__ = [
     "QUESTION_TYPES",
     "QUESTION_TYPE_ANSWERS",
     "SHAPE_NAMES",
+    "TASK_NAME",
     "VQAData",
     "VQAExample",
     "load_easyvqa",
@@ -112,6 +113,8 @@ __all__ = [
     "load_images",
     "question_type",
 ]
+
+TASK_NAME = "easyvqa"  # --task easyvqa
 
 SHAPE_NAMES: tuple[str, ...] = ("circle", "rectangle", "triangle")
 """The three shapes drawn in easy-VQA images (all answers of ``shape`` questions)."""
@@ -174,7 +177,7 @@ class VQAData:
     train: tuple[VQAExample, ...]
     validation: tuple[VQAExample, ...]
     test: tuple[VQAExample, ...]
-    name: str = "easyvqa"
+    name: str = TASK_NAME
 
     @property
     def label_names(self) -> tuple[str, ...]:  # the generic name the training harness reads

@@ -1,6 +1,7 @@
 """Images as RGB float tensors: each file decoded once per process (uint8, at most 16,384 kept), converted to float
 in [0, 1] and optionally resized on every call. Reading needs Pillow (``pip install pillow``), imported only when the
-first image is decoded. Used for easy-VQA (:mod:`adalink.data.easyvqa`), whose images are 64×64 PNGs.
+first image is decoded. Used for easy-VQA (:mod:`adalink.data.easyvqa`), whose images are 64×64 PNGs. torch is
+imported on the first call, not with :mod:`adalink.data`: ``adalink train`` checks task names before torch loads.
 """
 
 from __future__ import annotations
@@ -8,11 +9,12 @@ from __future__ import annotations
 import functools
 import os
 from collections.abc import Sequence
-
-import torch
-import torch.nn.functional as F
+from typing import TYPE_CHECKING
 
 from ..errors import MissingPackageError, UsageError
+
+if TYPE_CHECKING:
+    import torch
 
 __all__ = ["load_image", "load_images"]
 
@@ -23,6 +25,8 @@ _IMAGE_CACHE_SIZE = 16_384
 @functools.lru_cache(maxsize=_IMAGE_CACHE_SIZE)
 def _decode(path: str) -> torch.Tensor:
     """Decode an image file to a ``(3, H, W)`` uint8 RGB tensor (cached; callers must not modify it)."""
+    import torch
+
     try:
         from PIL import Image
     except ImportError as error:
@@ -36,6 +40,9 @@ def _decode(path: str) -> torch.Tensor:
 
 def _to_float(images: torch.Tensor, size: int | None) -> torch.Tensor:
     """Scale uint8 ``(N, 3, H, W)`` images to float32 in [0, 1], resized bilinearly to ``size``×``size`` if given."""
+    import torch
+    import torch.nn.functional as F
+
     floats = images.to(torch.float32).div_(255.0)
     if size is not None and tuple(floats.shape[-2:]) != (size, size):
         shrinking = size < min(floats.shape[-2:])  # antialiasing only matters, and only costs, when downsampling
@@ -83,6 +90,8 @@ def load_images(paths: Sequence[str], size: int | None = None) -> torch.Tensor:
         ImportError: If Pillow is not installed.
         ValueError: If ``size`` is not positive, or if ``size`` is ``None`` and the images differ in size.
     """
+    import torch
+
     _check_size(size)
     if not paths:
         side = size or _NATIVE_SIZE

@@ -165,7 +165,8 @@ def write_summary(
 
 def plot(path: Path, experiment: Experiment, table: dict[str, dict[str, Any]]) -> bool:
     """A bar chart (or, for sweeps, a line over ``Condition.x`` on a log axis) with ±std error bars and the
-    individual seeds as dots. Returns False where matplotlib is missing or nothing finished."""
+    individual seeds as dots; bars start at 0, a line's axis says where it does not. Returns False where matplotlib is
+    missing or nothing finished."""
     try:
         import matplotlib
 
@@ -202,7 +203,8 @@ def plot(path: Path, experiment: Experiment, table: dict[str, dict[str, Any]]) -
             axis.scatter([i] * len(seeds), [100 * s for s in seeds], color="black", s=10, zorder=3)
         axis.set_xticks(list(positions), [c.label for c in done], rotation=15, ha="right", fontsize=8)
         axis.set_ylim(0.0, min(100.0, max(m + s for m, s in zip(means, stds, strict=True)) + 5))  # bars start at 0
-    axis.set_ylabel("test accuracy (points)")
+    zoomed = axis.get_ylim()[0] > 0  # a line chart's axis is fitted to its points: say so where it is not from 0
+    axis.set_ylabel("test accuracy (points" + ("; axis not from 0)" if zoomed else ")"))
     axis.set_title(experiment.title, fontsize=9)
     axis.grid(axis="y", alpha=0.3)
     figure.tight_layout()

@@ -23,6 +23,7 @@ from ..data import (
     load_file_task,
     load_text_task,
 )
+from ..data.easyvqa import TASK_NAME as EASYVQA
 from ..errors import UsageError
 from ..models.precision import BaseLoading
 from ..tasks.formats import ClassificationFormat, TaskInfo, TextToTextFormat, make_format
@@ -41,7 +42,7 @@ __all__ = [
     "setup_model",
 ]
 
-VQA_TASK = "easyvqa"
+VQA_TASK = EASYVQA
 Format = ClassificationFormat | TextToTextFormat | SFTFormat
 
 

@@ -16,16 +16,16 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from ..data import GENERATION_TASK_NAMES, TASK_NAMES
 from ..data.generation import MESSAGES_COLUMN
 from ..data.tables import table_columns
 from ..errors import MissingFileError, UsageError, did_you_mean
 from ..models import MODEL_ALIASES, is_cached_hub_model
-from ..runs.loading import VLM_ALIAS, VQA_TASK
+from ..runs.loading import VLM_ALIAS
 from ..runs.reading import read_run
 from ..tasks.formats import FORMATS
 from ..tasks.options import TaskOptions
 from ..tasks.sft import is_sft
+from .name_checks import check_task_names
 
 __all__ = ["MIXED_PRECISIONS", "OPTIMIZERS", "SCHEDULES", "check_model", "check_run_options", "check_train_options"]
 
@@ -56,21 +56,9 @@ def check_train_options(
     if data.train_file:
         _check_columns(data)
     else:
-        _check_tasks(data.task)
+        check_task_names(data.task)
         is_sft(data)  # refuses a generative task with --format classification or text2text
     check_model(model)
-
-
-def _check_tasks(task: str) -> None:
-    known = (*TASK_NAMES, *GENERATION_TASK_NAMES, VQA_TASK)
-    names = [name.strip() for name in task.split(",") if name.strip()]
-    expected = f"a comma-separated list of packaged tasks ({', '.join(known)}), or your own data with --train-file"
-    if not names:
-        raise UsageError(f"--task {task!r} is invalid: expected {expected}.")
-    for name in names:
-        if name not in known:
-            hint = did_you_mean(name, known)
-            raise UsageError(f"--task {task!r} is invalid: expected {expected}; found {name!r}, not one of them.{hint}")
 
 
 def _check_columns(args: TaskOptions) -> None:

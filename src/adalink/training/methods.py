@@ -12,8 +12,9 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from .. import methods as _methods  # noqa: F401  (registers every method)
-from ..errors import ConfigError, did_you_mean
+from ..errors import ConfigError
 from ..methods.base import METHOD_CONFIGS, MethodConfig
+from .name_checks import unknown_method
 
 __all__ = ["default_lr", "method_class", "method_names", "resolve_method_config"]
 
@@ -25,8 +26,7 @@ def method_names() -> list[str]:
 def method_class(name: str) -> type[MethodConfig]:
     """The config class of ``--method name``; an unknown name is refused with the closest registered names."""
     if name not in METHOD_CONFIGS:
-        hint = did_you_mean(name, method_names())
-        raise ConfigError(f"--method {name!r} is unknown: expected one of {', '.join(method_names())}.{hint}")
+        raise unknown_method(name, method_names())
     return METHOD_CONFIGS[name]
 
 

@@ -61,6 +61,7 @@ def run_metrics(
         "steps": len(history),  # --max-steps, or fewer when --early-stopping-patience stopped the run
         "initial_loss": _mean(history[:10]),  # mean of the first 10 steps
         "final_loss": _mean(history[-10:]),  # mean of the last 10 steps
+        "losses": history,  # the mean training loss of each step (examples/sft_own_prompts.py plots them)
         "model": args.base.model,
         "method": args.tuning.method,
         "method_config": model.peft_config.to_dict() if isinstance(model, PeftModel) else None,
