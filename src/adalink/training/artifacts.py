@@ -1,4 +1,4 @@
-"""Use a trained run directory: evaluate it, predict with it, fold it into a plain checkpoint.
+"""Use a trained run directory: evaluate it, predict with it, fold it into a plain checkpoint (runs/folding.py).
 
 The run is read and loaded by :func:`adalink.runs.reading.load_run` (what a run directory holds is written there).
 An sft run (:mod:`adalink.tasks.sft`) predicts generated responses instead of labels, and is evaluated by ROUGE-L and
@@ -14,9 +14,6 @@ from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from typing import IO, Any
 
-import torch
-from torch import nn
-
 from ..data import (
     Example,
     GenerationExample,
@@ -24,8 +21,8 @@ from ..data import (
 )
 from ..errors import MissingFileError, UsageError
 from ..io import write_json_atomic
-from ..models.precision import DTYPES, BaseLoading, stored_dtype
 from ..peft_model import PeftModel
+from ..runs.folding import fold_task
 from ..runs.loading import load_tasks
 from ..runs.reading import LoadedRun, load_run
 from ..tasks.evaluation import generate_texts, predict_batch
@@ -192,62 +189,10 @@ def _generations(loaded: LoadedRun, fmt: SFTFormat, chunk: list[TaskExample]) ->
 
 
 def merge_run(directory: str | Path, out: str | Path, *, task: str | None = None, dtype: str | None = None) -> Path:
-    """Fold the adapter (one task) into a plain checkpoint that ``transformers`` loads without adalink.
-
-    The adapter is folded into the float32 base, whatever dtype or quantization it trained on (it loads there: its
-    fingerprint is the float32 one), and the checkpoint is saved in ``dtype``: by default the dtype the base
-    checkpoint is stored in (a fully fine-tuned run's own model: float32).
-    """
-    if dtype is not None and dtype not in DTYPES:
-        raise UsageError(f"--dtype {dtype!r} is invalid: expected one of {list(DTYPES)}.")
-    loaded = load_run(directory, loading=BaseLoading())
-    names = loaded.task_names
-    if task is None:
-        if len(names) > 1:
-            raise UsageError(f"This run has tasks {names}: pass --task to choose the one to fold.")
-        task = names[0]
-    if task not in names:
-        raise UsageError(f"--task {task!r} is not one of this run's tasks {names}.")
-    model = loaded.model.merge_and_unload(task=task)  # a method without tasks has one set of weights for all
-    if isinstance(loaded.fmt, ClassificationFormat):
-        _keep_task_head(model, loaded.fmt, names.index(task))
-    if dtype is None:
-        dtype = "float32" if loaded.run["method"] == "full" else stored_dtype(loaded.base_path)
-    model.to(DTYPES[dtype])
-    out = Path(out)
-    model.save_pretrained(out)
-    loaded.tokenizer.save_pretrained(out)
-    print(f"Folded task {task!r} of {directory} into a plain {type(model).__name__} checkpoint ({dtype}) at {out}.")
-    return out
-
-
-def _output_layer(name: str, head: nn.Module, outputs: int) -> tuple[str, nn.Linear]:
-    """(path, layer) of the head's layer that gives one score per label: the head itself (BERT, Llama: a Linear), or
-    its last Linear with that many outputs (RoBERTa, ELECTRA: dense -> out_proj)."""
-    if isinstance(head, nn.Linear):
-        return name, head
-    found = [
-        (f"{name}.{n}", m) for n, m in head.named_modules() if isinstance(m, nn.Linear) and m.out_features == outputs
-    ]
-    if not found:
-        raise UsageError(f"The classification head {name!r} has no Linear layer with {outputs} outputs to slice.")
-    return found[-1]
-
-
-def _keep_task_head(model: nn.Module, fmt: ClassificationFormat, task: int) -> None:
-    """Slice the multi-task head down to one task's labels, so the checkpoint is an ordinary classifier."""
-    (name,) = fmt.head_modules(model)
-    name, head = _output_layer(name, model.get_submodule(name), sum(len(t.label_names) for t in fmt.tasks))
-    labels = fmt.tasks[task].label_names
-    rows = slice(fmt.offsets[task], fmt.offsets[task] + len(labels))
-    sliced = nn.Linear(head.in_features, len(labels), bias=head.bias is not None)
-    with torch.no_grad():
-        sliced.weight.copy_(head.weight[rows])
-        if head.bias is not None:
-            sliced.bias.copy_(head.bias[rows])
-    parent, _, attribute = name.rpartition(".")
-    setattr(model.get_submodule(parent) if parent else model, attribute, sliced)
-    model.config.num_labels = len(labels)
-    model.config.id2label = dict(enumerate(labels))
-    model.config.label2id = {label: i for i, label in enumerate(labels)}
-    model.num_labels = len(labels)  # type: ignore[assignment]  # an int; Module types attributes Tensor | Module
+    """``adalink merge``: :func:`adalink.runs.folding.fold_task`, saying what it wrote."""
+    folded = fold_task(directory, out, task=task, dtype=dtype)
+    print(
+        f"Folded task {folded.task!r} of {directory} into a plain {folded.architecture} checkpoint ({folded.dtype}) "
+        f"at {folded.path}."
+    )
+    return folded.path

@@ -1,13 +1,14 @@
-"""``adalink merge`` (:func:`adalink.training.artifacts.merge_run`) on a classifier whose head has several layers."""
+"""Folding a task into a plain checkpoint (:func:`adalink.runs.folding.fold_task`, ``adalink merge``) on a classifier
+whose head has several layers."""
 
 from __future__ import annotations
 
 import torch
 from transformers import AutoModelForSequenceClassification
 
+from adalink.runs.folding import fold_task
 from adalink.runs.reading import load_run
 from adalink.training.args import TrainArgs
-from adalink.training.artifacts import merge_run
 from adalink.training.loop import train
 from tiny_models import save_tiny_checkpoint, write_sentiment_csv
 
@@ -20,7 +21,9 @@ def test_a_roberta_style_head_is_sliced_at_its_output_layer(tmp_path):
         model=model, train_file=data, max_steps=3, batch_size=8, max_eval=8, output_dir=str(tmp_path / "run")
     )
     train(args)
-    merged = merge_run(tmp_path / "run", tmp_path / "merged")
+    folded = fold_task(tmp_path / "run", tmp_path / "merged")
+    assert (folded.architecture, folded.dtype) == ("RobertaForSequenceClassification", "float32")
+    merged = folded.path
     plain = AutoModelForSequenceClassification.from_pretrained(merged).eval()
     assert type(plain.classifier).__name__ == "RobertaClassificationHead" and plain.config.num_labels == 2
     unmerged = load_run(tmp_path / "run").model
