@@ -4,7 +4,8 @@ Like vLLM it starts child processes (an "engine" and a "worker" that ignores SIG
 serves ``/v1/models`` and ``/v1/completions`` (one greedy token with top logprobs; each task shifts the base's
 logprobs, except the tasks named in ``FAKE_VLLM_IGNORED``, which answer the base's: a LoRA vLLM ignores), and writes
 its own and its children's process ids to ``FAKE_VLLM_PIDS``. ``python fake_vllm.py -c CODE`` exits 0: vLLM is
-"installed".
+"installed". Started without ``--lora-modules`` (``--fold``: one folded task per server), it serves its
+``--served-model-name`` alone and writes its process ids to ``FAKE_VLLM_PIDS`` with ``-NAME`` before ``.json``.
 """
 
 from __future__ import annotations
@@ -26,13 +27,15 @@ def main() -> None:
     parser.add_argument("--port", type=int)
     parser.add_argument("--host")
     parser.add_argument("--served-model-name")
-    parser.add_argument("--lora-modules", nargs="+")
+    parser.add_argument("--lora-modules", nargs="+", default=[])  # none: a folded checkpoint (--fold)
+    parser.add_argument("--kv-cache-memory-bytes", type=int)
     args, _ = parser.parse_known_args(sys.argv[3:])
     tasks = [module.split("=", 1)[0] for module in args.lora_modules]
     ignored = set(filter(None, os.environ.get("FAKE_VLLM_IGNORED", "").split(",")))
     children = [subprocess.Popen([sys.executable, "-c", CHILD.format(h)]) for h in ("SIG_DFL", "SIG_IGN")]
-    if os.environ.get("FAKE_VLLM_PIDS"):
-        with open(os.environ["FAKE_VLLM_PIDS"], "w") as handle:
+    if os.environ.get("FAKE_VLLM_PIDS"):  # ends in ".json"; one file per served name
+        pids = os.environ["FAKE_VLLM_PIDS"]
+        with open(pids if tasks else f"{pids[:-5]}-{args.served_model_name}.json", "w") as handle:
             json.dump([os.getpid(), *(c.pid for c in children)], handle)
 
     class Handler(BaseHTTPRequestHandler):
@@ -43,7 +46,8 @@ def main() -> None:
             body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
             shift = 0.0 if body["model"] == args.served_model_name or body["model"] in ignored else 0.5
             top = {"a": -0.2 - shift, "b": -1.9 + shift}
-            self._send({"choices": [{"text": "a", "logprobs": {"top_logprobs": [top]}}]})
+            answer = {"text": "a", "logprobs": {"top_logprobs": [top]}}
+            self._send({"model": body["model"], "served_by": args.served_model_name, "choices": [answer]})
 
         def _send(self, document: dict) -> None:
             data = json.dumps(document).encode()
