@@ -150,10 +150,7 @@ def test_runs_on_different_bases_are_refused(text2text_runs, tmp_path):
     [
         ({"method": "ia3"}, "vLLM serves plain LoRA adapters"),
         ({"saves_adapter": False}, "full fine-tuning run"),  # a full-tuning run from before full was a method
-        ({"method": "full"}, "full fine-tuning run, with no adapter: serve it with `adalink serve --engine vllm --fold"),
-            {"method": "full"},
-            "full fine-tuning run, with no adapter: serve it with `adalink serve --engine vllm --fold`",
-        ),
+        ({"method": "full"}, "full fine-tuning run, with no adapter: serve it with `adalink serve --engine vllm"),
         ({"format": "vqa"}, "vLLM serves text-to-text runs"),
     ],
 )
