@@ -13,6 +13,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from pathlib import Path
 
 import pytest
 import torch
@@ -128,3 +129,92 @@ def test_one_endpoint_routes_each_task_to_its_engine_and_a_signal_stops_them_all
         if process.poll() is None:
             process.kill()
             process.wait()
+
+
+# ------------------------------------------------------------------------------------------------ vLLM for real
+def _qwen2_runs(root: Path) -> dict[str, Path]:
+    """Two runs on a tiny Qwen2 with a tied head (as Qwen2's small models have), heads 32 wide (vLLM's CPU attention
+    has no narrower kernel): a family vLLM 0.32 refuses an embedding LoRA for (docs/vllm.md)."""
+    from transformers import Qwen2Config, Qwen2ForCausalLM
+
+    from serve_support import train_run, write_topic_csv
+    from tiny_models import save_tiny_checkpoint, write_sentiment_csv
+
+    model = Path(save_tiny_checkpoint(root / "tiny-qwen2", "llama"))  # its tokenizer and vocabulary
+    vocab = len((model / "vocab.txt").read_text().split())
+    config = Qwen2Config(
+        vocab_size=vocab, hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=2,
+        num_key_value_heads=1, max_position_embeddings=128, tie_word_embeddings=True, pad_token_id=0,
+        bos_token_id=2, eos_token_id=3,
+    )  # fmt: skip
+    torch.manual_seed(0)
+    Qwen2ForCausalLM(config).save_pretrained(model)
+    sentiment, topic = write_sentiment_csv(root / "sentiment.csv", rows=120), write_topic_csv(root / "topic.csv")
+    return {
+        "sentiment": train_run(str(model), sentiment, root / "sentiment", rank=4, seed=1),
+        "topic": train_run(str(model), topic, root / "topic", rank=8, seed=2),
+    }
+
+
+def _greedy(model, ids: list[int], steps: int) -> tuple[list[int], list[float]]:
+    """transformers, token by token: the greedy ids and their logprobs."""
+    tokens, logprobs = list(ids), []
+    with torch.no_grad():
+        for _ in range(steps):
+            scores = torch.log_softmax(model(torch.tensor([tokens])).logits[0, -1].double(), -1)
+            tokens.append(int(scores.argmax()))
+            logprobs.append(float(scores.max()))
+    return tokens[len(ids) :], logprobs
+
+
+@pytest.mark.skipif(VLLM_PYTHON is None, reason=f"set {VLLM_PYTHON_ENV} to a Python with vLLM to run vLLM for real")
+def test_fold_serves_two_tasks_exactly_on_a_family_vllm_refuses_a_lora_for(tmp_path):
+    from adalink.serve.vllm_engine import VllmUnsupportedFamilyError, export_for_vllm
+
+    runs = _qwen2_runs(tmp_path)
+    with pytest.raises(VllmUnsupportedFamilyError, match=r"Qwen2ForCausalLM.*--engine vllm --fold"):
+        export_for_vllm(runs, tmp_path / "export")  # what `--engine vllm` without --fold says
+    stack = AdapterStack.from_runs(runs, device="cpu")
+    prompts = [stack.encode(text) for text in ("good movie", "awful food service", "the day was very not lovely")]
+    reference = {}
+    for engine in fold_for_vllm(runs, tmp_path / "folded"):  # the checkpoints --fold serves, as transformers runs them
+        plain = AutoModelForCausalLM.from_pretrained(engine.checkpoint).eval()
+        reference[engine.task] = [_greedy(plain, ids, 6) for ids in prompts]
+        ours = stack.complete([(engine.task, ids, 6) for ids in prompts])  # adalink's own engine, unfolded
+        for completion, (tokens, _) in zip(ours, reference[engine.task], strict=True):
+            until_eos = tokens[: tokens.index(3)] if 3 in tokens else tokens  # [SEP] (3) ends the tiny model's
+            assert [t for t in completion.token_ids if t != 3] == until_eos
+
+    port = free_port()
+    command = [sys.executable, "-m", "adalink", "serve", "--engine", "vllm", "--fold", "--port", str(port)]
+    command += [arg for run in runs.values() for arg in ("--adapter", str(run))]
+    command += ["--vllm-python", VLLM_PYTHON, "--vllm-kv-cache-gib", "0.25", "--log-level", "warning"]
+    log = (tmp_path / "serve.log").open("w+")
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "TMPDIR": str(tmp_path)}
+    process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, text=True, env=env)
+    try:
+        deadline = time.monotonic() + 1200
+        while "vLLM ready" not in (tmp_path / "serve.log").read_text():
+            assert process.poll() is None and time.monotonic() < deadline, (tmp_path / "serve.log").read_text()[-3000:]
+            time.sleep(2)
+        url = f"http://127.0.0.1:{port}/v1/completions"
+        worst = 0.0
+        for task, expected in reference.items():
+            for ids, (tokens, logprobs) in zip(prompts, expected, strict=True):
+                body = {"model": task, "prompt": ids, "max_tokens": 6, "temperature": 0, "logprobs": 1}
+                status, answer = _post(url, {**body, "return_token_ids": True, "ignore_eos": True})
+                assert status == 200, answer
+                choice = answer["choices"][0]
+                assert choice["token_ids"] == tokens, task
+                got = choice["logprobs"]["token_logprobs"]
+                worst = max(worst, *(abs(a - b) for a, b in zip(got, logprobs, strict=True)))
+        print(f"--fold on a tiny Qwen2: 2 tasks x 3 prompts x 6 greedy tokens equal, logprobs within {worst:.1e}")
+        assert worst < 1e-3
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=120) == 0
+        assert port_free(port) and not list(tmp_path.glob("adalink-vllm-fold-*"))
+    finally:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            process.wait(timeout=120)
+        log.close()
