@@ -81,6 +81,9 @@ def test_runs_vllm_cannot_generate_for_are_refused(classification_runs, text2tex
 def test_fold_is_an_option_of_the_vllm_engine(text2text_runs, capsys):
     assert main(["serve", "--adapter", str(text2text_runs["topic"]), "--fold"]) == 2
     assert "--fold and --vllm-kv-cache-gib apply to --engine vllm only" in capsys.readouterr().err
+    args = ["serve", "--engine", "vllm", "--adapter", str(text2text_runs["topic"]), "--vllm-kv-cache-gib", "2"]
+    assert main(args) == 2
+    assert "--vllm-kv-cache-gib applies to --fold" in capsys.readouterr().err
 
 
 # ------------------------------------------------------------------------------- on the stand-in for vLLM
@@ -210,6 +213,7 @@ def test_fold_serves_two_tasks_exactly_on_a_family_vllm_refuses_a_lora_for(tmp_p
                 worst = max(worst, *(abs(a - b) for a, b in zip(got, logprobs, strict=True)))
         print(f"--fold on a tiny Qwen2: 2 tasks x 3 prompts x 6 greedy tokens equal, logprobs within {worst:.1e}")
         assert worst < 1e-3
+        _through_the_openai_client(f"http://127.0.0.1:{port}/v1", reference, prompts[0])
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=120) == 0
         assert port_free(port) and not list(tmp_path.glob("adalink-vllm-fold-*"))
@@ -218,3 +222,19 @@ def test_fold_serves_two_tasks_exactly_on_a_family_vllm_refuses_a_lora_for(tmp_p
             process.send_signal(signal.SIGTERM)
             process.wait(timeout=120)
         log.close()
+
+
+def _through_the_openai_client(base_url: str, reference: dict, prompt: list[int]) -> None:
+    """The official client on the one endpoint: the tasks listed, the same tokens whole and streamed (the stream passes
+    through the routing proxy), and an unknown model its NotFoundError."""
+    openai = pytest.importorskip("openai")
+    client = openai.OpenAI(base_url=base_url, api_key="unused", max_retries=0, timeout=300)
+    assert sorted(model.id for model in client.models.list()) == sorted(reference)
+    for task, expected in reference.items():
+        asked = {"model": task, "prompt": prompt, "max_tokens": 6, "temperature": 0}
+        whole = client.completions.create(**asked, extra_body={"ignore_eos": True, "return_token_ids": True})
+        assert whole.choices[0].token_ids == expected[0][0]
+        stream = client.completions.create(**asked, stream=True, extra_body={"ignore_eos": True})
+        assert "".join(chunk.choices[0].text for chunk in stream if chunk.choices) == whole.choices[0].text
+    with pytest.raises(openai.NotFoundError, match="the tasks are"):
+        client.completions.create(model="nope", prompt=prompt, max_tokens=1)

@@ -104,6 +104,9 @@ def run(args: argparse.Namespace) -> int:
     if args.engine != "vllm" and (args.fold or args.vllm_kv_cache_gib is not None):
         print("adalink serve: error: --fold and --vllm-kv-cache-gib apply to --engine vllm only.", file=sys.stderr)
         return 2
+    if args.vllm_kv_cache_gib is not None and not args.fold:  # the LoRA engine's cache: VLLM_CPU_KVCACHE_SPACE
+        print("adalink serve: error: --vllm-kv-cache-gib applies to --fold (one engine per task).", file=sys.stderr)
+        return 2
     if args.engine == "vllm":
         if args.dtype is not None or args.quantize is not None:
             print("adalink serve: error: --dtype and --quantize apply to --engine adalink only.", file=sys.stderr)
