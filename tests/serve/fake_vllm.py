@@ -6,6 +6,7 @@ logprobs, except the tasks named in ``FAKE_VLLM_IGNORED``, which answer the base
 its own and its children's process ids to ``FAKE_VLLM_PIDS``. ``python fake_vllm.py -c CODE`` exits 0: vLLM is
 "installed". Started without ``--lora-modules`` (``--fold``: one folded task per server), it serves its
 ``--served-model-name`` alone and writes its process ids to ``FAKE_VLLM_PIDS`` with ``-NAME`` before ``.json``.
+``FAKE_VLLM_START_DELAY`` (seconds) delays answering, as vLLM's start-up does.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 CHILD = "import signal, time; signal.signal(signal.SIGTERM, signal.{}); time.sleep(600)"
@@ -60,6 +62,7 @@ def main() -> None:
         def log_message(self, *_: object) -> None:
             pass
 
+    time.sleep(float(os.environ.get("FAKE_VLLM_START_DELAY", "0")))  # a slow start, as vLLM's (minutes on a CPU)
     ThreadingHTTPServer((args.host, args.port), Handler).serve_forever()
 
 

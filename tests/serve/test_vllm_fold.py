@@ -135,6 +135,64 @@ def test_one_endpoint_routes_each_task_to_its_engine_and_a_signal_stops_them_all
             process.wait()
 
 
+def _start_folded(runs: dict, tmp_path: Path, port: int, **env: str) -> subprocess.Popen:
+    environment = {**os.environ, "PYTHONUNBUFFERED": "1", "TMPDIR": str(tmp_path), **env}
+    environment["FAKE_VLLM_PIDS"] = str(tmp_path / "p.json")
+    command = [sys.executable, "-m", "adalink", "serve", "--engine", "vllm", "--fold", "--port", str(port)]
+    command += [arg for run in runs.values() for arg in ("--adapter", str(run))]
+    command += ["--vllm-python", fake_vllm_python(tmp_path), "--log-level", "warning"]
+    return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=environment)
+
+
+def _engine_pids(tmp_path: Path, count: int, timeout: float = 120) -> list[int]:
+    deadline = time.monotonic() + timeout
+    while len(files := list(tmp_path.glob("p-*.json"))) < count:
+        assert time.monotonic() < deadline, "the engines did not start"
+        time.sleep(0.2)
+    time.sleep(0.5)  # each file is written at once; let the last one be complete
+    return [pid for file in files for pid in json.loads(file.read_text())]
+
+
+def test_a_signal_while_the_engines_start_stops_them_and_removes_the_folded_checkpoints(text2text_runs, tmp_path):
+    port = free_port()
+    runs = {"sentiment": text2text_runs["sentiment"], "topic": text2text_runs["topic"]}
+    process = _start_folded(runs, tmp_path, port, FAKE_VLLM_START_DELAY="600")
+    try:
+        pids = _engine_pids(tmp_path, 2)  # both engines started, neither answers yet
+        assert all(alive(pid) for pid in pids) and list(tmp_path.glob("adalink-vllm-fold-*"))
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=60) == 0
+        output = process.stdout.read()
+        assert "SIGTERM: stopping 2 vLLM engine(s)" in output and "vLLM ready" not in output
+        assert not any(alive(pid) for pid in pids) and not list(tmp_path.glob("adalink-vllm-fold-*"))
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+
+def test_an_engine_that_exits_while_serving_stops_the_server(text2text_runs, tmp_path):
+    port = free_port()
+    process = _start_folded({"topic": text2text_runs["topic"]}, tmp_path, port)
+    try:
+        lines = []
+        for line in process.stdout:
+            lines.append(line)
+            if "vLLM ready" in line:
+                break
+        assert "vLLM ready" in lines[-1], "".join(lines)
+        pids = _engine_pids(tmp_path, 1)
+        os.kill(pids[0], signal.SIGKILL)  # the engine's server dies
+        assert process.wait(timeout=60) == 1
+        assert "the vLLM engine of 'topic' exited; stopping" in process.stdout.read()
+        assert not any(alive(pid) for pid in pids) and port_free(port)
+        assert not list(tmp_path.glob("adalink-vllm-fold-*"))
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+
 # ------------------------------------------------------------------------------------------------ vLLM for real
 def _qwen2_runs(root: Path) -> dict[str, Path]:
     """Two runs on a tiny Qwen2 with a tied head (as Qwen2's small models have), heads 32 wide (vLLM's CPU attention
