@@ -91,7 +91,7 @@ def _prepare(work: Path, args: argparse.Namespace) -> dict[str, Any]:
     tokenizer = load_tokenizer(base)
     run = work / "adalink-8-tasks"
     if not (run / "run.json").is_file():
-        _random_adalink_run(run, args.model, base, tokenizer)
+        _random_adalink_run(run, args.model, base)
     loras = [work / "lora-qv" / f"lora{i}" for i in range(TASKS)]
     if not all((d / "adapter_config.json").is_file() for d in loras):
         _random_loras(loras, base)
@@ -109,8 +109,8 @@ def _prepare(work: Path, args: argparse.Namespace) -> dict[str, Any]:
     return spec
 
 
-def _random_adalink_run(out: Path, model: str, base_path: str, tokenizer) -> None:
-    """An 8-task AdaLink with random non-zero weights, written as `adalink train` writes a run."""
+def _random_adalink_run(out: Path, model: str, base_path: str, tasks: int = TASKS) -> None:
+    """A ``tasks``-task AdaLink with random non-zero weights, written as `adalink train` writes a run."""
     import torch
     from transformers import AutoModelForCausalLM
 
@@ -119,7 +119,7 @@ def _random_adalink_run(out: Path, model: str, base_path: str, tokenizer) -> Non
     from adalink.training.args import TrainArgs
     from adalink.training.outputs import save_outputs
 
-    names = [f"task{i}" for i in range(TASKS)]
+    names = [f"task{i}" for i in range(tasks)]
     torch.manual_seed(0)  # W_down: the config's random init
     peft_model = get_peft_model(
         AutoModelForCausalLM.from_pretrained(base_path), AdaLinkConfig(rank=RANK, dropout=0.0, tasks=names)
@@ -130,7 +130,7 @@ def _random_adalink_run(out: Path, model: str, base_path: str, tokenizer) -> Non
             bank.up.copy_(torch.randn(bank.up.shape, generator=generator) * 0.05)
     fmt = TextToTextFormat([TaskInfo(name, ("yes", "no")) for name in names], encoder_decoder=False)
     args = TrainArgs(model=model, task=",".join(names), rank=RANK, dropout=0.0, format="text2text", max_steps=0)
-    save_outputs(out, args, base_path, fmt, True, peft_model, tokenizer, {"note": "random weights, not trained"})
+    save_outputs(out, args, base_path, fmt, peft_model, {"note": "random weights, not trained"})
 
 
 def _random_loras(directories: list[Path], base_path: str) -> None:

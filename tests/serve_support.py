@@ -10,6 +10,7 @@ import contextlib
 import csv
 import random
 import socket
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -76,6 +77,40 @@ def make_runs(root: Path, kind: str) -> dict[str, Path]:
         "sentiment": train_run(model, sentiment, root / "sentiment", rank=4, seed=1),
         "topic": train_run(model, topic, root / "topic", rank=8, seed=2),
     }
+
+
+# ------------------------------------------------------------------------- a stand-in for vLLM (fake_vllm.py)
+FAKE_VLLM = Path(__file__).parent / "serve" / "fake_vllm.py"
+
+
+def fake_vllm_python(directory: Path) -> str:
+    """An executable that runs fake_vllm.py with this Python, as ``--vllm-python`` runs vLLM's Python."""
+    wrapper = directory / "python"
+    wrapper.write_text(f'#!/bin/sh\nexec "{sys.executable}" "{FAKE_VLLM}" "$@"\n')
+    wrapper.chmod(0o755)
+    return str(wrapper)
+
+
+def alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+    return state != "Z"  # a zombie has ended; only its parent's wait is missing
+
+
+def port_free(port: int) -> bool:
+    """Nothing listens on ``port`` and a new server can bind it (as servers do, through TIME_WAIT connections)."""
+    with socket.socket() as client:
+        if client.connect_ex(("127.0.0.1", port)) == 0:
+            return False
+    with socket.socket() as server:
+        server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            server.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
 
 
 CHAT_TEMPLATE = (

@@ -26,3 +26,20 @@ def test_imports_and_has_a_main(script, monkeypatch):
     monkeypatch.setitem(sys.modules, spec.name, module)  # dataclasses look their module up there
     spec.loader.exec_module(module)
     assert callable(module.main)
+
+
+def test_the_random_run_of_the_vllm_benchmarks_is_a_run_that_exports(tmp_path, monkeypatch):
+    """vllm_throughput and vllm_many_tasks write their random AdaLink as `adalink train` writes a run (the call to
+    save_outputs once had a stale signature, found only when the benchmark ran)."""
+    from adalink.runs.reading import read_run
+    from adalink.serve.vllm_engine import export_for_vllm
+    from tiny_models import save_tiny_checkpoint
+
+    monkeypatch.syspath_prepend(str(SCRIPTS[0].parent))
+    import vllm_throughput
+
+    base = save_tiny_checkpoint(tmp_path / "tiny-llama", "llama")
+    vllm_throughput._random_adalink_run(tmp_path / "run", base, base, tasks=3)
+    names = ["task0", "task1", "task2"]
+    assert [t["name"] for t in read_run(tmp_path / "run")["tasks"]] == names
+    assert [t.name for t in export_for_vllm([tmp_path / "run"], tmp_path / "export").tasks] == names

@@ -150,7 +150,7 @@ def test_runs_on_different_bases_are_refused(text2text_runs, tmp_path):
     [
         ({"method": "ia3"}, "vLLM serves plain LoRA adapters"),
         ({"saves_adapter": False}, "full fine-tuning run"),  # a full-tuning run from before full was a method
-        ({"method": "full"}, "full fine-tuning run, with no adapter: fold it"),
+        ({"method": "full"}, "full fine-tuning run, with no adapter: serve it with `adalink serve --engine vllm"),
         ({"format": "vqa"}, "vLLM serves text-to-text runs"),
     ],
 )
@@ -253,8 +253,26 @@ def test_vllm_answers_what_adalink_answers_in_mixed_batches(tmp_path):
             pytest.fail(f"{err}\n{(tmp_path / 'vllm.log').read_text()[-3000:]}")
         with ThreadPoolExecutor(len(requests)) as pool:  # at once, so that vLLM batches tasks and base together
             got = list(pool.map(lambda r: _complete(f"http://127.0.0.1:{port}", r[0], r[1], 4), requests))
+        url = f"http://127.0.0.1:{port}/v1"
+        _through_the_openai_client(url, deployment, requests[0][1], expected[0], stack.tokenizer.eos_token_id)
     finally:
         stop_process_group(process)  # the server, its engine core and its worker
         log.close()
     eos = stack.tokenizer.eos_token_id
     assert [[t for t in row if t != eos] for row in got] == [[t for t in row if t != eos] for row in expected]
+
+
+def _through_the_openai_client(
+    base_url: str, deployment: VllmDeployment, prompt: list[int], tokens: list[int], eos: int
+) -> None:
+    """The official client on vLLM's server: every task and the base listed, the first task's tokens whole (``tokens``,
+    end of sequence aside) and the same text streamed."""
+    openai = pytest.importorskip("openai")
+    client = openai.OpenAI(base_url=base_url, api_key="unused", max_retries=0, timeout=300)
+    served = {model.id for model in client.models.list()}
+    assert served == {deployment.base_name, *(task.name for task in deployment.tasks)}
+    asked = {"model": deployment.tasks[0].name, "prompt": prompt, "max_tokens": 4, "temperature": 0}
+    whole = client.completions.create(**asked, extra_body={"return_token_ids": True})
+    assert [t for t in whole.choices[0].token_ids if t != eos] == [t for t in tokens if t != eos]
+    stream = client.completions.create(**asked, stream=True)
+    assert "".join(chunk.choices[0].text for chunk in stream if chunk.choices) == whole.choices[0].text

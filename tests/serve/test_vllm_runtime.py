@@ -8,11 +8,9 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 
@@ -20,39 +18,10 @@ from adalink.cli import main
 from adalink.runs.reading import read_run
 from adalink.serve.vllm_engine import VllmUnsupportedFamilyError, export_for_vllm
 from adalink.serve.vllm_matrix import VERDICTS
+from serve_support import alive as _alive
+from serve_support import fake_vllm_python as _fake_vllm_python
 from serve_support import free_port
-
-FAKE_VLLM = Path(__file__).with_name("fake_vllm.py")
-
-
-def _fake_vllm_python(directory: Path) -> str:
-    """An executable that runs fake_vllm.py with this Python, as ``--vllm-python`` runs vLLM's Python."""
-    wrapper = directory / "python"
-    wrapper.write_text(f'#!/bin/sh\nexec "{sys.executable}" "{FAKE_VLLM}" "$@"\n')
-    wrapper.chmod(0o755)
-    return str(wrapper)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (FileNotFoundError, ProcessLookupError):
-        return False
-    return state != "Z"  # a zombie has ended; only its parent's wait is missing
-
-
-def _port_free(port: int) -> bool:
-    """Nothing listens on ``port`` and a new server can bind it (as servers do, through TIME_WAIT connections)."""
-    with socket.socket() as client:
-        if client.connect_ex(("127.0.0.1", port)) == 0:
-            return False
-    with socket.socket() as server:
-        server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            server.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
+from serve_support import port_free as _port_free
 
 
 def test_the_measured_matrix_keeps_the_llama_family_on_vllm():
@@ -73,6 +42,7 @@ def test_a_family_vllm_does_not_serve_exactly_is_refused_before_export(text2text
     message = str(refused.value)
     assert "Qwen2ForCausalLM" in message and said in message
     assert "--engine adalink" in message and "adalink merge" in message
+    assert "`adalink serve --engine vllm --fold` (each task folded into a plain checkpoint" in message
     assert not (tmp_path / "out").exists()
     monkeypatch.setitem(VERDICTS, "Qwen2ForCausalLM", ("ignored", ""))
     with pytest.raises(VllmUnsupportedFamilyError, match="ignores it"):
@@ -91,7 +61,7 @@ def test_an_adapter_vllm_ignores_stops_the_server_before_it_is_reported_ready(
     assert main([*args, "--vllm-python", _fake_vllm_python(tmp_path)]) == 2
     captured = capsys.readouterr()
     assert f"vLLM loaded the adapters of {[task]} but answers the base model's output" in captured.err
-    assert "--engine adalink" in captured.err and "vLLM ready" not in captured.out
+    assert "--engine adalink" in captured.err and "--fold" in captured.err and "vLLM ready" not in captured.out
     assert not any(_alive(pid) for pid in json.loads((tmp_path / "pids.json").read_text()))
     assert _port_free(port) and not list(tmp_path.glob("adalink-vllm-*"))
 

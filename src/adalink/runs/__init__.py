@@ -8,7 +8,9 @@
   (:func:`~.reading.load_run`), for ``adalink eval/predict``, ``adalink serve``, export and the bench;
 - :mod:`.folding`: a run folded into a plain transformers checkpoint (``adalink merge``), with no task format;
 - :mod:`.export`: a run directory exported in Hugging Face peft's format with what a client needs
-  (:func:`~.export.export_run`, ``adalink export``), on top of the pure converters of :mod:`adalink.export`.
+  (:func:`~.export.export_run`, ``adalink export``), on top of the pure converters of :mod:`adalink.export`;
+- :mod:`.folding`: one task of a run folded into a plain checkpoint (:func:`~.folding.fold_task`, ``adalink merge``,
+  ``adalink serve --engine vllm --fold``).
 
 It sits below the workflows (training, serving, bench) and above the formats and the TinyVLM, so that serving and
 exporting a run never import the training harness.

@@ -68,6 +68,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "on them, one model name per task (text-to-text runs on a decoder; see docs/vllm.md)",
     )
     parser.add_argument(
+        "--fold",
+        action="store_true",
+        help="--engine vllm: fold each task into a plain checkpoint and serve it in a vLLM engine of its own, all "
+        "behind this one endpoint (model = task): exact on every architecture vLLM runs, base speed, one engine's "
+        "memory per task (see docs/vllm.md for when to prefer it)",
+    )
+    parser.add_argument(
+        "--vllm-kv-cache-gib",
+        type=float,
+        default=None,
+        help="--fold: KV cache of each engine in GiB (default: $VLLM_CPU_KVCACHE_SPACE, else 1); tasks x (this + "
+        "the weights) must fit in the free memory",
+    )
+    parser.add_argument(
         "--vllm-python", default=None, help="--engine vllm: the Python that has vLLM (default: $ADALINK_VLLM_PYTHON)"
     )
     add_dataclass_options(parser, ServeSettings)
@@ -87,6 +101,12 @@ def parse_adapters(values: list[str]) -> dict[str, str]:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.engine != "vllm" and (args.fold or args.vllm_kv_cache_gib is not None):
+        print("adalink serve: error: --fold and --vllm-kv-cache-gib apply to --engine vllm only.", file=sys.stderr)
+        return 2
+    if args.vllm_kv_cache_gib is not None and not args.fold:  # the LoRA engine's cache: VLLM_CPU_KVCACHE_SPACE
+        print("adalink serve: error: --vllm-kv-cache-gib applies to --fold (one engine per task).", file=sys.stderr)
+        return 2
     if args.engine == "vllm":
         if args.dtype is not None or args.quantize is not None:
             print("adalink serve: error: --dtype and --quantize apply to --engine adalink only.", file=sys.stderr)
@@ -149,7 +169,8 @@ def _loading_text(stack: AdapterStack) -> str:
 
 
 def _run_vllm(args: argparse.Namespace) -> int:
-    """``--engine vllm``: export the runs, start vLLM's server, probe every adapter, then serve until it exits.
+    """``--engine vllm``: export the runs, start vLLM's server, probe every adapter, then serve until it exits
+    (``--fold``: :func:`adalink.serve.vllm_fold.serve_folded`, one engine per folded task).
 
     SIGTERM and SIGINT stop the server with its engine and worker processes, and the exported adapters (a
     temporary directory) are removed however it ends.
@@ -161,6 +182,24 @@ def _run_vllm(args: argparse.Namespace) -> int:
     from .vllm_engine import check_vllm, export_for_vllm, launch_vllm, wait_for_vllm
     from .vllm_runtime import probe_adapters, stop_on_signals, stop_process_group
 
+    if args.fold:
+        from .vllm_fold import serve_folded
+
+        try:
+            adapters = parse_adapters(args.adapter)
+        except AdalinkError as err:
+            print(f"adalink serve: error: {err}", file=sys.stderr)
+            return 2
+        return serve_folded(
+            adapters,
+            host=args.host,
+            port=args.port,
+            vllm_python=args.vllm_python,
+            kv_cache_gib=args.vllm_kv_cache_gib,
+            log_level=args.log_level,
+            access_log=not args.no_access_log,
+            max_body_bytes=args.max_body_bytes,
+        )
     exported = tempfile.mkdtemp(prefix="adalink-vllm-")
     process: subprocess.Popen | None = None
     url = f"http://{'127.0.0.1' if args.host in ('0.0.0.0', '::', '') else args.host}:{args.port}"

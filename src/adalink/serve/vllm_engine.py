@@ -71,9 +71,13 @@ __all__ = [
     "VllmNotInstalledError",
     "VllmTask",
     "VllmUnsupportedFamilyError",
+    "check_decoder",
+    "check_unique_tasks",
     "check_vllm",
     "export_for_vllm",
     "launch_vllm",
+    "saved_dtype",
+    "server_launcher",
     "vllm_command",
     "wait_for_vllm",
 ]
@@ -158,10 +162,10 @@ def export_for_vllm(
         raise VllmError("Give at least one run (an `adalink train` output directory of a text-to-text run).")
     checked = [(name or Path(d).resolve().name, Path(d), _check_run(d)) for name, d in named]
     base = _one_base(checked)
-    _check_decoder(base)
+    check_decoder(base)
     check_family(base)
     check_output_links([(d, run) for _, d, run in checked], base)
-    _check_unique_tasks(checked)
+    check_unique_tasks(checked)
     tasks: list[VllmTask] = []
     for name, directory, _ in checked:
         try:
@@ -170,7 +174,7 @@ def export_for_vllm(
             raise VllmError(f"{directory}: {err}") from None
         tasks.extend(_served_task(path, directory) for path in exported)
     first = checked[0][2]
-    return VllmDeployment(base, _base_name(first), tuple(tasks), _saved_dtype(base))
+    return VllmDeployment(base, _base_name(first), tuple(tasks), saved_dtype(base))
 
 
 def vllm_command(
@@ -195,7 +199,7 @@ def vllm_command(
     """
     lora_modules = [_lora_module(task) for task in deployment.tasks]
     return [
-        *_launcher(vllm_python),
+        *server_launcher(vllm_python),
         *("--model", deployment.base_model),
         *("--served-model-name", deployment.base_name),
         *("--host", host, "--port", str(port)),
@@ -211,7 +215,7 @@ def vllm_command(
 def check_vllm(vllm_python: str | None = None) -> None:
     """Raise :class:`VllmNotInstalledError` (with the install commands) unless vLLM can be started as
     :func:`vllm_command` would start it. Looks for the package without importing it (importing takes seconds)."""
-    python = _launcher(vllm_python)[:-2]
+    python = server_launcher(vllm_python)[:-2]
     probe = "import importlib.util, sys; sys.exit(importlib.util.find_spec('vllm') is None)"
     try:
         found = subprocess.run([*python, "-c", probe], capture_output=True, timeout=120).returncode == 0
@@ -273,7 +277,8 @@ def wait_for_vllm(base_url: str, process: subprocess.Popen | None = None, *, tim
     raise RunFailedError(f"vLLM did not answer at {base_url} within {timeout:.0f} s.")
 
 
-def _launcher(vllm_python: str | None) -> list[str]:
+def server_launcher(vllm_python: str | None) -> list[str]:
+    """``[PYTHON, "-m", "vllm.entrypoints.openai.api_server"]``, the Python found as :func:`vllm_command` says."""
     python = vllm_python or os.environ.get(VLLM_PYTHON_ENV)
     if python:
         return [python, "-m", _SERVER]
@@ -302,8 +307,9 @@ def _check_run(directory: str | os.PathLike) -> dict[str, Any]:
         raise VllmError(f"{directory} is a {run.get('format')!r} run; vLLM serves text-to-text runs ({formats}).")
     if not run_shares_base(run):
         raise VllmError(
-            f"{directory} is a full fine-tuning run, with no adapter: fold it into a plain checkpoint "
-            f"(`adalink merge --adapter {directory} --out DIR`) and serve that with vLLM directly (`vllm serve DIR`)."
+            f"{directory} is a full fine-tuning run, with no adapter: serve it with `adalink serve --engine vllm "
+            f"--fold`, or fold it into a plain checkpoint (`adalink merge --adapter {directory} --out DIR`) and serve "
+            "that with vLLM directly."
         )
     lora_methods = sorted(name for name, cls in METHOD_CONFIGS.items() if cls.exports_as_lora)
     if run.get("method") not in lora_methods:
@@ -329,7 +335,8 @@ def _one_base(checked: list[tuple[str, Path, dict[str, Any]]]) -> str:
     return next(iter(bases))
 
 
-def _check_decoder(base: str) -> None:
+def check_decoder(base: str) -> None:
+    """Refuse an encoder-decoder base: vLLM serves decoder-only models here."""
     config_file = Path(base) / "config.json"
     config = json.loads(config_file.read_text()) if config_file.is_file() else {}
     if config.get("is_encoder_decoder"):
@@ -339,7 +346,8 @@ def _check_decoder(base: str) -> None:
         )
 
 
-def _check_unique_tasks(checked: list[tuple[str, Path, dict[str, Any]]]) -> None:
+def check_unique_tasks(checked: list[tuple[str, Path, dict[str, Any]]]) -> None:
+    """Refuse two runs (``(name, directory, run.json)``) with a task of the same name: one served name each."""
     owners: dict[str, Path] = {}
     for _, directory, run in checked:
         for task in run["tasks"]:
@@ -376,7 +384,8 @@ def _base_name(run: dict[str, Any]) -> str:
     return Path(model).name if os.sep in model else model
 
 
-def _saved_dtype(base: str) -> str:
+def saved_dtype(base: str) -> str:
+    """The dtype a checkpoint directory's config says its weights are stored in (float32 if it says none)."""
     config_file = Path(base) / "config.json"
     config = json.loads(config_file.read_text()) if config_file.is_file() else {}
     return str(config.get("dtype") or config.get("torch_dtype") or "float32")

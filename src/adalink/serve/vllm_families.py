@@ -13,6 +13,7 @@ from ..errors import AdalinkError
 from .vllm_matrix import VERDICTS, VLLM_VERSION
 
 __all__ = [
+    "FOLD_INSTEAD",
     "VLLM_OUTPUT_LINK_EXACT",
     "VllmError",
     "VllmUnsupportedFamilyError",
@@ -23,6 +24,14 @@ __all__ = [
 # where vLLM 0.32 serves AdaLink's output link (a LoRA on lm_head) exactly, tied and untied heads: measured by
 # benchmarks/vllm_output_link.py (benchmarks/results/vllm/output_link.json, docs/vllm.md)
 VLLM_OUTPUT_LINK_EXACT = frozenset({"LlamaForCausalLM", "Phi3ForCausalLM", "Qwen3ForCausalLM"})
+
+# what every refusal of vLLM's LoRA serving names instead
+FOLD_INSTEAD = (
+    "`adalink serve --engine vllm --fold` (each task folded into a plain checkpoint, served by a vLLM engine of its "
+    "own behind one endpoint: exact on every architecture vLLM runs, one engine's memory per task), or `adalink serve "
+    "--engine adalink` (every architecture, every task in one batch); `adalink merge --adapter RUN --task TASK --out "
+    "DIR` writes one folded checkpoint for vLLM by hand."
+)
 
 
 class VllmError(AdalinkError, ValueError):
@@ -60,9 +69,8 @@ def check_family(base: str) -> None:
     exact = sorted(arch for arch, (v, _) in VERDICTS.items() if v == "exact")
     raise VllmUnsupportedFamilyError(
         f"The base model {base} is a {architecture}: vLLM {VLLM_VERSION} {what}, measured by "
-        f"benchmarks/vllm_matrix.py (docs/vllm.md lists every family; exact on vLLM: {', '.join(exact)}). Serve these "
-        "runs with `adalink serve --engine adalink` (every architecture, every task in one batch), or fold each task "
-        "into a plain checkpoint (`adalink merge --adapter RUN --task TASK --out DIR`) and serve that with vLLM."
+        f"benchmarks/vllm_matrix.py (docs/vllm.md lists every family; exact on vLLM: {', '.join(exact)}). What works "
+        f"instead: {FOLD_INSTEAD}"
     )
 
 
@@ -74,7 +82,5 @@ def check_output_links(runs: list[tuple[Path, dict[str, Any]]], base: str) -> No
         raise VllmUnsupportedFamilyError(
             f"{', '.join(linked)}: AdaLink's output link (boundaries with 'output') exports as a LoRA on lm_head, and "
             f"vLLM {VLLM_VERSION} serving that exactly is measured only for {sorted(VLLM_OUTPUT_LINK_EXACT)} "
-            f"(benchmarks/vllm_output_link.py), not for the base's {architecture}. Serve these runs with "
-            "`adalink serve --engine adalink`, or fold each task into a plain checkpoint (`adalink merge --adapter RUN "
-            "--task TASK --out DIR`) and serve that with vLLM."
+            f"(benchmarks/vllm_output_link.py), not for the base's {architecture}. What works instead: {FOLD_INSTEAD}"
         )

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from .vllm_engine import VllmDeployment, VllmError
+from .vllm_families import FOLD_INSTEAD
 
 __all__ = [
     "PROBE_PROMPT",
@@ -53,9 +54,8 @@ def probe_adapters(base_url: str, deployment: VllmDeployment, *, timeout: float 
         raise VllmIgnoredAdapterError(
             f"vLLM loaded the adapters of {ignored} but answers the base model's output for them (probe: one greedy "
             f"token of {PROBE_PROMPT!r}, top 5 logprobs equal to the base's): vLLM ignores these LoRAs on "
-            f"{deployment.base_model}, or the adapters are zero (an untrained run). Not serving a silent no-op: "
-            "serve the runs with `adalink serve --engine adalink`, or fold each task into a plain checkpoint "
-            "(`adalink merge --adapter RUN --task TASK --out DIR`) and serve that with vLLM."
+            f"{deployment.base_model}, or the adapters are zero (an untrained run). Not serving a silent no-op; "
+            f"what works instead: {FOLD_INSTEAD}"
         )
 
 
