@@ -14,12 +14,12 @@ import random
 import time
 
 import torch
-import transformers
 from tqdm.auto import tqdm
-from transformers import AutoModelForSequenceClassification, AutoTokenizer, get_linear_schedule_with_warmup
+from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 from adalink import AdaLinkConfig, PeftModel, get_peft_model
 from adalink.data import load_text_task
+from adalink.logs import quiet_known_noise
 
 
 def minilm_path() -> str:
@@ -60,7 +60,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", default="outputs/quickstart", help="where the adapter is saved")
     parser.add_argument("--max-eval", type=int, default=None, help="evaluate on the first N test examples only")
     args = parser.parse_args(argv)
-    transformers.logging.set_verbosity_error()  # the new head's "newly initialised" report is expected here
+    quiet_known_noise()  # torchao's optional CUDA kernels, and the new head's "newly initialised" report (expected)
+    from transformers import get_linear_schedule_with_warmup  # imports torchao where it is installed: after that
 
     random.seed(0)
     data = load_text_task("tweets")

@@ -9,11 +9,14 @@ into validation and test), then for each method runs
 
 at every other default (the method's own learning rate, batch 16 x 64 tokens), scores the base model once with
 ``adalink eval --base-only``, and writes ``OUT/results.json`` (per method: rate, steps, the mean loss of the first and
-last 10 steps, test ROUGE-L, seconds, the first test answers; what the commands wrote to stderr) and ``OUT/loss.png``
-(the per-step losses).
-docs/sft-own-prompts.md reports one run of it:
+last 10 steps, test ROUGE-L, seconds, the first test answers; what the commands wrote to stderr), ``OUT/loss.png``
+(the per-step losses) and ``OUT/table.md`` (the table docs/sft-own-prompts.md shows). Methods already in
+``OUT/results.json`` at the same steps, model and rows are kept, not run again, so a second call with other
+``--methods`` adds to the table.
+docs/sft-own-prompts.md reports two calls of it (the second adds two methods to the first's results):
 
     python examples/sft_own_prompts.py --methods adalink,lora --max-steps 30 --out outputs/sft_own_prompts
+    python examples/sft_own_prompts.py --methods prompt_tuning,ia3 --max-steps 30 --out outputs/sft_own_prompts
 """
 
 from __future__ import annotations
@@ -105,6 +108,35 @@ def plot(results: dict, path: Path) -> None:
     plt.close(figure)
 
 
+def markdown(results: dict) -> str:
+    """The table docs/sft-own-prompts.md quotes: one row per method, then the base model."""
+    lines = [
+        "| method | default rate | steps | mean loss, first 10 steps | mean loss, last 10 | test ROUGE-L | seconds |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for method, row in results["methods"].items():
+        lines.append(
+            f"| {method} | {row['lr']:g} | {row['steps']} | {row['loss_first_10']:.3f} | {row['loss_last_10']:.3f} "
+            f"| {row['rouge_l']:.4f} | {row['seconds']:.0f} |"
+        )
+    lines.append(f"| base model (no training) | | | | | {results['base_rouge_l']:.4f} | |")
+    return "\n".join(lines) + "\n"
+
+
+def _earlier(path: Path, setting: dict, steps: int) -> dict | None:
+    """The results already in ``path`` for the same model and rows, keeping the methods trained for ``steps`` steps
+    (a later call adds methods to them); None where there are none."""
+    if not path.is_file():
+        return None
+    earlier = json.loads(path.read_text())
+    if any(earlier.get(key) != value for key, value in setting.items()):
+        return None
+    earlier["methods"] = {m: row for m, row in earlier["methods"].items() if row["steps"] == steps}
+    if "command" in earlier:  # written before several calls were recorded
+        earlier["commands"] = [{"command": earlier.pop("command"), "threads": earlier.pop("threads", None)}]
+    return earlier
+
+
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--methods", default="adalink,lora", help="comma-separated methods, each at its defaults")
@@ -119,25 +151,23 @@ def main(argv: list[str] | None = None) -> dict:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     files = write_rows(out, args.rows, args.eval_rows)
-    results = {
-        "command": "python examples/sft_own_prompts.py " + " ".join(argv if argv is not None else sys.argv[1:]),
-        "model": args.model,
-        "rows": args.rows,
-        "eval_rows": args.eval_rows,
-        "threads": os.environ.get("OMP_NUM_THREADS"),
-        "methods": {},
-    }
+    command = "python examples/sft_own_prompts.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    setting = {"model": args.model, "rows": args.rows, "eval_rows": args.eval_rows}
+    results = _earlier(out / "results.json", setting, args.max_steps) or {**setting, "commands": [], "methods": {}}
+    results["commands"].append({"command": command, "threads": os.environ.get("OMP_NUM_THREADS")})
     for method in args.methods.split(","):
-        results["methods"][method] = train_one(method, files, out, args)
-        print(
-            f"{method}: loss {results['methods'][method]['loss_first_10']:.3f} -> "
-            f"{results['methods'][method]['loss_last_10']:.3f}, ROUGE-L {results['methods'][method]['rouge_l']:.4f}"
-        )
-    base = adalink("eval", "--adapter", str(out / args.methods.split(",")[0]), "--base-only")
-    results["base_rouge_l"] = json.loads(base.stdout)["per_task"][TASK_NAME]
-    results["stderr"] = STDERR
+        if method in results["methods"]:
+            print(f"{method}: kept from {out / 'results.json'}")
+            continue
+        row = results["methods"][method] = train_one(method, files, out, args)
+        print(f"{method}: loss {row['loss_first_10']:.3f} -> {row['loss_last_10']:.3f}, ROUGE-L {row['rouge_l']:.4f}")
+    if "base_rouge_l" not in results:
+        base = adalink("eval", "--adapter", str(out / args.methods.split(",")[0]), "--base-only")
+        results["base_rouge_l"] = json.loads(base.stdout)["per_task"][TASK_NAME]
+    results["stderr"] = [*results.get("stderr", []), *STDERR]
     print(f"base model: ROUGE-L {results['base_rouge_l']:.4f}")
     (out / "results.json").write_text(json.dumps(results, indent=1) + "\n")
+    (out / "table.md").write_text(markdown(results))
     plot(results, out / "loss.png")
     return results
 
