@@ -25,7 +25,8 @@ exactly ``--new-tokens`` tokens (``ignore_eos``), greedy.
    all requests of a contender.
 
 Results: ``--out`` (default ``benchmarks/results/vllm/many_tasks.json``), with every round's time and every
-request's latencies, the settings, the versions and the load average.
+request's latencies, the settings, the versions and the load average. ``--mixes 64 --rounds 16 --latency-rounds 0``
+times the base and 64 tasks only, in more rounds (each round a base call next to a 64-task call).
 
     nice -n 5 python benchmarks/vllm_many_tasks.py --vllm-python ~/vllm-venv/bin/python --work-dir /tmp/vllm-many
 """
@@ -49,7 +50,7 @@ from vllm_throughput import _alternate, _load, _prompts, _random_adalink_run
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results" / "vllm" / "many_tasks.json"
 TASKS = 64
-MIXES = {"tasks1": 1, "tasks8": 8, "tasks64": 64}
+MIXES = (1, 8, 64)  # tasks mixed in one batch (--mixes)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -63,8 +64,9 @@ def main(argv: list[str] | None = None) -> int:
     results: dict[str, Any] = {"settings": {k: v for k, v in vars(args).items() if k != "vllm_part"}}
     results["versions"] = _versions(args.vllm_python)
     results["throughput"] = _run_vllm_part(work, args)
-    results["throughput_ratios"] = {name: _ratios(results["throughput"], name) for name in MIXES}
-    results["latency"] = _latency(deployment, spec, args, work)
+    results["throughput_ratios"] = {f"tasks{n}": _ratios(results["throughput"], f"tasks{n}") for n in spec["mixes"]}
+    if args.latency_rounds:
+        results["latency"] = _latency(deployment, spec, args, work)
     results["load_average_end"] = _load()
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(results, indent=1) + "\n")
@@ -84,7 +86,8 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--rounds", type=int, default=8, help="throughput rounds after the warm-up")
     parser.add_argument("--rate", type=float, default=1.0, help="latency: requests per second, evenly spaced")
     parser.add_argument("--latency-requests", type=int, default=24, help="latency: requests per phase")
-    parser.add_argument("--latency-rounds", type=int, default=2, help="latency: base/mixed phase pairs")
+    parser.add_argument("--latency-rounds", type=int, default=2, help="latency: base/mixed phase pairs (0: none)")
+    parser.add_argument("--mixes", default=",".join(map(str, MIXES)), help="tasks mixed per contender, e.g. 64")
     parser.add_argument("--kv-cache-gib", default="2", help="VLLM_CPU_KVCACHE_SPACE when it is not set")
     parser.add_argument("--vllm-part", default=None, help=argparse.SUPPRESS)  # internal: the offline engine
     return parser
@@ -115,6 +118,7 @@ def _prepare(work: Path, args: argparse.Namespace) -> tuple[dict[str, Any], Any]
         "prompts": _prompts(load_tokenizer(base), args.requests),
         "new_tokens": args.new_tokens,
         "rounds": args.rounds,
+        "mixes": [int(n) for n in args.mixes.split(",")],
     }
     (work / "spec.json").write_text(json.dumps(spec))
     return spec, deployment
@@ -173,7 +177,7 @@ def _vllm_part(spec_file: Path) -> int:
 
         return run
 
-    contenders = {"base": contender(None), **{name: contender(n) for name, n in MIXES.items()}}
+    contenders = {"base": contender(None), **{f"tasks{n}": contender(n) for n in spec["mixes"]}}
     result = _alternate(contenders, spec["rounds"]) | {"settings": settings}
     (spec_file.parent / "vllm-throughput.json").write_text(json.dumps(result))  # kept if what follows fails
     result["lora_slots"] = _slot_memory(llm, spec)
@@ -297,7 +301,7 @@ def _print_summary(results: dict[str, Any]) -> None:
     throughput = results["throughput"]
     print(f"throughput (tokens/s at the median round; load average {throughput['load_average']})")
     print(f"  base     {throughput['base']['tokens_per_s']:7.1f}  rounds {_seconds(throughput['base'])}")
-    for name in MIXES:
+    for name in results["throughput_ratios"]:
         r = results["throughput_ratios"][name]
         print(
             f"  {name:<8} {throughput[name]['tokens_per_s']:7.1f}  {r['mean']:.3f} ± {r['sd']:.3f}x base (median "
@@ -310,7 +314,7 @@ def _print_summary(results: dict[str, Any]) -> None:
         f"{slots['formula_a_bytes'] / 2**20:.1f} MiB, + max_loras x hidden x rank = "
         f"{slots['formula_b_bytes'] / 2**20:.2f} MiB"
     )
-    for name, row in results["latency"].items():
+    for name, row in results.get("latency", {}).items():
         print(
             f"latency {name:<8} TTFT p50 {row['ttft_p50_s'] * 1000:7.0f} ms p95 {row['ttft_p95_s'] * 1000:7.0f} ms; "
             f"TPOT p50 {row['tpot_p50_s'] * 1000:6.0f} ms p95 {row['tpot_p95_s'] * 1000:6.0f} ms (n={row['n']})"
