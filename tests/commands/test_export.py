@@ -59,3 +59,30 @@ def test_errors_are_reported_on_one_line_with_status_2(run_dir, tmp_path, capsys
     last = capsys.readouterr().err.strip().splitlines()[-1]
     assert last.startswith("adalink export: error: ") and message in last
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize(("architecture", "noted"), [("qwen2", True), ("llama", False)])
+def test_a_generative_export_for_a_family_vllm_does_not_serve_says_so(tmp_path, capsys, architecture, noted):
+    """The peft files are exact either way; vLLM 0.32 refuses Qwen2's embedding LoRA (the measured matrix), so the
+    export says what serves it instead, and says nothing for Llama, where vLLM is exact."""
+    from transformers import Qwen2Config, Qwen2ForCausalLM
+
+    model = save_tiny_checkpoint(tmp_path / "tiny", "llama")
+    if architecture == "qwen2":
+        vocab = len((tmp_path / "tiny" / "vocab.txt").read_text().split())
+        config = Qwen2Config(
+            vocab_size=vocab, hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2,
+            num_key_value_heads=1, max_position_embeddings=128, tie_word_embeddings=True, pad_token_id=0,
+        )  # fmt: skip
+        Qwen2ForCausalLM(config).save_pretrained(model)
+    data = write_sentiment_csv(tmp_path / "sentiment.csv", rows=40)
+    args = ["train", "--model", model, "--train-file", data, "--max-steps", "1", "--batch-size", "4", "--max-eval", "4"]
+    assert main([*args, "--output-dir", str(tmp_path / "run")]) == 0
+    capsys.readouterr()
+    assert main(["export", "--adapter", str(tmp_path / "run"), "--out", str(tmp_path / "peft")]) == 0
+    err = capsys.readouterr().err
+    if noted:
+        assert "adalink export: note: these adapters are exact in Hugging Face peft; for vLLM:" in err, err
+        assert "Qwen2ForCausalLM: vLLM 0.32" in err and "--engine vllm --fold" in err, err
+    else:
+        assert "note:" not in err, err

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+from typing import Any
 
 from ..errors import AdalinkError
 
@@ -25,11 +27,24 @@ def run(args: argparse.Namespace) -> int:
     from ..training.early_checks import check_run_options
 
     try:
-        check_run_options(args.adapter, tasks=args.task or ())  # before the run's base model loads
+        run = check_run_options(args.adapter, tasks=args.task or ())  # before the run's base model loads
         directories = export_run(args.adapter, args.out, tasks=args.task)
     except AdalinkError as err:  # ExportError and the run's own errors; anything else keeps its traceback
         print(f"adalink export: error: {err}", file=sys.stderr)
         return 2
     for directory in directories:
         print(f"adalink export: wrote {directory}")
+    note = _vllm_note(run)
+    if note:
+        print(f"adalink export: note: these adapters are exact in Hugging Face peft; for vLLM: {note}", file=sys.stderr)
     return 0
+
+
+def _vllm_note(run: dict[str, Any]) -> str | None:
+    """Where a generative run's base is a family vLLM does not serve an embedding LoRA for exactly, why and what
+    works instead (an export to serve on vLLM would otherwise fail there, or silently answer as the base)."""
+    if run.get("format") not in ("text2text", "sft"):
+        return None
+    from ..serve.vllm_families import family_refusal
+
+    return family_refusal(os.path.realpath(run.get("model_path") or run["model"]))

@@ -19,6 +19,7 @@ __all__ = [
     "VllmUnsupportedFamilyError",
     "check_family",
     "check_output_links",
+    "family_refusal",
 ]
 
 # where vLLM 0.32 serves AdaLink's output link (a LoRA on lm_head) exactly, tied and untied heads: measured by
@@ -51,15 +52,24 @@ def _architecture(base: str) -> str:
 def check_family(base: str) -> None:
     """Refuse a base whose architecture vLLM does not serve an embedding LoRA for exactly (the matrix)."""
     architecture = _architecture(base)
-    verdict, said = VERDICTS.get(architecture, ("unmeasured", ""))
-    if verdict == "unmeasured":  # the probe after start-up still catches an adapter vLLM ignores
-        print(
+    if VERDICTS.get(architecture, ("unmeasured", ""))[0] == "unmeasured":  # the probe after start-up still catches
+        print(  # an adapter vLLM ignores
             f"adalink: warning: vLLM's support for {architecture} is not measured (benchmarks/vllm_matrix.py); "
             "the probe after start-up refuses an adapter vLLM ignores, not one it serves wrongly.",
             file=sys.stderr,
         )
+    refusal = family_refusal(base)
+    if refusal is not None:
+        raise VllmUnsupportedFamilyError(refusal)
+
+
+def family_refusal(base: str) -> str | None:
+    """Why vLLM does not serve an embedding LoRA on ``base``'s architecture exactly, and what works instead; None
+    where the matrix measured it exact, or did not measure it."""
+    architecture = _architecture(base)
+    verdict, said = VERDICTS.get(architecture, ("unmeasured", ""))
     if verdict in ("exact", "unmeasured"):
-        return
+        return None
     what = {
         "refused": f"refuses the exported embedding LoRA ({said})",
         "ignored": "loads the exported embedding LoRA and ignores it: every task would answer the base's output",
@@ -67,7 +77,7 @@ def check_family(base: str) -> None:
         "base not served": f"could not start this base model where it was measured ({said})",
     }[verdict]
     exact = sorted(arch for arch, (v, _) in VERDICTS.items() if v == "exact")
-    raise VllmUnsupportedFamilyError(
+    return (
         f"The base model {base} is a {architecture}: vLLM {VLLM_VERSION} {what}, measured by "
         f"benchmarks/vllm_matrix.py (docs/vllm.md lists every family; exact on vLLM: {', '.join(exact)}). What works "
         f"instead: {FOLD_INSTEAD}"
