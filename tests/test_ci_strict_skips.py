@@ -81,6 +81,7 @@ OTHER_SKIPS = {
     "methods/test_contract.py": ["f'{method} refuses {arch} with a clear error, as expected'"],
     "models/test_smollm2.py": ["'SIGKILL'"],
     "serve/test_vllm_engine.py": ["f'set {VLLM_PYTHON_ENV} to a Python with vLLM to run vLLM for real'"],
+    "serve/test_vllm_fold.py": ["f'set {VLLM_PYTHON_ENV} to a Python with vLLM to run vLLM for real'"],
     "training/test_distributed.py": ["'torch.distributed with the gloo backend is not available in this torch build'"],
     "training/test_fsdp.py": ["'torch.distributed with the gloo backend is not available in this torch build'"],
     "training/test_tracking.py": ["f'{tracker} is installed here'"],  # the opposite: a package that is present
