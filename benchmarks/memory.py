@@ -72,7 +72,7 @@ def _memory() -> tuple[int, int]:
     """(now, peak) in bytes: resident memory on CPU, allocated memory on a GPU."""
     import torch
 
-    from adalink.bench.measure import peak_rss_bytes, rss_bytes
+    from adalink.process_memory import peak_rss_bytes, rss_bytes
 
     if torch.cuda.is_available():
         return torch.cuda.memory_allocated(), torch.cuda.max_memory_allocated()
@@ -82,7 +82,7 @@ def _memory() -> tuple[int, int]:
 def _reset_peak() -> None:
     import torch
 
-    from adalink.bench.measure import reset_peak_rss
+    from adalink.process_memory import reset_peak_rss
 
     if torch.cuda.is_available():
         torch.cuda.reset_peak_memory_stats()
@@ -133,10 +133,11 @@ def _batch(tokenizer, size: int, length: int) -> dict[str, Any]:
 def run_worker(config: Config, steps: int, batch_size: int, length: int) -> dict[str, Any]:
     import torch
 
+    from adalink import get_peft_model
     from adalink.models.precision import BaseLoading
     from adalink.runs.loading import setup_model
     from adalink.tasks.formats import TaskInfo
-    from adalink.training.methods import attach_method
+    from adalink.training.methods import resolve_method_config
 
     device = "cuda" if torch.cuda.is_available() else "cpu"
     setup = setup_model(MODEL, "text2text", [TaskInfo("memory", ("yes", "no"))])
@@ -144,14 +145,18 @@ def run_worker(config: Config, steps: int, batch_size: int, length: int) -> dict
     before, _ = _memory()
     loading = BaseLoading(config.dtype, config.quantize, config.checkpointing)
     base = setup.build_base(seed=0, loading=loading)
-    attached = attach_method(config.method, base, rank=RANK, dropout=0.0, tasks=["memory"], heads=[])
-    model = attached.model if device == "cpu" else attached.model.to(device)
+    sized = config.method != "full"  # full tuning has no rank and no dropout
+    method_config = resolve_method_config(
+        config.method, rank=RANK if sized else None, dropout=0.0 if sized else None, tasks=["memory"], heads=[]
+    )
+    model = get_peft_model(base, method_config)
+    model = model if device == "cpu" else model.to(device)
     model.train()
     loaded, _ = _memory()
     trainable = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(trainable, lr=1e-5 if config.method == "full" else 1e-3)
     batch = {k: v.to(device) for k, v in _batch(setup.tokenizer, batch_size, length).items()}
-    extra = {"task": "memory"} if attached.task_aware else {}
+    extra = {"task": "memory"}
 
     def step() -> float:
         loss = model(**batch, **extra).loss

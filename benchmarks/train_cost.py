@@ -14,8 +14,6 @@ LoRA, (IA)3 and prompt tuning >= 0.95x peft's speed. Methods not registered yet 
 
 from __future__ import annotations
 
-import ctypes
-import gc
 import json
 import os
 import subprocess
@@ -24,7 +22,7 @@ import sys
 import torch
 from _common import alternate, base_parser, emit, minilm_path, profile_tables, ratio, setup_threads, text_batch
 
-from adalink.bench.measure import peak_rss_bytes, reset_peak_rss, rss_bytes
+from adalink.process_memory import peak_rss_bytes, release_free_memory, reset_peak_rss, rss_bytes
 
 PEFT_PAIRS = {"lora": "peft_lora", "ia3": "peft_ia3", "prompt_tuning": "peft_prompt_tuning"}
 _BERT_FFN_OUT = r".*\.layer\.\d+\.output\.dense$"  # BERT's FFN output (not attention.output.dense)
@@ -41,7 +39,7 @@ def build(name: str):
     """(model, task_aware) for one contender: a registered method, full, or peft's counterpart."""
     from adalink import get_peft_model
     from adalink.methods.base import METHOD_CONFIGS
-    from adalink.training.methods import attach_method
+    from adalink.training.methods import resolve_method_config
 
     base = _base()
     heads = ["classifier"]
@@ -65,8 +63,8 @@ def build(name: str):
         if name == "prompt_tuning":
             extra["num_virtual_tokens"] = 20
         return get_peft_model(base, METHOD_CONFIGS[name](modules_to_save=heads, **extra)), False
-    attached = attach_method(name, base, rank=8, dropout=0.1, tasks=["tweets"], heads=heads)
-    return attached.model, False
+    config = resolve_method_config(name, rank=None, dropout=None, tasks=["tweets"], heads=heads)  # as the bench
+    return get_peft_model(base, config), False
 
 
 def make_step(model, batch, labels):
@@ -97,8 +95,7 @@ def child_memory(name: str, batch_size: int, length: int, steps: int) -> None:
     before = rss_bytes()
     model, _ = build(name)
     step, _ = make_step(model, batch, labels)
-    gc.collect()
-    ctypes.CDLL(None).malloc_trim(0)  # give the loader's garbage back, then watch the training steps only
+    release_free_memory()  # give the loader's garbage back, then watch the training steps only
     reset_peak_rss()
     if torch.cuda.is_available():
         torch.cuda.reset_peak_memory_stats()

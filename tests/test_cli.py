@@ -59,6 +59,7 @@ def test_train_writes_adapter_metrics_and_learns(workspace):
         assert key in metrics
     assert metrics["metric"] == "accuracy" and metrics["trainable_params"] == 2 * 32 * 4
     assert metrics["head_params"] == 32 * 2 + 2
+    assert metrics["train_peak_rss_bytes"] > 0 and metrics["train_peak_gpu_bytes"] is None  # the steps' peak, CPU
     assert metrics["final_loss"] < metrics["initial_loss"], metrics
 
 

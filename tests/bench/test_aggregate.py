@@ -4,8 +4,9 @@ import math
 
 import pytest
 
-from adalink.bench.aggregate import aggregate, variant_label
-from adalink.bench.grid import default_method_config
+from adalink.bench.aggregate import aggregate, load_results, variant_label
+from adalink.bench.grid import BenchRun, default_method_config
+from adalink.bench.train_memory import measurement_name, measurement_path
 
 
 def _run(method, task, lr, seed, score, tps, validation=None, memory=100, config=None):
@@ -20,6 +21,7 @@ def _run(method, task, lr, seed, score, tps, validation=None, memory=100, config
         "validation_score": validation,
         "metrics": {"trainable_params": 10, "head_params": 2, "total_params": 1000, "train_tokens_per_second": tps},
         "train_memory_bytes": memory,
+        "memory_scope": "optimiser steps",
         "infer_tokens_per_second": tps * 10,
         "infer_merged_tokens_per_second": None,
         "forgetting": {"kind": "embedding_drift", "value": 0.1},
@@ -61,3 +63,32 @@ def test_a_run_of_another_config_is_a_row_of_its_own_named_by_what_differs():
     assert variant_label("lora", None) == "lora (config unrecorded)"
     adalink_before_boundaries = {k: v for k, v in default_method_config("adalink").items() if k != "boundaries"}
     assert variant_label("adalink", adalink_before_boundaries) == "adalink"  # a field added later does not count
+
+
+def _spec(method, seed):
+    return {
+        **{"profile": "quick", "model": "m", "task": "a", "method": method, "lr": 1e-3, "head_lr": None, "seed": seed},
+        **{"batch_size": 8, "grad_accum": 1, "max_length": 64, "max_steps": 4, "epochs": 1.0, "min_steps": 1},
+        **{"max_eval": 16, "validate": False, "infer_batches": 1, "infer_batch_size": 8, "infer_rounds": 1},
+        **{"generic_texts": 2, "threads": 1, "method_config": default_method_config(method)},
+    }
+
+
+def test_memory_is_training_only_its_own_or_measured_again_never_the_whole_runs(tmp_path):
+    import json
+
+    whole_run = {**_run("lora", "a", 1e-3, 0, 0.9, 200, memory=900), "memory_scope": None}
+    whole_run["spec"] = _spec("lora", 0)
+    unmeasured = {**_run("ia3", "a", 1e-3, 0, 0.8, 200, memory=900), "memory_scope": None, "spec": _spec("ia3", 0)}
+    own = {**_run("full", "a", 1e-3, 0, 0.7, 100, memory=400), "spec": _spec("full", 0)}
+    for document in (whole_run, unmeasured, own):
+        document["spec_key"] = BenchRun(**document["spec"]).key()
+        (tmp_path / f"{document['spec']['method']}.json").write_text(json.dumps(document))
+    name = measurement_name(whole_run["spec"])
+    measurement_path(tmp_path, name).parent.mkdir()
+    measured = {"status": "ok", "memory_scope": "optimiser steps", "train_memory_bytes": 300, "gpu_peak_bytes": None}
+    measurement_path(tmp_path, name).write_text(json.dumps(measured))
+    rows = {r.method: r for r in aggregate(load_results(tmp_path))[1]}
+    assert rows["lora"].stats["memory_bytes"] == 300  # measured again, not the whole run's 900
+    assert rows["ia3"].stats["memory_bytes"] is None  # the whole run's peak is not shown as training memory
+    assert rows["full"].stats["memory_bytes"] == 400 and rows["lora"].relative["memory_bytes"] == pytest.approx(75)

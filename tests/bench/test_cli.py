@@ -32,6 +32,8 @@ def test_one_json_per_run_with_every_measurement(bench):
         assert document["status"] == "ok", document.get("traceback")
         for key in ("peak_rss_bytes", "train_memory_bytes", "adapter_bytes", "infer_tokens_per_second"):
             assert document[key] > 0, key
+        assert document["memory_scope"] == "optimiser steps"  # the test evaluation and saving are outside it
+        assert document["train_peak_rss_bytes"] <= document["peak_rss_bytes"]
         # the score is the run's own test accuracy: k of the 16 examples scored (--max-eval 16)
         assert document["score"] == document["metrics"]["score"] == document["metrics"]["per_task"]["tweets"]
         assert round(document["score"] * 16) == document["score"] * 16, document["score"]
@@ -77,3 +79,25 @@ def test_report_only_renders_perf_serving_and_notes_files(bench):
     assert "## Serving" in text and "requests_per_second" in text
     assert "### Reading the quick table" not in text  # the notes stay in their file; the report links to them
     assert text.index("**Reading the `quick` tables**: hand-written, in [") < text.index("### Every run")
+
+
+def test_measure_memory_trains_each_old_cell_again_at_its_own_config(bench, tmp_path, capsys):
+    import shutil
+
+    results = tmp_path / "results"
+    shutil.copytree(bench["root"] / "results", results)
+    old = next(p for p in results.glob("quick__*.json") if "__adalink__" in p.name)
+    document = json.loads(old.read_text())
+    document.pop("memory_scope")  # as written before the worker measured the steps alone
+    document["spec"]["method_config"]["rank"] = 2  # an earlier recipe: the measurement must train it, not today's
+    old.write_text(json.dumps(document))
+    args = ["bench", "--measure-memory", "--max-steps", "2", "--threads", "1", "--out", str(results)]
+    assert main([*args, "--report", str(tmp_path / "B.md")]) == 0
+    assert "training memory of 1 cell(s) measured, failed: []" in capsys.readouterr().out
+    (measured,) = (results / "train-memory").glob("*.json")  # full tuning's run recorded its own
+    measurement = json.loads(measured.read_text())
+    assert measurement["status"] == "ok", measurement.get("traceback")
+    assert measurement["memory_scope"] == "optimiser steps" and measurement["train_memory_bytes"] > 0
+    assert measurement["spec"]["max_steps"] == 2 and measurement["spec"]["method_config"]["rank"] == 2
+    assert measurement["trainable_params"] == document["metrics"]["trainable_params"] // 4  # rank 2, not 8
+    assert "| tiny-bert | adalink (rank 2) |" in (tmp_path / "B.md").read_text()

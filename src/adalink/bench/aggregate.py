@@ -15,13 +15,16 @@ from typing import Any
 from ..data import scored_examples
 from ..stats import Summary, sampling_variance, summarize
 from .grid import best_lr, default_method_config
+from .train_memory import TRAINING_ONLY, load_measurements, measurement_name, needs_measurement
 
 __all__ = ["COST_KEYS", "Cell", "MethodRow", "aggregate", "load_results"]
 
 
 def load_results(out: Path) -> list[dict[str, Any]]:
     """Every run document ``<out>/*.json`` (ok and failed), in file-name order; other JSON files there (the
-    serving load test's) are not runs and are left out."""
+    serving load test's) are not runs and are left out. A run that did not record its training-only memory gets
+    its cell's measurement from ``<out>/train-memory/`` (``measured_train_memory_bytes``), where there is one."""
+    measured = load_measurements(out)
     documents = []
     for path in sorted(Path(out).glob("*.json")):
         try:
@@ -30,6 +33,9 @@ def load_results(out: Path) -> list[dict[str, Any]]:
             continue  # a file being replaced right now; the next report picks it up
         if isinstance(document, dict) and "spec_key" in document and "spec" in document:
             documents.append(document)
+            name = measurement_name(document["spec"]) if needs_measurement(document) else None
+            if name in measured:
+                document["measured_train_memory_bytes"] = _memory(measured[name])
     return documents
 
 
@@ -43,8 +49,12 @@ def _std(values: list[float]) -> float:
 
 
 def _memory(run: dict[str, Any]) -> float | None:
-    """Training memory: GPU peak allocated where a GPU trained, else peak RSS above the pre-model RSS."""
-    return run.get("gpu_peak_bytes") or run.get("train_memory_bytes")
+    """Training memory over the optimiser steps alone: GPU peak allocated where a GPU trained, else peak RSS above
+    the pre-model RSS; from the run itself, or from a short run of the same spec (:mod:`.train_memory`). None for a
+    run that recorded only its whole run's peak (test evaluation and saving inside) and was not measured again."""
+    if run.get("memory_scope") == TRAINING_ONLY:
+        return run.get("gpu_peak_bytes") or run.get("train_memory_bytes")
+    return run.get("measured_train_memory_bytes")
 
 
 # the costs of a run that the Pareto plots weigh against the score; the same keys as MethodRow.stats

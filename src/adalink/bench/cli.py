@@ -11,6 +11,7 @@ from .profiles import PROFILES
 
 __all__ = ["HELP", "add_arguments", "run"]
 
+MEMORY_STEPS = 30  # optimiser steps of a --measure-memory run (benchmarks/results/train-memory/ compares 30 to 200)
 HELP = "compare every method (score, parameters, memory, throughput, forgetting) and write BENCHMARKS.md"
 
 
@@ -35,13 +36,27 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--head-lr", type=float, default=None, help="override the profile's head learning rate")
     parser.add_argument("--retry-failed", action="store_true", help="re-run runs recorded as failed")
     parser.add_argument("--report-only", action="store_true", help="only aggregate existing results and report")
+    parser.add_argument(
+        "--measure-memory",
+        action="store_true",
+        help="measure again the training memory (optimiser steps alone) of every method and task in --out whose runs "
+        f"recorded only their whole run's peak: one short run each (--max-steps, default {MEMORY_STEPS}) in a fresh "
+        "process, saved under <out>/train-memory/; then report",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
     from .report import write_report
 
     out, report = Path(args.out), Path(args.report)
-    if not args.report_only:
+    if args.measure_memory:
+        from .runner import measure_memory
+
+        steps = args.max_steps or MEMORY_STEPS
+        measured = measure_memory(out, steps=steps, threads=args.threads, timeout_s=args.timeout or 1800)
+        failed = [r["run_id"] for r in measured if r.get("status") != "ok"]
+        print(f"adalink bench: training memory of {len(measured) - len(failed)} cell(s) measured, failed: {failed}")
+    elif not args.report_only:
         from ..training.methods import method_names
         from .runner import BenchPlan, run_bench
 

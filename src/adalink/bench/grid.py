@@ -23,6 +23,7 @@ __all__ = [
     "best_lr",
     "default_method_config",
     "lr_slug",
+    "read_document",
     "read_result",
     "recipe",
     "resolve_lr",
@@ -130,7 +131,11 @@ def result_path(out: Path, spec: BenchRun) -> Path:
 
 def read_result(out: Path, spec: BenchRun) -> dict[str, Any] | None:
     """The stored result of ``spec``, or None when missing, unreadable or written for a different spec."""
-    path = result_path(out, spec)
+    return read_document(result_path(out, spec), spec)
+
+
+def read_document(path: Path, spec: BenchRun) -> dict[str, Any] | None:
+    """The document at ``path`` if it was written for ``spec``, else None (missing, unreadable, another spec)."""
     try:
         document = json.loads(path.read_text())
     except (OSError, ValueError):

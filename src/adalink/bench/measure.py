@@ -25,54 +25,8 @@ __all__ = [
     "files_size",
     "forgetting_probe",
     "generic_texts",
-    "peak_rss_bytes",
-    "reset_peak_rss",
-    "rss_bytes",
     "time_throughput",
 ]
-
-
-def _status_kib(field: str) -> int | None:
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith(field + ":"):
-                return int(line.split()[1])
-    except (OSError, ValueError):
-        pass
-    return None
-
-
-def rss_bytes() -> int:
-    """Resident memory of this process now."""
-    kib = _status_kib("VmRSS")
-    if kib is not None:
-        return kib * 1024
-    import psutil
-
-    return int(psutil.Process().memory_info().rss)
-
-
-def peak_rss_bytes() -> int:
-    """Peak resident memory of this process's own address space (``VmHWM``).
-
-    Not ``getrusage().ru_maxrss``: Linux carries that value across ``exec``, so a child started by a big parent
-    reports the parent's size.
-    """
-    kib = _status_kib("VmHWM")
-    if kib is not None:
-        return kib * 1024
-    import resource
-
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-
-
-def reset_peak_rss() -> bool:
-    """Reset ``VmHWM`` to the current resident size (Linux >= 4.0); False where that is not possible."""
-    try:
-        Path("/proc/self/clear_refs").write_text("5")
-        return True
-    except OSError:
-        return False
 
 
 def generic_texts(count: int) -> list[str]:

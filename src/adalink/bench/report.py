@@ -54,12 +54,16 @@ _METHOD_NOTES = """### How each column is measured
 - **Trainable params**: parameters the method itself trains (the new classification head, trained by every
   method, is not counted) and their share of the whole model.
 - **Adapter file**: bytes of the saved `*.safetensors` (the whole model for full tuning; the head included).
-- **Memory**: on a GPU `torch.cuda.max_memory_allocated()` during the run; on CPU the peak resident memory of
-  the run's own fresh worker process (`VmHWM`; not `ru_maxrss`, which Linux carries over from the parent
-  across `exec`) minus its resident memory after importing the libraries and loading the data, before the model
-  is loaded: model weights + gradients + optimiser state + activations, read when `adalink train` returns, so the
-  test evaluation and the checkpoint save are inside the peak too (`benchmarks/train_cost.py` below measures the
-  training steps alone). Each run is its own process.
+- **Memory** (training only): on a GPU `torch.cuda.max_memory_allocated()` over the optimiser steps; on CPU the
+  peak resident memory of the run's own fresh worker process over its optimiser steps alone (`VmHWM`, reset once
+  the model is loaded and after each checkpoint save or validation, read after every optimiser step; not
+  `ru_maxrss`, which Linux carries over from the parent across `exec`) minus its resident memory after importing
+  the libraries and loading the data, before the model is loaded: model weights + gradients + optimiser state +
+  activations; loading, the test evaluation and saving are outside it. Runs made before the worker measured this
+  recorded their whole run's peak instead, which this column does not show: `adalink bench --measure-memory`
+  measured each such (task, method, configuration) again with one short run of the same spec (model, method
+  configuration, batch, input length; memory does not depend on the seed or the rate) in a fresh process, under
+  `train-memory/`; a row with neither shows –.
 - **Train tok/s**: non-padding input tokens per second over the whole step window of `adalink train`
   (collation, every micro-batch's forward/backward and the optimiser step; the timer is never reset per
   micro-batch). Runs execute one after another, so on a shared machine this column is noisy; the side-by-side

@@ -8,17 +8,19 @@ import sys
 import tempfile
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from tqdm.auto import tqdm
 
 from ..io import write_json_atomic
-from .grid import BenchRun, best_lr, default_method_config, read_result, resolve_lr, result_path
+from .aggregate import load_results
+from .grid import BenchRun, best_lr, default_method_config, read_document, read_result, resolve_lr, result_path
 from .profiles import Profile
+from .train_memory import measurement_name, measurement_path, measurement_spec, needs_measurement
 
-__all__ = ["BenchPlan", "run_bench"]
+__all__ = ["BenchPlan", "measure_memory", "run_bench"]
 
 
 @dataclass(frozen=True)
@@ -122,7 +124,7 @@ def _one(spec: BenchRun, out: Path, progress: tqdm, retry_failed: bool, timeout_
     if done is not None and (done.get("status") == "ok" or not retry_failed):
         progress.update(1)
         return done
-    document = _launch(spec, out, timeout_s)
+    document = _launch(spec, result_path(out, spec), timeout_s)
     status = document.get("status")
     if status != "ok":
         tqdm.write(f"bench: {spec.run_id} failed: {document.get('error')}")
@@ -130,11 +132,30 @@ def _one(spec: BenchRun, out: Path, progress: tqdm, retry_failed: bool, timeout_
     return document
 
 
-def _launch(spec: BenchRun, out: Path, timeout_s: int) -> dict[str, Any]:
-    """Run ``spec`` in a fresh worker process; a crash or timeout is recorded as an error result."""
+def measure_memory(out: Path, *, steps: int, threads: int, timeout_s: int) -> list[dict[str, Any]]:
+    """Measure the training memory of every (model, task, method, config) in ``out`` whose runs did not record it
+    themselves (:mod:`.train_memory`): one short run of its first run's spec, unless measured already."""
+    firsts: dict[str, dict[str, Any]] = {}
+    for document in load_results(out):
+        name = measurement_name(document["spec"]) if needs_measurement(document) else None
+        if name is not None and (name not in firsts or document["spec"]["seed"] < firsts[name]["spec"]["seed"]):
+            firsts[name] = document
+    results = []
+    for name, document in tqdm(sorted(firsts.items()), desc="training memory", unit="run"):
+        spec = replace(measurement_spec(document["spec"], steps), threads=threads)
+        target = measurement_path(out, name)
+        done = read_document(target, spec)
+        if done is None or done.get("status") != "ok":
+            done = _launch(spec, target, timeout_s, memory_only=True)
+            tqdm.write(f"bench: training memory of {name}: {done.get('train_memory_bytes') or done.get('error')}")
+        results.append(done)
+    return results
+
+
+def _launch(spec: BenchRun, target: Path, timeout_s: int, *, memory_only: bool = False) -> dict[str, Any]:
+    """Run ``spec`` in a fresh worker process writing ``target``; a crash or timeout is recorded as an error."""
     import json
 
-    target = result_path(out, spec)
     target.parent.mkdir(parents=True, exist_ok=True)
     target.unlink(missing_ok=True)  # a stale or failed result: only what this worker writes counts
     with tempfile.TemporaryDirectory(prefix="adalink-bench-spec-") as tmp:
@@ -147,8 +168,9 @@ def _launch(spec: BenchRun, out: Path, timeout_s: int) -> dict[str, Any]:
         began = time.perf_counter()
         with open(log_file, "w") as log:
             try:
+                mode = ["--memory-only"] if memory_only else []
                 code = subprocess.run(
-                    [sys.executable, "-m", "adalink.bench.worker", str(spec_file), str(target)],
+                    [sys.executable, "-m", "adalink.bench.worker", *mode, str(spec_file), str(target)],
                     stdout=log,
                     stderr=subprocess.STDOUT,
                     env=env,
@@ -158,7 +180,7 @@ def _launch(spec: BenchRun, out: Path, timeout_s: int) -> dict[str, Any]:
                 error = f"worker exited with code {code}"
             except subprocess.TimeoutExpired:
                 error = f"timed out after {timeout_s} s"
-        done = read_result(out, spec)
+        done = read_document(target, spec)
         if done is not None:
             return done
         error += f" after {time.perf_counter() - began:.0f} s"

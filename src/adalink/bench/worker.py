@@ -2,8 +2,12 @@
 
 A fresh process per run makes the peak resident memory (``VmHWM`` of ``/proc/self/status``) that run's own. The
 run trains through the same harness as ``adalink train`` (:func:`adalink.training.loop.train`: training throughput
-over the whole step window, micro-batches, optimiser step and collation included), then scores validation, times
-inference unmerged and merged, probes forgetting and measures the saved adapter. The result is written atomically.
+over the whole step window, micro-batches, optimiser step and collation included; its memory peak over the
+optimiser steps alone), then scores validation, times inference unmerged and merged, probes forgetting and measures
+the saved adapter. The result is written atomically.
+
+``python -m adalink.bench.worker --memory-only SPEC.json RESULT.json`` only trains and measures the training memory
+(:mod:`.train_memory`).
 """
 
 from __future__ import annotations
@@ -20,23 +24,18 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from ..io import write_json_atomic
+from ..process_memory import peak_rss_bytes, rss_bytes
 from ..provenance import provenance
-from .grid import BenchRun, recipe
-from .measure import (
-    files_size,
-    forgetting_probe,
-    generic_texts,
-    peak_rss_bytes,
-    rss_bytes,
-    time_throughput,
-)
+from .grid import BenchRun, default_method_config, recipe
+from .measure import files_size, forgetting_probe, generic_texts, time_throughput
+from .train_memory import TRAINING_ONLY
 
 if TYPE_CHECKING:
     from transformers import AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoModelForSequenceClassification
 
     from ..runs.reading import LoadedRun
 
-__all__ = ["main", "run_spec"]
+__all__ = ["main", "measure_training_memory", "run_spec"]
 
 
 def _caller(model: torch.nn.Module) -> Callable[..., Any]:
@@ -75,12 +74,11 @@ def _preload(model: str, tasks: list) -> None:
         auto_class.from_config(config)
 
 
-def run_spec(spec: BenchRun) -> dict[str, Any]:
-    """Train and measure one run; returns the result document (without the spec)."""
+def _prepare(spec: BenchRun) -> tuple[list, int, int]:
+    """Threads, the task's data and the libraries loaded: (datasets, steps, resident bytes before the model)."""
     if spec.threads > 0:
         torch.set_num_threads(spec.threads)
     from ..runs.loading import load_tasks
-    from ..runs.reading import load_run
     from ..tasks.formats import TaskInfo
     from ..tasks.options import TaskOptions
 
@@ -91,9 +89,25 @@ def run_spec(spec: BenchRun) -> dict[str, Any]:
         else max(spec.min_steps, -(-int(spec.epochs * len(datasets[0].train)) // spec.batch_size))
     )
     _preload(spec.model, [TaskInfo(d.name, d.label_names) for d in datasets])
-    rss_before = rss_bytes()  # libraries, data and tokenizer loaded, no model weights yet
-    if torch.cuda.is_available():
-        torch.cuda.reset_peak_memory_stats()
+    return datasets, steps, rss_bytes()  # libraries, data and tokenizer loaded, no model weights yet
+
+
+def measure_training_memory(spec: BenchRun) -> dict[str, Any]:
+    """Train ``spec`` and keep only its memory (training-only peak, whole-run peak) and what it trained."""
+    _, steps, rss_before = _prepare(spec)
+    with tempfile.TemporaryDirectory(prefix="adalink-bench-memory-") as tmp:
+        result = _train(spec, steps, Path(tmp) / "run", rss_before)
+    metrics = result.pop("metrics")
+    check_recipe(spec, metrics["method_config"])
+    result["trainable_params"] = metrics["trainable_params"]
+    return result
+
+
+def run_spec(spec: BenchRun) -> dict[str, Any]:
+    """Train and measure one run; returns the result document (without the spec)."""
+    from ..runs.reading import load_run
+
+    datasets, steps, rss_before = _prepare(spec)
     with tempfile.TemporaryDirectory(prefix="adalink-bench-") as tmp:
         out = Path(tmp) / "run"
         result = _train(spec, steps, out, rss_before)
@@ -114,12 +128,30 @@ def check_recipe(spec: BenchRun, trained: dict[str, Any]) -> None:
         )
 
 
+def _config_options(spec: BenchRun) -> dict[str, Any]:
+    """``rank``, ``dropout`` and ``method_config`` that make ``adalink train`` build ``spec.method_config``, where it
+    is not the method's default (runs of earlier recipes, measured again)."""
+    from ..training.methods import method_class
+
+    changed = {
+        key: value
+        for key, value in (spec.method_config or {}).items()
+        if default_method_config(spec.method).get(key) != value
+    }
+    size_field = method_class(spec.method).size_field
+    rank = changed.pop(size_field, None) if size_field else None
+    options: dict[str, Any] = {"rank": rank, "dropout": changed.pop("dropout", None)}
+    options["method_config"] = json.dumps(changed) if changed else None
+    return options
+
+
 def _train(spec: BenchRun, steps: int, out: Path, rss_before: int) -> dict[str, Any]:
     """Train through ``adalink train``'s harness into ``out``; its metrics, memory and adapter size."""
     from ..training.args import TrainArgs
     from ..training.loop import train
 
     args = TrainArgs(
+        **_config_options(spec),
         model=spec.model,
         task=spec.task,
         method=spec.method,
@@ -136,15 +168,18 @@ def _train(spec: BenchRun, steps: int, out: Path, rss_before: int) -> dict[str, 
         max_eval=spec.max_eval,
     )
     metrics = train(args)
-    peak_rss = peak_rss_bytes()
+    train_peak = metrics["train_peak_rss_bytes"]  # None where this system cannot reset the peak
     return {
         "metrics": metrics,
         "score": metrics["score"],
         "steps": steps,
-        "peak_rss_bytes": peak_rss,
+        # the steps, the test evaluation and saving (loading left out: the training peak's reset dropped it)
+        "peak_rss_bytes": max(train_peak or 0, peak_rss_bytes()),
         "rss_before_model_bytes": rss_before,
-        "train_memory_bytes": peak_rss - rss_before,
-        "gpu_peak_bytes": torch.cuda.max_memory_allocated() if torch.cuda.is_available() else None,
+        "train_peak_rss_bytes": train_peak,
+        "train_memory_bytes": None if train_peak is None else train_peak - rss_before,
+        "memory_scope": TRAINING_ONLY if train_peak is not None else "unmeasured",
+        "gpu_peak_bytes": metrics["train_peak_gpu_bytes"],
         "adapter_bytes": files_size(out),
     }
 
@@ -236,14 +271,16 @@ def _forgetting(spec: BenchRun, loaded: LoadedRun, datasets: list) -> dict[str, 
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    memory_only = argv[:1] == ["--memory-only"]
+    argv = argv[1:] if memory_only else argv
     if len(argv) != 2:
-        print("usage: python -m adalink.bench.worker SPEC.json RESULT.json", file=sys.stderr)
+        print("usage: python -m adalink.bench.worker [--memory-only] SPEC.json RESULT.json", file=sys.stderr)
         return 2
     spec = BenchRun(**json.loads(Path(argv[0]).read_text()))
     began = time.perf_counter()
     document: dict[str, Any] = {"spec": spec.to_dict(), "spec_key": spec.key(), "run_id": spec.run_id}
     try:
-        document.update(run_spec(spec), status="ok")
+        document.update(measure_training_memory(spec) if memory_only else run_spec(spec), status="ok")
     except Exception as err:  # recorded in the result; the bench goes on with the next run
         document.update(status="error", error=f"{type(err).__name__}: {err}", traceback=traceback.format_exc())
     document["environment"] = provenance()

@@ -17,7 +17,7 @@ import os
 import sys
 import time
 from contextlib import nullcontext
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -28,6 +28,7 @@ from ..errors import AdalinkError, UsageError
 from ..methods.base import MethodConfig
 from ..models.precision import check_trainable_dtype
 from ..peft_model import PeftModel, get_peft_model
+from ..process_memory import StepPeak
 from ..progress import progress_bar
 from ..runs.loading import ModelSetup, load_tasks, setup_model
 from ..tasks.calls import model_call, to_device
@@ -73,6 +74,7 @@ class _Run:
     checkpoints: Path
     selection: Selection  # --eval-every's scores, best weights and early stopping
     unsharded: _Run | None = None  # a sharded run's unsharded copy on the main process, built once, for evaluation
+    memory: StepPeak = field(default_factory=StepPeak)  # this process's peak during the optimiser steps alone
 
 
 def train(args: TrainArgs) -> dict[str, Any]:
@@ -195,6 +197,7 @@ def _train_steps(args: TrainArgs, accelerator: Accelerator, run: _Run, datasets:
         desc="train",
         unit="step",
     )
+    run.memory.restart()  # loading and preparing the model stay out of the training peak
     for step in progress:
         began = time.perf_counter()
         mean_loss, step_tokens = _accumulate_gradients(args, accelerator, run, call, step)
@@ -206,14 +209,17 @@ def _train_steps(args: TrainArgs, accelerator: Accelerator, run: _Run, datasets:
             )
         _apply_update(args.optim, accelerator, run)
         totals.seconds += time.perf_counter() - began
+        run.memory.after_update()
         totals.tokens += int(accelerator.reduce(torch.tensor(step_tokens, device=accelerator.device), reduction="sum"))
         totals.history.append(round(mean_loss, 6))
         totals.step = step + 1
         _report_step(accelerator, run, totals, progress)
         if run.selection.due(totals.step):
             _validate(args, accelerator, run, datasets, totals.step, progress)
+            run.memory.restart()
         if totals.step % args.run.save_every == 0 or totals.step == args.optim.max_steps or run.selection.stopped:
             save_checkpoint(args, accelerator, run, totals)
+            run.memory.restart()
         if run.selection.stopped:
             break
     progress.close()
@@ -339,6 +345,7 @@ def _evaluate_and_save(
 ) -> dict[str, Any]:
     """On the main process: with ``--eval-every`` keep the last weights under ``last/`` and go back to the best ones;
     score the test split(s), write the outputs and print the score; elsewhere ``{}``."""
+    memory = run.memory  # the training peak (an unsharded copy below has none)
     if is_sharded(accelerator):  # a sharded model's forward pass is collective: use an unsharded copy on the main one
         run = _unsharded_copy(args, accelerator, run, datasets)
     unwrapped = accelerator.unwrap_model(run.model)
@@ -366,6 +373,8 @@ def _evaluate_and_save(
     metrics = run_metrics(
         args, datasets, scores, unwrapped, fmt, tokens=totals.tokens, seconds=totals.seconds, history=totals.history
     )
+    metrics["train_peak_rss_bytes"] = memory.rss_bytes  # this process, optimiser steps only (None: not resettable)
+    metrics["train_peak_gpu_bytes"] = memory.gpu_bytes
     if rouge_l:
         metrics["rouge_l"] = rouge_l
     if exact_match and fmt.name == "sft":  # text2text's score is already exact match

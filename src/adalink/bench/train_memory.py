@@ -1,0 +1,66 @@
+"""Training memory measured again without re-training: one short run per (model, task, method, config) of a bench.
+
+Runs made before the worker kept the training peak apart (``memory_scope``) recorded the peak of the whole run, test
+evaluation and saves included. Memory does not depend on the seed or the rate, so a short run of the same spec (same
+model, task, method config, batch, micro-batch and input length) in a fresh worker process, its peak read over the
+optimiser steps alone (:class:`adalink.process_memory.StepPeak`), stands in for every run of that cell. Each
+measurement is a file ``<out>/train-memory/<name>.json``; the report reads it for runs that lack their own.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from .grid import BenchRun
+
+__all__ = [
+    "TRAINING_ONLY",
+    "load_measurements",
+    "measurement_name",
+    "measurement_path",
+    "measurement_spec",
+    "needs_measurement",
+]
+
+TRAINING_ONLY = "optimiser steps"  # a run's ``memory_scope`` when its train_memory_bytes covers the steps alone
+MEMORY_DIR = "train-memory"
+
+
+def measurement_spec(run_spec: dict[str, Any], steps: int) -> BenchRun:
+    """The short run that measures ``run_spec``'s training memory: the same spec with ``steps`` optimiser steps, no
+    validation score and a token test score (16 examples: the peak is read before it)."""
+    return replace(BenchRun(**run_spec), max_steps=steps, validate=False, max_eval=16)
+
+
+def measurement_name(spec: dict[str, Any] | BenchRun) -> str | None:
+    """The cell a measurement stands for: profile, model, task, method and config (None for a run that recorded no
+    config: its recipe cannot be trained again)."""
+    run = spec if isinstance(spec, BenchRun) else BenchRun(**spec)
+    if run.method_config is None:
+        return None
+    return f"{run.profile}__{run.model_slug}__{run.task}__{run.method}__cfg{run.config_tag}"
+
+
+def measurement_path(out: Path, name: str) -> Path:
+    return Path(out) / MEMORY_DIR / f"{name}.json"
+
+
+def needs_measurement(document: dict[str, Any]) -> bool:
+    """An ok run whose own file does not hold its training-only memory."""
+    return document.get("status") == "ok" and document.get("memory_scope") != TRAINING_ONLY
+
+
+def load_measurements(out: Path) -> dict[str, dict[str, Any]]:
+    """name -> the ok measurement documents under ``<out>/train-memory/``."""
+    found = {}
+    for path in sorted((Path(out) / MEMORY_DIR).glob("*.json")):
+        try:
+            document = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+        if isinstance(document, dict) and document.get("status") == "ok":
+            found[path.stem] = document
+    return found
