@@ -11,7 +11,6 @@ from .profiles import PROFILES
 
 __all__ = ["HELP", "add_arguments", "run"]
 
-MEMORY_STEPS = 30  # optimiser steps of a --measure-memory run (benchmarks/results/train-memory/ compares 30 to 200)
 HELP = "compare every method (score, parameters, memory, throughput, forgetting) and write BENCHMARKS.md"
 
 
@@ -39,9 +38,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--measure-memory",
         action="store_true",
-        help="measure again the training memory (optimiser steps alone) of every method and task in --out whose runs "
-        f"recorded only their whole run's peak: one short run each (--max-steps, default {MEMORY_STEPS}) in a fresh "
-        "process, saved under <out>/train-memory/; then report",
+        help="measure again the training memory (optimiser steps alone) of every method and task of --profile in "
+        "--out whose runs recorded only their whole run's peak: one training run each (the runs' own steps, or "
+        "--max-steps) in a fresh process, without validation, timing or forgetting, saved under "
+        "<out>/train-memory/; then report",
     )
 
 
@@ -52,8 +52,9 @@ def run(args: argparse.Namespace) -> int:
     if args.measure_memory:
         from .runner import measure_memory
 
-        steps = args.max_steps or MEMORY_STEPS
-        measured = measure_memory(out, steps=steps, threads=args.threads, timeout_s=args.timeout or 1800)
+        measured = measure_memory(
+            out, profile=args.profile, steps=args.max_steps, threads=args.threads, timeout_s=args.timeout or 3600
+        )
         failed = [r["run_id"] for r in measured if r.get("status") != "ok"]
         print(f"adalink bench: training memory of {len(measured) - len(failed)} cell(s) measured, failed: {failed}")
     elif not args.report_only:

@@ -61,9 +61,9 @@ _METHOD_NOTES = """### How each column is measured
   the libraries and loading the data, before the model is loaded: model weights + gradients + optimiser state +
   activations; loading, the test evaluation and saving are outside it. Runs made before the worker measured this
   recorded their whole run's peak instead, which this column does not show: `adalink bench --measure-memory`
-  measured each such (task, method, configuration) again with one short run of the same spec (model, method
-  configuration, batch, input length; memory does not depend on the seed or the rate) in a fresh process, under
-  `train-memory/`; a row with neither shows –.
+  measured each such (task, method, configuration) again with one training run of the same spec (model, method
+  configuration, batch, input length, steps; memory does not depend on the seed or the rate) in a fresh process,
+  without validation, timing or forgetting, under `train-memory/`; a row with neither shows –.
 - **Train tok/s**: non-padding input tokens per second over the whole step window of `adalink train`
   (collation, every micro-batch's forward/backward and the optimiser step; the timer is never reset per
   micro-batch). Runs execute one after another, so on a shared machine this column is noisy; the side-by-side

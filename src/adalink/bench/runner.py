@@ -132,16 +132,21 @@ def _one(spec: BenchRun, out: Path, progress: tqdm, retry_failed: bool, timeout_
     return document
 
 
-def measure_memory(out: Path, *, steps: int, threads: int, timeout_s: int) -> list[dict[str, Any]]:
-    """Measure the training memory of every (model, task, method, config) in ``out`` whose runs did not record it
-    themselves (:mod:`.train_memory`): one short run of its first run's spec, unless measured already."""
+def measure_memory(out: Path, *, profile: str, steps: int | None, threads: int, timeout_s: int) -> list[dict[str, Any]]:
+    """Measure the training memory of every (model, task, method, config) of ``profile`` in ``out`` whose runs did
+    not record it themselves (:mod:`.train_memory`): one run of its first run's spec, at ``steps`` optimiser steps
+    (None: the run's own), unless measured already. Configs that are today's defaults go first."""
     firsts: dict[str, dict[str, Any]] = {}
     for document in load_results(out):
-        name = measurement_name(document["spec"]) if needs_measurement(document) else None
+        if document["spec"]["profile"] != profile or not needs_measurement(document):
+            continue
+        name = measurement_name(document["spec"])
         if name is not None and (name not in firsts or document["spec"]["seed"] < firsts[name]["spec"]["seed"]):
             firsts[name] = document
+    order = sorted(firsts, key=lambda n: (firsts[n]["spec"]["method_config"] != _today(firsts[n]), n))
     results = []
-    for name, document in tqdm(sorted(firsts.items()), desc="training memory", unit="run"):
+    for name in tqdm(order, desc="training memory", unit="run"):
+        document = firsts[name]
         spec = replace(measurement_spec(document["spec"], steps), threads=threads)
         target = measurement_path(out, name)
         done = read_document(target, spec)
@@ -150,6 +155,10 @@ def measure_memory(out: Path, *, steps: int, threads: int, timeout_s: int) -> li
             tqdm.write(f"bench: training memory of {name}: {done.get('train_memory_bytes') or done.get('error')}")
         results.append(done)
     return results
+
+
+def _today(document: dict[str, Any]) -> dict[str, Any]:
+    return default_method_config(document["spec"]["method"])
 
 
 def _launch(spec: BenchRun, target: Path, timeout_s: int, *, memory_only: bool = False) -> dict[str, Any]:
