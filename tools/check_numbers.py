@@ -117,13 +117,15 @@ def check_entry(root: Path, entry: dict[str, Any], docs: dict[str, str]) -> str 
     """None where the entry agrees with its sources and its document; else one line saying how it does not."""
     sources = entry.get("sources") or {"v": entry["source"]}
     where = f"{entry['doc']}: {entry['text']!r}"
+    values: dict[str, Any] = {}
     try:
-        values = {name: read_source(root, source) for name, source in sources.items()}
+        for name, source in sources.items():
+            values[name] = read_source(root, source)
         rendered = entry["value"].format(**values)
     except SourceError as error:
         return f"{where}: its source cannot be read: {error}"
     except (ValueError, TypeError, KeyError) as error:
-        return f"{where}: {entry['value']!r} cannot format {values}: {error}"
+        return f"{where}: {entry['value']!r} cannot format {values} (read so far): {error}"
     named = ", ".join(f"{n} = {v!r}" for n, v in values.items())
     if _squash(rendered) != _squash(entry["text"]):
         return f"{where}: the source gives {rendered!r} ({named}; {sources})"

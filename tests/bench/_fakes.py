@@ -62,6 +62,7 @@ def run(
             "majority_baseline": {task: 0.691},
         },
         "train_memory_bytes": memory,
+        "memory_scope": "optimiser steps",  # as the worker writes it today
         "peak_rss_bytes": memory + 500 * 2**20,
         "infer_tokens_per_second": 2 * tps,
         "infer_merged_tokens_per_second": None if method == "full" else 2 * tps,

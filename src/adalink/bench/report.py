@@ -11,6 +11,7 @@ from typing import Any
 
 from .aggregate import Cell, MethodRow, aggregate, load_results
 from .headline import headline_parts, lead_parts
+from .memory_agreement import memory_agreement_parts
 from .plots import write_plots
 from .profiles import PROFILES
 from .tables import (
@@ -204,7 +205,7 @@ def write_report(out: Path, report: Path) -> Path:
         parts += ["## Plots", ""]
         parts += [f"![{p.stem}]({os.path.relpath(p, report.parent)})" for p in plots]
         parts += [""]
-    parts += [_METHOD_NOTES, *_perf_parts(out, report)]
+    parts += [_METHOD_NOTES, *_perf_parts(out, report, rows)]
     serve = out / SERVE_FILE
     if serve.is_file():
         parts += ["## Serving", "", _render_json_block(f"`{SERVE_FILE}`", json.loads(serve.read_text())), ""]
@@ -215,7 +216,7 @@ def write_report(out: Path, report: Path) -> Path:
     return report
 
 
-def _perf_parts(out: Path, report: Path) -> list[str]:
+def _perf_parts(out: Path, report: Path, rows: list[MethodRow]) -> list[str]:
     parts = ["## Performance benchmarks", ""]
     parts += [
         "Training memory at scale (float32, bfloat16 and int8 bases, with and without activation checkpointing, "
@@ -227,6 +228,8 @@ def _perf_parts(out: Path, report: Path) -> list[str]:
         path = out / PERF_DIR / f"{name}.json"
         if path.is_file():
             parts += [_render_json_block(f"`benchmarks/{name}.py`", json.loads(path.read_text())), ""]
+            if name == "train_cost":
+                parts += memory_agreement_parts(rows, json.loads(path.read_text()))
     notes = out / PERF_DIR / "NOTES.md"
     if notes.is_file():
         parts += [_notes_link(notes, report, "the performance numbers"), ""]
