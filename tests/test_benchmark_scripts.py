@@ -45,6 +45,19 @@ def test_the_random_run_of_the_vllm_benchmarks_is_a_run_that_exports(tmp_path, m
     assert [t.name for t in export_for_vllm([tmp_path / "run"], tmp_path / "export").tasks] == names
 
 
+def test_the_vllm_ratios_are_per_round_with_their_spread(monkeypatch):
+    """vllm_throughput reports a ratio as mean ± sd (and median) of per-round ratios: reference time / contender time
+    of the same round, never a ratio of medians taken from different rounds."""
+    monkeypatch.syspath_prepend(str(SCRIPTS[0].parent))
+    import vllm_throughput
+
+    result = {"base": {"seconds": [2.0, 4.0, 3.0]}, "adalink": {"seconds": [1.0, 4.0, 6.0]}}
+    ratios = vllm_throughput._ratios(result, "adalink", "base")
+    assert ratios["per_round"] == [2.0, 1.0, 0.5]
+    assert ratios["mean"] == pytest.approx(7 / 6) and ratios["median"] == 1.0
+    assert ratios["sd"] == pytest.approx(0.7637626, rel=1e-6)
+
+
 def test_vllm_serving_compares_token_ids_and_logprobs(monkeypatch):
     """vLLM's final end-of-sequence token is dropped as adalink drops it; ids, finish reason and logprobs all count."""
     monkeypatch.syspath_prepend(str(SCRIPTS[0].parent))
