@@ -37,7 +37,6 @@ import argparse
 import asyncio
 import json
 import os
-import statistics
 import subprocess
 import sys
 import time
@@ -45,7 +44,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from vllm_throughput import _alternate, _load, _prompts, _random_adalink_run
+from vllm_throughput import _alternate, _load, _prompts, _random_adalink_run, _ratios, _versions
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results" / "vllm" / "many_tasks.json"
@@ -93,12 +92,6 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _versions(vllm_python: str) -> dict[str, str]:
-    code = "import vllm, torch, transformers; print(vllm.__version__, torch.__version__, transformers.__version__)"
-    found = subprocess.run([vllm_python, "-c", code], capture_output=True, text=True, check=True).stdout.split()
-    return {"vllm": found[-3], "torch": found[-2], "transformers": found[-1]}
-
-
 # ------------------------------------------------------------------------------------------------ set-up (adalink)
 def _prepare(work: Path, args: argparse.Namespace) -> tuple[dict[str, Any], Any]:
     from adalink.models import resolve_model
@@ -132,16 +125,6 @@ def _run_vllm_part(work: Path, args: argparse.Namespace) -> dict[str, Any]:
     with open(work / "vllm-throughput.log", "w") as log:
         subprocess.run(command, env=env, stdout=log, stderr=subprocess.STDOUT, check=True)
     return json.loads((work / "vllm-throughput.json").read_text())
-
-
-def _ratios(result: dict[str, Any], name: str) -> dict[str, Any]:
-    per_round = [b / t for b, t in zip(result["base"]["seconds"], result[name]["seconds"], strict=True)]
-    return {
-        "per_round": per_round,
-        "mean": statistics.mean(per_round),
-        "sd": statistics.stdev(per_round) if len(per_round) > 1 else 0.0,
-        "median": statistics.median(per_round),
-    }
 
 
 # ------------------------------------------------------------------------------------------------ vLLM part

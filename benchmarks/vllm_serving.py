@@ -11,9 +11,15 @@
    (``--base-requests``), so that batches mix LoRA and no-LoRA requests. Prompts go as token ids built by
    ``TextToTextFormat.prompt_ids``, the run's own code, so tokenisation cannot differ; greedy, ``max_tokens`` = the
    run's answer budget.
-5. Compare: each task request's answer (vLLM's token ids decoded by the run's tokenizer) with ``adalink predict``'s
-   ``generated``; each base request with transformers' greedy generation on the base model. Prints N of N equal
-   (and in how many requests the adapters change the base model's answer) and exits 1 on any difference.
+5. Compare token ids, not strings: each task request's token ids (vLLM's, a final end-of-sequence token dropped, as
+   adalink keeps them) with those of adalink's own engine (``AdapterStack.complete``, what ``adalink serve`` runs:
+   every task request in one mixed greedy batch), and each base request's with transformers' greedy ``generate`` on
+   the base model (cut at the end-of-sequence token the same way); the finish reasons too. And the logprob vLLM
+   reports for each token it chose (``logprobs=1``) against the reference model's logprob of that same token, given
+   the prompt and vLLM's tokens before it (one forward pass, float32, log-softmax in float64): every one within
+   ``--tolerance``. Prints N of N equal per group, the largest logprob difference, in how many task requests the
+   adapters change the base model's tokens, and whether the adalink tokens decode to ``adalink predict``'s
+   ``generated`` text (a check of the reference, not of vLLM); exits 1 on any difference.
 
     python benchmarks/vllm_serving.py --vllm-python ~/vllm-venv/bin/python --work-dir /tmp/vllm-serving
 """
@@ -54,7 +60,9 @@ def main(argv: list[str] | None = None) -> int:
     deployment = export_for_vllm(runs, work / "export")
     cases += _base_cases(deployment, cases, args.base_requests)
     answers = _serve_and_ask(deployment, cases, work, args)
-    ok = _report(cases, answers, deployment.base_model)
+    references, eos = _references(runs, deployment, cases, answers)
+    (work / "references.json").write_text(json.dumps({"cases": cases, "vllm": answers, "references": references}))
+    ok = _report(cases, answers, references, eos, args.tolerance, deployment.base_model)
     print(f"total time {time.monotonic() - started:.0f} s; load average {os.getloadavg()}")
     return 0 if ok else 1
 
@@ -73,6 +81,9 @@ def _parser() -> argparse.ArgumentParser:
         "--vllm-arg", action="append", default=[], help="extra vLLM argument (repeatable; e.g. --vllm-arg=--max-loras)"
     )
     parser.add_argument("--kv-cache-gib", default="2", help="VLLM_CPU_KVCACHE_SPACE when it is not set")
+    parser.add_argument(
+        "--tolerance", type=float, default=1e-3, help="largest logprob difference to the reference called equal"
+    )
     parser.add_argument("--client", default=None, help=argparse.SUPPRESS)  # internal: run as the openai client
     parser.add_argument("--url", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--out", default=None, help=argparse.SUPPRESS)
@@ -125,7 +136,7 @@ def _task_cases(name: str, run: Path, work: Path, per_task: int) -> list[dict[st
             "model": request["task"],
             "prompt": fmt.prompt_ids(tokenizer, names.index(request["task"]), request["text"], info["max_length"]),
             "max_tokens": fmt.max_new_tokens(tokenizer),
-            "expected": answer["generated"],
+            "predicted": answer["generated"],
             "label": answer["label"],
         }
         for request, answer in zip(requests, answers, strict=True)
@@ -133,20 +144,65 @@ def _task_cases(name: str, run: Path, work: Path, per_task: int) -> list[dict[st
 
 
 def _base_cases(deployment, cases: list[dict[str, Any]], count: int) -> list[dict[str, Any]]:
-    """``count`` task prompts (0: all) again, for the base model alone; expected: transformers' greedy answer."""
+    """``count`` task prompts (0: all) again, for the base model alone (its reference: transformers, see
+    :func:`_references`)."""
+    count = count or len(cases)
+    chosen = cases[:: max(1, len(cases) // count)][:count]
+    return [{**case, "kind": "base", "run": "-", "model": deployment.base_name, "predicted": None} for case in chosen]
+
+
+def _references(runs: dict[str, Path], deployment, cases, answers) -> tuple[list[dict[str, Any]], set[int]]:
+    """Per case, the reference's greedy token ids and finish reason, and its logprobs of the tokens vLLM chose.
+
+    Task requests: adalink's own engine (``AdapterStack.complete``, every task request in one mixed batch) and its
+    model routed to the request's task. Base requests: transformers' ``generate`` and forward on the base model.
+    Also the end-of-sequence ids that end a row (adalink's rule, :func:`adalink.serve.generation.kept_tokens`).
+    """
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    model = AutoModelForCausalLM.from_pretrained(deployment.base_model).eval()
-    tokenizer = AutoTokenizer.from_pretrained(deployment.base_model)
-    base = []
-    count = count or len(cases)
-    for case in cases[:: max(1, len(cases) // count)][:count]:
-        with torch.no_grad():
-            row = model.generate(torch.tensor([case["prompt"]]), max_new_tokens=case["max_tokens"], do_sample=False)
-        text = tokenizer.decode(row[0, len(case["prompt"]) :], skip_special_tokens=True)
-        base.append({**case, "kind": "base", "run": "-", "model": deployment.base_name, "expected": text})
-    return base
+    from adalink.serve import AdapterStack
+    from adalink.serve.generation import eos_ids, kept_tokens
+
+    stack = AdapterStack.from_runs({name: str(run) for name, run in runs.items()}, device="cpu")
+    base = AutoModelForCausalLM.from_pretrained(deployment.base_model, dtype=torch.float32).eval()
+    eos = eos_ids(base.generation_config.eos_token_id) | {
+        AutoTokenizer.from_pretrained(deployment.base_model).eos_token_id
+    }
+    tasks = [i for i, case in enumerate(cases) if case["kind"] == "task"]
+    own = stack.complete([(cases[i]["model"], cases[i]["prompt"], cases[i]["max_tokens"]) for i in tasks])
+    greedy = dict(zip(tasks, own, strict=True))
+    order = list(stack.tasks)
+    references = []
+    for i, (case, answer) in enumerate(zip(cases, answers, strict=True)):
+        if case["kind"] == "task":
+            routed = torch.tensor([order.index(case["model"])])
+            completion = greedy[i]
+            forward = lambda ids, routed=routed: stack.model(input_ids=ids, task=routed).logits  # noqa: E731
+        else:
+            with torch.no_grad():
+                row = base.generate(torch.tensor([case["prompt"]]), max_new_tokens=case["max_tokens"], do_sample=False)
+            completion = kept_tokens(row[0, len(case["prompt"]) :].tolist(), case["max_tokens"], eos)
+            forward = lambda ids: base(input_ids=ids).logits  # noqa: E731
+        references.append(
+            {
+                "token_ids": completion.token_ids,
+                "finish_reason": completion.finish_reason,
+                "logprobs": _chosen_logprobs(forward, case["prompt"], answer["token_ids"]),
+            }
+        )
+    return references, eos
+
+
+def _chosen_logprobs(forward, prompt: list[int], tokens: list[int]) -> list[float]:
+    """The logprob of each of ``tokens`` given the prompt and the tokens before it: one forward pass, teacher-forced."""
+    import torch
+
+    if not tokens:
+        return []
+    with torch.inference_mode():
+        logits = forward(torch.tensor([prompt + tokens]))[0, len(prompt) - 1 : -1].double()
+    return torch.log_softmax(logits, -1).gather(1, torch.tensor(tokens)[:, None])[:, 0].tolist()
 
 
 def _free_port() -> int:
@@ -201,10 +257,16 @@ def _client(requests_file: str, url: str, out: str) -> int:
             prompt=request["prompt"],
             max_tokens=request["max_tokens"],
             temperature=0,
+            logprobs=1,
             extra_body={"return_token_ids": True},
         )
         choice = response.choices[0]
-        return {"text": choice.text, "token_ids": (choice.model_extra or {}).get("token_ids")}
+        return {
+            "text": choice.text,
+            "token_ids": (choice.model_extra or {}).get("token_ids"),
+            "logprobs": choice.logprobs.token_logprobs,
+            "finish_reason": choice.finish_reason,
+        }
 
     async def ask_all() -> list[dict[str, Any]]:
         return await asyncio.gather(*(ask(r) for r in requests))
@@ -216,31 +278,47 @@ def _client(requests_file: str, url: str, out: str) -> int:
     return 0
 
 
-def _report(cases: list[dict[str, Any]], answers: list[dict[str, Any]], base_model: str) -> bool:
+def _compare(answer: dict[str, Any], reference: dict[str, Any], eos: set[int]) -> tuple[bool, float]:
+    """Whether vLLM's token ids (a final end-of-sequence token dropped, as adalink keeps a row) and finish reason
+    are the reference's, and the largest difference between their logprobs of vLLM's tokens."""
+    ids = answer["token_ids"]
+    ids = ids[:-1] if answer["finish_reason"] == "stop" and ids and ids[-1] in eos else ids
+    same = ids == reference["token_ids"] and answer["finish_reason"] == reference["finish_reason"]
+    gaps = [abs(a - b) for a, b in zip(answer["logprobs"], reference["logprobs"], strict=True)]
+    return same, max(gaps, default=0.0)
+
+
+def _report(cases, answers, references, eos: set[int], tolerance: float, base_model: str) -> bool:
+    """Token ids (and finish reasons) equal, and every chosen token's logprob within ``tolerance``, per request."""
     from adalink.runs.loading import load_tokenizer
 
-    tokenizer = load_tokenizer(base_model)  # what `adalink predict` decodes with (the runs share this base)
     groups: dict[str, list[bool]] = {}
-    own_text = mismatches = 0
-    for case, answer in zip(cases, answers, strict=True):
-        text = tokenizer.decode(answer["token_ids"], skip_special_tokens=True)
-        equal = text == case["expected"]
-        own_text += answer["text"] == case["expected"]
-        groups.setdefault(f"{case['kind']} {case['model']}", []).append(equal)
-        if not equal:
-            mismatches += 1
-            print(f"  DIFFERENT {case['model']}: vLLM {text!r} vs expected {case['expected']!r}")
-    for group, equal in groups.items():
-        print(f"  {group:<24} {sum(equal)} of {len(equal)} equal")
-    base = {tuple(c["prompt"]): c["expected"] for c in cases if c["kind"] == "base"}
-    compared = [c for c in cases if c["kind"] == "task" and tuple(c["prompt"]) in base]
-    changed = sum(c["expected"] != base[tuple(c["prompt"])] for c in compared)
-    print(f"the adapters change the base model's answer in {changed} of {len(compared)} task requests")
+    equal = within = 0
+    largest = 0.0
+    for case, answer, reference in zip(cases, answers, references, strict=True):
+        same, gap = _compare(answer, reference, eos)
+        largest = max(largest, gap)
+        equal += same
+        within += gap <= tolerance
+        groups.setdefault(f"{case['kind']} {case['model']}", []).append(same)
+        if not same or gap > tolerance:
+            print(f"  DIFFERENT {case['model']}: vLLM {answer} vs {reference}")
+    for group, same in groups.items():
+        print(f"  {group:<24} token ids equal in {sum(same)} of {len(same)}")
+    base = {tuple(c["prompt"]): r["token_ids"] for c, r in zip(cases, references, strict=True) if c["kind"] == "base"}
+    tasks = [(c, r) for c, r in zip(cases, references, strict=True) if c["kind"] == "task"]
+    changed = sum(r["token_ids"] != base[tuple(c["prompt"])] for c, r in tasks if tuple(c["prompt"]) in base)
+    compared = sum(tuple(c["prompt"]) in base for c, _ in tasks)
+    print(f"the adapters change the base model's tokens in {changed} of {compared} task requests")
+    tokenizer = load_tokenizer(base_model)  # what `adalink predict` decodes with (the runs share this base)
+    decoded = sum(tokenizer.decode(r["token_ids"], skip_special_tokens=True) == c["predicted"] for c, r in tasks)
+    print(f"adalink's engine's tokens decode to `adalink predict`'s text in {decoded} of {len(tasks)} task requests")
     print(
-        f"vLLM vs adalink predict (task requests) and vs transformers (base requests): "
-        f"{len(cases) - mismatches} of {len(cases)} equal; vLLM's own text field equal in {own_text} of {len(cases)}"
+        f"vLLM vs adalink's engine (task requests) and vs transformers (base requests): token ids equal in "
+        f"{equal} of {len(cases)}; every chosen token's logprob within {tolerance:g} in {within} of {len(cases)} "
+        f"(max logprob difference {largest:.1e})"
     )
-    return mismatches == 0
+    return equal == within == len(cases)
 
 
 if __name__ == "__main__":

@@ -1,5 +1,6 @@
-"""Throughput on vLLM: the base model vs an 8-task AdaLink mixed batch vs an 8-adapter LoRA mixed batch (issue 13,
-part 5), and the same AdaLink adapters on adalink's own engine for comparison.
+"""Throughput on vLLM, side by side with adalink's own engine (issue 13, part 5; issue 28, item 5): the base model
+vs an 8-task AdaLink mixed batch, on ``adalink serve``'s engine and on vLLM, timed in the same rounds; and, in one
+shared vLLM engine, AdaLink mixed vs an 8-adapter LoRA mixed batch vs the base.
 
 Adapters (random, rank 8, on SmolLM2-135M-Instruct): one 8-task AdaLink with random non-zero ``W_down``/``W_up``,
 saved as an adalink run and exported by :mod:`adalink.serve.vllm_engine` as 8 embedding LoRAs; 8 peft LoRAs on
@@ -7,21 +8,25 @@ saved as an adalink run and exported by :mod:`adalink.serve.vllm_engine` as 8 em
 tweets and bbc in the text-to-text prompt (at most 64 tokens), each continued for exactly ``--new-tokens`` tokens
 (vLLM: ``ignore_eos``), greedy. Request i uses AdaLink task i mod 8, or LoRA i mod 8.
 
-vLLM (this script re-runs itself under ``--vllm-python`` with ``--vllm-part``, one process per engine):
+Two phases, one vLLM engine each (``--engines``), started in the vLLM Python (``--vllm-python``: this script re-runs
+itself there with ``--vllm-part`` and stays up, generating one contender's batch per command it reads):
 
-- engine ``shared``: ONE engine with the SAME settings for all three contenders: LoRA enabled, max_lora_rank 8,
-  max_loras 17 (16 adapters + the spare slot, see vllm_engine), LoRA target modules embed_tokens, q_proj, v_proj,
-  float32, no prefix caching (the rounds repeat the prompts); contenders: base (no LoRA), AdaLink mixed, LoRA mixed.
-- engine ``adalink``: as ``vllm_engine`` deploys AdaLink (LoRA on embed_tokens only, max_loras 9): base vs AdaLink.
+- ``adalink``: the engine as ``vllm_engine`` deploys AdaLink (LoRA on embed_tokens only, max_loras 9 = 8 + the spare
+  slot), and in this process adalink serve's engine (``AdapterStack.complete``, ``--threads`` torch threads; vLLM's
+  CPU worker computes on one core and reserves the other) on the same run. Contenders: ``serve_base`` (adalink's
+  engine, adapters disabled), ``serve_adalink``, ``vllm_base`` (no LoRA), ``vllm_adalink``: each round sends the same
+  batch to each. HF ``generate`` steps every row of the batch until the last one ends.
+- ``shared``: ONE engine with the SAME settings for three contenders: LoRA enabled, max_lora_rank 8, max_loras 17
+  (16 adapters + the spare slot), LoRA target modules embed_tokens, q_proj, v_proj; ``base``, ``adalink`` (mixed),
+  ``lora`` (mixed).
 
-adalink serve's engine (``AdapterStack.complete``, offline, ``--threads`` torch threads; vLLM's CPU worker runs on
-one core and reserves the other): AdaLink mixed vs its base (adapters disabled). HF ``generate`` steps every row of
-the batch until the last one ends, so its cost is that of ``--new-tokens`` per row unless every row stops early.
+Both engines: float32, no prefix caching (the rounds repeat the prompts). Each contender runs once to warm up (vLLM
+loads the adapters then), then ``--rounds`` rounds; the order of the contenders rotates every round. Every round's
+time is kept, with the load average after it. A ratio of two contenders is computed per round (same tokens: the time
+ratio is the throughput ratio) and reported as mean ± sd over the rounds, with the median; tokens/s use the median
+round. Results: ``--out`` (every round, the settings, versions, commit, command and load averages).
 
-Each contender runs once to warm up (vLLM loads the adapters then), then ``--rounds`` rounds in rotating order;
-tokens/s use the median time, ratios the median of the per-round ratios. The load average is printed.
-
-    python benchmarks/vllm_throughput.py --vllm-python ~/vllm-venv/bin/python --work-dir /tmp/vllm-throughput
+    nice -n 10 python benchmarks/vllm_throughput.py --vllm-python ~/vllm-venv/bin/python --work-dir /tmp/vllm-throughput
 """
 
 from __future__ import annotations
@@ -37,43 +42,88 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "benchmarks" / "results" / "vllm" / "throughput.json"
 TASKS = 8
 RANK = 8
+SUMMARY = (  # (phase, contender, reference, label): per-round ratios reference time / contender time
+    ("adalink", "vllm_adalink", "serve_adalink", "AdaLink mixed: vLLM (AdaLink-only engine) / adalink serve"),
+    ("adalink", "vllm_base", "serve_base", "base: vLLM (AdaLink-only engine) / adalink serve"),
+    ("adalink", "vllm_adalink", "vllm_base", "vLLM AdaLink-only engine: AdaLink mixed / base"),
+    ("adalink", "serve_adalink", "serve_base", "adalink serve: AdaLink mixed / base"),
+    ("shared", "adalink", "base", "vLLM shared engine: AdaLink mixed / base"),
+    ("shared", "lora", "base", "vLLM shared engine: LoRA mixed / base"),
+    ("shared", "adalink", "lora", "vLLM shared engine: AdaLink mixed / LoRA mixed"),
+)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.vllm_part:
-        return _vllm_part(Path(args.vllm_part), args.engine)
+        return _vllm_part(Path(args.vllm_part), args.engine, args.reply_fd)
+    from adalink.provenance import source_state
+
     work = Path(args.work_dir)
     work.mkdir(parents=True, exist_ok=True)
-    print(f"load average at start {_load()}", flush=True)
+    results: dict[str, Any] = {
+        "command": [sys.executable, *sys.argv],
+        "source": source_state(),
+        "settings": {k: v for k, v in vars(args).items() if k not in ("vllm_part", "engine", "reply_fd")},
+        "versions": _versions(args.vllm_python),
+        "load_average_start": _load(),
+    }
+    print(f"load average at start {results['load_average_start']}", flush=True)
     spec = _prepare(work, args)
-    results: dict[str, Any] = {"settings": {k: v for k, v in vars(args).items() if k != "vllm_part"}}
-    results["adalink_serve"] = _adalink_engine(spec, args)
-    _print_engine("adalink serve (AdapterStack)", results["adalink_serve"], reference="base")
-    for engine in ("shared", "adalink"):
-        results[f"vllm_{engine}"] = _run_vllm(spec, work, engine, args)
-        _print_engine(f"vLLM engine {engine!r}", results[f"vllm_{engine}"], reference="base")
+    for engine in args.engines.split(","):
+        with _VllmEngine(work, engine, args) as vllm:
+            contenders = {name: (lambda name=name: vllm(name)) for name in vllm.contenders}
+            early: dict[str, int] = {}
+            if engine == "adalink":
+                serve = _adalink_serve(spec, args, early)
+                contenders = serve | {f"vllm_{name}": run for name, run in contenders.items()}
+            print(f"phase {engine!r}: {', '.join(contenders)}", flush=True)
+            results[engine] = _alternate(contenders, args.rounds) | {"vllm_settings": vllm.settings}
+            results[engine]["rows_ending_early"] = early  # adalink serve's rows that met EOS (they still cost steps)
+        _write(results, Path(args.out))  # kept if a later phase fails
+    results["ratios"] = {
+        label: _ratios(results[phase], name, reference) | {"phase": phase, "contender": name, "reference": reference}
+        for phase, name, reference, label in SUMMARY
+        if phase in results
+    }
+    results["load_average_end"] = _load()
+    _write(results, Path(args.out))
     _print_summary(results)
-    (work / "throughput.json").write_text(json.dumps(results, indent=2))
-    print(f"load average at end {_load()}; JSON: {work / 'throughput.json'}")
+    print(f"load average at end {results['load_average_end']}; JSON: {args.out}")
     return 0
+
+
+def _write(results: dict[str, Any], out: Path) -> None:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(results, indent=1) + "\n")
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--vllm-python", default=os.environ.get("ADALINK_VLLM_PYTHON"), help="Python with vLLM")
-    parser.add_argument("--work-dir", default="vllm-throughput", help="adapters, prompts and results go here")
+    parser.add_argument("--work-dir", default="vllm-throughput", help="adapters, prompts and logs go here")
+    parser.add_argument("--out", default=str(RESULTS), help="the results JSON")
     parser.add_argument("--model", default="smollm2-135m")
     parser.add_argument("--requests", type=int, default=64)
     parser.add_argument("--new-tokens", type=int, default=32)
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=5, help="timed rounds after the warm-up")
+    parser.add_argument("--engines", default="adalink,shared", help="phases, one vLLM engine each: adalink, shared")
     parser.add_argument("--threads", type=int, default=1, help="torch threads of adalink's engine")
     parser.add_argument("--kv-cache-gib", default="2", help="VLLM_CPU_KVCACHE_SPACE when it is not set")
     parser.add_argument("--vllm-part", default=None, help=argparse.SUPPRESS)  # internal: run one vLLM engine
     parser.add_argument("--engine", default="shared", help=argparse.SUPPRESS)
+    parser.add_argument("--reply-fd", type=int, default=None, help=argparse.SUPPRESS)
     return parser
+
+
+def _versions(vllm_python: str) -> dict[str, str]:
+    code = "import vllm, torch, transformers; print(vllm.__version__, torch.__version__, transformers.__version__)"
+    found = subprocess.run([vllm_python, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    return {"vllm": found[-3], "torch": found[-2], "transformers": found[-1]}
 
 
 def _load() -> str:
@@ -103,7 +153,6 @@ def _prepare(work: Path, args: argparse.Namespace) -> dict[str, Any]:
         "lora": {d.name: str(d) for d in loras},
         "prompts": _prompts(tokenizer, args.requests),
         "new_tokens": args.new_tokens,
-        "rounds": args.rounds,
     }
     (work / "spec.json").write_text(json.dumps(spec))
     return spec
@@ -164,25 +213,40 @@ def _alternate(contenders: dict[str, Callable[[], int]], rounds: int) -> dict[st
     """Warm up each contender, then time ``rounds`` rounds in rotating order; each call returns its token count."""
     tokens = {name: run() for name, run in contenders.items()}
     times: dict[str, list[float]] = {name: [] for name in contenders}
-    names = list(contenders)
+    names, loads = list(contenders), []
     for r in range(rounds):
         for name in names[r % len(names) :] + names[: r % len(names)]:
             started = time.perf_counter()
             tokens[name] = contenders[name]()
             times[name].append(time.perf_counter() - started)
+        loads.append(_load())
         print(f"    round {r + 1}/{rounds}: " + ", ".join(f"{n} {t[-1]:.1f} s" for n, t in times.items()), flush=True)
     return {
-        name: {"tokens": tokens[name], "seconds": times[name], "tokens_per_s": tokens[name] / statistics.median(t)}
+        name: {
+            "tokens": tokens[name],
+            "seconds": t,
+            "tokens_per_s_per_round": [tokens[name] / s for s in t],
+            "tokens_per_s": tokens[name] / statistics.median(t),
+        }
         for name, t in times.items()
-    } | {"load_average": _load()}
+    } | {"load_average": _load(), "load_average_per_round": loads}
 
 
-def _ratio(result: dict[str, Any], name: str, reference: str) -> float:
-    per_round = [ref / own for own, ref in zip(result[name]["seconds"], result[reference]["seconds"], strict=True)]
-    return statistics.median(per_round)  # time ratio reference/own = throughput ratio own/reference (same tokens)
+def _ratios(result: dict[str, Any], name: str, reference: str = "base") -> dict[str, Any]:
+    """Per round, ``reference``'s time / ``name``'s (same tokens: ``name``'s throughput / ``reference``'s)."""
+    per_round = [ref / own for ref, own in zip(result[reference]["seconds"], result[name]["seconds"], strict=True)]
+    return {
+        "per_round": per_round,
+        "mean": statistics.mean(per_round),
+        "sd": statistics.stdev(per_round) if len(per_round) > 1 else 0.0,
+        "median": statistics.median(per_round),
+    }
 
 
-def _adalink_engine(spec: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
+def _adalink_serve(spec: dict[str, Any], args: argparse.Namespace, early: dict[str, int]) -> dict[str, Callable]:
+    """adalink serve's engine on the AdaLink run, in this process: its base and its AdaLink mixed batch. Each call
+    counts the tokens asked for (requests x ``new_tokens``: HF ``generate`` steps every row until the last one ends,
+    and adalink has no ``ignore_eos``); ``early`` gets, per contender, the rows of its last call that ended before."""
     import torch
 
     from adalink.serve import AdapterStack
@@ -190,40 +254,81 @@ def _adalink_engine(spec: dict[str, Any], args: argparse.Namespace) -> dict[str,
     torch.set_num_threads(args.threads)
     stack = AdapterStack.from_runs([spec["adalink_run"]], device="cpu")
     requests = [(f"task{i % TASKS}", ids, spec["new_tokens"]) for i, ids in enumerate(spec["prompts"])]
-    budget = len(requests) * spec["new_tokens"]
 
-    def adalink() -> int:
-        stack.complete(requests)
-        return budget
+    def run(name: str) -> int:
+        early[name] = sum(len(c.token_ids) < spec["new_tokens"] for c in stack.complete(requests))
+        return len(requests) * spec["new_tokens"]
 
     def base() -> int:
         with stack.model.disable_adapter():
-            stack.complete(requests)
-        return budget
+            return run("serve_base")
 
     print(f"adalink serve engine: {len(requests)} requests x {spec['new_tokens']} tokens, {args.threads} thread(s)")
-    result = _alternate({"base": base, "adalink": adalink}, spec["rounds"])
-    early = sum(len(c.token_ids) < spec["new_tokens"] for c in stack.complete(requests))
-    result["rows_ending_early"] = early  # such rows still cost every step in HF generate
-    return result
+    return {"serve_base": base, "serve_adalink": lambda: run("serve_adalink")}
 
 
-def _run_vllm(spec: dict[str, Any], work: Path, engine: str, args: argparse.Namespace) -> dict[str, Any]:
-    out = work / f"vllm-{engine}.json"
-    env = {**os.environ, "VLLM_CPU_KVCACHE_SPACE": os.environ.get("VLLM_CPU_KVCACHE_SPACE", args.kv_cache_gib)}
-    command = [args.vllm_python or sys.executable, __file__, "--vllm-part", str(work / "spec.json")]
-    print(f"vLLM engine {engine!r}: {' '.join(command)} --engine {engine} (log {work / f'vllm-{engine}.log'})")
-    with open(work / f"vllm-{engine}.log", "w") as log:
-        subprocess.run([*command, "--engine", engine], env=env, stdout=log, stderr=subprocess.STDOUT, check=True)
-    return json.loads(out.read_text())
+class _VllmEngine:
+    """One offline vLLM engine kept running in the vLLM Python: ``engine(contender)`` generates that contender's batch
+    there and returns its token count. Commands go to the process's stdin, answers come back on a pipe of their own
+    (vLLM's logs go to ``work/vllm-<engine>.log``)."""
+
+    def __init__(self, work: Path, engine: str, args: argparse.Namespace) -> None:
+        env = {**os.environ, "VLLM_CPU_KVCACHE_SPACE": os.environ.get("VLLM_CPU_KVCACHE_SPACE", args.kv_cache_gib)}
+        read, write = os.pipe()
+        command = [args.vllm_python or sys.executable, __file__, "--vllm-part", str(work / "spec.json")]
+        command += ["--engine", engine, "--reply-fd", str(write)]
+        self.log = work / f"vllm-{engine}.log"
+        print(f"vLLM engine {engine!r}: {' '.join(command)} (log {self.log})", flush=True)
+        with open(self.log, "w") as log:
+            self.process = subprocess.Popen(
+                command,
+                env=env,
+                stdin=subprocess.PIPE,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                pass_fds=(write,),
+                text=True,
+            )
+        os.close(write)
+        self.replies = os.fdopen(read)
+        ready = self._reply()
+        self.settings, self.contenders = ready["settings"], ready["contenders"]
+        print(f"  ready in {ready['seconds']:.0f} s: {self.settings}", flush=True)
+
+    def __call__(self, contender: str) -> int:
+        assert self.process.stdin is not None
+        self.process.stdin.write(contender + "\n")
+        self.process.stdin.flush()
+        return self._reply()["tokens"]
+
+    def _reply(self) -> dict[str, Any]:
+        line = self.replies.readline()
+        if not line:
+            raise RuntimeError(f"the vLLM engine exited (code {self.process.wait()}); see {self.log}")
+        return json.loads(line)
+
+    def __enter__(self) -> _VllmEngine:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        assert self.process.stdin is not None
+        self.process.stdin.close()  # the engine ends at the end of its input
+        try:
+            self.process.wait(timeout=120)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+        self.replies.close()
 
 
 # ------------------------------------------------------------------------------------------------ vLLM part
-def _vllm_part(spec_file: Path, engine: str) -> int:
-    """Runs under the vLLM Python: one engine, its contenders timed side by side, results to vllm-<engine>.json."""
+def _vllm_part(spec_file: Path, engine: str, reply_fd: int) -> int:
+    """Runs under the vLLM Python: one engine; for each contender name read on stdin, that contender's batch
+    generated and its token count written to ``reply_fd``."""
     from vllm import LLM, SamplingParams
     from vllm.lora.request import LoRARequest
 
+    replies = os.fdopen(reply_fd, "w")
     spec = json.loads(spec_file.read_text())
     adapters = (
         {"adalink": spec["adalink"]} if engine == "adalink" else {"adalink": spec["adalink"], "lora": spec["lora"]}
@@ -241,51 +346,39 @@ def _vllm_part(spec_file: Path, engine: str) -> int:
     }
     started = time.perf_counter()
     llm = LLM(model=spec["base"], **settings)
-    print(f"engine {engine!r} ready in {time.perf_counter() - started:.0f} s with {settings}", flush=True)
     params = SamplingParams(temperature=0, max_tokens=spec["new_tokens"], ignore_eos=True)
     prompts = [{"prompt_token_ids": ids} for ids in spec["prompts"]]
     ids = iter(range(1, 100))
     requests = {kind: [LoRARequest(n, next(ids), p) for n, p in named.items()] for kind, named in adapters.items()}
 
-    def contender(kind: str | None) -> Callable[[], int]:
-        def run() -> int:
-            loras = [requests[kind][i % len(requests[kind])] for i in range(len(prompts))] if kind else None
-            outputs = llm.generate(prompts, params, lora_request=loras, use_tqdm=False)
-            return sum(len(o.outputs[0].token_ids) for o in outputs)
+    def reply(message: dict[str, Any]) -> None:
+        replies.write(json.dumps(message) + "\n")
+        replies.flush()
 
-        return run
-
-    contenders = {"base": contender(None), **{kind: contender(kind) for kind in adapters}}
-    result = _alternate(contenders, spec["rounds"]) | {"settings": settings}
-    (spec_file.parent / f"vllm-{engine}.json").write_text(json.dumps(result))
+    ready = {"settings": settings, "contenders": ["base", *adapters], "seconds": time.perf_counter() - started}
+    reply(ready)
+    for line in sys.stdin:
+        kind = line.strip()
+        loras = [requests[kind][i % len(requests[kind])] for i in range(len(prompts))] if kind != "base" else None
+        outputs = llm.generate(prompts, params, lora_request=loras, use_tqdm=False)
+        reply({"tokens": sum(len(o.outputs[0].token_ids) for o in outputs)})
     return 0
 
 
 # ------------------------------------------------------------------------------------------------ output
-def _print_engine(title: str, result: dict[str, Any], *, reference: str) -> None:
-    print(f"{title}  (load average {result['load_average']})")
-    for name, row in result.items():
-        if isinstance(row, dict) and "tokens_per_s" in row:
-            ratio = _ratio(result, name, reference)
-            print(
-                f"  {name:<8} {row['tokens_per_s']:8.1f} tokens/s  {ratio:5.2f}x {reference}  ({row['tokens']} tokens)"
-            )
-
-
 def _print_summary(results: dict[str, Any]) -> None:
-    shared, own, ours = results["vllm_shared"], results["vllm_adalink"], results["adalink_serve"]
-    rows = [
-        ("vLLM shared engine: AdaLink mixed / base", _ratio(shared, "adalink", "base"), ">= 0.95"),
-        ("vLLM shared engine: AdaLink mixed / LoRA mixed", _ratio(shared, "adalink", "lora"), "> 1"),
-        ("vLLM shared engine: LoRA mixed / base", _ratio(shared, "lora", "base"), ""),
-        ("vLLM AdaLink-only engine: AdaLink mixed / base", _ratio(own, "adalink", "base"), ">= 0.95"),
-        ("adalink serve: AdaLink mixed / base", _ratio(ours, "adalink", "base"), ""),
-    ]
-    print("summary (ratios of tokens/s; medians of per-round ratios)")
-    for label, value, target in rows:
-        print(f"  {label:<50} {value:5.2f}x  {('target ' + target) if target else ''}")
-    vllm_tps, ours_tps = own["adalink"]["tokens_per_s"], ours["adalink"]["tokens_per_s"]
-    print(f"  {'AdaLink mixed: vLLM (AdaLink-only engine) / adalink serve':<50} {vllm_tps / ours_tps:5.2f}x")
+    for engine in ("adalink", "shared"):
+        if engine not in results:
+            continue
+        print(f"phase {engine!r} (tokens/s at the median round; load average {results[engine]['load_average']})")
+        for name, row in results[engine].items():
+            if isinstance(row, dict) and "tokens_per_s" in row:
+                rounds = " ".join(f"{s:.1f}" for s in row["seconds"])
+                print(f"  {name:<14} {row['tokens_per_s']:7.1f} tokens/s  ({row['tokens']} tokens; rounds {rounds} s)")
+    print("ratios of tokens/s: mean ± sd of per-round ratios (median; per round)")
+    for label, r in results["ratios"].items():
+        rounds = ", ".join(f"{x:.2f}" for x in r["per_round"])
+        print(f"  {label:<58} {r['mean']:.2f} ± {r['sd']:.2f}x (median {r['median']:.2f}; {rounds})")
 
 
 if __name__ == "__main__":

@@ -43,3 +43,29 @@ def test_the_random_run_of_the_vllm_benchmarks_is_a_run_that_exports(tmp_path, m
     names = ["task0", "task1", "task2"]
     assert [t["name"] for t in read_run(tmp_path / "run")["tasks"]] == names
     assert [t.name for t in export_for_vllm([tmp_path / "run"], tmp_path / "export").tasks] == names
+
+
+def test_the_vllm_ratios_are_per_round_with_their_spread(monkeypatch):
+    """vllm_throughput reports a ratio as mean ± sd (and median) of per-round ratios: reference time / contender time
+    of the same round, never a ratio of medians taken from different rounds."""
+    monkeypatch.syspath_prepend(str(SCRIPTS[0].parent))
+    import vllm_throughput
+
+    result = {"base": {"seconds": [2.0, 4.0, 3.0]}, "adalink": {"seconds": [1.0, 4.0, 6.0]}}
+    ratios = vllm_throughput._ratios(result, "adalink", "base")
+    assert ratios["per_round"] == [2.0, 1.0, 0.5]
+    assert ratios["mean"] == pytest.approx(7 / 6) and ratios["median"] == 1.0
+    assert ratios["sd"] == pytest.approx(0.7637626, rel=1e-6)
+
+
+def test_vllm_serving_compares_token_ids_and_logprobs(monkeypatch):
+    """vLLM's final end-of-sequence token is dropped as adalink drops it; ids, finish reason and logprobs all count."""
+    monkeypatch.syspath_prepend(str(SCRIPTS[0].parent))
+    import vllm_serving
+
+    reference = {"token_ids": [5, 6], "finish_reason": "stop", "logprobs": [-0.5, -0.25, -0.125]}
+    answer = {"token_ids": [5, 6, 2], "finish_reason": "stop", "logprobs": [-0.5, -0.2503, -0.125]}
+    assert vllm_serving._compare(answer, reference, eos={2}) == (True, pytest.approx(3e-4))
+    assert not vllm_serving._compare({**answer, "token_ids": [5, 7, 2]}, reference, eos={2})[0]
+    assert not vllm_serving._compare({**answer, "finish_reason": "length"}, reference, eos={2})[0]
+    assert not vllm_serving._compare(answer, reference, eos={3})[0]  # 2 is no end token: a token too many
