@@ -175,12 +175,9 @@ def _run_vllm(args: argparse.Namespace) -> int:
     SIGTERM and SIGINT stop the server with its engine and worker processes, and the exported adapters (a
     temporary directory) are removed however it ends.
     """
-    import shutil
-    import subprocess
-    import tempfile
 
     from .vllm_engine import check_vllm, export_for_vllm, launch_vllm, wait_for_vllm
-    from .vllm_runtime import probe_adapters, stop_on_signals, stop_process_group
+    from .vllm_runtime import EngineProcesses, probe_adapters, run_engines
 
     if args.fold:
         from .vllm_fold import serve_folded
@@ -200,25 +197,16 @@ def _run_vllm(args: argparse.Namespace) -> int:
             access_log=not args.no_access_log,
             max_body_bytes=args.max_body_bytes,
         )
-    exported = tempfile.mkdtemp(prefix="adalink-vllm-")
-    process: subprocess.Popen | None = None
     url = f"http://{'127.0.0.1' if args.host in ('0.0.0.0', '::', '') else args.host}:{args.port}"
-    with stop_on_signals() as stop:
-        try:
-            check_vllm(args.vllm_python)
-            deployment = export_for_vllm(parse_adapters(args.adapter), exported)
-            process = launch_vllm(deployment, host=args.host, port=args.port, vllm_python=args.vllm_python)
-            wait_for_vllm(url, process)
-            probe_adapters(url, deployment)
-            print(f"adalink serve: vLLM ready at {url}: {', '.join(t.name for t in deployment.tasks)}", flush=True)
-            return process.wait()
-        except AdalinkError as err:  # a refused run, family or adapter; anything else keeps its traceback
-            print(f"adalink serve: error: {err}", file=sys.stderr)
-            return 2
-        except stop as signalled:
-            print(f"adalink serve: {signalled}: stopping vLLM", file=sys.stderr, flush=True)
-            return 0
-        finally:
-            if process is not None:
-                stop_process_group(process)
-            shutil.rmtree(exported, ignore_errors=True)
+
+    def serve(owned: EngineProcesses) -> int:
+        check_vllm(args.vllm_python)
+        deployment = export_for_vllm(parse_adapters(args.adapter), owned.directory)
+        process = launch_vllm(deployment, host=args.host, port=args.port, vllm_python=args.vllm_python)
+        owned.processes["vllm"] = process
+        wait_for_vllm(url, process)
+        probe_adapters(url, deployment)
+        print(f"adalink serve: vLLM ready at {url}: {', '.join(t.name for t in deployment.tasks)}", flush=True)
+        return process.wait()
+
+    return run_engines("adalink-vllm-", serve, engines_name="vLLM")

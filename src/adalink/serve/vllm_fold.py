@@ -22,18 +22,15 @@ the memory available now (:func:`check_memory`).
 from __future__ import annotations
 
 import os
-import shutil
 import socket
 import subprocess
 import sys
-import tempfile
 import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..errors import AdalinkError
 from ..runs.folding import fold_task
 from ..runs.reading import read_run
 from .compatibility import GENERATIVE_FORMATS
@@ -45,7 +42,7 @@ from .vllm_engine import (
     server_launcher,
     wait_for_vllm,
 )
-from .vllm_runtime import stop_on_signals, stop_process_group
+from .vllm_runtime import EngineProcesses, run_engines
 
 __all__ = [
     "DEFAULT_KV_CACHE_GIB",
@@ -159,43 +156,34 @@ def serve_folded(
     from .vllm_proxy import create_proxy_app
 
     kv_cache_gib = _kv_cache_gib(kv_cache_gib)
-    folded_dir = tempfile.mkdtemp(prefix="adalink-vllm-fold-")
-    processes: dict[str, subprocess.Popen] = {}
-    with stop_on_signals() as stop:
-        try:
-            check_vllm(vllm_python)
-            engines = fold_for_vllm(adapters, folded_dir)
-            check_memory(engines, kv_cache_gib)
-            env = {k: v for k, v in os.environ.items() if k != "VLLM_CPU_KVCACHE_SPACE"}  # it would override the flag
-            urls = {}
-            for engine in engines:
-                engine_port = _free_port()
-                command = engine_command(engine, port=engine_port, vllm_python=vllm_python, kv_cache_gib=kv_cache_gib)
-                processes[engine.task] = subprocess.Popen(command, env=env, start_new_session=True)
-                urls[engine.task] = f"http://127.0.0.1:{engine_port}"
-            for task, url in urls.items():
-                wait_for_vllm(url, processes[task])
-            listing = ", ".join(f"{task} (pid {processes[task].pid})" for task in urls)
-            ready = f"adalink serve: vLLM ready at http://{host}:{port}: one engine per task, {listing}"
-            app = create_proxy_app(urls, max_body_bytes=max_body_bytes, owned_by="adalink (folded, vLLM)")
-            config = uvicorn.Config(app, host=host, port=port, log_level=log_level, access_log=access_log)
-            server = uvicorn.Server(config)
-            exited = _watch(processes, server, ready)
-            server.run()
-            if exited:
-                print(f"adalink serve: error: the vLLM engine of {exited[0]!r} exited; stopping.", file=sys.stderr)
-                return 1
-            return 0
-        except AdalinkError as err:  # a refused run, fold or setting; anything else keeps its traceback
-            print(f"adalink serve: error: {err}", file=sys.stderr)
-            return 2
-        except stop as signalled:
-            print(f"adalink serve: {signalled}: stopping {len(processes)} vLLM engine(s)", file=sys.stderr, flush=True)
-            return 0
-        finally:
-            for process in processes.values():
-                stop_process_group(process)
-            shutil.rmtree(folded_dir, ignore_errors=True)
+
+    def serve(owned: EngineProcesses) -> int:
+        processes = owned.processes
+        check_vllm(vllm_python)
+        engines = fold_for_vllm(adapters, owned.directory)
+        check_memory(engines, kv_cache_gib)
+        env = {k: v for k, v in os.environ.items() if k != "VLLM_CPU_KVCACHE_SPACE"}  # it would override the flag
+        urls = {}
+        for engine in engines:
+            engine_port = _free_port()
+            command = engine_command(engine, port=engine_port, vllm_python=vllm_python, kv_cache_gib=kv_cache_gib)
+            processes[engine.task] = subprocess.Popen(command, env=env, start_new_session=True)
+            urls[engine.task] = f"http://127.0.0.1:{engine_port}"
+        for task, url in urls.items():
+            wait_for_vllm(url, processes[task])
+        listing = ", ".join(f"{task} (pid {processes[task].pid})" for task in urls)
+        ready = f"adalink serve: vLLM ready at http://{host}:{port}: one engine per task, {listing}"
+        app = create_proxy_app(urls, max_body_bytes=max_body_bytes, owned_by="adalink (folded, vLLM)")
+        config = uvicorn.Config(app, host=host, port=port, log_level=log_level, access_log=access_log)
+        server = uvicorn.Server(config)
+        exited = _watch(processes, server, ready)
+        server.run()
+        if exited:
+            print(f"adalink serve: error: the vLLM engine of {exited[0]!r} exited; stopping.", file=sys.stderr)
+            return 1
+        return 0
+
+    return run_engines("adalink-vllm-fold-", serve)
 
 
 def _check_run(directory: str | os.PathLike) -> dict[str, Any]:

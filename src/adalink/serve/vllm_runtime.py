@@ -14,22 +14,29 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
+import sys
+import tempfile
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..errors import AdalinkError
 from .vllm_engine import VllmDeployment, VllmError
 from .vllm_families import FOLD_INSTEAD
 
 __all__ = [
     "PROBE_PROMPT",
+    "EngineProcesses",
     "VllmIgnoredAdapterError",
     "probe_adapters",
+    "run_engines",
     "stop_on_signals",
     "stop_process_group",
 ]
@@ -135,3 +142,34 @@ def stop_on_signals() -> Iterator[type[Exception]]:
     finally:
         for signum, old in previous.items():
             signal.signal(signum, old)
+
+
+@dataclass
+class EngineProcesses:
+    """What one ``adalink serve --engine vllm`` owns: the vLLM processes it started (by name) and its temporary
+    directory (exported or folded weights)."""
+
+    directory: str
+    processes: dict[str, subprocess.Popen] = field(default_factory=dict)
+
+
+def run_engines(prefix: str, body: Callable[[EngineProcesses], int], *, engines_name: str | None = None) -> int:
+    """``body(owned)`` with a fresh temporary directory; returns its exit code, 2 after a refusal (an
+    :class:`AdalinkError`, printed on one line; anything else keeps its traceback) and 0 after SIGTERM/SIGINT. Every
+    process group ``body`` started is stopped and the directory removed, whatever happened. ``engines_name`` names
+    the processes in the stop message (default: "N vLLM engine(s)")."""
+    owned = EngineProcesses(tempfile.mkdtemp(prefix=prefix))
+    with stop_on_signals() as stop:
+        try:
+            return body(owned)
+        except AdalinkError as err:
+            print(f"adalink serve: error: {err}", file=sys.stderr)
+            return 2
+        except stop as signalled:
+            what = engines_name or f"{len(owned.processes)} vLLM engine(s)"
+            print(f"adalink serve: {signalled}: stopping {what}", file=sys.stderr, flush=True)
+            return 0
+        finally:
+            for process in owned.processes.values():
+                stop_process_group(process)
+            shutil.rmtree(owned.directory, ignore_errors=True)
