@@ -51,7 +51,7 @@ class TrainRun:
     max_eval: int | None = 1000  # --max-eval (first N test examples per task)
     batch_size: int = 16  # --batch-size
     lr: float | None = None  # --lr (None: the method's default, 5e-5 for full tuning)
-    head_lr: float | None = None  # --head-lr (None: --lr); a new classification head trains at this rate
+    head_lr: float | None = None  # --head-lr (None: --lr); the classification head (new, or stage 1's) trains at it
     question_types: str | None = None  # --question-types (easyvqa only)
     overrides: tuple[tuple[str, Any], ...] = ()  # --method-config fields (Table 3: ("unified", True))
     task_mixing: str = "proportional"  # --task-mixing (multi-task runs)
@@ -129,7 +129,10 @@ class Scale:
     text_steps: int = 200  # optimiser steps of a text run
     text_head_lr: float | None = 1e-2  # the new head of a classification run, the same for every method
     text_eval: int | None = 500  # test examples per task of a text run
-    vqa_steps: int = 200  # optimiser steps of an easy-VQA run (its answer head comes from stage 1: no head rate)
+    vqa_steps: int = 200  # optimiser steps of an easy-VQA run
+    # the stage-1 answer head in the easy-VQA method comparisons (Tables 1/4, lr-easyvqa), the same for every method:
+    # the rate stage 1 trained it at (Stage1Settings.lr); the AdaLink-only sweeps keep it at AdaLink's rate
+    vqa_head_lr: float | None = 1e-3
     vqa_eval: int | None = 500  # held-out-type test examples of an easy-VQA run
     smollm_steps: int = 30  # SmolLM2 text-to-text runs (4.5 s/step on 2 cores)
     smollm_eval: int | None = 100

@@ -3,7 +3,7 @@
 Each run is one in-process call of :func:`adalink.training.loop.train`; its result is a small JSON file in
 ``<results_dir>/runs/<run id>.json`` (the run id names the settings and ends in a hash of all of them), written
 only when the run finished, so rerunning an experiment skips what is done and experiments sharing a run (e.g. the
-easy-VQA AdaLink r=64 of Tables 1, 2 and 3) make it once. The harness's output directory (adapter, checkpoints,
+easy-VQA AdaLink r=64 of Tables 2 and 3) make it once. The harness's output directory (adapter, checkpoints,
 for full tuning the whole model) goes to ``<work_dir>/<run id>`` and is deleted afterwards unless kept.
 """
 
