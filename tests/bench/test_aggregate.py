@@ -92,3 +92,17 @@ def test_memory_is_training_only_its_own_or_measured_again_never_the_whole_runs(
     assert rows["lora"].stats["memory_bytes"] == 300  # measured again, not the whole run's 900
     assert rows["ia3"].stats["memory_bytes"] is None  # the whole run's peak is not shown as training memory
     assert rows["full"].stats["memory_bytes"] == 400 and rows["lora"].relative["memory_bytes"] == pytest.approx(75)
+
+
+def test_a_rows_memory_needs_every_task_measured():
+    runs = [
+        _run("lora", "a", 1e-3, 0, 0.9, 200, memory=300),
+        {**_run("lora", "b", 1e-3, 0, 0.9, 200, memory=900), "memory_scope": None},  # a whole run's peak
+        _run("full", "a", 1e-3, 0, 0.7, 100, memory=400),
+        _run("full", "b", 1e-3, 0, 0.7, 100, memory=600),
+    ]
+    cells, rows = aggregate(runs)
+    rows_by_method = {r.method: r for r in rows}
+    assert rows_by_method["lora"].stats["memory_bytes"] is None  # task b has no training-only memory
+    assert rows_by_method["full"].stats["memory_bytes"] == 500
+    assert next(c for c in cells if c.method == "lora" and c.task == "a").stat("memory_bytes") == 300

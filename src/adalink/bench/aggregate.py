@@ -44,6 +44,13 @@ def _mean(values: Iterable[float | None]) -> float | None:
     return sum(present) / len(present) if present else None
 
 
+def _all_tasks_mean(cells: list[Cell], key: str) -> float | None:
+    """The mean over tasks of the cells' means of ``key`` (one of :data:`COST_KEYS`); None unless every task has
+    one (a row mean over some tasks would be compared with full tuning's over others)."""
+    means = [m for m in (cell.stat(key) for cell in cells) if m is not None]
+    return sum(means) / len(means) if means and len(means) == len(cells) else None
+
+
 def _std(values: list[float]) -> float:
     return statistics.stdev(values) if len(values) > 1 else 0.0
 
@@ -187,7 +194,7 @@ def aggregate(documents: list[dict[str, Any]]) -> tuple[list[Cell], list[MethodR
             "total_params": total,
             "trainable_pct": 100 * trainable / total if total else None,
             "adapter_bytes": _mean(r.get("adapter_bytes") for r in runs),
-            "memory_bytes": _mean(r["memory_bytes"] for r in runs),
+            "memory_bytes": _all_tasks_mean(row.cells, "memory_bytes"),
             "peak_rss_bytes": _mean(r.get("peak_rss_bytes") for r in runs),
             "train_tps": _mean(r["train_tokens_per_second"] for r in runs),
             "infer_tps": _mean(r.get("infer_tokens_per_second") for r in runs),
