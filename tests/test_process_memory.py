@@ -10,7 +10,7 @@ from adalink.process_memory import StepPeak, peak_rss_bytes, reset_peak_rss, rss
 MB = 2**20
 linux_only = pytest.mark.skipif(
     not sys.platform.startswith("linux") or not reset_peak_rss(),
-    reason="the peak's reset needs Linux's /proc/self/clear_refs",
+    reason="resetting the peak needs Linux /proc/self/clear_refs",
 )
 
 
