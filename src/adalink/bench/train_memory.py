@@ -5,9 +5,9 @@ evaluation and saves included. Memory does not depend on the seed or the rate, s
 model, task, method config, batch, micro-batch, input length and steps) in a fresh worker process, its peak read
 over the optimiser steps alone (:class:`adalink.process_memory.StepPeak`), stands in for every run of that cell: it
 trains, but skips the validation score, the inference timing and the forgetting probe. Fewer steps are cheaper but
-read low: the peak keeps growing as batches of new lengths come (on MiniLM tweets, full tuning: 820 MiB at step 30,
-855 at 100, 863 at 200). Each
-measurement is a file ``<out>/train-memory/<name>.json``; the report reads it for runs that lack their own.
+read low: the peak keeps growing over the steps (on MiniLM tweets, full tuning: 820 MiB at step 30, 855 at 100, 863
+at 200). Each measurement is a file ``<out>/train-memory/<name>.json``; the report reads it for runs that lack their
+own.
 """
 
 from __future__ import annotations
