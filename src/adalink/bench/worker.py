@@ -133,11 +133,8 @@ def _config_options(spec: BenchRun) -> dict[str, Any]:
     is not the method's default (runs of earlier recipes, measured again)."""
     from ..training.methods import method_class
 
-    changed = {
-        key: value
-        for key, value in (spec.method_config or {}).items()
-        if default_method_config(spec.method).get(key) != value
-    }
+    default = default_method_config(spec.method)
+    changed = {key: value for key, value in (spec.method_config or {}).items() if default.get(key) != value}
     size_field = method_class(spec.method).size_field
     rank = changed.pop(size_field, None) if size_field else None
     options: dict[str, Any] = {"rank": rank, "dropout": changed.pop("dropout", None)}
