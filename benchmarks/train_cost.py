@@ -9,7 +9,8 @@ after loading so the loader's transient copies do not count); on a GPU,
 ``torch.cuda.max_memory_allocated``. Targets: AdaLink >= 1.4x full tuning's tokens/s at <= 0.7x its memory; our
 LoRA, (IA)3 and prompt tuning >= 0.95x peft's speed. Methods not registered yet are skipped with a message.
 
-    python benchmarks/train_cost.py [--batch 8 --length 64 --rounds 5 --iters 2] [--no-memory] [--json]
+    python benchmarks/train_cost.py [--batch 16 --length 64 --rounds 5 --iters 2] [--memory-steps 3]
+        [--no-memory] [--json]
 """
 
 from __future__ import annotations
@@ -109,6 +110,7 @@ def child_memory(name: str, batch_size: int, length: int, steps: int) -> None:
 def _memory(name: str, args) -> int | None:
     command = [sys.executable, __file__, "--child-memory", name]
     command += ["--batch", str(args.batch), "--length", str(args.length), "--threads", str(args.threads)]
+    command += ["--memory-steps", str(args.memory_steps)]
     env = dict(os.environ)
     if args.threads:
         env["OMP_NUM_THREADS"] = str(args.threads)
@@ -122,16 +124,17 @@ def _memory(name: str, args) -> int | None:
 
 def main() -> None:
     parser = base_parser(__doc__.splitlines()[0])
-    parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--batch", type=int, default=16, help="examples per step (the standard bench's: 16)")
     parser.add_argument("--length", type=int, default=64)
     parser.add_argument("--methods", default="all", help="comma-separated methods (default: every registered)")
+    parser.add_argument("--memory-steps", type=int, default=3, help="training steps of each memory subprocess")
     parser.add_argument("--no-memory", action="store_true", help="skip the per-contender memory subprocesses")
     parser.add_argument("--child-memory", default=None, help=argparse_hidden())
     parser.set_defaults(rounds=5, iters=2)
     args = parser.parse_args()
     setup_threads(args.threads)
     if args.child_memory:
-        child_memory(args.child_memory, args.batch, args.length, steps=3)
+        child_memory(args.child_memory, args.batch, args.length, steps=args.memory_steps)
         return
     from transformers import AutoTokenizer
 

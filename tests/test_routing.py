@@ -87,3 +87,19 @@ def test_a_server_thread_inside_disable_adapter_does_not_change_another_threads_
     got_base, got_adapted = _run(base_thread, adapted_thread)
     torch.testing.assert_close(got_adapted, adapted, atol=0, rtol=0)
     torch.testing.assert_close(got_base, base, atol=0, rtol=0)
+
+
+def test_a_tensor_of_one_task_takes_the_plain_path_and_a_mixed_one_is_kept_per_example():
+    router = Router(["a", "b", "c"])
+    assert router.resolve(torch.tensor([2, 2, 2]), batch_size=3) == 2  # no per-example copies of the weights
+    mixed = router.resolve(torch.tensor([2, 0, 2]), batch_size=3)
+    assert isinstance(mixed, torch.Tensor) and mixed.tolist() == [2, 0, 2]
+
+
+def test_a_one_task_tensor_gives_the_same_outputs_as_its_name():
+    model = get_peft_model(build("bert"), AdaLinkConfig(rank=4, tasks=["a", "b"])).eval()
+    perturb_adalink(model)
+    batch = text_batch(batch=3)
+    with torch.no_grad():
+        by_ids = model(**batch, task=torch.ones(3, dtype=torch.long)).logits
+        torch.testing.assert_close(by_ids, model(**batch, task="b").logits, atol=0, rtol=0)

@@ -59,7 +59,8 @@ class Router:
 
     # ---------------------------------------------------------------------------------------------- routing
     def resolve(self, task: TaskSpec, batch_size: int | None, device: torch.device | None = None) -> TaskIds:
-        """Turn ``task=`` into task indices, checking names, ranges and the batch size."""
+        """Turn ``task=`` into task indices, checking names, ranges and the batch size; a batch on one task, however
+        given, becomes one ``int``."""
         if task is None:
             if self.default_task is None:
                 raise UnknownTaskError(
@@ -71,11 +72,14 @@ class Router:
             return self.index(task)
         if isinstance(task, torch.Tensor):
             ids = task.to(device=device, dtype=torch.long).reshape(-1)
-            if ids.numel() and (int(ids.min()) < 0 or int(ids.max()) >= len(self.tasks)):
+            low, high = (int(ids.min()), int(ids.max())) if ids.numel() else (0, 0)
+            if low < 0 or high >= len(self.tasks):
                 raise UnknownTaskError(
                     f"Task indices must lie in [0, {len(self.tasks)}) for tasks {self.tasks}; "
-                    f"got min {int(ids.min())}, max {int(ids.max())}."
+                    f"got min {low}, max {high}."
                 )
+            if ids.numel() and low == high and batch_size in (None, ids.numel()):
+                return low  # one task for the whole batch: the plain-matmul path, no per-example copies of weights
         else:
             indices = [self.index(name) for name in task]
             if len(set(indices)) == 1 and batch_size in (None, len(indices)):

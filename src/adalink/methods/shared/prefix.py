@@ -64,12 +64,19 @@ class PrefixBank(nn.Module):
 
     def forward(self, ids: TaskIds, batch: int) -> torch.Tensor:
         """Prefixes for ``ids`` (one task index or ``(B,)`` indices): ``(B, n, width)``."""
-        if self.projection:
-            hidden = torch.tanh(_bmm(self.embedding[ids], self.down[ids]) + self.down_bias[ids].unsqueeze(-2))
-            prefix = _bmm(hidden, self.up[ids]) + self.up_bias[ids].unsqueeze(-2)  # (..., n, width)
+        if self.projection and isinstance(ids, torch.Tensor):  # each task's MLP once, not once per example
+            tasks, per_example = torch.unique(ids, return_inverse=True)
+            prefix = self._projected(tasks)[per_example]
+        elif self.projection:
+            prefix = self._projected(ids)
         else:
             prefix = self.prefix[ids]
         return prefix.expand(batch, -1, -1) if prefix.dim() == 2 else prefix
+
+    def _projected(self, ids: TaskIds) -> torch.Tensor:
+        """The MLP's prefixes for one task ``(n, width)`` or for distinct tasks ``(U, n, width)``."""
+        hidden = torch.tanh(_bmm(self.embedding[ids], self.down[ids]) + self.down_bias[ids].unsqueeze(-2))
+        return _bmm(hidden, self.up[ids]) + self.up_bias[ids].unsqueeze(-2)
 
     @torch.no_grad()
     def refresh(self) -> None:
