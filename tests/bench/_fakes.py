@@ -63,6 +63,7 @@ def run(
         },
         "train_memory_bytes": memory,
         "memory_scope": "optimiser steps",  # as the worker writes it today
+        "memory_protocol": 2,
         "peak_rss_bytes": memory + 500 * 2**20,
         "infer_tokens_per_second": 2 * tps,
         "infer_merged_tokens_per_second": None if method == "full" else 2 * tps,

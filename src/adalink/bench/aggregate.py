@@ -15,7 +15,7 @@ from typing import Any
 from ..data import scored_examples
 from ..stats import Summary, sampling_variance, summarize
 from .grid import best_lr, default_method_config
-from .train_memory import TRAINING_ONLY, load_measurements, measurement_name, needs_measurement
+from .train_memory import current_training_memory, load_measurements, measurement_name, needs_measurement
 
 __all__ = ["COST_KEYS", "Cell", "MethodRow", "aggregate", "load_results"]
 
@@ -58,8 +58,9 @@ def _std(values: list[float]) -> float:
 def _memory(run: dict[str, Any]) -> float | None:
     """Training memory over the optimiser steps alone: GPU peak allocated where a GPU trained, else peak RSS above
     the pre-model RSS; from the run itself, or from a short run of the same spec (:mod:`.train_memory`). None for a
-    run that recorded only its whole run's peak (test evaluation and saving inside) and was not measured again."""
-    if run.get("memory_scope") == TRAINING_ONLY:
+    run that recorded only its whole run's peak (test evaluation and saving inside), or a peak under an earlier
+    measuring protocol, and was not measured again."""
+    if current_training_memory(run):
         return run.get("gpu_peak_bytes") or run.get("train_memory_bytes")
     return run.get("measured_train_memory_bytes")
 

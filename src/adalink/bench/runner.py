@@ -18,7 +18,13 @@ from ..io import write_json_atomic
 from .aggregate import load_results
 from .grid import BenchRun, best_lr, default_method_config, read_document, read_result, resolve_lr, result_path
 from .profiles import Profile
-from .train_memory import measurement_name, measurement_path, measurement_spec, needs_measurement
+from .train_memory import (
+    current_training_memory,
+    measurement_name,
+    measurement_path,
+    measurement_spec,
+    needs_measurement,
+)
 
 __all__ = ["BenchPlan", "measure_memory", "run_bench"]
 
@@ -150,7 +156,7 @@ def measure_memory(out: Path, *, profile: str, steps: int | None, threads: int, 
         spec = replace(measurement_spec(document["spec"], steps), threads=threads)
         target = measurement_path(out, name)
         done = read_document(target, spec)
-        if done is None or done.get("status") != "ok":
+        if done is None or done.get("status") != "ok" or not current_training_memory(done):
             done = _launch(spec, target, timeout_s, memory_only=True)
             tqdm.write(f"bench: training memory of {name}: {done.get('train_memory_bytes') or done.get('error')}")
         results.append(done)

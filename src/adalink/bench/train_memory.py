@@ -8,6 +8,10 @@ trains, but skips the validation score, the inference timing and the forgetting 
 read low: the peak keeps growing over the steps (on MiniLM tweets, full tuning: 820 MiB at step 30, 855 at 100, 863
 at 200). Each measurement is a file ``<out>/train-memory/<name>.json``; the report reads it for runs that lack their
 own.
+
+A peak counts only if it was measured under today's :data:`MEMORY_PROTOCOL` (``memory_protocol`` in the file); an
+older one is measured again. Protocol 2 (bd0683d): a batch routed to one task by a task-id tensor takes the plain path
+(before, every example gathered its own copy of the adapter's weights: MAM's training step peaked 500 MiB higher).
 """
 
 from __future__ import annotations
@@ -20,7 +24,10 @@ from typing import Any
 from .grid import BenchRun
 
 __all__ = [
+    "MEMORY_PROTOCOL",
+    "MEMORY_SCOPE",
     "TRAINING_ONLY",
+    "current_training_memory",
     "load_measurements",
     "measurement_name",
     "measurement_path",
@@ -29,6 +36,8 @@ __all__ = [
 ]
 
 TRAINING_ONLY = "optimiser steps"  # a run's ``memory_scope`` when its train_memory_bytes covers the steps alone
+MEMORY_PROTOCOL = 2  # see the module's docstring; files without ``memory_protocol`` are protocol 1
+MEMORY_SCOPE = {"memory_scope": TRAINING_ONLY, "memory_protocol": MEMORY_PROTOCOL}  # what the worker records
 MEMORY_DIR = "train-memory"
 
 
@@ -52,19 +61,24 @@ def measurement_path(out: Path, name: str) -> Path:
     return Path(out) / MEMORY_DIR / f"{name}.json"
 
 
+def current_training_memory(document: dict[str, Any]) -> bool:
+    """Whether ``document`` (a run or a measurement) holds a training-only peak measured under today's protocol."""
+    return document.get("memory_scope") == TRAINING_ONLY and document.get("memory_protocol", 1) >= MEMORY_PROTOCOL
+
+
 def needs_measurement(document: dict[str, Any]) -> bool:
-    """An ok run whose own file does not hold its training-only memory."""
-    return document.get("status") == "ok" and document.get("memory_scope") != TRAINING_ONLY
+    """An ok run whose own file does not hold its training-only memory under today's protocol."""
+    return document.get("status") == "ok" and not current_training_memory(document)
 
 
 def load_measurements(out: Path) -> dict[str, dict[str, Any]]:
-    """name -> the ok measurement documents under ``<out>/train-memory/``."""
+    """name -> the ok measurement documents under ``<out>/train-memory/``, measured under today's protocol."""
     found = {}
     for path in sorted((Path(out) / MEMORY_DIR).glob("*.json")):
         try:
             document = json.loads(path.read_text())
         except (OSError, ValueError):
             continue
-        if isinstance(document, dict) and document.get("status") == "ok":
+        if isinstance(document, dict) and document.get("status") == "ok" and current_training_memory(document):
             found[path.stem] = document
     return found

@@ -28,7 +28,7 @@ from ..process_memory import peak_rss_bytes, rss_bytes
 from ..provenance import provenance
 from .grid import BenchRun, default_method_config, recipe
 from .measure import files_size, forgetting_probe, generic_texts, time_throughput
-from .train_memory import TRAINING_ONLY
+from .train_memory import MEMORY_SCOPE
 
 if TYPE_CHECKING:
     from transformers import AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoModelForSequenceClassification
@@ -175,7 +175,7 @@ def _train(spec: BenchRun, steps: int, out: Path, rss_before: int) -> dict[str, 
         "rss_before_model_bytes": rss_before,
         "train_peak_rss_bytes": train_peak,
         "train_memory_bytes": None if train_peak is None else train_peak - rss_before,
-        "memory_scope": TRAINING_ONLY if train_peak is not None else "unmeasured",
+        **(MEMORY_SCOPE if train_peak is not None else {"memory_scope": "unmeasured"}),
         "gpu_peak_bytes": metrics["train_peak_gpu_bytes"],
         "adapter_bytes": files_size(out),
     }
