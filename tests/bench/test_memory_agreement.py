@@ -1,7 +1,7 @@
 """The bench's training memory beside train_cost.py's, relative to each one's full tuning."""
 
 from adalink.bench.aggregate import MethodRow
-from adalink.bench.memory_agreement import memory_agreement_parts
+from adalink.bench.memory_agreement import memory_agreement_parts, memory_gap_parts
 
 
 def _row(method, relative, profile="standard"):
@@ -32,3 +32,19 @@ def test_each_method_both_measured_with_its_difference_and_the_largest_named():
 
 def test_nothing_without_a_method_on_both_sides():
     assert memory_agreement_parts([_row("full", 100.0)], {"rows": [{"contender": "full", "memory_vs_full": 1}]}) == []
+
+
+def test_the_memory_gap_sentence_names_each_method_and_allocator():
+    gap = {"steps": 30, "batch": 16, "length": 64, "rows": [
+        {"method": "adalink", "allocator": "glibc default", "harness_mib": 454, "bare_loop_mib": 343,
+         "difference_mib": 111},
+        {"method": "adalink", "allocator": "mmap threshold 128 KiB", "harness_mib": 323, "bare_loop_mib": 243,
+         "difference_mib": 80},
+    ]}  # fmt: skip
+    (text, blank) = memory_gap_parts(gap)
+    assert text.startswith("`benchmarks/memory_gap.py` trained 30 steps of batch 16 x 64") and blank == ""
+    assert (
+        "with glibc default: adalink 454 vs 343 (+111) MiB; with mmap threshold 128 KiB: adalink 323 vs 243 (+80)"
+        in text
+    )
+    assert memory_gap_parts({"rows": []}) == []

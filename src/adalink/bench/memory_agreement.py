@@ -3,7 +3,9 @@
 The two measure the same thing differently: the bench reads the peak of 200 optimiser steps of ``adalink train``
 (batches of up to 64 tokens, padded to each batch's longest, so the peak grows as longer batches come), one fresh
 process per run; ``train_cost.py`` trains a few steps of one fixed batch per contender in a fresh process, outside the
-harness. This section puts their ratios to full tuning side by side, for the methods both ran at today's defaults.
+harness. This section puts their ratios to full tuning side by side, for the methods both ran at today's defaults,
+and where ``benchmarks/memory_gap.py`` ran, what it measured of the difference (the same steps both ways, with
+glibc's default allocator and with its mmap threshold fixed).
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from typing import Any
 from .aggregate import MethodRow
 from .tables import table
 
-__all__ = ["memory_agreement_parts"]
+__all__ = ["memory_agreement_parts", "memory_gap_parts"]
 
 HEADLINE = "standard"
 
@@ -42,5 +44,28 @@ def memory_agreement_parts(rows: list[MethodRow], train_cost: dict[str, Any]) ->
         + (f" Not in both: {', '.join(missing)}." if missing else ""),
         "",
         table(["method", "bench", "train_cost.py", "bench - train_cost.py"], lines),
+        "",
+    ]
+
+
+def memory_gap_parts(gap: dict[str, Any]) -> list[str]:
+    """One sentence per allocator setting: by how much the harness's training memory exceeds the bare loop's."""
+    by_allocator: dict[str, list[dict[str, Any]]] = {}
+    for row in gap.get("rows", []):
+        by_allocator.setdefault(row["allocator"], []).append(row)
+    if not by_allocator:
+        return []
+    sentences = []
+    for allocator, rows in by_allocator.items():
+        each = ", ".join(
+            f"{r['method']} {r['harness_mib']:.0f} vs {r['bare_loop_mib']:.0f} ({r['difference_mib']:+.0f})"
+            for r in rows
+        )
+        sentences.append(f"with {allocator}: {each} MiB")
+    return [
+        f"`benchmarks/memory_gap.py` trained {gap.get('steps')} steps of batch {gap.get('batch')} x "
+        f"{gap.get('length')} both ways in fresh processes (harness vs bare loop, training memory): "
+        + "; ".join(sentences)
+        + ".",
         "",
     ]

@@ -11,7 +11,7 @@ from typing import Any
 
 from .aggregate import Cell, MethodRow, aggregate, load_results
 from .headline import headline_parts, lead_parts
-from .memory_agreement import memory_agreement_parts
+from .memory_agreement import memory_agreement_parts, memory_gap_parts
 from .plots import write_plots
 from .profiles import PROFILES
 from .tables import (
@@ -29,7 +29,7 @@ __all__ = ["PERF_DIR", "SMOKE_PROFILES", "write_report"]
 PERF_DIR = "perf"  # <out>/perf/<script>.json written by benchmarks/*.py --json-out
 SERVE_FILE = "serve_load.json"  # written by the serving load test
 PROBES_DIR = "probes"  # <out>/probes/<profile>/*.json: runs beyond a sweep's edge (adalink.bench.edges)
-PERF_SCRIPTS = ("overhead", "mixed_batch", "train_cost", "length_groups")
+PERF_SCRIPTS = ("overhead", "mixed_batch", "train_cost", "memory_gap", "length_groups")
 SMOKE_PROFILES = ("quick",)  # profiles that only show every method runs: reported after the comparisons
 ORDER = ("standard", "paper")  # comparison profiles first, the first one with results is the headline
 
@@ -43,8 +43,8 @@ the report alone (no training) with
 Each profile's section gives the command that re-runs it (finished runs are kept: a re-run resumes). The
 survey's full protocol on a GPU is `adalink bench --profile paper --models minilm,smollm2-135m --tasks tweets,bbc
 --methods all --seeds 0,1,2 --lrs 1e-3,1e-4,1e-5`. The performance scripts are
-`python benchmarks/overhead.py`, `benchmarks/mixed_batch.py` and `benchmarks/train_cost.py` (each `--json-out
-{out}/{perf}/<name>.json` to feed this report).
+`python benchmarks/overhead.py`, `benchmarks/mixed_batch.py`, `benchmarks/train_cost.py` and
+`benchmarks/memory_gap.py` (each `--json-out {out}/{perf}/<name>.json` to feed this report).
 """
 
 _METHOD_NOTES = """### How each column is measured
@@ -230,6 +230,8 @@ def _perf_parts(out: Path, report: Path, rows: list[MethodRow]) -> list[str]:
             parts += [_render_json_block(f"`benchmarks/{name}.py`", json.loads(path.read_text())), ""]
             if name == "train_cost":
                 parts += memory_agreement_parts(rows, json.loads(path.read_text()))
+            if name == "memory_gap":
+                parts += memory_gap_parts(json.loads(path.read_text()))
     notes = out / PERF_DIR / "NOTES.md"
     if notes.is_file():
         parts += [_notes_link(notes, report, "the performance numbers"), ""]
