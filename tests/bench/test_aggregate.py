@@ -88,20 +88,28 @@ def test_memory_is_training_only_its_own_or_measured_again_never_the_whole_runs(
     name = measurement_name(whole_run["spec"])
     measurement_path(tmp_path, name).parent.mkdir()
     measured = {"status": "ok", "memory_scope": "optimiser steps", "train_memory_bytes": 300, "gpu_peak_bytes": None}
-    measurement_path(tmp_path, name).write_text(json.dumps(measured))  # protocol 1: measured before bd0683d
-    assert {r.method: r for r in aggregate(load_results(tmp_path))[1]}["lora"].stats["memory_bytes"] is None
-    measurement_path(tmp_path, name).write_text(json.dumps({**measured, "memory_protocol": 2}))
+    measurement_path(tmp_path, name).write_text(json.dumps(measured))
     rows = {r.method: r for r in aggregate(load_results(tmp_path))[1]}
     assert rows["lora"].stats["memory_bytes"] == 300  # measured again, not the whole run's 900
     assert rows["ia3"].stats["memory_bytes"] is None  # the whole run's peak is not shown as training memory
     assert rows["full"].stats["memory_bytes"] == 400 and rows["lora"].relative["memory_bytes"] == pytest.approx(75)
 
 
-def test_a_peak_measured_under_an_earlier_protocol_is_not_shown_and_is_measured_again():
-    earlier = {k: v for k, v in _run("mam", "a", 1e-3, 0, 0.9, 200, memory=1200).items() if k != "memory_protocol"}
+def _protocol_1(run):
+    return {k: v for k, v in run.items() if k != "memory_protocol"}
+
+
+def test_an_earlier_protocols_peak_of_a_routing_sensitive_method_is_not_shown_and_is_measured_again():
+    earlier = _protocol_1(_run("mam", "a", 1e-3, 0, 0.9, 200, memory=1200))
     assert needs_measurement(earlier)  # one-task batches were routed per example before protocol 2
     assert next(r for r in aggregate([earlier])[1]).stats["memory_bytes"] is None
     assert not needs_measurement(_run("mam", "a", 1e-3, 0, 0.9, 200, memory=500))
+
+
+def test_an_earlier_protocols_peak_of_a_method_the_routing_fix_left_alone_stands():
+    earlier = _protocol_1(_run("lora", "a", 1e-3, 0, 0.9, 200, memory=300))
+    assert not needs_measurement(earlier)
+    assert next(r for r in aggregate([earlier])[1]).stats["memory_bytes"] == 300
 
 
 def test_a_rows_memory_needs_every_task_measured():
