@@ -200,6 +200,7 @@ def main() -> None:
             "script": "train_cost",
             "batch": args.batch,
             "length": args.length,
+            "memory_steps": None if args.no_memory else args.memory_steps,
             "rounds": args.rounds,
             "iters": args.iters,
             "targets": targets,

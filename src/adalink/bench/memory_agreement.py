@@ -38,7 +38,8 @@ def memory_agreement_parts(rows: list[MethodRow], train_cost: dict[str, Any]) ->
         "",
         f"The bench's training-only memory (profile `{HEADLINE}`, mean over tasks: 200 steps of batch 16 through "
         f"`adalink train`) beside `train_cost.py`'s ({train_cost.get('batch')} x {train_cost.get('length')} tokens, "
-        "a few steps of one fixed batch outside the harness), each relative to its own full tuning. The largest "
+        f"{_steps(train_cost)} of one fixed batch outside the harness), each relative to its own full tuning. "
+        "The largest "
         f"difference is {widest[0]}'s, {widest[1] - widest[2]:+.1f} points; the median is "
         f"{statistics.median(b - t for _, b, t in pairs):+.1f}."
         + (f" Not in both: {', '.join(missing)}." if missing else ""),
@@ -46,6 +47,11 @@ def memory_agreement_parts(rows: list[MethodRow], train_cost: dict[str, Any]) ->
         table(["method", "bench", "train_cost.py", "bench - train_cost.py"], lines),
         "",
     ]
+
+
+def _steps(train_cost: dict[str, Any]) -> str:
+    steps = train_cost.get("memory_steps")
+    return f"{steps} steps" if steps else "a few steps"
 
 
 def memory_gap_parts(gap: dict[str, Any]) -> list[str]:
