@@ -64,7 +64,11 @@ _METHOD_NOTES = """### How each column is measured
   recorded their whole run's peak instead, which this column does not show: `adalink bench --measure-memory`
   measured each such (task, method, configuration) again with one training run of the same spec (model, method
   configuration, batch, input length, steps; memory does not depend on the seed or the rate) in a fresh process,
-  without validation, timing or forgetting, under `train-memory/`; a row with neither shows –.
+  without validation, timing or forgetting, under `train-memory/`; a row with neither shows –. MAM, parallel,
+  prefix tuning and UniPELT were measured again after bd0683d (one-task batches no longer gather a copy of the
+  adapter's weights per example, which had raised their peaks by up to 500 MiB); their speed columns come from runs
+  made before it, when the steps of MAM, prefix tuning and UniPELT took 1.3-1.6x as long
+  (`benchmarks/results/perf/routing_fix_ab.jsonl`; the parallel adapter's the same).
 - **Train tok/s**: non-padding input tokens per second over the whole step window of `adalink train`
   (collation, every micro-batch's forward/backward and the optimiser step; the timer is never reset per
   micro-batch). Runs execute one after another, so on a shared machine this column is noisy; the side-by-side
