@@ -72,3 +72,12 @@ def test_the_worker_refuses_a_run_whose_config_is_not_the_planned_one():
         check_recipe(spec, {**trained, "rank": 4})
     assert spec.run_id.endswith(f"__seed0__cfg{spec.config_tag}")
     assert _spec(method_config={**spec.method_config, "rank": 4}).run_id != spec.run_id
+
+
+def test_a_field_added_after_the_runs_were_made_is_taken_at_its_default():
+    spec = _spec()
+    earlier = {k: v for k, v in spec.method_config.items() if k != "boundaries"}  # recorded before the output link
+    trained = {**spec.method_config, "tasks": ["tweets"], "modules_to_save": ["classifier"]}
+    check_recipe(_spec(method_config=earlier), trained)  # boundaries ["input"]: what those runs trained with
+    with pytest.raises(RuntimeError, match="but the bench planned"):
+        check_recipe(_spec(method_config=earlier), {**trained, "boundaries": ["input", "output"]})

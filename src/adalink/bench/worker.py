@@ -120,8 +120,13 @@ def run_spec(spec: BenchRun) -> dict[str, Any]:
 
 
 def check_recipe(spec: BenchRun, trained: dict[str, Any]) -> None:
-    """Refuse a run whose method config is not the one its spec (and so its file name and key) promises."""
-    if spec.method_config is not None and recipe(trained) != spec.method_config:
+    """Refuse a run whose method config is not the one its spec (and so its file name and key) promises. A field the
+    spec lacks (added to the method after its runs were made) is taken at today's default, which keeps the earlier
+    behaviour (a measurement of an earlier run's recipe trains with it)."""
+    if spec.method_config is None:
+        return
+    planned = {**default_method_config(spec.method), **spec.method_config}
+    if recipe(trained) != planned:
         raise RuntimeError(
             f"{spec.method} trained with {recipe(trained)}, but the bench planned {spec.method_config}: the method's "
             "defaults changed between planning and training; re-run the bench."
