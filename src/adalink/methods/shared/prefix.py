@@ -81,7 +81,7 @@ class PrefixBank(nn.Module):
     @torch.no_grad()
     def refresh(self) -> None:
         if self.projection:
-            self.prefix.copy_(self(torch.arange(self.prefix.shape[0], device=self.prefix.device), self.prefix.shape[0]))
+            self.prefix.copy_(self._projected(torch.arange(self.prefix.shape[0], device=self.prefix.device)))
 
     def materialise(self) -> None:
         """Replace the MLP by the prefix it produced (the buffer, e.g. just loaded from a file)."""
