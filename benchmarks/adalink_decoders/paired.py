@@ -38,7 +38,7 @@ def markdown(prefix: str) -> str:
         loss = [s["loss"] for s in r["steps"]]
         if len(loss) != n:
             continue
-        gain = [x - y for x, y in zip(loss, b)]
+        gain = [x - y for x, y in zip(loss, b, strict=True)]
 
         def mean(a: list[float]) -> float:
             return sum(a) / len(a)
@@ -46,7 +46,8 @@ def markdown(prefix: str) -> str:
         rel = [s.get("rel_delta_e") for s in r["steps"]]
         rel_text = " / ".join(f"{rel[i]:.3f}" for i in (1, 4, n - 1)) if rel[0] is not None else "–"
         out.append(
-            f"| {name} | {mean(gain[:third]):+.3f} | {mean(gain[third : 2 * third]):+.3f} | {mean(gain[2 * third :]):+.3f} "
+            f"| {name} | {mean(gain[:third]):+.3f} | {mean(gain[third : 2 * third]):+.3f} "
+            f"| {mean(gain[2 * third :]):+.3f} "
             f"| {rel_text} | {r['metrics']['score']:.4f} |"
         )
     out.append(f"| {prefix}-zeroshot (base, lr 1e-12) | 0 | 0 | 0 | – | {base['metrics']['score']:.4f} |")

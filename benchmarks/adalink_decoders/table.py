@@ -68,7 +68,8 @@ def markdown() -> str:
         rel = f"{r['rel_delta_e']:.3f}" if r["rel_delta_e"] is not None else "–"
         lines.append(
             f"| {r['name']} | {r['task']} | {r['setting']} | {r['params']:,} | {r['steps']} × {r['batch']} | "
-            f"{r['initial_loss']:.3f} → {r['final_loss']:.3f} | {r['score']:.4f} ({r['metric']}, N={r['max_eval']}) | {rel} | "
+            f"{r['initial_loss']:.3f} → {r['final_loss']:.3f} | {r['score']:.4f} ({r['metric']}, N={r['max_eval']}) | "
+            f"{rel} | "
             f"{r['train_seconds']:.0f} | {r['wall_seconds']:.0f} |"
         )
     return head + "\n".join(lines) + "\n"
@@ -81,8 +82,8 @@ def scales_table() -> str:
         data.update({k: v for k, v in json.loads(gemma.read_text()).items() if k == "gemma3-270m"})
     names = [name for name in ("minilm", "smollm2-135m", "gemma3-270m") if name in data]
     out = [
-        "| model | d | table RMS | real-token embedding RMS (AdaLink's input) | first block's input RMS | hidden-state RMS "
-        "after blocks 1, 2, 3, …, last | tied head |",
+        "| model | d | table RMS | real-token embedding RMS (AdaLink's input) | first block's input RMS "
+        "| hidden-state RMS after blocks 1, 2, 3, …, last | tied head |",
         "|---|---:|---:|---:|---:|---|---|",
     ]
     for name in names:
@@ -95,15 +96,17 @@ def scales_table() -> str:
         )
     out += [
         "",
-        "| model | rank | W_down init | dropout | √d·RMS(W_down) | ‖ΔE‖/‖E‖ per unit lr, first Adam step: real gradient "
-        "| random signs | predicted lr·√r·√dσ | predicted coherent lr·r·√dσ·√(2/π) |",
+        "| model | rank | W_down init | dropout | √d·RMS(W_down) "
+        "| ‖ΔE‖/‖E‖ per unit lr, first Adam step: real gradient | random signs | predicted lr·√r·√dσ "
+        "| predicted coherent lr·r·√dσ·√(2/π) |",
         "|---|---:|---|---:|---:|---:|---:|---:|---:|",
     ]
     for name in names:
         for row in data[name]["adam_first_step"]:
             lr = row["lr"]
             out.append(
-                f"| {name} | {row['rank']} | {row['init']} | {row['dropout']:g} | {row['sqrt_d_times_w_down_rms']:.3f} | "
+                f"| {name} | {row['rank']} | {row['init']} | {row['dropout']:g} | "
+                f"{row['sqrt_d_times_w_down_rms']:.3f} | "
                 f"{row['rel_delta_e_real_grad'] / lr:.2f} | {row['rel_delta_e_random_signs'] / lr:.2f} | "
                 f"{row['predicted_random_signs'] / lr:.2f} | {row['predicted_coherent'] / lr:.2f} |"
             )
@@ -111,10 +114,10 @@ def scales_table() -> str:
 
 
 def write(doc: Path = ROOT / "docs" / "adalink-on-decoders.md") -> None:
-    from paired import curve  # noqa: PLC0415  (beside this file)
-    from paired import markdown as paired  # noqa: PLC0415
-    from study import markdown as study  # noqa: PLC0415
-    from study import runs as study_runs  # noqa: PLC0415
+    from paired import curve
+    from paired import markdown as paired
+    from study import markdown as study
+    from study import runs as study_runs
 
     text = doc.read_text()
     for marker, table in (
