@@ -32,7 +32,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-steps", type=int, default=None, help="override the profile's optimiser steps")
     parser.add_argument("--max-eval", type=int, default=None, help="override the profile's evaluation size")
     parser.add_argument("--max-length", type=int, default=None, help="override the profile's max input tokens")
-    parser.add_argument("--head-lr", type=float, default=None, help="override the profile's head learning rate")
+    parser.add_argument(
+        "--head-lr",
+        type=float,
+        default=None,
+        help="learning rate of the new classification head, the same for every method (default: the profile's; "
+        + ", ".join(
+            f"{name}: {profile.head_lr:g}" if profile.head_lr else f"{name}: each method's rate"
+            for name, profile in PROFILES.items()
+        )
+        + ")",
+    )
     parser.add_argument("--retry-failed", action="store_true", help="re-run runs recorded as failed")
     parser.add_argument("--report-only", action="store_true", help="only aggregate existing results and report")
     parser.add_argument(
