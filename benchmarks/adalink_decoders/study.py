@@ -6,6 +6,10 @@ A run file is ``benchmarks/results/adalink-decoders/study/NAME.json`` (written b
 queue.sh); ``NAME`` is ``<task letter>-<row>-s<seed>`` (``h`` headlines, ``t`` tweets), the zero-shot row
 ``<task letter>-zeroshot``. Rows are the runs that share everything but the seed.
 
+Training speed is not the runs' own tokens/s: they ran two or three at a time on a shared machine whose load changed
+from run to run, so those figures do not compare rows. The speed column comes from ``speed.py``, which times every
+row's training step side by side in one process (``benchmarks/results/adalink-decoders/study-speed.json``).
+
 Tests, stated beside every verdict:
 - against zero-shot: the zero-shot score is deterministic (greedy decoding, no seed), so a row's seeds are tested
   against it with a one-sample t-test, df = n - 1 (Welch's test with one side exact);
@@ -28,7 +32,8 @@ from adalink.stats import difference, summarize
 
 ROOT = Path(__file__).resolve().parents[2]
 STUDY = ROOT / "benchmarks" / "results" / "adalink-decoders" / "study"
-TASKS = {"h": "headlines", "t": "tweets"}
+TASKS = {"h": "headlines", "t": "tweets", "b": "bbc"}
+SPEED = ROOT / "benchmarks" / "results" / "adalink-decoders" / "study-speed.json"
 _SEED = re.compile(r"-s(\d+)$")
 
 
@@ -82,20 +87,34 @@ def _versus_row(scores: list[float], other: list[float]) -> str:
     return f"{d.delta:+.4f} ± {d.se:.4f} ({d.test_text()}): {verdict}"
 
 
-def task_table(task: str, rows: dict[str, list[dict]]) -> str:
+def side_by_side_speed(path: Path = SPEED) -> dict[str, dict]:
+    """Row name -> its speed.py record (tokens/s and ratios measured side by side); empty before speed.py ran."""
+    if not path.exists():
+        return {}
+    return {row["row"]: row for row in json.loads(path.read_text())["rows"]}
+
+
+def _speed(record: dict | None) -> str:
+    if record is None:
+        return "–"
+    versus_lora = f" ({record['speed_vs_lora']:.2f}x LoRA)" if record.get("speed_vs_lora") is not None else ""
+    return f"{record['tok_s']:.0f}{versus_lora}"
+
+
+def task_table(task: str, rows: dict[str, list[dict]], speed: dict[str, dict] | None = None) -> str:
+    speed = side_by_side_speed() if speed is None else speed
     zero = rows.get("zeroshot")
     zero_score = zero[0]["metrics"]["score"] if zero else None
     lora = _scores(rows["lora"]) if "lora" in rows else None
     out = [
         "| row | setting | trainable params | adapter bytes | seeds | validation | test score, mean ± sd "
         "| vs zero-shot "
-        "| vs LoRA r8 (q, v) | train tokens/s |",
+        "| vs LoRA r8 (q, v) | train tokens/s, side by side |",
         "|---|---|---:|---:|---:|---:|---:|---|---|---:|",
     ]
     for name, records in sorted(rows.items(), key=lambda item: (item[0] != "zeroshot", item[0])):
         scores, metrics = _scores(records), records[0]["metrics"]
         validation = [r["metrics"]["best_validation_score"] for r in records if "best_validation_score" in r["metrics"]]
-        speed = [r["metrics"]["train_tokens_per_second"] for r in records if "train_tokens_per_second" in r["metrics"]]
         cells = [
             name,
             _setting(records[0]),
@@ -106,7 +125,7 @@ def task_table(task: str, rows: dict[str, list[dict]]) -> str:
             f"{statistics.fmean(scores):.4f}" + (f" ± {statistics.stdev(scores):.4f}" if len(scores) > 1 else ""),
             "–" if zero_score is None or name == "zeroshot" else _versus_constant(scores, zero_score),
             "–" if lora is None or name in ("lora", "zeroshot") else _versus_row(scores, lora),
-            f"{statistics.fmean(speed):.0f}" if speed else "–",
+            _speed(speed.get(name)),
         ]
         out.append("| " + " | ".join(cells) + " |")
     metric = next(iter(rows.values()))[0]["metrics"].get("metric", "score")

@@ -127,6 +127,7 @@ def write(doc: Path = ROOT / "docs" / "adalink-on-decoders.md") -> None:
         ("scales", scales_table()),
         ("study-headlines", study("headlines")),
         ("study-tweets", study("tweets")),
+        ("study-bbc", study("bbc")),
         ("study-runs", study_runs()),
     ):
         begin, end = f"<!-- table:{marker} -->", f"<!-- /table:{marker} -->"

@@ -101,3 +101,26 @@ def test_measure_memory_trains_each_old_cell_again_at_its_own_config(bench, tmp_
     assert measurement["spec"]["max_steps"] == 2 and measurement["spec"]["method_config"]["rank"] == 2
     assert measurement["trainable_params"] == document["metrics"]["trainable_params"] // 4  # rank 2, not 8
     assert "| tiny-bert | adalink (rank 2) |" in (tmp_path / "B.md").read_text()
+
+
+def test_measure_memory_measures_only_the_methods_asked_for(bench, tmp_path, capsys):
+    import shutil
+
+    results = tmp_path / "results"
+    shutil.copytree(bench["root"] / "results", results)
+    old = next(p for p in results.glob("quick__*.json") if "__adalink__" in p.name)
+    document = json.loads(old.read_text())
+    document.pop("memory_scope")  # adalink's cell needs measuring; --methods leaves it out
+    old.write_text(json.dumps(document))
+    args = ["bench", "--measure-memory", "--methods", "full", "--max-steps", "2", "--threads", "1"]
+    assert main([*args, "--out", str(results), "--report", str(tmp_path / "B.md")]) == 0
+    assert "training memory of 0 cell(s) measured, failed: []" in capsys.readouterr().out
+    assert not (results / "train-memory").exists()
+
+
+def test_measure_memory_refuses_an_unknown_method(bench, tmp_path, capsys):
+    args = ["bench", "--measure-memory", "--methods", "adalink,nope", "--out", str(bench["root"] / "results")]
+    assert main([*args, "--report", str(tmp_path / "B.md")]) == 2
+    error = capsys.readouterr().err
+    assert "--methods 'adalink,nope': unknown ['nope']" in error
+    assert not (tmp_path / "B.md").exists()

@@ -48,9 +48,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--measure-memory",
         action="store_true",
-        help="measure again the training memory (optimiser steps alone) of every method and task of --profile in "
-        "--out whose runs recorded only their whole run's peak: one training run each (the runs' own steps, or "
-        "--max-steps) in a fresh process, without validation, timing or forgetting, saved under "
+        help="measure again the training memory (optimiser steps alone) of every method (or --methods) and task "
+        "of --profile in --out whose runs recorded only their whole run's peak: one training run each (the runs' "
+        "own steps, or --max-steps) in a fresh process, without validation, timing or forgetting, saved under "
         "<out>/train-memory/; then report",
     )
 
@@ -59,19 +59,9 @@ def run(args: argparse.Namespace) -> int:
     from .report import write_report
 
     out, report = Path(args.out), Path(args.report)
-    if args.measure_memory:
-        from .runner import measure_memory
-
-        measured = measure_memory(
-            out, profile=args.profile, steps=args.max_steps, threads=args.threads, timeout_s=args.timeout or 3600
-        )
-        failed = [r["run_id"] for r in measured if r.get("status") != "ok"]
-        print(f"adalink bench: training memory of {len(measured) - len(failed)} cell(s) measured, failed: {failed}")
-    elif not args.report_only:
+    if args.measure_memory or not args.report_only:
         from ..training.methods import method_names
-        from .runner import BenchPlan, run_bench
 
-        profile = PROFILES[args.profile]
         known = method_names()
         methods = known if args.methods.strip() == "all" else _csv(args.methods)
         unknown = [m for m in methods if m not in known]
@@ -79,6 +69,23 @@ def run(args: argparse.Namespace) -> int:
             message = f"--methods {args.methods!r}: unknown {unknown}; known {known}."
             print(f"adalink bench: error: {message}", file=sys.stderr)
             return 2
+    if args.measure_memory:
+        from .runner import measure_memory
+
+        measured = measure_memory(
+            out,
+            profile=args.profile,
+            steps=args.max_steps,
+            threads=args.threads,
+            timeout_s=args.timeout or 3600,
+            methods=None if args.methods.strip() == "all" else methods,
+        )
+        failed = [r["run_id"] for r in measured if r.get("status") != "ok"]
+        print(f"adalink bench: training memory of {len(measured) - len(failed)} cell(s) measured, failed: {failed}")
+    elif not args.report_only:
+        from .runner import BenchPlan, run_bench
+
+        profile = PROFILES[args.profile]
         try:
             seeds = [int(s) for s in _csv(args.seeds)] if args.seeds else list(profile.seeds)
         except ValueError:

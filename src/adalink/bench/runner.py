@@ -138,13 +138,25 @@ def _one(spec: BenchRun, out: Path, progress: tqdm, retry_failed: bool, timeout_
     return document
 
 
-def measure_memory(out: Path, *, profile: str, steps: int | None, threads: int, timeout_s: int) -> list[dict[str, Any]]:
+def measure_memory(
+    out: Path,
+    *,
+    profile: str,
+    steps: int | None,
+    threads: int,
+    timeout_s: int,
+    methods: Sequence[str] | None = None,
+) -> list[dict[str, Any]]:
     """Measure the training memory of every (model, task, method, config) of ``profile`` in ``out`` whose runs did
     not record it themselves (:mod:`.train_memory`): one run of its first run's spec, at ``steps`` optimiser steps
-    (None: the run's own), unless measured already. Configs that are today's defaults go first."""
+    (None: the run's own), unless measured already; only ``methods`` where given. Configs that are today's defaults
+    go first."""
     firsts: dict[str, dict[str, Any]] = {}
     for document in load_results(out):
-        if document["spec"]["profile"] != profile or not needs_measurement(document):
+        spec = document["spec"]
+        if spec["profile"] != profile or not needs_measurement(document):
+            continue
+        if methods is not None and spec["method"] not in methods:
             continue
         name = measurement_name(document["spec"])
         if name is not None and (name not in firsts or document["spec"]["seed"] < firsts[name]["spec"]["seed"]):
