@@ -35,6 +35,7 @@ STUDY = ROOT / "benchmarks" / "results" / "adalink-decoders" / "study"
 TASKS = {"h": "headlines", "t": "tweets", "b": "bbc"}
 SPEED = ROOT / "benchmarks" / "results" / "adalink-decoders" / "study-speed.json"
 _SEED = re.compile(r"-s(\d+)$")
+_LR = re.compile(r"-lr[0-9.e+-]+$")
 
 
 def load(results: Path = STUDY) -> dict[str, dict[str, list[dict]]]:
@@ -125,7 +126,7 @@ def task_table(task: str, rows: dict[str, list[dict]], speed: dict[str, dict] | 
             f"{statistics.fmean(scores):.4f}" + (f" ± {statistics.stdev(scores):.4f}" if len(scores) > 1 else ""),
             "–" if zero_score is None or name == "zeroshot" else _versus_constant(scores, zero_score),
             "–" if lora is None or name in ("lora", "zeroshot") else _versus_row(scores, lora),
-            _speed(speed.get(name)),
+            _speed(speed.get(name, speed.get(_LR.sub("", name)))),  # a rate variant trains at its row's speed
         ]
         out.append("| " + " | ".join(cells) + " |")
     metric = next(iter(rows.values()))[0]["metrics"].get("metric", "score")
