@@ -2,7 +2,9 @@
 
 - :mod:`adalink.models.resolve`: :func:`resolve_model` turns a packaged alias (:data:`MODEL_ALIASES`), a local
   ``save_pretrained`` directory or the name of a model in the offline Hugging Face cache into a checkpoint directory.
-- :mod:`adalink.models.smollm2`: the ``smollm2-135m`` alias, a GGUF file converted once into a float32 checkpoint.
+- :mod:`adalink.models.smollm2`: the ``smollm2-135m`` alias, a GGUF file converted once into a float32 checkpoint;
+  :mod:`adalink.models.gemma3`: the ``gemma3-270m`` alias, a GGUF file in four chunk packages, likewise
+  (:mod:`adalink.models.gguf`: their shared conversion).
 - :mod:`adalink.models.cache`: the crash- and race-safe directory cache (build into a temporary sibling, marker
   :data:`MARKER_NAME` written last, rename into place) under :func:`default_cache_dir`, also used for the stage-1 VLM.
 """

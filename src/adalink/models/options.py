@@ -20,7 +20,9 @@ class ModelOptions:
 
     model: str = field(
         default="minilm",
-        metadata={"help": "minilm, smollm2-135m, a local directory or a cached hub name; easyvqa: easyvqa-vlm"},
+        metadata={
+            "help": "minilm, smollm2-135m, gemma3-270m, a local directory or a cached hub name; easyvqa: easyvqa-vlm"
+        },
     )
     dtype: str = field(
         default="float32",

