@@ -70,6 +70,18 @@ def test_eval_matches_train_metrics(workspace, capsys):
     assert result["score"] == pytest.approx(metrics["score"])
 
 
+def test_eval_writes_one_prediction_per_scored_example(workspace, tmp_path, capsys):
+    target = tmp_path / "deeper" / "predictions.jsonl"
+    assert main(["eval", "--adapter", str(workspace["out"]), "--max-eval", "7", "--predictions", str(target)]) == 0
+    records = [json.loads(line) for line in target.read_text().splitlines()]
+    result = json.loads((workspace["out"] / "eval-test.json").read_text())
+    assert [r["index"] for r in records] == list(range(7))
+    assert sum(r["score"] for r in records) / 7 == pytest.approx(result["score"])
+    assert all(r["prediction"] in ("negative", "positive") for r in records)
+    assert main(["eval", "--adapter", str(workspace["out"]), "--predictions", str(tmp_path)]) == 2
+    assert f"--predictions {tmp_path}: is a directory" in capsys.readouterr().err
+
+
 def test_predict_and_merge_agree_with_plain_transformers(workspace, tmp_path):
     lines = ["great lovely day", '{"text": "awful terrible food"}', "", "happy good movie"]
     source = tmp_path / "in.txt"

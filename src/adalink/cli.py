@@ -60,6 +60,12 @@ def _parser(command: str | None = None) -> argparse.ArgumentParser:
     evaluate.add_argument(
         "--base-only", action="store_true", help="score the base model with the adapter turned off (zero-shot)"
     )
+    evaluate.add_argument(
+        "--predictions",
+        default=None,
+        metavar="FILE",
+        help="also write one JSON line per scored example to FILE (task, index, score, reference, prediction)",
+    )
 
     predict = commands.add_parser("predict", help="predict labels for lines of text or JSONL")
     predict.add_argument("--adapter", required=True, help="output directory of `adalink train`")
@@ -163,6 +169,7 @@ def _run(args: argparse.Namespace) -> int:
             model=args.model,
             ignore_fingerprint=args.ignore_fingerprint,
             base_only=args.base_only,
+            predictions=args.predictions,
         )
     elif args.command == "predict":
         artifacts.predict_run(args.adapter, args.input, args.output, default_task=args.task, batch_size=args.batch_size)

@@ -6,7 +6,7 @@ import pytest
 
 from adalink.data import Example
 from adalink.runs.loading import setup_model
-from adalink.tasks.evaluation import evaluate, exact_match, predict_batch, rouge_l
+from adalink.tasks.evaluation import evaluate, exact_match, predict_batch, rouge_l, rouge_l_scores
 from adalink.tasks.examples import TaskExample
 from adalink.tasks.formats import TaskInfo
 from tiny_models import save_tiny_checkpoint
@@ -29,6 +29,25 @@ def test_scores_are_the_share_of_right_predictions_and_the_mode_is_restored(tmp_
     predicted = predict_batch(model.eval(), setup.fmt, setup.tokenizer, items, 16, details)
     assert scores == {"t": pytest.approx(sum(p == e.label for p, e in zip(predicted, examples, strict=False)) / 4)}
     assert len(details) == 4 and all(sum(row) == pytest.approx(1.0, abs=1e-5) for row in details)  # rounded
+
+
+def test_example_records_are_the_scored_examples_in_order(tmp_path):
+    labels = (0, 1, 1, 0, 1)
+    setup = setup_model(save_tiny_checkpoint(tmp_path / "llama", "llama"), "text2text", [TaskInfo("t", ("a", "b"))])
+    model = setup.build_base(seed=0).eval()
+    examples = [Example(text, label) for text, label in zip(TEXTS, labels, strict=True)]
+    data = SimpleNamespace(name="t", label_names=("a", "b"), test=examples)
+    records: list = []
+    scores = evaluate(
+        model, setup.fmt, setup.tokenizer, [data], split="test", max_examples=4, max_length=16, batch_size=3,
+        examples_out=records,
+    )  # fmt: skip
+    assert [r["index"] for r in records] == [0, 1, 2, 3] and {r["task"] for r in records} == {"t"}
+    assert [r["reference"] for r in records] == ["a", "b", "b", "a"]
+    assert scores["t"] == pytest.approx(sum(r["score"] for r in records) / 4)
+    for record in records:  # the label is read from the generated text; an answer naming no label is None
+        assert record["prediction"] in ("a", "b", None) and isinstance(record["generated"], str)
+        assert record["score"] == float(record["prediction"] == record["reference"])
 
 
 def test_rouge_l_and_exact_match_of_generations():
@@ -56,3 +75,6 @@ def test_sft_scores_are_rouge_l_of_the_greedy_generations(tmp_path):
     assert all(len(setup.tokenizer(text, add_special_tokens=False)["input_ids"]) <= 5 for text in generated)
     assert scores == rouge == {"g": pytest.approx(rouge_l(generated, list(TEXTS)))}
     assert exact == {"g": exact_match(generated, list(TEXTS))}
+    assert rouge_l_scores(generated, list(TEXTS)) == pytest.approx(
+        [rouge_l([g], [ref]) for g, ref in zip(generated, TEXTS, strict=True)]
+    )

@@ -57,8 +57,12 @@ def test_eval_reports_rouge_l_and_exact_match_as_train_did(run_dir):
     assert set(evaluated["exact_match"]) == {"pairs"} and 0 <= evaluated["exact_match"]["pairs"] <= 1
 
 
-def test_the_base_only_score_is_the_zero_shot_score_of_the_plain_base(run_dir):
-    scores = evaluate_run(run_dir, max_eval=MAX_EVAL, base_only=True)
+def test_the_base_only_score_is_the_zero_shot_score_of_the_plain_base(run_dir, tmp_path):
+    scores = evaluate_run(run_dir, max_eval=MAX_EVAL, base_only=True, predictions=tmp_path / "base.jsonl")
+    records = [json.loads(line) for line in (tmp_path / "base.jsonl").read_text().splitlines()]
+    assert [r["index"] for r in records] == list(range(len(records))) and 0 < len(records) <= MAX_EVAL
+    assert sum(r["score"] for r in records) / len(records) == pytest.approx(scores["pairs"])
+    assert all(isinstance(r["prediction"], str) and isinstance(r["reference"], str) for r in records)
     run = json.loads((run_dir / "run.json").read_text())
     setup = setup_model(run["model"], "sft", [])
     plain = setup.build_base(seed=0).eval()  # no adapter at all

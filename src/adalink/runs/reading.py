@@ -48,9 +48,10 @@ class LoadedRun:
         max_examples: int | None,
         rouge_l: dict[str, float] | None = None,
         exact_match: dict[str, float] | None = None,
+        examples_out: list[dict[str, Any]] | None = None,
     ) -> dict[str, float]:
-        """The score per task on ``split`` (first ``max_examples``), at the run's own ``max_length``; ``generative``:
-        the ``rouge_l`` / ``exact_match`` dicts of :func:`~adalink.tasks.evaluation.evaluate`."""
+        """The score per task on ``split`` (first ``max_examples``), at the run's own ``max_length``; ``rouge_l`` /
+        ``exact_match`` / ``examples_out``: as in :func:`~adalink.tasks.evaluation.evaluate`."""
         return evaluate(
             self.model,
             self.fmt,
@@ -61,6 +62,7 @@ class LoadedRun:
             max_length=self.run["max_length"],
             rouge_l=rouge_l,
             exact_match=exact_match,
+            examples_out=examples_out,
         )
 
     @property

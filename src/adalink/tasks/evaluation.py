@@ -23,7 +23,7 @@ from .examples import TaskExample
 from .formats import ClassificationFormat, TextToTextFormat
 from .sft import SFTFormat, eos_id
 
-__all__ = ["evaluate", "exact_match", "generate_texts", "predict_batch", "rouge_l"]
+__all__ = ["evaluate", "exact_match", "example_records", "generate_texts", "predict_batch", "rouge_l", "rouge_l_scores"]
 
 
 @torch.no_grad()
@@ -39,11 +39,14 @@ def evaluate(
     batch_size: int = 64,
     rouge_l: dict[str, float] | None = None,
     exact_match: dict[str, float] | None = None,
+    examples_out: list[dict[str, Any]] | None = None,
 ) -> dict[str, float]:
     """The score per task on ``split``: accuracy (exact match for text-to-text, ROUGE-L F1 for sft).
 
     ``rouge_l`` / ``exact_match`` (if given) receive each generative task's mean ROUGE-L F1 / exact match of the
-    generated answers against the references (for text-to-text, the label words).
+    generated answers against the references (for text-to-text, the label words). ``examples_out`` (if given)
+    receives one record per scored example, in order (:func:`example_records`): a task's score is the mean of its
+    records' ``score``.
     """
     was_training = model.training
     model.eval()
@@ -59,6 +62,8 @@ def evaluate(
                 generated += generate_texts(model, fmt, tokenizer, chunk, max_length, limit)
             else:
                 predicted += predict_batch(model, fmt, tokenizer, chunk, max_length, generated)
+        if examples_out is not None:
+            examples_out += example_records(data, examples, predicted, generated, sft=isinstance(fmt, SFTFormat))
         if isinstance(fmt, SFTFormat):
             references = [e.response for e in examples]
             scores[data.name] = _record(data.name, generated, references, rouge_l, exact_match, whole=True)
@@ -69,6 +74,39 @@ def evaluate(
             _record(data.name, generated, [data.label_names[e.label] for e in examples], rouge_l, exact_match)
     model.train(was_training)
     return scores
+
+
+def example_records(
+    data: TextClassificationData | VQAData | GenerationData,
+    examples: Sequence[Any],
+    predicted: Sequence[int],
+    generated: Sequence[Any],
+    *,
+    sft: bool,
+) -> list[dict[str, Any]]:
+    """One record per scored example of one task: ``task``, ``index`` (in the split), ``score`` (1.0 / 0.0 for a
+    label, ROUGE-L F1 for sft), ``reference`` and ``prediction`` (label names, None for an answer that names no label;
+    sft: the response and the generation), and ``generated`` (text-to-text's generated text)."""
+    if sft:
+        references = [e.response for e in examples]
+        scores = rouge_l_scores(list(generated), references)
+        return [
+            {"task": data.name, "index": i, "score": s, "reference": ref, "prediction": _answer(gen, False)}
+            for i, (s, ref, gen) in enumerate(zip(scores, references, generated, strict=True))
+        ]
+    names = list(getattr(data, "label_names", None) or [])
+
+    def name(label: int) -> str | int | None:
+        return None if label < 0 else (names[label] if label < len(names) else label)
+
+    records = []
+    for i, (label, example) in enumerate(zip(predicted, examples, strict=True)):
+        record = {"task": data.name, "index": i, "score": float(label == example.label)}
+        record |= {"reference": name(example.label), "prediction": name(label)}
+        if generated and isinstance(generated[i], str):  # text-to-text: the generation the label was read from
+            record["generated"] = generated[i]
+        records.append(record)
+    return records
 
 
 def _record(
@@ -146,12 +184,17 @@ def generate_texts(
 def rouge_l(generated: list[str], references: list[str], *, first_line: bool = False) -> float:
     """Mean ROUGE-L F1 (``rouge-score``, its default tokenizer) of the stripped generations (``first_line``: only
     their first line, as a label word is read) against the references; 0.0 for no pairs."""
+    values = rouge_l_scores(generated, references, first_line=first_line)
+    return sum(values) / max(1, len(values))
+
+
+def rouge_l_scores(generated: list[str], references: list[str], *, first_line: bool = False) -> list[float]:
+    """ROUGE-L F1 of each stripped generation against its reference (see :func:`rouge_l`, their mean)."""
     from rouge_score import rouge_scorer
 
     scorer = rouge_scorer.RougeScorer(["rougeL"])
     pairs = zip(generated, references, strict=True)
-    values = [scorer.score(ref, _answer(gen, first_line)).get("rougeL").fmeasure for gen, ref in pairs]
-    return sum(values) / max(1, len(values))
+    return [scorer.score(ref, _answer(gen, first_line)).get("rougeL").fmeasure for gen, ref in pairs]
 
 
 def exact_match(generated: list[str], references: list[str], *, first_line: bool = False) -> float:

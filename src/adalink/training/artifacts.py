@@ -21,7 +21,7 @@ from ..data import (
     chat_example,
 )
 from ..errors import MissingFileError, UsageError
-from ..io import write_json_atomic
+from ..io import write_atomic, write_json_atomic
 from ..peft_model import PeftModel
 from ..runs.folding import merge_run
 from ..runs.loading import load_tasks
@@ -43,20 +43,30 @@ def evaluate_run(
     model: str | None = None,
     ignore_fingerprint: bool = False,
     base_only: bool = False,
+    predictions: str | Path | None = None,
 ) -> dict[str, float]:
     """Score a run on ``split``, print and write ``eval-<split>.json``; returns the score per task.
 
     An sft run's score is ROUGE-L, and the file also holds ROUGE-L and exact match per task. ``base_only``: score
     the base model alone, the run's adapter disabled (``eval-<split>-base.json``): the zero-shot score with the
-    run's own prompts, tokenizer and generation settings.
+    run's own prompts, tokenizer and generation settings. ``predictions``: also write one JSON line per scored
+    example there (:func:`adalink.tasks.evaluation.example_records`: task, index, score, reference, prediction),
+    for paired comparisons of runs on the same examples.
     """
+    if predictions is not None and Path(predictions).is_dir():
+        raise UsageError(f"--predictions {predictions}: is a directory; expected the path of a file to write.")
     loaded = load_run(directory, model=model, ignore_fingerprint=ignore_fingerprint)
     datasets = load_tasks(TrainArgs(**loaded.run["args"]).data)
     generative: dict[str, dict[str, float]] = {}
     if isinstance(loaded.fmt, SFTFormat):
         generative = {"rouge_l": {}, "exact_match": {}}
+    records: list[dict[str, Any]] | None = [] if predictions is not None else None
     with _adapter_disabled(loaded) if base_only else nullcontext():
-        scores = loaded.evaluate(datasets, split=split, max_examples=max_eval, **generative)
+        scores = loaded.evaluate(datasets, split=split, max_examples=max_eval, examples_out=records, **generative)
+    if predictions is not None and records is not None:
+        lines = "".join(json.dumps(record, ensure_ascii=False) + "\n" for record in records)
+        Path(predictions).parent.mkdir(parents=True, exist_ok=True)
+        write_atomic(predictions, lambda tmp: Path(tmp).write_text(lines, encoding="utf-8"))
     result: dict[str, Any] = {"split": split, "score": sum(scores.values()) / len(scores), "per_task": scores}
     if generative:
         result = {"split": split, "metric": SFTFormat.metric, **result, **generative}
