@@ -12,14 +12,19 @@ from adalink.tasks.formats import TaskInfo
 from tiny_models import save_tiny_checkpoint
 
 TEXTS = ["good movie", "awful food service", "sad", "great happy food 12", "the day was very not lovely"]
+LABELS = (0, 1, 1, 0, 1)
+
+
+def _labelled(tmp_path, architecture: str, fmt: str):
+    """(setup, base model, examples, task data) of a tiny ``architecture`` on TEXTS labelled a / b."""
+    setup = setup_model(save_tiny_checkpoint(tmp_path / architecture, architecture), fmt, [TaskInfo("t", ("a", "b"))])
+    examples = [Example(text, label) for text, label in zip(TEXTS, LABELS, strict=True)]
+    return setup, setup.build_base(seed=0), examples, SimpleNamespace(name="t", label_names=("a", "b"), test=examples)
 
 
 def test_scores_are_the_share_of_right_predictions_and_the_mode_is_restored(tmp_path):
-    labels = (0, 1, 1, 0, 1)
-    setup = setup_model(save_tiny_checkpoint(tmp_path / "bert", "bert"), "auto", [TaskInfo("t", ("a", "b"))])
-    model = setup.build_base(seed=0).train()
-    examples = [Example(text, label) for text, label in zip(TEXTS, labels, strict=True)]
-    data = SimpleNamespace(name="t", label_names=("a", "b"), test=examples)
+    setup, model, examples, data = _labelled(tmp_path, "bert", "auto")
+    model.train()
     scores = evaluate(
         model, setup.fmt, setup.tokenizer, [data], split="test", max_examples=4, max_length=16, batch_size=3
     )
@@ -32,11 +37,8 @@ def test_scores_are_the_share_of_right_predictions_and_the_mode_is_restored(tmp_
 
 
 def test_example_records_are_the_scored_examples_in_order(tmp_path):
-    labels = (0, 1, 1, 0, 1)
-    setup = setup_model(save_tiny_checkpoint(tmp_path / "llama", "llama"), "text2text", [TaskInfo("t", ("a", "b"))])
-    model = setup.build_base(seed=0).eval()
-    examples = [Example(text, label) for text, label in zip(TEXTS, labels, strict=True)]
-    data = SimpleNamespace(name="t", label_names=("a", "b"), test=examples)
+    setup, model, _, data = _labelled(tmp_path, "llama", "text2text")
+    model.eval()
     records: list = []
     scores = evaluate(
         model, setup.fmt, setup.tokenizer, [data], split="test", max_examples=4, max_length=16, batch_size=3,
