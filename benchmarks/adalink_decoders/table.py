@@ -116,6 +116,7 @@ def scales_table() -> str:
 def write(doc: Path = ROOT / "docs" / "adalink-on-decoders.md") -> None:
     from paired import curve
     from paired import markdown as paired
+    from per_example import markdown as per_example
     from study import markdown as study
     from study import runs as study_runs
 
@@ -128,6 +129,7 @@ def write(doc: Path = ROOT / "docs" / "adalink-on-decoders.md") -> None:
         ("study-headlines", study("headlines")),
         ("study-tweets", study("tweets")),
         ("study-bbc", study("bbc")),
+        ("study-paired", per_example()),
         ("study-runs", study_runs()),
     ):
         begin, end = f"<!-- table:{marker} -->", f"<!-- /table:{marker} -->"
