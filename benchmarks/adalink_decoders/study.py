@@ -14,8 +14,8 @@ Tests, stated beside every verdict:
 - against zero-shot: the zero-shot score is deterministic (greedy decoding, no seed), so a row's seeds are tested
   against it with a one-sample t-test, df = n - 1 (Welch's test with one side exact);
 - against LoRA: Welch's t-test at the Welch–Satterthwaite df (``adalink.stats.difference``).
-Both are conditional on the fixed first-N test examples every run scores: ROUGE-L's per-example variance is not in the
-run files, so the test set's own sampling error is not added (it would widen both intervals).
+Both hold the first-N test examples every run scores fixed; per_example.py adds the test set's own sampling error
+(a paired bootstrap over seeds and examples, from each run's per-example predictions).
 """
 
 from __future__ import annotations
