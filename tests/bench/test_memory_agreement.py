@@ -48,3 +48,11 @@ def test_the_memory_gap_sentence_names_each_method_and_allocator():
         in text
     )
     assert memory_gap_parts({"rows": []}) == []
+
+
+def test_the_memory_gap_sentence_names_the_task_where_a_file_covers_several():
+    row = {"method": "full", "allocator": "glibc default", "harness_mib": 800, "bare_loop_mib": 742}
+    row["difference_mib"] = 58
+    gap = {"steps": 30, "batch": 16, "length": 64, "rows": [{**row, "task": "tweets"}, {**row, "task": "bbc"}]}
+    (text, _) = memory_gap_parts(gap)
+    assert "with glibc default: full (tweets) 800 vs 742 (+58), full (bbc) 800 vs 742 (+58) MiB" in text

@@ -54,6 +54,11 @@ def _steps(train_cost: dict[str, Any]) -> str:
     return f"{steps} steps" if steps else "a few steps"
 
 
+def _task_label(row: dict[str, Any], tasks: set[str]) -> str:
+    """`` (bbc)`` where the file's harness runs cover several tasks (files before ``--tasks`` ran on tweets alone)."""
+    return f" ({row.get('task', 'tweets')})" if len(tasks) > 1 else ""
+
+
 def memory_gap_parts(gap: dict[str, Any]) -> list[str]:
     """One sentence per allocator setting: by how much the harness's training memory exceeds the bare loop's."""
     by_allocator: dict[str, list[dict[str, Any]]] = {}
@@ -61,10 +66,12 @@ def memory_gap_parts(gap: dict[str, Any]) -> list[str]:
         by_allocator.setdefault(row["allocator"], []).append(row)
     if not by_allocator:
         return []
+    tasks = {row.get("task", "tweets") for row in gap["rows"]}
     sentences = []
     for allocator, rows in by_allocator.items():
         each = ", ".join(
-            f"{r['method']} {r['harness_mib']:.0f} vs {r['bare_loop_mib']:.0f} ({r['difference_mib']:+.0f})"
+            f"{r['method']}{_task_label(r, tasks)} {r['harness_mib']:.0f} vs {r['bare_loop_mib']:.0f} "
+            f"({r['difference_mib']:+.0f})"
             for r in rows
         )
         sentences.append(f"with {allocator}: {each} MiB")

@@ -29,7 +29,7 @@ __all__ = ["PERF_DIR", "SMOKE_PROFILES", "write_report"]
 PERF_DIR = "perf"  # <out>/perf/<script>.json written by benchmarks/*.py --json-out
 SERVE_FILE = "serve_load.json"  # written by the serving load test
 PROBES_DIR = "probes"  # <out>/probes/<profile>/*.json: runs beyond a sweep's edge (adalink.bench.edges)
-PERF_SCRIPTS = ("overhead", "mixed_batch", "train_cost", "memory_gap", "length_groups")
+PERF_SCRIPTS = ("overhead", "mixed_batch", "train_cost", "memory_gap", "memory_gap_tasks", "length_groups")
 SMOKE_PROFILES = ("quick",)  # profiles that only show every method runs: reported after the comparisons
 ORDER = ("standard", "paper")  # comparison profiles first, the first one with results is the headline
 
@@ -44,7 +44,8 @@ Each profile's section gives the command that re-runs it (finished runs are kept
 survey's full protocol on a GPU is `adalink bench --profile paper --models minilm,smollm2-135m --tasks tweets,bbc
 --methods all --seeds 0,1,2 --lrs 1e-3,1e-4,1e-5`. The performance scripts are
 `python benchmarks/overhead.py`, `benchmarks/mixed_batch.py`, `benchmarks/train_cost.py` and
-`benchmarks/memory_gap.py` (each `--json-out {out}/{perf}/<name>.json` to feed this report).
+`benchmarks/memory_gap.py` (each `--json-out {out}/{perf}/<name>.json` to feed this report; `memory_gap.py --tasks
+tweets,bbc` writes `memory_gap_tasks.json`).
 """
 
 _METHOD_NOTES = """### How each column is measured
@@ -231,10 +232,12 @@ def _perf_parts(out: Path, report: Path, rows: list[MethodRow]) -> list[str]:
     for name in PERF_SCRIPTS:
         path = out / PERF_DIR / f"{name}.json"
         if path.is_file():
-            parts += [_render_json_block(f"`benchmarks/{name}.py`", json.loads(path.read_text())), ""]
+            script = json.loads(path.read_text()).get("script", name)
+            title = f"`benchmarks/{script}.py`" + (f" (`{name}.json`)" if script != name else "")
+            parts += [_render_json_block(title, json.loads(path.read_text())), ""]
             if name == "train_cost":
                 parts += memory_agreement_parts(rows, json.loads(path.read_text()))
-            if name == "memory_gap":
+            if name.startswith("memory_gap"):
                 parts += memory_gap_parts(json.loads(path.read_text()))
     notes = out / PERF_DIR / "NOTES.md"
     if notes.is_file():
