@@ -25,7 +25,7 @@ if SRC.is_dir() and str(SRC) not in sys.path:
 from adalink.io import write_json_atomic  # noqa: E402
 from adalink.provenance import environment  # noqa: E402
 
-__all__ = ["alternate", "base_parser", "emit", "minilm_path", "profile_tables", "ratio", "text_batch"]
+__all__ = ["alternate", "base_parser", "emit", "make_step", "minilm_path", "profile_tables", "ratio", "text_batch"]
 
 
 def base_parser(description: str) -> argparse.ArgumentParser:
@@ -73,6 +73,23 @@ def text_batch(tokenizer, size: int, length: int, task: str = "tweets", offset: 
     texts = [e.text for e in load_text_task(task).test[offset : offset + size]]
     batch = tokenizer(texts, padding="max_length", truncation=True, max_length=length, return_tensors="pt")
     return dict(batch)
+
+
+def make_step(model, batch: dict[str, torch.Tensor], labels: torch.Tensor) -> tuple[Callable[[], None], int]:
+    """(one whole training step of ``model`` on ``batch``: forward, loss, backward, gradient clipping, AdamW step,
+    zero_grad; its trainable parameter count). The model is put in training mode."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=1e-5, weight_decay=0.0)
+    model.train()
+
+    def step() -> None:
+        loss = model(**batch, labels=labels).loss
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+
+    return step, sum(p.numel() for p in params)
 
 
 def alternate(contenders: dict[str, Callable[[], Any]], rounds: int, iters: int) -> dict[str, list[float]]:

@@ -21,7 +21,17 @@ import subprocess
 import sys
 
 import torch
-from _common import alternate, base_parser, emit, minilm_path, profile_tables, ratio, setup_threads, text_batch
+from _common import (
+    alternate,
+    base_parser,
+    emit,
+    make_step,
+    minilm_path,
+    profile_tables,
+    ratio,
+    setup_threads,
+    text_batch,
+)
 
 from adalink.process_memory import peak_rss_bytes, release_free_memory, reset_peak_rss, rss_bytes
 
@@ -66,21 +76,6 @@ def build(name: str):
         return get_peft_model(base, METHOD_CONFIGS[name](modules_to_save=heads, **extra)), False
     config = resolve_method_config(name, rank=None, dropout=None, tasks=["tweets"], heads=heads)  # as the bench
     return get_peft_model(base, config), False
-
-
-def make_step(model, batch, labels):
-    params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=1e-5, weight_decay=0.0)
-    model.train()
-
-    def step():
-        loss = model(**batch, labels=labels).loss
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-
-    return step, sum(p.numel() for p in params)
 
 
 def child_memory(name: str, batch_size: int, length: int, steps: int) -> None:

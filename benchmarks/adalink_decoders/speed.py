@@ -23,7 +23,7 @@ from typing import Any
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/: the shared timing helpers
-from _common import alternate, base_parser, emit, ratio, setup_threads, text_batch
+from _common import alternate, base_parser, emit, make_step, ratio, setup_threads, text_batch
 
 # row name (as in the study's tables) -> (method, rank, --method-config options)
 ROWS: dict[str, tuple[str, int | None, dict[str, Any]]] = {
@@ -46,20 +46,8 @@ def build_step(path: str, row: str, batch: dict[str, torch.Tensor]):
     torch.manual_seed(0)
     base = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
     config = resolve_method_config(method, rank=rank, dropout=None, tasks=["tweets"], heads=[], options=options)
-    model = get_peft_model(base, config)
-    params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=1e-5, weight_decay=0.0)
     labels = batch["input_ids"].masked_fill(batch["attention_mask"] == 0, -100)
-    model.train()
-
-    def step() -> None:
-        loss = model(**batch, labels=labels).loss
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-
-    return step, sum(p.numel() for p in params)
+    return make_step(get_peft_model(base, config), batch, labels)
 
 
 def main() -> None:
