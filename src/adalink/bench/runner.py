@@ -158,8 +158,8 @@ def measure_memory(
             continue
         if methods is not None and spec["method"] not in methods:
             continue
-        name = measurement_name(document["spec"])
-        if name is not None and (name not in firsts or document["spec"]["seed"] < firsts[name]["spec"]["seed"]):
+        name = measurement_name(spec)
+        if name is not None and (name not in firsts or spec["seed"] < firsts[name]["spec"]["seed"]):
             firsts[name] = document
     order = sorted(firsts, key=lambda n: (firsts[n]["spec"]["method_config"] != _today(firsts[n]), n))
     results = []
