@@ -22,11 +22,9 @@ import json
 from pathlib import Path
 
 import numpy as np
+from study import STUDY, TASKS  # the run files and task letters of the study's tables
 
-ROOT = Path(__file__).resolve().parents[2]
-STUDY = ROOT / "benchmarks" / "results" / "adalink-decoders" / "study"
 PREDICTIONS = STUDY / "predictions"
-TASKS = {"h": "headlines", "t": "tweets", "b": "bbc"}
 # (row, against) pairs compared on every task where both have predictions
 PAIRS = (("adalink", "lora"), ("adalink-r400", "lora"), ("adalink", "adalink-r400"), ("adalink", "zeroshot"))
 REPLICATES = 10_000
