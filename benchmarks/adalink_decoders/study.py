@@ -133,6 +133,39 @@ def task_table(task: str, rows: dict[str, list[dict]], speed: dict[str, dict] | 
     return f"{task} ({metric}):\n\n" + "\n".join(out) + "\n"
 
 
+def sweeps_table(table: dict[str, dict[str, list[dict]]]) -> str:
+    """Each row's rates on validation (seed 0 of every rate, so one seed against one seed), the best one, and whether
+    it lies inside the swept range: the issue's protocol sweeps until it does."""
+    out = [
+        "| task | row | validation at each rate (seed 0) | best | best inside the range? |",
+        "|---|---|---|---:|---|",
+    ]
+    for task, rows in table.items():
+        families: dict[str, dict[float, float]] = {}
+        for name, records in rows.items():
+            first = next((r for r in records if r.get("seed") == 0), None)
+            if first is None or first.get("args") is None or "best_validation_score" not in first["metrics"]:
+                continue
+            families.setdefault(_LR.sub("", name), {})[first["args"]["lr"]] = first["metrics"]["best_validation_score"]
+        for family, by_rate in sorted(families.items()):
+            rates = sorted(by_rate)
+            best = max(rates, key=lambda rate: by_rate[rate])
+            cells = [
+                f"**{rate:g}: {by_rate[rate]:.4f}**" if rate == best else f"{rate:g}: {by_rate[rate]:.4f}"
+                for rate in rates
+            ]
+            if len(rates) == 1:
+                where = "one rate: not swept"
+            elif best == rates[-1]:
+                where = "no: the highest swept"
+            elif best == rates[0]:
+                where = "no: the lowest swept"
+            else:
+                where = "yes"
+            out.append(f"| {task} | {family} | {' · '.join(cells)} | {best:g} | {where} |")
+    return "\n".join(out) + "\n"
+
+
 def runs_table(table: dict[str, dict[str, list[dict]]]) -> str:
     out = ["| run | commit | seed | score | wall s | command |", "|---|---|---:|---:|---:|---|"]
     for rows in table.values():
@@ -155,7 +188,12 @@ def runs() -> str:
     return runs_table(load())
 
 
+def sweeps() -> str:
+    return sweeps_table(load())
+
+
 if __name__ == "__main__":
     for name in TASKS.values():
         print(markdown(name))
+    print(sweeps())
     print(runs())

@@ -119,6 +119,7 @@ def write(doc: Path = ROOT / "docs" / "adalink-on-decoders.md") -> None:
     from per_example import markdown as per_example
     from study import markdown as study
     from study import runs as study_runs
+    from study import sweeps as study_sweeps
 
     text = doc.read_text()
     for marker, table in (
@@ -130,6 +131,7 @@ def write(doc: Path = ROOT / "docs" / "adalink-on-decoders.md") -> None:
         ("study-tweets", study("tweets")),
         ("study-bbc", study("bbc")),
         ("study-paired", per_example()),
+        ("study-sweeps", study_sweeps()),
         ("study-runs", study_runs()),
     ):
         begin, end = f"<!-- table:{marker} -->", f"<!-- /table:{marker} -->"
