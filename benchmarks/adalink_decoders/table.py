@@ -117,6 +117,7 @@ def write(doc: Path = ROOT / "docs" / "adalink-on-decoders.md") -> None:
     from paired import curve
     from paired import markdown as paired
     from per_example import markdown as per_example
+    from study import losses as study_losses
     from study import markdown as study
     from study import runs as study_runs
     from study import sweeps as study_sweeps
@@ -132,6 +133,7 @@ def write(doc: Path = ROOT / "docs" / "adalink-on-decoders.md") -> None:
         ("study-bbc", study("bbc")),
         ("study-paired", per_example()),
         ("study-sweeps", study_sweeps()),
+        ("study-losses", study_losses()),
         ("study-runs", study_runs()),
     ):
         begin, end = f"<!-- table:{marker} -->", f"<!-- /table:{marker} -->"
