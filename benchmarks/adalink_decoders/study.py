@@ -215,7 +215,9 @@ def runs_table(table: dict[str, dict[str, list[dict]]]) -> str:
                     f"| {r['name']} | {r['commit'][:7]} | {seed} | {r['metrics']['score']:.4f} | "
                     f"{r['wall_seconds']:.0f} | `{r['command']}` |"
                 )
-    return "\n".join(out) + "\n"
+    total = sum(r["wall_seconds"] for rows in table.values() for records in rows.values() for r in records)
+    count = sum(len(records) for rows in table.values() for records in rows.values())
+    return "\n".join(out) + f"\n\n{count} runs, {total / 3600:.1f} hours of wall time in all (one thread each).\n"
 
 
 def markdown(task: str) -> str:
