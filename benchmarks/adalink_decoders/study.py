@@ -149,20 +149,24 @@ def sweeps_table(table: dict[str, dict[str, list[dict]]]) -> str:
             families.setdefault(_LR.sub("", name), {})[first["args"]["lr"]] = first["metrics"]["best_validation_score"]
         for family, by_rate in sorted(families.items()):
             rates = sorted(by_rate)
-            best = max(rates, key=lambda rate: by_rate[rate])
+            top = max(by_rate.values())
+            best = [rate for rate in rates if by_rate[rate] == top]
             cells = [
-                f"**{rate:g}: {by_rate[rate]:.4f}**" if rate == best else f"{rate:g}: {by_rate[rate]:.4f}"
+                f"**{rate:g}: {by_rate[rate]:.4f}**" if rate in best else f"{rate:g}: {by_rate[rate]:.4f}"
                 for rate in rates
             ]
             if len(rates) == 1:
                 where = "one rate: not swept"
-            elif best == rates[-1]:
+            elif len(best) > 1:
+                where = "no: a tie"
+            elif best[0] == rates[-1]:
                 where = "no: the highest swept"
-            elif best == rates[0]:
+            elif best[0] == rates[0]:
                 where = "no: the lowest swept"
             else:
                 where = "yes"
-            out.append(f"| {task} | {family} | {' · '.join(cells)} | {best:g} | {where} |")
+            best_rates = " = ".join(f"{rate:g}" for rate in best)
+            out.append(f"| {task} | {family} | {' · '.join(cells)} | {best_rates} | {where} |")
     return "\n".join(out) + "\n"
 
 
