@@ -103,5 +103,18 @@ def markdown(predictions: Path = PREDICTIONS, study: Path = STUDY) -> str:
     return "\n".join(out) + "\n"
 
 
+def lengths(letter: str = "h", predictions: Path = PREDICTIONS) -> str:
+    """Mean length in words of each run's predictions and of the references (one task): ROUGE-L's F1 rewards a
+    prediction of the reference's length, so a row can gain score by learning the length alone."""
+    out = ["| run | score | words per prediction | words per reference |", "|---|---:|---:|---:|"]
+    for path in sorted(predictions.glob(f"{letter}-*.jsonl")):
+        records = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+        predicted = np.mean([len(r["prediction"].split()) for r in records])
+        reference = np.mean([len(r["reference"].split()) for r in records])
+        score = np.mean([r["score"] for r in records])
+        out.append(f"| {path.stem} | {score:.4f} | {predicted:.1f} | {reference:.1f} |")
+    return "\n".join(out) + "\n"
+
+
 if __name__ == "__main__":
     print(markdown(), end="")

@@ -116,6 +116,7 @@ def scales_table() -> str:
 def write(doc: Path = ROOT / "docs" / "adalink-on-decoders.md") -> None:
     from paired import curve
     from paired import markdown as paired
+    from per_example import lengths
     from per_example import markdown as per_example
     from study import losses as study_losses
     from study import markdown as study
@@ -132,6 +133,7 @@ def write(doc: Path = ROOT / "docs" / "adalink-on-decoders.md") -> None:
         ("study-tweets", study("tweets")),
         ("study-bbc", study("bbc")),
         ("study-paired", per_example()),
+        ("study-lengths", lengths("h")),
         ("study-sweeps", study_sweeps()),
         ("study-losses", study_losses()),
         ("study-runs", study_runs()),
