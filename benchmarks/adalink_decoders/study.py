@@ -170,6 +170,27 @@ def sweeps_table(table: dict[str, dict[str, list[dict]]]) -> str:
     return "\n".join(out) + "\n"
 
 
+def rate_rows_table(table: dict[str, dict[str, list[dict]]]) -> str:
+    """Every rate variant with two seeds or more against its row at the default rate, on test (Welch) and validation."""
+    out = [
+        "| task | row | rate | seeds | validation | test score, mean ± sd | against the default rate's row |",
+        "|---|---|---:|---:|---:|---:|---|",
+    ]
+    for task, rows in table.items():
+        for name, records in sorted(rows.items()):
+            family = _LR.sub("", name)
+            if family == name or family not in rows or len(records) < 2:
+                continue
+            scores = _scores(records)
+            validation = statistics.fmean(r["metrics"]["best_validation_score"] for r in records)
+            out.append(
+                f"| {task} | {family} | {records[0]['args']['lr']:g} | {len(records)} | {validation:.4f} | "
+                f"{statistics.fmean(scores):.4f} ± {statistics.stdev(scores):.4f} | "
+                f"{_versus_row(scores, _scores(rows[family]))} |"
+            )
+    return "\n".join(out) + "\n"
+
+
 def _lr(records: list[dict]) -> float:
     args = records[0].get("args")
     return args["lr"] if args else 0.0
@@ -239,6 +260,10 @@ def sweeps() -> str:
 
 def losses() -> str:
     return loss_table(load())
+
+
+def rate_rows() -> str:
+    return rate_rows_table(load())
 
 
 if __name__ == "__main__":

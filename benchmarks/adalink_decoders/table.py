@@ -120,6 +120,7 @@ def write(doc: Path = ROOT / "docs" / "adalink-on-decoders.md") -> None:
     from per_example import markdown as per_example
     from study import losses as study_losses
     from study import markdown as study
+    from study import rate_rows as study_rate_rows
     from study import runs as study_runs
     from study import sweeps as study_sweeps
 
@@ -136,6 +137,7 @@ def write(doc: Path = ROOT / "docs" / "adalink-on-decoders.md") -> None:
         ("study-lengths", lengths("h")),
         ("study-sweeps", study_sweeps()),
         ("study-losses", study_losses()),
+        ("study-rate-rows", study_rate_rows()),
         ("study-runs", study_runs()),
     ):
         begin, end = f"<!-- table:{marker} -->", f"<!-- /table:{marker} -->"
