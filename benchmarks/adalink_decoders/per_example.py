@@ -34,6 +34,7 @@ PAIRS = (
     ("adalink", "zeroshot"),
     ("adalink-lr2e-2", "lora"),  # AdaLink at its best swept rate on headlines, where it has 3 seeds
     ("adalink-lr2e-2", "adalink"),
+    ("adalink-out", "adalink"),  # the output link against the input-only link
 )
 REPLICATES = 10_000
 
