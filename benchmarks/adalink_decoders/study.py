@@ -143,8 +143,8 @@ def sweeps_table(table: dict[str, dict[str, list[dict]]]) -> str:
     for task, rows in table.items():
         families: dict[str, dict[float, float]] = {}
         for name, records in rows.items():
-            first = next((r for r in records if r.get("seed") == 0), None)
-            if first is None or first.get("args") is None or "best_validation_score" not in first["metrics"]:
+            first = _seed0(records)
+            if first is None or "best_validation_score" not in first["metrics"]:
                 continue
             families.setdefault(_LR.sub("", name), {})[first["args"]["lr"]] = first["metrics"]["best_validation_score"]
         for family, by_rate in sorted(families.items()):
@@ -271,4 +271,5 @@ if __name__ == "__main__":
         print(markdown(name))
     print(sweeps())
     print(losses())
+    print(rate_rows())
     print(runs())
