@@ -213,11 +213,12 @@ def loss_table(table: dict[str, dict[str, list[dict]]]) -> str:
         "|---|---|---:|---:|---|",
     ]
     for task, rows in table.items():
+        swept = {_LR.sub("", name) for name in rows if _LR.search(name)}  # rows with a rate variant
         by_family_and_rate = sorted(rows.items(), key=lambda item: (_LR.sub("", item[0]), _lr(item[1])))
         for name, records in by_family_and_rate:
             family = _LR.sub("", name)
             run, default = _seed0(records), _seed0(rows.get(family, []))
-            if run is None or default is None or not any(_LR.sub("", other) == family != other for other in rows):
+            if family not in swept or run is None or default is None:
                 continue
             losses = [step["loss"] for step in run["steps"]][50:]
             cell = "(the default)"
